@@ -1,0 +1,1 @@
+/* cm_db: being written */

@@ -1,0 +1,54 @@
+/*  cm_db -- the services' database layer: SQLite now, PostgreSQL next
+    (issue 3 adds the libpq backend behind the same calls).
+
+    SQL is written once for both: parameters are $1, $2, ... and every
+    parameter and result is text (like PQexecParams), NULL for SQL NULL.
+    Keep to the common dialect (TEXT/INTEGER/BIGINT, no AUTOINCREMENT,
+    ON CONFLICT DO NOTHING, RETURNING).                                  */
+#ifndef CM_DB_H
+#define CM_DB_H
+
+#include <stddef.h>
+
+typedef struct cm_db_t cm_db_t;
+typedef struct cm_db_res_t cm_db_res_t;
+
+typedef enum {
+    CM_DB_OK = 0,
+    CM_DB_CONSTRAINT = 1, /* unique / foreign key violation */
+    CM_DB_BUSY = 2,       /* locked / serialization failure: retry */
+    CM_DB_ERROR = 3
+} cm_db_status_t;
+
+/* url: "sqlite:PATH" (creates the file 0600, WAL, busy timeout, foreign
+   keys on). "postgresql://..." answers NULL with "not built yet" until
+   issue 3. NULL on failure (logged).                                    */
+cm_db_t *cm_db_open (const char *url);
+void cm_db_destroy (cm_db_t **self_p);
+
+/* Versioned migrations: sql[i] is version i+1; each runs once, in a
+   transaction, recorded in schema_migrations(service, version).  0/-1. */
+int cm_db_migrate (cm_db_t *self, const char *service, const char *const *sql,
+                   size_t count);
+
+/* Runs one statement. Always returns a result (check its status).       */
+cm_db_res_t *cm_db_query (cm_db_t *self, const char *sql, int nparams,
+                          const char *const *params);
+/* Convenience: status of a statement whose rows are not needed.         */
+cm_db_status_t cm_db_exec (cm_db_t *self, const char *sql, int nparams,
+                           const char *const *params);
+
+cm_db_status_t cm_db_res_status (const cm_db_res_t *res);
+int cm_db_res_rows (const cm_db_res_t *res);
+/* Rows changed by INSERT/UPDATE/DELETE. */
+int cm_db_res_changes (const cm_db_res_t *res);
+/* Borrowed text of (row, col), NULL for SQL NULL or out of range.       */
+const char *cm_db_res_get (const cm_db_res_t *res, int row, int col);
+void cm_db_res_free (cm_db_res_t **res_p);
+
+/* Transactions (BEGIN IMMEDIATE on SQLite). 0 / -1. */
+int cm_db_begin (cm_db_t *self);
+int cm_db_commit (cm_db_t *self);
+int cm_db_rollback (cm_db_t *self);
+
+#endif

@@ -1,0 +1,1 @@
+/* cm_jwt: being written */

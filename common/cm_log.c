@@ -1,0 +1,1 @@
+/* cm_log: being written */

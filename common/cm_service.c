@@ -1,0 +1,1 @@
+/* cm_service: being written */

@@ -1,0 +1,1 @@
+/* cm_status: being written */

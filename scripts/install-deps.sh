@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what safeshare needs to build and run (and, with --test, to test) on
+# Debian 12. Idempotent: packages already present are not fetched again.
+set -euo pipefail
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+build_pkgs=(
+    ca-certificates git gcc make cmake pkg-config
+    libzmq3-dev libczmq-dev libssl-dev libpq-dev libsqlite3-dev
+    libcivetweb-dev libjwt-dev libjansson-dev libesmtp-dev
+    libcurl4-openssl-dev libargon2-dev libprotobuf-c-dev protobuf-c-compiler
+    libcmocka-dev
+)
+# Tests speak HTTP with curl and drive the flow from bash + python3.
+test_pkgs=(curl python3 procps iproute2 openssl)
+
+pkgs=("${build_pkgs[@]}")
+[ $want_test = 1 ] && pkgs+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' \
+        || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends --no-upgrade "${missing[@]}" >/dev/null
+fi
