@@ -50,7 +50,7 @@ long cm_config_int (cm_config_t *self, const char *key);
      SAFESHARE_JWT_AUDIENCE        safeshare-api
      SAFESHARE_RPC_TIMEOUT_MS      5000       gateway -> service call timeout
      SAFESHARE_HTTP_THREADS        16
-     SAFESHARE_MAIL_FROM           safeshare <no-reply@localhost>
+     SAFESHARE_MAIL_FROM           safeshare <no-reply@localhost>      */
 
 /* Makes `dir` (and parents) with `mode` if missing. 0 / -1. */
 int cm_mkdirs (const char *dir, int mode);

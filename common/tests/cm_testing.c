@@ -1,1 +1,125 @@
-/* being written */
+/*  cm_testing -- start and stop real binaries from tests.               */
+#include "cm_testing.h"
+
+#define _XOPEN_SOURCE 700
+#include <errno.h>
+#include <ftw.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+char *
+cm_test_tmpdir (void)
+{
+    char tmpl[] = "/tmp/safeshare-test-XXXXXX";
+    return mkdtemp (tmpl) ? strdup (tmpl) : NULL;
+}
+
+static int
+s_rm (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove (path);
+}
+
+int
+cm_test_rmrf (const char *dir)
+{
+    return nftw (dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+pid_t
+cm_test_spawn (const char *binary, char *const argv[], char *const env_extra[])
+{
+    size_t n = 0, extra = 0;
+    while (environ[n]) {
+        n++;
+    }
+    while (env_extra && env_extra[extra]) {
+        extra++;
+    }
+    char **env = calloc (n + extra + 1, sizeof *env);
+    if (!env) {
+        return -1;
+    }
+    size_t k = 0;
+    /* Extra entries override inherited ones with the same name. */
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr (environ[i], '=');
+        size_t len = eq ? (size_t)(eq - environ[i]) : strlen (environ[i]);
+        int overridden = 0;
+        for (size_t j = 0; j < extra; j++) {
+            if (strncmp (env_extra[j], environ[i], len) == 0 &&
+                env_extra[j][len] == '=') {
+                overridden = 1;
+            }
+        }
+        if (!overridden) {
+            env[k++] = environ[i];
+        }
+    }
+    for (size_t j = 0; j < extra; j++) {
+        env[k++] = env_extra[j];
+    }
+    pid_t pid;
+    int rc = posix_spawn (&pid, binary, NULL, NULL, argv, env);
+    free (env);
+    return rc == 0 ? pid : -1;
+}
+
+static void
+s_sleep_ms (long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep (&ts, NULL);
+}
+
+static int
+s_decode (int status)
+{
+    if (WIFEXITED (status)) {
+        return WEXITSTATUS (status);
+    }
+    if (WIFSIGNALED (status)) {
+        return 128 + WTERMSIG (status);
+    }
+    return -1;
+}
+
+int
+cm_test_stop (pid_t pid, int timeout_ms)
+{
+    int status;
+    if (kill (pid, SIGTERM) != 0 && errno != ESRCH) {
+        return -1;
+    }
+    for (int waited = 0; waited < timeout_ms; waited += 10) {
+        pid_t r = waitpid (pid, &status, WNOHANG);
+        if (r == pid) {
+            return s_decode (status);
+        }
+        if (r < 0) {
+            return -1;
+        }
+        s_sleep_ms (10);
+    }
+    kill (pid, SIGKILL);
+    if (waitpid (pid, &status, 0) != pid) {
+        return -1;
+    }
+    return s_decode (status);
+}
+
+int
+cm_test_exited (pid_t pid)
+{
+    int status;
+    return waitpid (pid, &status, WNOHANG) == pid;
+}
