@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Quick start, command 2: install what the tests need, build, run every
+# test: once in a regular build and once under AddressSanitizer +
+# UndefinedBehaviorSanitizer, then the format check. Exits non-zero on any
+# failure. .ci/run calls this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-deps.sh --test
+jobs=$(nproc)
+status=0
+
+run_suite() {  # build dir, extra cmake args...
+    local dir=$1; shift
+    echo "==== build $dir $*"
+    cmake -S . -B "$dir" "$@" >/dev/null
+    mkdir -p "$dir"
+    if ! cmake --build "$dir" -j"$jobs" >"$dir/build.log" 2>&1; then
+        grep -E 'error|warning' "$dir/build.log" | head -50
+        tail -20 "$dir/build.log"
+        echo "build of $dir failed"
+        return 1
+    fi
+    echo "==== ctest $dir"
+    ctest --test-dir "$dir" --output-on-failure -j2 --timeout 600
+}
+
+run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo || status=1
+# Leak checking stays on: our code must not leak. abort_on_error gives
+# a core-style failure instead of a silent non-zero exit.
+export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DSAFESHARE_SANITIZE=ON || status=1
+
+echo "==== clang-format check"
+if ! git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror; then
+    echo "clang-format: the files above need formatting (clang-format -i FILE)"
+    status=1
+fi
+exit $status

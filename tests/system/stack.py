@@ -1,0 +1,153 @@
+"""Start and drive a real safeshare stack for system tests (stdlib only).
+
+The stack is `safeshare up` on loopback with a fresh data dir and an
+ephemeral port. Readiness is the gateway's /readyz answering 200, polled;
+a child that dies fails the wait at once. Stopping is SIGTERM, then SIGKILL
+after a deadline, and a check that no service of this data dir survived.
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def __repr__(self):
+        return "<%d %r>" % (self.status, self.body[:300])
+
+
+class Stack:
+    def __init__(self, bin_dir, extra_env=None):
+        self.bin_dir = os.path.abspath(bin_dir)
+        # Short path: ipc:// socket paths must stay under 100 characters.
+        self.data_dir = tempfile.mkdtemp(prefix="ss-", dir="/tmp")
+        self.port = free_port()
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.env = dict(os.environ)
+        for k in list(self.env):
+            if k.startswith("SAFESHARE_"):
+                del self.env[k]
+        self.env.update({
+            "SAFESHARE_DATA_DIR": self.data_dir,
+            "SAFESHARE_HTTP_ADDR": "127.0.0.1:%d" % self.port,
+            "SAFESHARE_PUBLIC_URL": self.base,
+            "SAFESHARE_LOG_LEVEL": "info",
+        })
+        self.env.update(extra_env or {})
+        self.proc = None
+        self.log_path = os.path.join(self.data_dir, "stack.log")
+
+    def cli(self, *args, stdin=None, check=True):
+        r = subprocess.run([os.path.join(self.bin_dir, "safeshare")] + list(args),
+                           input=stdin, env=self.env, capture_output=True, timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError("safeshare %s failed (%d): %s" % (
+                " ".join(args), r.returncode, r.stderr.decode(errors="replace")))
+        return r
+
+    def start(self, timeout=60):
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([os.path.join(self.bin_dir, "safeshare"), "up"],
+                                     env=self.env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("safeshare up exited with %d:\n%s" % (
+                    self.proc.returncode, self.logs()))
+            try:
+                if self.request("GET", "/readyz", timeout=2).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("stack not ready within %ds:\n%s" % (timeout, self.logs()))
+
+    def logs(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")[-20000:]
+        except OSError:
+            return ""
+
+    def our_processes(self):
+        """PIDs of processes whose environment names our data dir."""
+        mark = ("SAFESHARE_DATA_DIR=%s" % self.data_dir).encode()
+        pids = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                with open("/proc/%s/environ" % pid, "rb") as f:
+                    if mark in f.read().split(b"\0"):
+                        pids.append(int(pid))
+            except OSError:
+                pass
+        return pids
+
+    def stop(self, timeout=20):
+        """SIGTERM `safeshare up`; returns its exit code (SIGKILL after timeout)."""
+        if not self.proc:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        for pid in self.our_processes():
+            os.kill(pid, signal.SIGKILL)
+        self.log.close()
+        return rc
+
+    def cleanup(self):
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def request(self, method, path, body=None, headers=None, token=None, timeout=30):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = "Bearer " + token
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        try:
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read())
+        finally:
+            conn.close()
+
+    def upload(self, token, name, data, field="file"):
+        boundary = "----safeshare" + uuid.uuid4().hex
+        head = ("--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n" % (boundary, field, name))
+        body = head.encode() + data + ("\r\n--%s--\r\n" % boundary).encode()
+        return self.request("POST", "/api/files", body=body, token=token, headers={
+            "Content-Type": "multipart/form-data; boundary=" + boundary})
