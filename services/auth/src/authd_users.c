@@ -1,0 +1,559 @@
+/*  authd_users -- accounts, Argon2id passwords, verification tokens and the
+    outbox rows written with them. SQL is the common dialect of SQLite and
+    PostgreSQL (text parameters, RETURNING, no AUTOINCREMENT).           */
+#include "authd_users.h"
+#include "cm_log.h"
+#include "cm_util.h"
+
+#include <argon2.h>
+#include <ctype.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* OWASP minimum for Argon2id (PLATFORM.md: ~46 ms a hash here). */
+#define S_ARGON2_T       2
+#define S_ARGON2_M       19456
+#define S_ARGON2_P       1
+#define S_ARGON2_SALT    16
+#define S_ARGON2_HASHLEN 32
+
+static const char *const s_migrations[] = {
+    /* 1: users, verification tokens (hashes only), the mail outbox. */
+    "CREATE TABLE users ("
+    " id TEXT PRIMARY KEY,"
+    " email TEXT NOT NULL UNIQUE,"
+    " password_hash TEXT NOT NULL,"
+    " role TEXT NOT NULL CHECK (role IN ('client', 'ops', 'admin')),"
+    " verified INTEGER NOT NULL DEFAULT 0,"
+    " disabled INTEGER NOT NULL DEFAULT 0,"
+    " created_at BIGINT NOT NULL);"
+    "CREATE TABLE verify_tokens ("
+    " token_hash TEXT PRIMARY KEY,"
+    " user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    " expires_at BIGINT NOT NULL,"
+    " used_at BIGINT);"
+    "CREATE INDEX verify_tokens_user ON verify_tokens (user_id);"
+    /* vars holds the mailed link (with the token) only until the mailer
+       acked the job (sent_at) or refused it for good (last_error); then
+       it is set to NULL. */
+    "CREATE TABLE mail_outbox ("
+    " id TEXT PRIMARY KEY,"
+    " template TEXT NOT NULL,"
+    " recipient TEXT NOT NULL,"
+    " vars TEXT,"
+    " created_ms BIGINT NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " sent_at BIGINT,"
+    " last_error TEXT);"
+    "CREATE INDEX mail_outbox_pending ON mail_outbox (sent_at, created_ms);",
+};
+
+#define S_USER_COLS "id, email, role, verified, disabled, created_at"
+
+int
+authd_store_migrate (cm_db_t *db)
+{
+    return cm_db_migrate (db, "auth", s_migrations,
+                          sizeof s_migrations / sizeof s_migrations[0]);
+}
+
+/* ---- validation ------------------------------------------------------ */
+
+int
+authd_email_normalize (const char *in, char out[AUTHD_EMAIL_MAX + 1])
+{
+    if (!in) {
+        return -1;
+    }
+    /* Bound the scan: anything this long is refused anyway. */
+    size_t len = strnlen (in, 4 * AUTHD_EMAIL_MAX);
+    const char *start = in;
+    const char *end = in + len;
+    while (start < end && (*start == ' ' || *start == '\t')) {
+        start++;
+    }
+    while (end > start &&
+           (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n')) {
+        end--;
+    }
+    size_t n = (size_t)(end - start);
+    if (n == 0 || n > AUTHD_EMAIL_MAX) {
+        return -1;
+    }
+    int ats = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)start[i];
+        /* ASCII only for now: no spaces, no control characters (and no
+           UTF-8 until internationalised addresses are handled end to end). */
+        if (c <= 0x20 || c >= 0x7f) {
+            return -1;
+        }
+        if (c == '@') {
+            ats++;
+            at = i;
+        }
+        out[i] = (char)tolower (c);
+    }
+    out[n] = '\0';
+    if (ats != 1 || at == 0 || at == n - 1) {
+        return -1;
+    }
+    return 0;
+}
+
+static bool
+s_password_ok (const char *password)
+{
+    if (!password) {
+        return false;
+    }
+    size_t len = strnlen (password, AUTHD_PASSWORD_MAX + 1);
+    return len >= AUTHD_PASSWORD_MIN && len <= AUTHD_PASSWORD_MAX;
+}
+
+static bool
+s_role_ok (const char *role)
+{
+    return role && (strcmp (role, "client") == 0 || strcmp (role, "ops") == 0 ||
+                    strcmp (role, "admin") == 0);
+}
+
+/* ---- Argon2id -------------------------------------------------------- */
+
+/* Full encoded string ($argon2id$v=19$m=...,t=...,p=...$salt$hash), caller
+   frees. NULL on failure (logged). */
+static char *
+s_hash_password (const char *req, const char *password)
+{
+    uint8_t salt[S_ARGON2_SALT];
+    if (cm_random (salt, sizeof salt) != 0) {
+        cm_error (req, "cm_random() failed for a password salt");
+        return NULL;
+    }
+    size_t enclen = argon2_encodedlen (S_ARGON2_T, S_ARGON2_M, S_ARGON2_P, S_ARGON2_SALT,
+                                       S_ARGON2_HASHLEN, Argon2_id);
+    char *encoded = calloc (1, enclen);
+    if (!encoded) {
+        return NULL;
+    }
+    int rc = argon2id_hash_encoded (S_ARGON2_T, S_ARGON2_M, S_ARGON2_P, password,
+                                    strlen (password), salt, sizeof salt,
+                                    S_ARGON2_HASHLEN, encoded, enclen);
+    OPENSSL_cleanse (salt, sizeof salt);
+    if (rc != ARGON2_OK) {
+        cm_error (req, "argon2id_hash_encoded() failed: %s", argon2_error_message (rc));
+        free (encoded);
+        return NULL;
+    }
+    return encoded;
+}
+
+/* A hash of a random password, made once: verifying against it costs what
+   a real verification costs, so an unknown e-mail answers no faster. */
+static char *s_dummy_hash;
+static pthread_once_t s_dummy_once = PTHREAD_ONCE_INIT;
+
+static void
+s_dummy_init (void)
+{
+    char pw[33];
+    if (cm_random_hex (pw, 16) == 0) {
+        s_dummy_hash = s_hash_password (NULL, pw);
+    }
+    OPENSSL_cleanse (pw, sizeof pw);
+}
+
+static void
+s_spend_hash (const char *password)
+{
+    pthread_once (&s_dummy_once, s_dummy_init);
+    if (s_dummy_hash) {
+        const char *pw = password ? password : "";
+        size_t len = strnlen (pw, AUTHD_PASSWORD_MAX);
+        (void)argon2id_verify (s_dummy_hash, pw, len);
+    }
+}
+
+/* ---- rows ------------------------------------------------------------ */
+
+static void
+s_user_from_row (const cm_db_res_t *res, int row, authd_user_t *user)
+{
+    memset (user, 0, sizeof *user);
+    const char *id = cm_db_res_get (res, row, 0);
+    const char *email = cm_db_res_get (res, row, 1);
+    const char *role = cm_db_res_get (res, row, 2);
+    const char *verified = cm_db_res_get (res, row, 3);
+    const char *disabled = cm_db_res_get (res, row, 4);
+    const char *created = cm_db_res_get (res, row, 5);
+    snprintf (user->id, sizeof user->id, "%s", id ? id : "");
+    snprintf (user->email, sizeof user->email, "%s", email ? email : "");
+    snprintf (user->role, sizeof user->role, "%s", role ? role : "");
+    user->verified = verified && strcmp (verified, "0") != 0;
+    user->disabled = disabled && strcmp (disabled, "0") != 0;
+    user->created_at = created ? strtoull (created, NULL, 10) : 0;
+}
+
+/* Inserts the user row inside the caller's transaction (or alone). */
+static cm_status_t
+s_insert_user (cm_db_t *db, const char *req, const authd_user_t *user, const char *hash,
+               const char **err_code)
+{
+    char created[24];
+    snprintf (created, sizeof created, "%llu", (unsigned long long)user->created_at);
+    const char *p[] = {
+        user->id, user->email, hash, user->role, user->verified ? "1" : "0", created};
+    cm_db_status_t st = cm_db_exec (db,
+                                    "INSERT INTO users (id, email, password_hash, role,"
+                                    " verified, disabled, created_at)"
+                                    " VALUES ($1, $2, $3, $4, $5, 0, $6)",
+                                    6, p);
+    if (st == CM_DB_CONSTRAINT) {
+        *err_code = "email_taken";
+        return CM_CONFLICT;
+    }
+    if (st != CM_DB_OK) {
+        cm_error (req, "INSERT INTO users failed");
+        *err_code = st == CM_DB_BUSY ? "database_busy" : "internal_error";
+        return st == CM_DB_BUSY ? CM_UNAVAILABLE : CM_INTERNAL;
+    }
+    return CM_OK;
+}
+
+/* Validates and fills a new user (id, email, role, created_at) and hashes
+   the password. */
+static cm_status_t
+s_prepare_user (const char *req, const char *email, const char *password,
+                const char *role, bool verified, authd_user_t *user, char **hash_out,
+                const char **err_code)
+{
+    memset (user, 0, sizeof *user);
+    if (authd_email_normalize (email, user->email) != 0) {
+        *err_code = "invalid_email";
+        return CM_INVALID;
+    }
+    if (!s_password_ok (password)) {
+        *err_code = "weak_password";
+        return CM_INVALID;
+    }
+    if (!s_role_ok (role)) {
+        *err_code = "invalid_role";
+        return CM_INVALID;
+    }
+    snprintf (user->role, sizeof user->role, "%s", role);
+    user->verified = verified;
+    user->created_at = cm_now_s ();
+    if (cm_random_hex (user->id, 16) != 0) {
+        *err_code = "internal_error";
+        return CM_INTERNAL;
+    }
+    *hash_out = s_hash_password (req, password);
+    if (!*hash_out) {
+        *err_code = "internal_error";
+        return CM_INTERNAL;
+    }
+    return CM_OK;
+}
+
+cm_status_t
+authd_user_create (cm_db_t *db, const char *email, const char *password, const char *role,
+                   bool verified, char id_out[33], const char **err_code)
+{
+    const char *dummy_code = NULL;
+    if (!err_code) {
+        err_code = &dummy_code;
+    }
+    *err_code = NULL;
+    const char *req = NULL; /* callers of this one (CLI) have no request id */
+    authd_user_t user;
+    char *hash = NULL;
+    cm_status_t st =
+        s_prepare_user (req, email, password, role, verified, &user, &hash, err_code);
+    if (st == CM_OK) {
+        st = s_insert_user (db, req, &user, hash, err_code);
+    }
+    if (st == CM_OK && id_out) {
+        memcpy (id_out, user.id, 33);
+    }
+    free (hash);
+    return st;
+}
+
+/* public_url + "/api/auth/verify?token=" + token, as {"link": ...} JSON. */
+static char *
+s_verify_vars (const char *public_url, const char *token)
+{
+    size_t ulen = strlen (public_url);
+    while (ulen > 0 && public_url[ulen - 1] == '/') {
+        ulen--;
+    }
+    char *link = NULL;
+    if (asprintf (&link, "%.*s/api/auth/verify?token=%s", (int)ulen, public_url, token) <
+        0) {
+        return NULL;
+    }
+    json_t *vars = json_pack ("{s:s}", "link", link);
+    char *out = vars ? json_dumps (vars, JSON_COMPACT) : NULL;
+    json_decref (vars);
+    cm_secret_free (link, strlen (link));
+    return out;
+}
+
+cm_status_t
+authd_user_signup (cm_db_t *db, const char *req, const char *email, const char *password,
+                   const char *public_url, unsigned verify_ttl_s, authd_user_t *user_out,
+                   const char **err_code)
+{
+    authd_user_t user;
+    char *hash = NULL;
+    char *vars = NULL;
+    char token[64] = "";
+    bool in_tx = false;
+    *err_code = NULL;
+
+    cm_status_t st =
+        s_prepare_user (req, email, password, "client", false, &user, &hash, err_code);
+    if (st != CM_OK) {
+        goto cleanup;
+    }
+    char token_hash[65], job_id[33], created_ms[24], expires[24];
+    if (cm_random_token (token, sizeof token, 32) != 0 ||
+        cm_random_hex (job_id, 16) != 0) {
+        cm_error (req, "cm_random_token() failed");
+        st = CM_INTERNAL, *err_code = "internal_error";
+        goto cleanup;
+    }
+    cm_sha256_hex (token_hash, token, strlen (token));
+    vars = s_verify_vars (public_url, token);
+    if (!vars) {
+        st = CM_INTERNAL, *err_code = "internal_error";
+        goto cleanup;
+    }
+    /* Milliseconds: the relay sends jobs in this order. */
+    snprintf (created_ms, sizeof created_ms, "%llu", (unsigned long long)cm_now_ms ());
+    snprintf (expires, sizeof expires, "%llu",
+              (unsigned long long)(user.created_at + verify_ttl_s));
+
+    /* User, token hash and mail job commit together or not at all: no
+       account without its mail, no mail for an account that is not. */
+    if (cm_db_begin (db) != 0) {
+        st = CM_UNAVAILABLE, *err_code = "database_busy";
+        goto cleanup;
+    }
+    in_tx = true;
+    st = s_insert_user (db, req, &user, hash, err_code);
+    if (st != CM_OK) {
+        goto cleanup;
+    }
+    const char *pt[] = {token_hash, user.id, expires};
+    const char *pj[] = {job_id, user.email, vars, created_ms};
+    if (cm_db_exec (db,
+                    "INSERT INTO verify_tokens (token_hash, user_id, expires_at)"
+                    " VALUES ($1, $2, $3)",
+                    3, pt) != CM_DB_OK ||
+        cm_db_exec (db,
+                    "INSERT INTO mail_outbox (id, template, recipient, vars, created_ms)"
+                    " VALUES ($1, 'verify_email', $2, $3, $4)",
+                    4, pj) != CM_DB_OK) {
+        cm_error (req, "INSERT of verification token / mail job failed");
+        st = CM_INTERNAL, *err_code = "internal_error";
+        goto cleanup;
+    }
+    if (cm_db_commit (db) != 0) {
+        st = CM_INTERNAL, *err_code = "internal_error";
+        goto cleanup;
+    }
+    in_tx = false;
+    *user_out = user;
+    cm_info (req, "signup user=%s job=%s", user.id, job_id);
+cleanup:
+    if (in_tx) {
+        cm_db_rollback (db);
+    }
+    OPENSSL_cleanse (token, sizeof token);
+    if (vars) {
+        cm_secret_free (vars, strlen (vars));
+    }
+    free (hash);
+    return st;
+}
+
+static bool
+s_token_shape_ok (const char *token)
+{
+    if (!token || strnlen (token, AUTHD_VERIFY_TOKEN_LEN + 1) != AUTHD_VERIFY_TOKEN_LEN) {
+        return false;
+    }
+    for (size_t i = 0; i < AUTHD_VERIFY_TOKEN_LEN; i++) {
+        char c = token[i];
+        if (!isalnum ((unsigned char)c) && c != '-' && c != '_') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static cm_status_t
+s_select_user (cm_db_t *db, const char *where_sql, const char *value, authd_user_t *user,
+               char **hash_out)
+{
+    char sql[256];
+    snprintf (sql, sizeof sql,
+              "SELECT " S_USER_COLS ", password_hash FROM users WHERE %s", where_sql);
+    const char *p[] = {value};
+    cm_db_res_t *res = cm_db_query (db, sql, 1, p);
+    cm_status_t st = CM_OK;
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        st = CM_INTERNAL;
+    } else if (cm_db_res_rows (res) == 0) {
+        st = CM_NOT_FOUND;
+    } else {
+        s_user_from_row (res, 0, user);
+        if (hash_out) {
+            const char *h = cm_db_res_get (res, 0, 6);
+            *hash_out = h ? strdup (h) : NULL;
+        }
+    }
+    cm_db_res_free (&res);
+    return st;
+}
+
+cm_status_t
+authd_user_verify (cm_db_t *db, const char *req, const char *token,
+                   authd_user_t *user_out, const char **err_code)
+{
+    *err_code = NULL;
+    if (!s_token_shape_ok (token)) {
+        *err_code = "invalid_verification_token";
+        return CM_INVALID;
+    }
+    char token_hash[65], now[24];
+    cm_sha256_hex (token_hash, token, AUTHD_VERIFY_TOKEN_LEN);
+    snprintf (now, sizeof now, "%llu", (unsigned long long)cm_now_s ());
+    const char *p[] = {token_hash, now};
+
+    if (cm_db_begin (db) != 0) {
+        *err_code = "database_busy";
+        return CM_UNAVAILABLE;
+    }
+    cm_status_t st = CM_OK;
+    /* Claiming the token is one statement, so two concurrent uses of the
+       same link cannot both succeed. */
+    cm_db_res_t *res = cm_db_query (db,
+                                    "UPDATE verify_tokens SET used_at = $2"
+                                    " WHERE token_hash = $1 AND used_at IS NULL"
+                                    " AND expires_at > $2 RETURNING user_id",
+                                    2, p);
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        st = CM_INTERNAL, *err_code = "internal_error";
+        goto cleanup;
+    }
+    if (cm_db_res_rows (res) == 1) {
+        const char *pu[] = {cm_db_res_get (res, 0, 0)};
+        if (cm_db_exec (db, "UPDATE users SET verified = 1 WHERE id = $1", 1, pu) !=
+                CM_DB_OK ||
+            s_select_user (db, "id = $1", pu[0], user_out, NULL) != CM_OK) {
+            st = CM_INTERNAL, *err_code = "internal_error";
+        }
+        goto cleanup;
+    }
+    /* Not claimed: tell an expired link (ask for a new mail) from an
+       unknown or already used one. */
+    cm_db_res_free (&res);
+    res =
+        cm_db_query (db, "SELECT used_at FROM verify_tokens WHERE token_hash = $1", 1, p);
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        st = CM_INTERNAL, *err_code = "internal_error";
+    } else if (cm_db_res_rows (res) == 1 && cm_db_res_get (res, 0, 0) == NULL) {
+        st = CM_GONE, *err_code = "verification_token_expired";
+    } else {
+        st = CM_INVALID, *err_code = "invalid_verification_token";
+    }
+cleanup:
+    cm_db_res_free (&res);
+    if (st == CM_OK) {
+        if (cm_db_commit (db) != 0) {
+            st = CM_INTERNAL, *err_code = "internal_error";
+        }
+    } else {
+        cm_db_rollback (db);
+    }
+    if (st == CM_OK) {
+        cm_info (req, "user=%s verified", user_out->id);
+    }
+    return st;
+}
+
+cm_status_t
+authd_user_login (cm_db_t *db, const char *req, const char *email, const char *password,
+                  authd_user_t *user_out, const char **err_code)
+{
+    *err_code = NULL;
+    /* The dummy hash is made on the first login whatever its outcome, so
+       that first login does not tell known from unknown e-mails either. */
+    pthread_once (&s_dummy_once, s_dummy_init);
+    char norm[AUTHD_EMAIL_MAX + 1];
+    size_t pwlen = password ? strnlen (password, AUTHD_PASSWORD_MAX + 1) : 0;
+    authd_user_t user;
+    char *hash = NULL;
+    cm_status_t st = CM_NOT_FOUND;
+    if (authd_email_normalize (email, norm) == 0 && pwlen > 0 &&
+        pwlen <= AUTHD_PASSWORD_MAX) {
+        st = s_select_user (db, "email = $1", norm, &user, &hash);
+    }
+    if (st == CM_INTERNAL) {
+        *err_code = "internal_error";
+        return st;
+    }
+    if (st != CM_OK || !hash) {
+        /* Same work, same answer as a wrong password. */
+        s_spend_hash (password);
+        free (hash);
+        *err_code = "invalid_credentials";
+        return CM_UNAUTHENTICATED;
+    }
+    int rc = argon2id_verify (hash, password, pwlen);
+    free (hash);
+    if (rc != ARGON2_OK) {
+        if (rc != ARGON2_VERIFY_MISMATCH) {
+            cm_error (req, "argon2id_verify() failed for user=%s: %s", user.id,
+                      argon2_error_message (rc));
+        }
+        *err_code = "invalid_credentials";
+        return CM_UNAUTHENTICATED;
+    }
+    /* Only a caller who knows the password learns the account's state. */
+    if (user.disabled) {
+        *err_code = "account_disabled";
+        return CM_FORBIDDEN;
+    }
+    if (!user.verified) {
+        *err_code = "email_not_verified";
+        return CM_FORBIDDEN;
+    }
+    *user_out = user;
+    return CM_OK;
+}
+
+cm_status_t
+authd_user_get (cm_db_t *db, const char *req, const char *id, authd_user_t *user_out,
+                const char **err_code)
+{
+    *err_code = NULL;
+    if (!cm_is_hex_id (id, 32)) {
+        *err_code = "invalid_user_id";
+        return CM_INVALID;
+    }
+    cm_status_t st = s_select_user (db, "id = $1", id, user_out, NULL);
+    if (st == CM_NOT_FOUND) {
+        *err_code = "user_not_found";
+    } else if (st != CM_OK) {
+        *err_code = "internal_error";
+    }
+    return st;
+}

@@ -1,0 +1,75 @@
+/*  authd_users -- the user store: accounts, password hashes (Argon2id),
+    e-mail verification tokens and the mail outbox rows written with them.
+
+    Every function takes the database handle it works on (borrowed) and
+    is independent of sockets, so the CLI calls the same code as the
+    service, and a worker pool can call it from several threads later
+    (each thread with its own cm_db_t).
+
+    Error codes (*err_code, static strings) are the stable snake_case codes
+    of proto/auth.md.                                                    */
+#ifndef AUTHD_USERS_H
+#define AUTHD_USERS_H
+
+#include "cm_db.h"
+#include "cm_status.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AUTHD_EMAIL_MAX    254
+#define AUTHD_PASSWORD_MIN 8
+#define AUTHD_PASSWORD_MAX 128
+/* A verification token is 32 random bytes, base64url without padding. */
+#define AUTHD_VERIFY_TOKEN_LEN 43
+
+typedef struct {
+    char id[33];
+    char email[AUTHD_EMAIL_MAX + 1];
+    char role[8]; /* "client" | "ops" | "admin" */
+    bool verified;
+    bool disabled;
+    uint64_t created_at; /* unix seconds */
+} authd_user_t;
+
+/* Creates or upgrades the auth schema (users, verify_tokens, mail_outbox). */
+int authd_store_migrate (cm_db_t *db);
+
+/* Creates a user (the CLI's `safeshare user add`, and admins later).
+   E-mail trimmed + lowercased; err_code: "invalid_email",
+   "weak_password", "email_taken" (CM_CONFLICT), "invalid_role".       */
+cm_status_t authd_user_create (cm_db_t *db, const char *email, const char *password,
+                               const char *role, bool verified, char id_out[33],
+                               const char **err_code);
+
+/* SIGNUP: an unverified client, its verification token (stored as its
+   SHA-256 only, valid verify_ttl_s) and a "verify_email" job in
+   mail_outbox whose link is public_url + "/api/auth/verify?token=...",
+   all in one transaction. The token itself is never returned.        */
+cm_status_t authd_user_signup (cm_db_t *db, const char *req, const char *email,
+                               const char *password, const char *public_url,
+                               unsigned verify_ttl_s, authd_user_t *user_out,
+                               const char **err_code);
+
+/* VERIFY: single use; CM_INVALID "invalid_verification_token" (unknown,
+   malformed or used), CM_GONE "verification_token_expired".          */
+cm_status_t authd_user_verify (cm_db_t *db, const char *req, const char *token,
+                               authd_user_t *user_out, const char **err_code);
+
+/* LOGIN checks: CM_UNAUTHENTICATED "invalid_credentials" for a wrong
+   e-mail or password (an unknown e-mail still spends one Argon2id
+   verification), then CM_FORBIDDEN "account_disabled" /
+   "email_not_verified". CM_OK fills user_out.                          */
+cm_status_t authd_user_login (cm_db_t *db, const char *req, const char *email,
+                              const char *password, authd_user_t *user_out,
+                              const char **err_code);
+
+/* USER_GET by id: CM_INVALID "invalid_user_id", CM_NOT_FOUND "user_not_found". */
+cm_status_t authd_user_get (cm_db_t *db, const char *req, const char *id,
+                            authd_user_t *user_out, const char **err_code);
+
+/* Normalises an e-mail (trim, lowercase) into out and validates it. 0/-1. */
+int authd_email_normalize (const char *in, char out[AUTHD_EMAIL_MAX + 1]);
+
+#endif

@@ -1,0 +1,616 @@
+/*  svc_auth -- the real safeshare-auth binary, end to end over its socket:
+    signup -> the verification mail job reaches a mailer socket -> the
+    mailed link verifies the user -> login gives a JWT the gateway's
+    verifier accepts; garbage frames; an unacked job survives a restart;
+    SIGTERM exits 0.
+
+    Usage: test_svc_auth PATH/TO/safeshare-auth                          */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "auth.pb-c.h"
+#include "cm_config.h"
+#include "cm_db.h"
+#include "cm_jwt.h"
+#include "cm_log.h"
+#include "cm_msg.h"
+#include "cm_testing.h"
+#include "cm_util.h"
+#include "mailer.pb-c.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PUBLIC_URL "http://share.test:8000"
+#define GOOD_PW    "correct horse battery"
+#define CALL_MS    20000 /* Argon2 under ASan is slow; this is a bound, not a wait */
+
+static const char *s_binary;
+static char *s_dir;
+static char s_auth_ep[512], s_mailer_ep[512], s_pub[700], s_db_url[512];
+static char s_env_data[600], s_env_auth[600], s_env_mailer[600];
+static char *s_env[] = {s_env_data,
+                        s_env_auth,
+                        s_env_mailer,
+                        "SAFESHARE_PUBLIC_URL=" PUBLIC_URL,
+                        "SAFESHARE_RPC_TIMEOUT_MS=400",
+                        "SAFESHARE_LOG_LEVEL=info",
+                        NULL};
+
+static void
+s_sleep_ms (long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep (&ts, NULL);
+}
+
+static pid_t
+s_spawn (char *const *env)
+{
+    char *argv[] = {(char *)s_binary, NULL};
+    pid_t pid = cm_test_spawn (s_binary, argv, env);
+    assert_true (pid > 0);
+    return pid;
+}
+
+/* Exit status of pid if it exits within timeout_ms, else -1. */
+static int
+s_wait_exit (pid_t pid, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 10) {
+        int status;
+        if (waitpid (pid, &status, WNOHANG) == pid) {
+            return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
+        }
+        s_sleep_ms (10);
+    }
+    return -1;
+}
+
+/* ---- calls to auth --------------------------------------------------- */
+
+static Safeshare__AuthReply *
+s_call (zsock_t *client, Safeshare__AuthRequest *request, int timeout_ms)
+{
+    char reqbuf[65];
+    Safeshare__Meta meta;
+    cm_meta_init (&meta, reqbuf, NULL, timeout_ms);
+    request->meta = &meta;
+    ProtobufCMessage *reply = NULL;
+    cm_status_t st =
+        cm_rpc_call (client, &request->base, NULL, &safeshare__auth_reply__descriptor,
+                     timeout_ms, &reply, NULL);
+    if (st != CM_OK) {
+        return NULL;
+    }
+    return (Safeshare__AuthReply *)reply;
+}
+
+static Safeshare__AuthReply *
+s_health (zsock_t *client, int timeout_ms)
+{
+    Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__HealthRequest h = SAFESHARE__HEALTH_REQUEST__INIT;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_HEALTH;
+    rq.health = &h;
+    return s_call (client, &rq, timeout_ms);
+}
+
+/* Waits until auth answers HEALTH OK; fails at once if it died. */
+static void
+s_wait_ready (pid_t pid, zsock_t *client)
+{
+    for (int i = 0; i < 100; i++) {
+        assert_false (cm_test_exited (pid));
+        Safeshare__AuthReply *r = s_health (client, 200);
+        if (r) {
+            assert_int_equal (r->status, CM_OK);
+            assert_int_equal (r->body_case, SAFESHARE__AUTH_REPLY__BODY_HEALTH);
+            assert_string_equal (r->health->service, "auth");
+            assert_string_equal (r->health->version, SAFESHARE_VERSION);
+            safeshare__auth_reply__free_unpacked (r, NULL);
+            return;
+        }
+    }
+    fail_msg ("safeshare-auth did not answer HEALTH");
+}
+
+static Safeshare__AuthReply *
+s_signup (zsock_t *client, const char *email, const char *password)
+{
+    Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__SignupRequest b = SAFESHARE__SIGNUP_REQUEST__INIT;
+    b.email = (char *)email;
+    b.password = (char *)password;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_SIGNUP;
+    rq.signup = &b;
+    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
+    assert_non_null (r);
+    return r;
+}
+
+static Safeshare__AuthReply *
+s_login (zsock_t *client, const char *email, const char *password)
+{
+    Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__LoginRequest b = SAFESHARE__LOGIN_REQUEST__INIT;
+    b.email = (char *)email;
+    b.password = (char *)password;
+    b.client_addr = "127.0.0.1";
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGIN;
+    rq.login = &b;
+    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
+    assert_non_null (r);
+    return r;
+}
+
+static Safeshare__AuthReply *
+s_verify (zsock_t *client, const char *token)
+{
+    Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__VerifyRequest b = SAFESHARE__VERIFY_REQUEST__INIT;
+    b.token = (char *)token;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_VERIFY;
+    rq.verify = &b;
+    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
+    assert_non_null (r);
+    return r;
+}
+
+static Safeshare__AuthReply *
+s_user_get (zsock_t *client, const char *id)
+{
+    Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__UserGetRequest b = SAFESHARE__USER_GET_REQUEST__INIT;
+    b.id = (char *)id;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_USER_GET;
+    rq.user_get = &b;
+    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
+    assert_non_null (r);
+    return r;
+}
+
+static void
+s_expect_error (Safeshare__AuthReply *r, cm_status_t status, const char *code)
+{
+    assert_non_null (r);
+    assert_int_equal (r->status, status);
+    assert_non_null (r->error);
+    assert_string_equal (r->error->code, code);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+}
+
+/* ---- the stand-in mailer -------------------------------------------- */
+
+/* A mail job as the mailer received it. */
+typedef struct {
+    zframe_t *identity;
+    char req_id[65];
+    char job_id[33];
+    char to[256];
+    char template_name[64];
+    char token[64];
+} job_t;
+
+/* Receives one MailRequest on the stand-in mailer ROUTER within
+   timeout_ms. 0 / -1 (nothing came). */
+static int
+s_mailer_recv (zsock_t *mailer, int timeout_ms, job_t *job)
+{
+    memset (job, 0, sizeof *job);
+    zpoller_t *poller = zpoller_new (mailer, NULL);
+    void *which = zpoller_wait (poller, timeout_ms);
+    zpoller_destroy (&poller);
+    if (which != mailer) {
+        return -1;
+    }
+    zmsg_t *msg = zmsg_recv (mailer);
+    assert_non_null (msg);
+    assert_int_equal (zmsg_size (msg), 3); /* identity, delimiter, header */
+    job->identity = zmsg_pop (msg);
+    zframe_t *delim = zmsg_pop (msg);
+    zframe_t *head = zmsg_pop (msg);
+    assert_int_equal (zframe_size (delim), 0);
+    Safeshare__MailRequest *rq =
+        safeshare__mail_request__unpack (NULL, zframe_size (head), zframe_data (head));
+    assert_non_null (rq);
+    assert_non_null (rq->meta);
+    assert_int_equal (rq->meta->version, CM_PROTO_VERSION);
+    assert_true (cm_is_request_id (rq->meta->request_id));
+    assert_true (rq->meta->deadline_ms > 0);
+    assert_int_equal (rq->body_case, SAFESHARE__MAIL_REQUEST__BODY_SEND);
+    snprintf (job->req_id, sizeof job->req_id, "%s", rq->meta->request_id);
+    assert_true (cm_is_hex_id (rq->send->job_id, 32));
+    snprintf (job->job_id, sizeof job->job_id, "%s", rq->send->job_id);
+    snprintf (job->to, sizeof job->to, "%s", rq->send->to);
+    snprintf (job->template_name, sizeof job->template_name, "%s", rq->send->template_);
+    assert_int_equal (rq->send->n_vars, 1);
+    assert_string_equal (rq->send->vars[0]->name, "link");
+    const char *prefix = PUBLIC_URL "/api/auth/verify?token=";
+    const char *link = rq->send->vars[0]->value;
+    assert_true (strncmp (link, prefix, strlen (prefix)) == 0);
+    snprintf (job->token, sizeof job->token, "%s", link + strlen (prefix));
+    assert_int_equal (strlen (job->token), 43);
+    safeshare__mail_request__free_unpacked (rq, NULL);
+    zframe_destroy (&delim);
+    zframe_destroy (&head);
+    zmsg_destroy (&msg);
+    return 0;
+}
+
+/* Acks a job as the mailer does once it has stored it. */
+static void
+s_mailer_ack (zsock_t *mailer, job_t *job)
+{
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    meta.version = CM_PROTO_VERSION;
+    meta.request_id = job->req_id;
+    Safeshare__MailSendReply send = SAFESHARE__MAIL_SEND_REPLY__INIT;
+    send.job_id = job->job_id;
+    Safeshare__MailReply reply = SAFESHARE__MAIL_REPLY__INIT;
+    reply.meta = &meta;
+    reply.status = SAFESHARE__STATUS__STATUS_OK;
+    reply.body_case = SAFESHARE__MAIL_REPLY__BODY_SEND;
+    reply.send = &send;
+    zmsg_t *msg = zmsg_new ();
+    zmsg_append (msg, &job->identity);
+    zmsg_addmem (msg, NULL, 0);
+    zframe_t *head = cm_frame_pack (&reply.base);
+    zmsg_append (msg, &head);
+    assert_int_equal (zmsg_send (&msg, mailer), 0);
+}
+
+static void
+s_job_free (job_t *job)
+{
+    zframe_destroy (&job->identity);
+}
+
+/* Polls the auth database until the job is marked sent with its vars
+   (the link with the token) erased. */
+static void
+s_expect_job_sent (const char *job_id)
+{
+    cm_db_t *db = cm_db_open (s_db_url);
+    assert_non_null (db);
+    bool done = false;
+    for (int i = 0; i < 500 && !done; i++) {
+        const char *p[] = {job_id};
+        cm_db_res_t *res =
+            cm_db_query (db, "SELECT sent_at, vars FROM mail_outbox WHERE id = $1", 1, p);
+        if (cm_db_res_status (res) == CM_DB_OK && cm_db_res_rows (res) == 1) {
+            done = cm_db_res_get (res, 0, 0) != NULL && cm_db_res_get (res, 0, 1) == NULL;
+        }
+        cm_db_res_free (&res);
+        if (!done) {
+            s_sleep_ms (10);
+        }
+    }
+    cm_db_destroy (&db);
+    assert_true (done);
+}
+
+/* ---- tests ----------------------------------------------------------- */
+
+static void
+test_missing_key_exits_2 (void **state)
+{
+    char env_keys[600];
+    snprintf (env_keys, sizeof env_keys, "SAFESHARE_KEY_DIR=%s/nokeys", s_dir);
+    char *env[] = {s_env_data, s_env_auth, s_env_mailer, env_keys, NULL};
+    pid_t pid = s_spawn (env);
+    int rc = s_wait_exit (pid, 10000);
+    if (rc < 0) {
+        cm_test_stop (pid, 1000);
+    }
+    assert_int_equal (rc, 2);
+}
+
+static void
+test_flow (void **state)
+{
+    /* Stands in for safeshare-mailer: a real ROUTER peer on the mailer
+       endpoint, speaking proto/mailer.proto, so we see exactly what auth
+       sends and decide when it is acked. */
+    zsock_t *mailer = cm_sock_server (s_mailer_ep);
+    assert_non_null (mailer);
+    pid_t pid = s_spawn (s_env);
+    zsock_t *client = cm_sock_client (s_auth_ep);
+    assert_non_null (client);
+    s_wait_ready (pid, client);
+
+    /* Signup answers the user, never the token. */
+    Safeshare__AuthReply *r = s_signup (client, "  Client@Example.ORG", GOOD_PW);
+    assert_int_equal (r->status, CM_OK);
+    assert_int_equal (r->body_case, SAFESHARE__AUTH_REPLY__BODY_SIGNUP);
+    char user_id[33];
+    snprintf (user_id, sizeof user_id, "%s", r->signup->user->id);
+    assert_true (cm_is_hex_id (user_id, 32));
+    assert_string_equal (r->signup->user->email, "client@example.org");
+    assert_int_equal (r->signup->user->role, SAFESHARE__ROLE__ROLE_CLIENT);
+    assert_false (r->signup->user->verified);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+
+    s_expect_error (s_signup (client, "client@EXAMPLE.org", GOOD_PW), CM_CONFLICT,
+                    "email_taken");
+    s_expect_error (s_signup (client, "no-at-sign", GOOD_PW), CM_INVALID,
+                    "invalid_email");
+    s_expect_error (s_signup (client, "x@example.org", "short"), CM_INVALID,
+                    "weak_password");
+
+    /* The job arrives; left unacked, it comes again (same job id). */
+    job_t job, again;
+    assert_int_equal (s_mailer_recv (mailer, 5000, &job), 0);
+    assert_string_equal (job.to, "client@example.org");
+    assert_string_equal (job.template_name, "verify_email");
+    assert_int_equal (s_mailer_recv (mailer, 5000, &again), 0);
+    assert_string_equal (again.job_id, job.job_id);
+    assert_string_equal (again.token, job.token);
+    s_mailer_ack (mailer, &again);
+    s_expect_job_sent (job.job_id);
+    /* Acked: no further resend. */
+    job_t none;
+    assert_int_equal (s_mailer_recv (mailer, 1500, &none), -1);
+
+    /* Before verification: the right password is not enough. */
+    s_expect_error (s_login (client, "client@example.org", GOOD_PW), CM_FORBIDDEN,
+                    "email_not_verified");
+    s_expect_error (s_login (client, "client@example.org", "wrong password"),
+                    CM_UNAUTHENTICATED, "invalid_credentials");
+    s_expect_error (s_login (client, "nobody@example.org", GOOD_PW), CM_UNAUTHENTICATED,
+                    "invalid_credentials");
+
+    /* The mailed link verifies, once. */
+    r = s_verify (client, job.token);
+    assert_int_equal (r->status, CM_OK);
+    assert_string_equal (r->verify->user->id, user_id);
+    assert_true (r->verify->user->verified);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    s_expect_error (s_verify (client, job.token), CM_INVALID,
+                    "invalid_verification_token");
+    s_expect_error (s_verify (client, "garbage"), CM_INVALID,
+                    "invalid_verification_token");
+
+    /* Login: a JWT the gateway's verifier (public key only) accepts. */
+    r = s_login (client, "CLIENT@example.org", GOOD_PW);
+    assert_int_equal (r->status, CM_OK);
+    assert_int_equal (r->body_case, SAFESHARE__AUTH_REPLY__BODY_LOGIN);
+    assert_int_equal (r->login->expires_in, 900);
+    assert_string_equal (r->login->user->id, user_id);
+    cm_jwt_verifier_t *verifier =
+        cm_jwt_verifier_new (s_pub, "safeshare", "safeshare-api");
+    assert_non_null (verifier);
+    cm_jwt_claims_t claims;
+    const char *reason = NULL;
+    assert_int_equal (
+        cm_jwt_verify (verifier, r->login->access, cm_now_s (), &claims, &reason), 0);
+    assert_string_equal (claims.sub, user_id);
+    assert_string_equal (claims.role, "client");
+    assert_true (claims.exp >= cm_now_s () + 890 && claims.exp <= cm_now_s () + 900);
+    cm_jwt_verifier_destroy (&verifier);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+
+    /* USER_GET */
+    r = s_user_get (client, user_id);
+    assert_int_equal (r->status, CM_OK);
+    assert_string_equal (r->user_get->user->email, "client@example.org");
+    assert_true (r->user_get->user->verified);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    s_expect_error (s_user_get (client, "ffffffffffffffffffffffffffffffff"), CM_NOT_FOUND,
+                    "user_not_found");
+    s_expect_error (s_user_get (client, "nope"), CM_INVALID, "invalid_user_id");
+
+    /* A job written before a restart and never acked is sent after it. */
+    r = s_signup (client, "second@example.org", GOOD_PW);
+    assert_int_equal (r->status, CM_OK);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    job_t before, after;
+    assert_int_equal (s_mailer_recv (mailer, 5000, &before), 0);
+    assert_string_equal (before.to, "second@example.org");
+    assert_int_equal (cm_test_stop (pid, 10000), 0);
+    /* Drop what the old process re-sent while stopping. */
+    while (s_mailer_recv (mailer, 100, &after) == 0) {
+        s_job_free (&after);
+    }
+    pid = s_spawn (s_env);
+    s_wait_ready (pid, client);
+    assert_int_equal (s_mailer_recv (mailer, 10000, &after), 0);
+    assert_string_equal (after.job_id, before.job_id);
+    s_mailer_ack (mailer, &after);
+    s_expect_job_sent (before.job_id);
+
+    assert_int_equal (cm_test_stop (pid, 10000), 0);
+    s_job_free (&job);
+    s_job_free (&again);
+    s_job_free (&before);
+    s_job_free (&after);
+    zsock_destroy (&client);
+    zsock_destroy (&mailer);
+}
+
+/* Sends raw frames on a DEALER; returns the reply header unpacked, or
+   NULL if none came within timeout_ms. */
+static Safeshare__AuthReply *
+s_raw (zsock_t *dealer, zmsg_t *msg, int timeout_ms)
+{
+    assert_int_equal (zmsg_send (&msg, dealer), 0);
+    zpoller_t *poller = zpoller_new (dealer, NULL);
+    void *which = zpoller_wait (poller, timeout_ms);
+    zpoller_destroy (&poller);
+    if (which != dealer) {
+        return NULL;
+    }
+    zmsg_t *in = zmsg_recv (dealer);
+    assert_non_null (in);
+    zframe_t *delim = zmsg_pop (in);
+    zframe_t *head = zmsg_pop (in);
+    assert_int_equal (zframe_size (delim), 0);
+    Safeshare__AuthReply *r =
+        safeshare__auth_reply__unpack (NULL, zframe_size (head), zframe_data (head));
+    assert_non_null (r);
+    zframe_destroy (&delim);
+    zframe_destroy (&head);
+    zmsg_destroy (&in);
+    return r;
+}
+
+static zmsg_t *
+s_packed (Safeshare__AuthRequest *rq)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addmem (msg, NULL, 0);
+    zframe_t *f = cm_frame_pack (&rq->base);
+    zmsg_append (msg, &f);
+    return msg;
+}
+
+static void
+test_garbage_in (void **state)
+{
+    zsock_t *mailer = cm_sock_server (s_mailer_ep);
+    pid_t pid = s_spawn (s_env);
+    zsock_t *client = cm_sock_client (s_auth_ep);
+    s_wait_ready (pid, client);
+    zsock_t *raw = cm_sock_client (s_auth_ep);
+    assert_non_null (raw);
+
+    /* Random bytes as the header. */
+    for (int i = 0; i < 20; i++) {
+        uint8_t junk[64];
+        cm_random (junk, sizeof junk);
+        zmsg_t *msg = zmsg_new ();
+        zmsg_addmem (msg, NULL, 0);
+        zmsg_addmem (msg, junk, (size_t)(1 + i * 3));
+        Safeshare__AuthReply *r = s_raw (raw, msg, 2000);
+        /* Either refused as malformed, or it happened to parse without a
+           usable meta: always answered, never OK. */
+        assert_non_null (r);
+        assert_int_not_equal (r->status, CM_OK);
+        safeshare__auth_reply__free_unpacked (r, NULL);
+    }
+
+    /* No delimiter: dropped (nothing to answer to), service unharmed. */
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "no delimiter here");
+    assert_null (s_raw (raw, msg, 300));
+
+    /* Delimiter only, no header. */
+    msg = zmsg_new ();
+    zmsg_addmem (msg, NULL, 0);
+    Safeshare__AuthReply *r = s_raw (raw, msg, 2000);
+    s_expect_error (r, CM_INVALID, "malformed_header");
+
+    /* Wrong protocol version. */
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    meta.version = 99;
+    meta.request_id = "garbage-1";
+    Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__HealthRequest h = SAFESHARE__HEALTH_REQUEST__INIT;
+    rq.meta = &meta;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_HEALTH;
+    rq.health = &h;
+    s_expect_error (s_raw (raw, s_packed (&rq), 2000), CM_UNSUPPORTED,
+                    "unsupported_version");
+
+    /* Missing meta. */
+    rq.meta = NULL;
+    s_expect_error (s_raw (raw, s_packed (&rq), 2000), CM_INVALID, "missing_meta");
+
+    /* Missing body. */
+    meta.version = CM_PROTO_VERSION;
+    rq.meta = &meta;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY__NOT_SET;
+    rq.health = NULL;
+    s_expect_error (s_raw (raw, s_packed (&rq), 2000), CM_INVALID, "missing_body");
+
+    /* Oversized fields: a 100 KB e-mail (header over the limit) and a
+       10 KB one (under it, refused by validation). */
+    char *big = malloc (100001);
+    memset (big, 'a', 100000);
+    big[100000] = '\0';
+    Safeshare__SignupRequest su = SAFESHARE__SIGNUP_REQUEST__INIT;
+    su.email = big;
+    su.password = GOOD_PW;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_SIGNUP;
+    rq.signup = &su;
+    s_expect_error (s_raw (raw, s_packed (&rq), 2000), CM_INVALID, "malformed_header");
+    big[10000] = '\0';
+    s_expect_error (s_raw (raw, s_packed (&rq), 2000), CM_INVALID, "invalid_email");
+    su.email = "big@example.org";
+    su.password = big;
+    s_expect_error (s_raw (raw, s_packed (&rq), 2000), CM_INVALID, "weak_password");
+    Safeshare__LoginRequest li = SAFESHARE__LOGIN_REQUEST__INIT;
+    li.email = big;
+    li.password = big;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGIN;
+    rq.login = &li;
+    s_expect_error (s_raw (raw, s_packed (&rq), CALL_MS), CM_UNAUTHENTICATED,
+                    "invalid_credentials");
+    free (big);
+
+    /* Blob frames where the protocol has none. */
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_HEALTH;
+    rq.health = &h;
+    msg = s_packed (&rq);
+    zmsg_addstr (msg, "blob 1");
+    zmsg_addstr (msg, "blob 2");
+    s_expect_error (s_raw (raw, msg, 2000), CM_INVALID, "unexpected_blobs");
+
+    /* Still healthy. */
+    r = s_health (client, 2000);
+    assert_non_null (r);
+    assert_int_equal (r->status, CM_OK);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+
+    assert_int_equal (cm_test_stop (pid, 10000), 0);
+    zsock_destroy (&raw);
+    zsock_destroy (&client);
+    zsock_destroy (&mailer);
+}
+
+int
+main (int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf (stderr, "usage: %s PATH/TO/safeshare-auth\n", argv[0]);
+        return 2;
+    }
+    s_binary = argv[1];
+    cm_log_init ("test_svc_auth", CM_LOG_WARN);
+    zsys_handler_set (NULL);
+    s_dir = cm_test_tmpdir ();
+    assert_non_null (s_dir);
+    snprintf (s_auth_ep, sizeof s_auth_ep, "ipc://%s/run/auth.sock", s_dir);
+    snprintf (s_mailer_ep, sizeof s_mailer_ep, "ipc://%s/run/mailer.sock", s_dir);
+    snprintf (s_env_data, sizeof s_env_data, "SAFESHARE_DATA_DIR=%s", s_dir);
+    snprintf (s_env_auth, sizeof s_env_auth, "SAFESHARE_AUTH_ENDPOINT=%s", s_auth_ep);
+    snprintf (s_env_mailer, sizeof s_env_mailer, "SAFESHARE_MAILER_ENDPOINT=%s",
+              s_mailer_ep);
+    snprintf (s_db_url, sizeof s_db_url, "sqlite:%s/auth.db", s_dir);
+    char keys[512], priv[600];
+    snprintf (keys, sizeof keys, "%s/keys", s_dir);
+    snprintf (priv, sizeof priv, "%s/jwt-es256.pem", keys);
+    snprintf (s_pub, sizeof s_pub, "%s/jwt-es256.pub", keys);
+    if (cm_mkdirs (keys, 0700) != 0 || cm_jwt_keygen (priv, s_pub) != 0) {
+        fprintf (stderr, "cannot make test keys in %s\n", keys);
+        return 1;
+    }
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_missing_key_exits_2),
+        cmocka_unit_test (test_flow),
+        cmocka_unit_test (test_garbage_in),
+    };
+    int rc = cmocka_run_group_tests (tests, NULL, NULL);
+    cm_test_rmrf (s_dir);
+    free (s_dir);
+    return rc;
+}

@@ -1,0 +1,50 @@
+/*  maild_transport -- dispatch to the configured delivery mechanism.    */
+#include "maild_transport.h"
+
+#include <stdlib.h>
+
+struct maild_transport_t {
+    const maild_transport_ops_t *ops;
+    void *impl;
+};
+
+maild_transport_t *
+maild_transport_new (const maild_transport_ops_t *ops, void **impl_p)
+{
+    if (!ops || !impl_p || !*impl_p || !ops->submit || !ops->destroy) {
+        return NULL;
+    }
+    maild_transport_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        return NULL;
+    }
+    self->ops = ops;
+    self->impl = *impl_p;
+    *impl_p = NULL;
+    return self;
+}
+
+void
+maild_transport_destroy (maild_transport_t **self_p)
+{
+    if (self_p && *self_p) {
+        maild_transport_t *self = *self_p;
+        self->ops->destroy (&self->impl);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+const char *
+maild_transport_name (maild_transport_t *self)
+{
+    return self->ops->name;
+}
+
+cm_status_t
+maild_transport_submit (maild_transport_t *self, const char *req, const char *job_id,
+                        const char *to, const char *data, size_t len, bool *duplicate)
+{
+    *duplicate = false;
+    return self->ops->submit (self->impl, req, job_id, to, data, len, duplicate);
+}
