@@ -1,0 +1,121 @@
+/*  safeshare-storage -- file metadata, share links and ciphertext blobs.
+    Thin main: config, backend + DB, start-up sweep, then one ROUTER loop. */
+#include "cm_config.h"
+#include "cm_log.h"
+#include "cm_msg.h"
+#include "cm_service.h"
+#include "cm_util.h"
+#include "storage.pb-c.h"
+#include "stord_disk.h"
+#include "stord_service.h"
+#include "stord_sweep.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The sweep runs at start and then this often.                         */
+#define S_SWEEP_EVERY_MS (STORD_SWEEP_AGE_S * 1000ULL)
+
+static const cm_service_info_t s_info = {
+    .name = "storage",
+    .binary = "safeshare-storage",
+    .summary = "file metadata, share links and encrypted blobs (ZeroMQ service)",
+    .usage =
+        "Keys: SAFESHARE_STORAGE_ENDPOINT, SAFESHARE_STORAGE_DB,\n"
+        "SAFESHARE_STORAGE_BACKEND (disk), SAFESHARE_BLOB_DIR, SAFESHARE_LINK_MAX_TTL.",
+};
+
+int
+main (int argc, char **argv)
+{
+    int exit_code = 0;
+    cm_config_t *config = cm_service_init (&s_info, &argc, argv, &exit_code);
+    if (!config) {
+        return exit_code;
+    }
+    stord_service_t *service = NULL;
+    zsock_t *router = NULL;
+    zpoller_t *poller = NULL;
+    exit_code = 2;
+
+    const char *backend_name = cm_config_get (config, "SAFESHARE_STORAGE_BACKEND");
+    if (!backend_name || strcmp (backend_name, "disk") != 0) {
+        fprintf (stderr,
+                 "safeshare-storage: SAFESHARE_STORAGE_BACKEND=%s is not built yet "
+                 "(use disk)\n",
+                 backend_name ? backend_name : "");
+        goto cleanup;
+    }
+    const char *blob_dir = cm_config_get (config, "SAFESHARE_BLOB_DIR");
+    stord_backend_t *backend = blob_dir ? stord_disk_new (blob_dir) : NULL;
+    if (!backend) {
+        fprintf (stderr, "safeshare-storage: cannot use blob dir %s\n",
+                 blob_dir ? blob_dir : "(unset)");
+        goto cleanup;
+    }
+    stord_meta_t *meta = stord_meta_new (cm_config_get (config, "SAFESHARE_STORAGE_DB"));
+    if (!meta) {
+        stord_backend_destroy (&backend);
+        fprintf (stderr, "safeshare-storage: cannot open SAFESHARE_STORAGE_DB\n");
+        goto cleanup;
+    }
+    long ttl = cm_config_int (config, "SAFESHARE_LINK_MAX_TTL");
+    service = stord_service_new (&meta, &backend, ttl > 0 ? (uint64_t)ttl : 1);
+    if (!service) {
+        stord_meta_destroy (&meta);
+        stord_backend_destroy (&backend);
+        goto cleanup;
+    }
+    if (stord_service_sweep (service, cm_now_s (), STORD_SWEEP_AGE_S) != 0) {
+        cm_warn (NULL, "start-up sweep incomplete; will retry later");
+    }
+    const char *endpoint = cm_config_get (config, "SAFESHARE_STORAGE_ENDPOINT");
+    router = endpoint ? cm_sock_server (endpoint) : NULL;
+    if (!router) {
+        fprintf (stderr, "safeshare-storage: cannot bind %s\n", endpoint ? endpoint : "");
+        goto cleanup;
+    }
+    poller = zpoller_new (router, NULL);
+    if (!poller) {
+        goto cleanup;
+    }
+    cm_info (NULL, "storage %s listening on %s (backend %s, blobs in %s)",
+             SAFESHARE_VERSION, endpoint, backend_name, blob_dir);
+
+    uint64_t next_sweep = cm_mono_ms () + S_SWEEP_EVERY_MS;
+    while (!cm_service_stopping ()) {
+        uint64_t now = cm_mono_ms ();
+        if (now >= next_sweep) {
+            stord_service_sweep (service, cm_now_s (), STORD_SWEEP_AGE_S);
+            next_sweep = now + S_SWEEP_EVERY_MS;
+            continue;
+        }
+        uint64_t wait = next_sweep - now;
+        void *which = zpoller_wait (poller, wait > 60000 ? 60000 : (int)wait);
+        if (!which) {
+            if (zpoller_terminated (poller) && cm_service_stopping ()) {
+                break;
+            }
+            continue;
+        }
+        cm_call_t call;
+        if (cm_call_recv (router, &safeshare__storage_request__descriptor,
+                          &safeshare__storage_reply__descriptor, &call) != 0) {
+            continue; /* malformed: already answered and logged */
+        }
+        if (cm_call_expired (&call)) {
+            cm_debug (call.req_id, "deadline passed; request dropped");
+        } else {
+            stord_service_handle (service, router, &call);
+        }
+        cm_call_release (&call);
+    }
+    cm_info (NULL, "storage stopping");
+    exit_code = 0;
+cleanup:
+    zpoller_destroy (&poller);
+    zsock_destroy (&router);
+    stord_service_destroy (&service);
+    cm_config_destroy (&config);
+    return exit_code;
+}

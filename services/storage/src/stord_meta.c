@@ -1,0 +1,551 @@
+/*  stord_meta -- file metadata and share links (see stord_meta.h).     */
+#include "stord_meta.h"
+#include "cm_db.h"
+#include "cm_log.h"
+#include "cm_util.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Versioned schema; append new versions, never edit a shipped one.
+   Common dialect for SQLite and PostgreSQL: TEXT/BIGINT/INTEGER.       */
+static const char *const s_migrations[] = {
+    "CREATE TABLE files ("
+    " id TEXT PRIMARY KEY,"
+    " name TEXT NOT NULL,"
+    " content_type TEXT NOT NULL,"
+    " size BIGINT NOT NULL DEFAULT 0,"
+    " sha256 TEXT NOT NULL DEFAULT '',"
+    " owner_id TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " chunk_size BIGINT NOT NULL,"
+    " chunk_count BIGINT NOT NULL DEFAULT 0,"
+    " kek_id TEXT NOT NULL DEFAULT '',"
+    " wrapped_dek TEXT NOT NULL DEFAULT '',"
+    " blob_size BIGINT NOT NULL DEFAULT 0,"
+    " state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'committed')));"
+    "CREATE INDEX files_by_state_time ON files (state, created_at, id);"
+    "CREATE TABLE links ("
+    " id TEXT PRIMARY KEY,"
+    " file_id TEXT NOT NULL REFERENCES files (id) ON DELETE CASCADE,"
+    " token_hash TEXT NOT NULL UNIQUE,"
+    " creator_id TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " expires_at BIGINT NOT NULL,"
+    " max_downloads BIGINT NOT NULL,"
+    " downloads BIGINT NOT NULL DEFAULT 0,"
+    " revoked INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX links_by_file ON links (file_id);",
+};
+
+#define S_FILE_COLS                                                                      \
+    "id, name, content_type, size, sha256, owner_id, created_at, chunk_size,"            \
+    " chunk_count, kek_id, wrapped_dek, blob_size, state"
+
+struct stord_meta_t {
+    cm_db_t *db;
+};
+
+stord_meta_t *
+stord_meta_new (const char *url)
+{
+    stord_meta_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        return NULL;
+    }
+    self->db = cm_db_open (url);
+    if (!self->db) {
+        goto fail;
+    }
+    if (cm_db_migrate (self->db, "storage", s_migrations,
+                       sizeof s_migrations / sizeof s_migrations[0]) != 0) {
+        cm_error (NULL, "cm_db_migrate(storage) failed");
+        goto fail;
+    }
+    return self;
+fail:
+    stord_meta_destroy (&self);
+    return NULL;
+}
+
+void
+stord_meta_destroy (stord_meta_t **self_p)
+{
+    if (self_p && *self_p) {
+        cm_db_destroy (&(*self_p)->db);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+/* Strict unsigned decimal (DB rows are outside input too).             */
+static int
+s_parse_u64 (const char *s, uint64_t *out)
+{
+    if (!s || !*s || strlen (s) > 20) {
+        return -1;
+    }
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9') {
+            return -1;
+        }
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10) {
+            return -1;
+        }
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static int
+s_copy (char *out, size_t outlen, const char *s)
+{
+    if (!s || strlen (s) >= outlen) {
+        return -1;
+    }
+    memcpy (out, s, strlen (s) + 1);
+    return 0;
+}
+
+/* One row of S_FILE_COLS into *file; -1 if the row is not well formed. */
+static int
+s_row_to_file (const cm_db_res_t *res, int row, stord_file_t *file)
+{
+    memset (file, 0, sizeof *file);
+    uint64_t chunk_size = 0;
+    const char *dek = cm_db_res_get (res, row, 10);
+    const char *state = cm_db_res_get (res, row, 12);
+    if (s_copy (file->id, sizeof file->id, cm_db_res_get (res, row, 0)) != 0 ||
+        s_copy (file->name, sizeof file->name, cm_db_res_get (res, row, 1)) != 0 ||
+        s_copy (file->content_type, sizeof file->content_type,
+                cm_db_res_get (res, row, 2)) != 0 ||
+        s_parse_u64 (cm_db_res_get (res, row, 3), &file->size) != 0 ||
+        s_copy (file->sha256, sizeof file->sha256, cm_db_res_get (res, row, 4)) != 0 ||
+        s_copy (file->owner_id, sizeof file->owner_id, cm_db_res_get (res, row, 5)) !=
+            0 ||
+        s_parse_u64 (cm_db_res_get (res, row, 6), &file->created_at) != 0 ||
+        s_parse_u64 (cm_db_res_get (res, row, 7), &chunk_size) != 0 ||
+        chunk_size > UINT32_MAX ||
+        s_parse_u64 (cm_db_res_get (res, row, 8), &file->chunk_count) != 0 ||
+        s_copy (file->kek_id, sizeof file->kek_id, cm_db_res_get (res, row, 9)) != 0 ||
+        !dek || strlen (dek) % 2 != 0 || strlen (dek) / 2 > sizeof file->wrapped_dek ||
+        s_parse_u64 (cm_db_res_get (res, row, 11), &file->blob_size) != 0 || !state) {
+        return -1;
+    }
+    file->chunk_size = (uint32_t)chunk_size;
+    file->wrapped_dek_len = strlen (dek) / 2;
+    if (file->wrapped_dek_len > 0 &&
+        cm_hex_decode (file->wrapped_dek, file->wrapped_dek_len, dek) != 0) {
+        return -1;
+    }
+    if (strcmp (state, "pending") == 0) {
+        file->state = STORD_STATE_PENDING;
+    } else if (strcmp (state, "committed") == 0) {
+        file->state = STORD_STATE_COMMITTED;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+static const char *
+s_state_name (stord_state_t state)
+{
+    return state == STORD_STATE_COMMITTED ? "committed" : "pending";
+}
+
+cm_status_t
+stord_meta_file_insert (stord_meta_t *self, const char *req, const stord_file_t *file)
+{
+    char chunk_size[16], created_at[24];
+    snprintf (chunk_size, sizeof chunk_size, "%u", file->chunk_size);
+    snprintf (created_at, sizeof created_at, "%llu",
+              (unsigned long long)file->created_at);
+    const char *p[] = {file->id,       file->name, file->content_type,
+                       file->owner_id, chunk_size, created_at};
+    cm_db_status_t st = cm_db_exec (self->db,
+                                    "INSERT INTO files (id, name, content_type, owner_id,"
+                                    " chunk_size, created_at, state)"
+                                    " VALUES ($1, $2, $3, $4, $5, $6, 'pending')",
+                                    6, p);
+    if (st == CM_DB_CONSTRAINT) {
+        return CM_CONFLICT;
+    }
+    if (st != CM_DB_OK) {
+        cm_error (req, "cm_db_exec(INSERT files) failed");
+        return CM_INTERNAL;
+    }
+    return CM_OK;
+}
+
+cm_status_t
+stord_meta_file_get (stord_meta_t *self, const char *req, const char *id,
+                     bool committed_only, stord_file_t *file)
+{
+    const char *p[] = {id};
+    cm_db_res_t *res =
+        cm_db_query (self->db,
+                     committed_only ? "SELECT " S_FILE_COLS
+                                      " FROM files WHERE id = $1 AND state = 'committed'"
+                                    : "SELECT " S_FILE_COLS " FROM files WHERE id = $1",
+                     1, p);
+    cm_status_t status = CM_OK;
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        cm_error (req, "cm_db_query(SELECT files) failed");
+        status = CM_INTERNAL;
+    } else if (cm_db_res_rows (res) == 0) {
+        status = CM_NOT_FOUND;
+    } else if (s_row_to_file (res, 0, file) != 0) {
+        cm_error (req, "files row %s is malformed", id);
+        status = CM_INTERNAL;
+    }
+    cm_db_res_free (&res);
+    return status;
+}
+
+cm_status_t
+stord_meta_file_commit (stord_meta_t *self, const char *req, const stord_file_t *file,
+                        uint64_t now_s)
+{
+    char size[24], chunk_count[24], blob_size[24], now[24];
+    char dek[2 * STORD_WRAPPED_DEK_MAX + 1];
+    if (file->wrapped_dek_len > STORD_WRAPPED_DEK_MAX) {
+        return CM_INVALID;
+    }
+    snprintf (size, sizeof size, "%llu", (unsigned long long)file->size);
+    snprintf (chunk_count, sizeof chunk_count, "%llu",
+              (unsigned long long)file->chunk_count);
+    snprintf (blob_size, sizeof blob_size, "%llu", (unsigned long long)file->blob_size);
+    snprintf (now, sizeof now, "%llu", (unsigned long long)now_s);
+    cm_hex_encode (dek, file->wrapped_dek, file->wrapped_dek_len);
+    const char *p[] = {file->id,     size, file->sha256, chunk_count,
+                       file->kek_id, dek,  blob_size,    now};
+    cm_db_res_t *res =
+        cm_db_query (self->db,
+                     "UPDATE files SET size = $2, sha256 = $3, chunk_count = $4,"
+                     " kek_id = $5, wrapped_dek = $6, blob_size = $7, created_at = $8,"
+                     " state = 'committed' WHERE id = $1 AND state = 'pending'",
+                     8, p);
+    cm_status_t status = CM_OK;
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        cm_error (req, "cm_db_query(UPDATE files commit) failed");
+        status = CM_INTERNAL;
+    } else if (cm_db_res_changes (res) == 0) {
+        status = CM_NOT_FOUND;
+    }
+    cm_db_res_free (&res);
+    return status;
+}
+
+cm_status_t
+stord_meta_file_delete (stord_meta_t *self, const char *req, const char *id,
+                        stord_state_t state)
+{
+    const char *p[] = {id, s_state_name (state)};
+    if (cm_db_begin (self->db) != 0) {
+        cm_error (req, "cm_db_begin() failed");
+        return CM_INTERNAL;
+    }
+    /* Links first (they point at the row), then the row: with it goes
+       the only wrapped copy of the file's data key.                    */
+    cm_status_t status = CM_OK;
+    cm_db_res_t *res = NULL;
+    if (cm_db_exec (self->db,
+                    "DELETE FROM links WHERE file_id IN"
+                    " (SELECT id FROM files WHERE id = $1 AND state = $2)",
+                    2, p) != CM_DB_OK) {
+        cm_error (req, "cm_db_exec(DELETE links) failed");
+        status = CM_INTERNAL;
+        goto cleanup;
+    }
+    res = cm_db_query (self->db, "DELETE FROM files WHERE id = $1 AND state = $2", 2, p);
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        cm_error (req, "cm_db_query(DELETE files) failed");
+        status = CM_INTERNAL;
+    } else if (cm_db_res_changes (res) == 0) {
+        status = CM_NOT_FOUND;
+    }
+cleanup:
+    cm_db_res_free (&res);
+    if (status == CM_OK) {
+        if (cm_db_commit (self->db) != 0) {
+            cm_error (req, "cm_db_commit() failed");
+            cm_db_rollback (self->db);
+            status = CM_INTERNAL;
+        }
+    } else {
+        cm_db_rollback (self->db);
+    }
+    return status;
+}
+
+/* "<created_at>.<id>" -> parts; -1 if malformed.                        */
+static int
+s_cursor_parse (const char *cursor, char time_out[24], char id_out[STORD_ID_HEX + 1])
+{
+    const char *dot = strchr (cursor, '.');
+    size_t tlen = dot ? (size_t)(dot - cursor) : 0;
+    uint64_t t;
+    if (!dot || tlen == 0 || tlen > 19 || strlen (dot + 1) != STORD_ID_HEX ||
+        !cm_is_hex_id (dot + 1, STORD_ID_HEX)) {
+        return -1;
+    }
+    memcpy (time_out, cursor, tlen);
+    time_out[tlen] = '\0';
+    if (s_parse_u64 (time_out, &t) != 0 || t > (uint64_t)INT64_MAX) {
+        return -1;
+    }
+    memcpy (id_out, dot + 1, STORD_ID_HEX + 1);
+    return 0;
+}
+
+cm_status_t
+stord_meta_file_list (stord_meta_t *self, const char *req, const char *cursor,
+                      uint32_t limit, stord_file_t **files, size_t *count,
+                      char next_cursor[STORD_CURSOR_MAX + 1])
+{
+    *files = NULL;
+    *count = 0;
+    next_cursor[0] = '\0';
+    if (limit < 1 || limit > STORD_LIST_MAX) {
+        return CM_INVALID;
+    }
+    char t[24], id[STORD_ID_HEX + 1], lim[16];
+    /* One more than asked tells whether there is a next page.         */
+    snprintf (lim, sizeof lim, "%u", limit + 1);
+    cm_db_res_t *res;
+    if (cursor && *cursor) {
+        if (s_cursor_parse (cursor, t, id) != 0) {
+            return CM_INVALID;
+        }
+        const char *p[] = {t, id, lim};
+        res = cm_db_query (self->db,
+                           "SELECT " S_FILE_COLS " FROM files WHERE state = 'committed'"
+                           " AND (created_at < $1 OR (created_at = $1 AND id < $2))"
+                           " ORDER BY created_at DESC, id DESC LIMIT $3",
+                           3, p);
+    } else {
+        const char *p[] = {lim};
+        res = cm_db_query (self->db,
+                           "SELECT " S_FILE_COLS " FROM files WHERE state = 'committed'"
+                           " ORDER BY created_at DESC, id DESC LIMIT $1",
+                           1, p);
+    }
+    cm_status_t status = CM_OK;
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        cm_error (req, "cm_db_query(SELECT files list) failed");
+        status = CM_INTERNAL;
+        goto cleanup;
+    }
+    int rows = cm_db_res_rows (res);
+    size_t n = rows > (int)limit ? limit : (size_t)rows;
+    if (n > 0) {
+        *files = calloc (n, sizeof **files);
+        if (!*files) {
+            status = CM_INTERNAL;
+            goto cleanup;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s_row_to_file (res, (int)i, &(*files)[i]) != 0) {
+            cm_error (req, "files row %zu of a listing is malformed", i);
+            free (*files);
+            *files = NULL;
+            status = CM_INTERNAL;
+            goto cleanup;
+        }
+    }
+    *count = n;
+    if (rows > (int)limit) {
+        const stord_file_t *last = &(*files)[n - 1];
+        snprintf (next_cursor, STORD_CURSOR_MAX + 1, "%llu.%s",
+                  (unsigned long long)last->created_at, last->id);
+    }
+cleanup:
+    cm_db_res_free (&res);
+    return status;
+}
+
+cm_status_t
+stord_meta_pending_before (stord_meta_t *self, const char *req, uint64_t cutoff_s,
+                           int (*fn) (const char *id, void *arg), void *arg)
+{
+    char cutoff[24];
+    snprintf (cutoff, sizeof cutoff, "%llu", (unsigned long long)cutoff_s);
+    const char *p[] = {cutoff};
+    cm_db_res_t *res = cm_db_query (
+        self->db, "SELECT id FROM files WHERE state = 'pending' AND created_at < $1", 1,
+        p);
+    cm_status_t status = CM_OK;
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        cm_error (req, "cm_db_query(SELECT pending files) failed");
+        status = CM_INTERNAL;
+    }
+    for (int i = 0; status == CM_OK && i < cm_db_res_rows (res); i++) {
+        const char *id = cm_db_res_get (res, i, 0);
+        if (id && cm_is_hex_id (id, STORD_ID_HEX) && fn (id, arg) != 0) {
+            break;
+        }
+    }
+    cm_db_res_free (&res);
+    return status;
+}
+
+cm_status_t
+stord_meta_link_create (stord_meta_t *self, const char *req, const char *file_id,
+                        const char *creator_id, uint64_t now_s, uint64_t expires_in,
+                        uint32_t max_downloads, char link_id[STORD_ID_HEX + 1],
+                        char token[STORD_TOKEN_MAX + 1], uint64_t *expires_at)
+{
+    char hash[65], now[24], exp[24], maxd[16];
+    if (cm_random_hex (link_id, STORD_ID_HEX / 2) != 0 ||
+        cm_random_token (token, STORD_TOKEN_MAX + 1, 32) != 0) {
+        cm_error (req, "cm_random_token() failed");
+        return CM_INTERNAL;
+    }
+    cm_sha256_hex (hash, token, strlen (token));
+    *expires_at = now_s + expires_in;
+    snprintf (now, sizeof now, "%llu", (unsigned long long)now_s);
+    snprintf (exp, sizeof exp, "%llu", (unsigned long long)*expires_at);
+    snprintf (maxd, sizeof maxd, "%u", max_downloads);
+    const char *p[] = {link_id, file_id, hash, creator_id, now, exp, maxd};
+    /* One statement: the file is committed at the moment of insert.
+       The casts type the SELECT list for PostgreSQL (no target typing). */
+    cm_db_res_t *res = cm_db_query (
+        self->db,
+        "INSERT INTO links (id, file_id, token_hash, creator_id, created_at, expires_at,"
+        " max_downloads, downloads, revoked)"
+        " SELECT $1, $2, $3, $4, CAST($5 AS BIGINT), CAST($6 AS BIGINT),"
+        " CAST($7 AS BIGINT), 0, 0 WHERE EXISTS"
+        " (SELECT 1 FROM files WHERE id = $2 AND state = 'committed')",
+        7, p);
+    cm_status_t status = CM_OK;
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        cm_error (req, "cm_db_query(INSERT links) failed");
+        status = CM_INTERNAL;
+    } else if (cm_db_res_changes (res) == 0) {
+        status = CM_NOT_FOUND;
+    }
+    cm_db_res_free (&res);
+    OPENSSL_cleanse (hash, sizeof hash);
+    if (status != CM_OK) {
+        OPENSSL_cleanse (token, STORD_TOKEN_MAX + 1);
+    }
+    return status;
+}
+
+/* After a redeem that changed nothing: why. Sets *code.                 */
+static cm_status_t
+s_link_refusal (stord_meta_t *self, const char *req, const char *hash, uint64_t now_s,
+                const char **code)
+{
+    const char *p[] = {hash};
+    cm_db_res_t *res = cm_db_query (
+        self->db,
+        "SELECT l.revoked, l.expires_at, l.downloads, l.max_downloads, f.state"
+        " FROM links l JOIN files f ON f.id = l.file_id WHERE l.token_hash = $1",
+        1, p);
+    cm_status_t status;
+    uint64_t revoked, expires_at, downloads, max_downloads;
+    const char *state = cm_db_res_get (res, 0, 4);
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        cm_error (req, "cm_db_query(SELECT links) failed");
+        status = CM_INTERNAL, *code = "storage_error";
+    } else if (cm_db_res_rows (res) == 0 || !state || strcmp (state, "committed") != 0) {
+        status = CM_NOT_FOUND, *code = "link_not_found";
+    } else if (s_parse_u64 (cm_db_res_get (res, 0, 0), &revoked) != 0 ||
+               s_parse_u64 (cm_db_res_get (res, 0, 1), &expires_at) != 0 ||
+               s_parse_u64 (cm_db_res_get (res, 0, 2), &downloads) != 0 ||
+               s_parse_u64 (cm_db_res_get (res, 0, 3), &max_downloads) != 0) {
+        cm_error (req, "links row is malformed");
+        status = CM_INTERNAL, *code = "storage_error";
+    } else if (revoked) {
+        status = CM_GONE, *code = "link_revoked";
+    } else if (expires_at <= now_s) {
+        status = CM_GONE, *code = "link_expired";
+    } else if (downloads >= max_downloads) {
+        status = CM_GONE, *code = "link_exhausted";
+    } else {
+        /* Valid now: it changed between our UPDATE and this SELECT.    */
+        status = CM_UNAVAILABLE, *code = "retry";
+    }
+    cm_db_res_free (&res);
+    return status;
+}
+
+cm_status_t
+stord_meta_link_redeem (stord_meta_t *self, const char *req, const char *token,
+                        uint64_t now_s, stord_file_t *file, uint32_t *downloads_left,
+                        const char **code)
+{
+    char hash[65], now[24];
+    cm_sha256_hex (hash, token, strlen (token));
+    snprintf (now, sizeof now, "%llu", (unsigned long long)now_s);
+    const char *p[] = {hash, now};
+    cm_status_t status = CM_INTERNAL;
+    *code = "storage_error";
+    /* The one atomic step: only a row that is still redeemable changes,
+       so N concurrent redeems of a one-time link change it once.       */
+    cm_db_res_t *res = NULL;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        cm_db_res_free (&res);
+        res = cm_db_query (self->db,
+                           "UPDATE links SET downloads = downloads + 1"
+                           " WHERE token_hash = $1 AND revoked = 0 AND expires_at > $2"
+                           " AND downloads < max_downloads AND file_id IN"
+                           " (SELECT id FROM files WHERE state = 'committed')"
+                           " RETURNING file_id, max_downloads - downloads",
+                           2, p);
+        if (cm_db_res_status (res) != CM_DB_BUSY) {
+            break;
+        }
+    }
+    uint64_t left = 0;
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        cm_error (req, "cm_db_query(UPDATE links redeem) failed");
+        goto cleanup;
+    }
+    if (cm_db_res_rows (res) == 0) {
+        status = s_link_refusal (self, req, hash, now_s, code);
+        goto cleanup;
+    }
+    const char *file_id = cm_db_res_get (res, 0, 0);
+    if (!file_id || !cm_is_hex_id (file_id, STORD_ID_HEX) ||
+        s_parse_u64 (cm_db_res_get (res, 0, 1), &left) != 0 || left > UINT32_MAX) {
+        cm_error (req, "links row is malformed");
+        goto cleanup;
+    }
+    status = stord_meta_file_get (self, req, file_id, true, file);
+    if (status == CM_NOT_FOUND) {
+        *code = "link_not_found"; /* deleted after our UPDATE */
+    } else if (status == CM_OK) {
+        *code = NULL;
+        *downloads_left = (uint32_t)left;
+    }
+cleanup:
+    cm_db_res_free (&res);
+    OPENSSL_cleanse (hash, sizeof hash);
+    return status;
+}
+
+cm_status_t
+stord_meta_link_revoke (stord_meta_t *self, const char *req, const char *link_id)
+{
+    const char *p[] = {link_id};
+    cm_db_res_t *res =
+        cm_db_query (self->db, "UPDATE links SET revoked = 1 WHERE id = $1", 1, p);
+    cm_status_t status = CM_OK;
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        cm_error (req, "cm_db_query(UPDATE links revoke) failed");
+        status = CM_INTERNAL;
+    } else if (cm_db_res_changes (res) == 0) {
+        status = CM_NOT_FOUND;
+    }
+    cm_db_res_free (&res);
+    return status;
+}

@@ -1,0 +1,885 @@
+/*  svc_storage -- the real safeshare-storage binary over its socket:
+    begin -> append -> commit -> get/list -> read back -> links -> delete,
+    pending files invisible, abort, field validation, garbage-in, the
+    start-up sweep across a restart, SIGTERM -> exit 0.
+    usage: test_storage_svc PATH/TO/safeshare-storage                    */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "cm_log.h"
+#include "cm_msg.h"
+#include "cm_testing.h"
+#include "cm_util.h"
+#include "storage.pb-c.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define OWNER   "0123456789abcdef0123456789abcdef"
+#define TIMEOUT 5000
+
+static struct {
+    const char *bin;
+    char *tmp;
+    char env_data[600];
+    char env_ep[700];
+    char blobs[700];
+    pid_t pid;
+    zsock_t *sock;
+} g;
+
+/* ---- helpers ---------------------------------------------------------- */
+
+typedef Safeshare__StorageReply reply_t;
+
+/* Sends rq (with fresh meta) plus *blobs; returns the reply (free with
+   s_free) and, if blobs_out, its blob frames.                          */
+static reply_t *
+s_call (Safeshare__StorageRequest *rq, zmsg_t **blobs, zmsg_t **blobs_out, int timeout_ms)
+{
+    char reqbuf[65];
+    Safeshare__Meta meta;
+    cm_meta_init (&meta, reqbuf, NULL, timeout_ms);
+    rq->meta = &meta;
+    ProtobufCMessage *reply = NULL;
+    cm_status_t st =
+        cm_rpc_call (g.sock, &rq->base, blobs, &safeshare__storage_reply__descriptor,
+                     timeout_ms, &reply, blobs_out);
+    rq->meta = NULL;
+    return st == CM_OK ? (reply_t *)reply : NULL;
+}
+
+static void
+s_free (reply_t **r)
+{
+    if (*r) {
+        protobuf_c_message_free_unpacked (&(*r)->base, NULL);
+        *r = NULL;
+    }
+}
+
+static void
+s_expect (reply_t *r, cm_status_t status, const char *code)
+{
+    assert_non_null (r);
+    if (r->status != status) {
+        fprintf (stderr, "expected %s, got %s %s\n", cm_status_name (status),
+                 cm_status_name (r->status), r->error ? r->error->code : "");
+    }
+    assert_int_equal (r->status, status);
+    if (code) {
+        assert_non_null (r->error);
+        assert_string_equal (r->error->code, code);
+    }
+}
+
+static void
+s_sleep_ms (long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep (&ts, NULL);
+}
+
+static reply_t *
+s_health (int timeout_ms)
+{
+    Safeshare__HealthRequest h = SAFESHARE__HEALTH_REQUEST__INIT;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_HEALTH;
+    rq.health = &h;
+    return s_call (&rq, NULL, NULL, timeout_ms);
+}
+
+static void
+s_start (void)
+{
+    char *argv[] = {(char *)g.bin, NULL};
+    char *env[] = {g.env_data, g.env_ep, "SAFESHARE_LOG_LEVEL=error", NULL};
+    g.pid = cm_test_spawn (g.bin, argv, env);
+    assert_true (g.pid > 0);
+    /* Ready = answers HEALTH; fail at once if it died.                  */
+    uint64_t deadline = cm_mono_ms () + 15000;
+    while (true) {
+        assert_false (cm_test_exited (g.pid));
+        reply_t *r = s_health (250);
+        if (r) {
+            s_expect (r, CM_OK, NULL);
+            s_free (&r);
+            return;
+        }
+        assert_true (cm_mono_ms () < deadline);
+        s_sleep_ms (20);
+    }
+}
+
+static char *
+s_begin (const char *name, uint32_t chunk_size)
+{
+    Safeshare__FileBeginRequest b = SAFESHARE__FILE_BEGIN_REQUEST__INIT;
+    b.name = (char *)name;
+    b.content_type = "application/pdf";
+    b.owner_id = OWNER;
+    b.chunk_size = chunk_size;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_BEGIN;
+    rq.file_begin = &b;
+    reply_t *r = s_call (&rq, NULL, NULL, TIMEOUT);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->body_case, SAFESHARE__STORAGE_REPLY__BODY_FILE_BEGIN);
+    assert_true (cm_is_hex_id (r->file_begin->file_id, 32));
+    char *id = strdup (r->file_begin->file_id);
+    s_free (&r);
+    return id;
+}
+
+static reply_t *
+s_append (const char *id, uint64_t offset, const void *data, size_t len)
+{
+    Safeshare__BlobAppendRequest a = SAFESHARE__BLOB_APPEND_REQUEST__INIT;
+    a.file_id = (char *)id;
+    a.offset = offset;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_BLOB_APPEND;
+    rq.blob_append = &a;
+    zmsg_t *blobs = zmsg_new ();
+    zmsg_addmem (blobs, data, len);
+    return s_call (&rq, &blobs, NULL, TIMEOUT);
+}
+
+static reply_t *
+s_commit (const char *id, uint64_t size, uint64_t chunks, uint64_t blob_size)
+{
+    static uint8_t dek[60] = {1, 2, 3, 4, 5};
+    Safeshare__FileCommitRequest c = SAFESHARE__FILE_COMMIT_REQUEST__INIT;
+    c.file_id = (char *)id;
+    c.size = size;
+    c.sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    c.chunk_count = chunks;
+    c.kek_id = "00112233aabbccdd";
+    c.wrapped_dek.data = dek;
+    c.wrapped_dek.len = sizeof dek;
+    c.blob_size = blob_size;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_COMMIT;
+    rq.file_commit = &c;
+    return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+static reply_t *
+s_get (const char *id)
+{
+    Safeshare__FileGetRequest q = SAFESHARE__FILE_GET_REQUEST__INIT;
+    q.file_id = (char *)id;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_GET;
+    rq.file_get = &q;
+    return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+static reply_t *
+s_list (uint32_t limit, const char *cursor)
+{
+    Safeshare__FileListRequest q = SAFESHARE__FILE_LIST_REQUEST__INIT;
+    q.limit = limit;
+    q.cursor = (char *)cursor;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_LIST;
+    rq.file_list = &q;
+    return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+static reply_t *
+s_read (const char *id, uint64_t offset, uint32_t length, zmsg_t **blobs_out)
+{
+    Safeshare__BlobReadRequest q = SAFESHARE__BLOB_READ_REQUEST__INIT;
+    q.file_id = (char *)id;
+    q.offset = offset;
+    q.length = length;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_BLOB_READ;
+    rq.blob_read = &q;
+    return s_call (&rq, NULL, blobs_out, TIMEOUT);
+}
+
+static reply_t *
+s_delete (const char *id)
+{
+    Safeshare__FileDeleteRequest q = SAFESHARE__FILE_DELETE_REQUEST__INIT;
+    q.file_id = (char *)id;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_DELETE;
+    rq.file_delete = &q;
+    return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+static reply_t *
+s_abort (const char *id)
+{
+    Safeshare__FileAbortRequest q = SAFESHARE__FILE_ABORT_REQUEST__INIT;
+    q.file_id = (char *)id;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_ABORT;
+    rq.file_abort = &q;
+    return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+static reply_t *
+s_link (const char *id, uint64_t expires_in, uint32_t max_downloads)
+{
+    Safeshare__LinkCreateRequest q = SAFESHARE__LINK_CREATE_REQUEST__INIT;
+    q.file_id = (char *)id;
+    q.creator_id = OWNER;
+    q.expires_in = expires_in;
+    q.max_downloads = max_downloads;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_CREATE;
+    rq.link_create = &q;
+    return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+static reply_t *
+s_redeem (const char *token)
+{
+    Safeshare__LinkRedeemRequest q = SAFESHARE__LINK_REDEEM_REQUEST__INIT;
+    q.token = (char *)token;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_REDEEM;
+    rq.link_redeem = &q;
+    return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+static void
+s_blob_path (const char *id, bool pending, char *out, size_t len)
+{
+    if (pending) {
+        snprintf (out, len, "%s/tmp/%s.part", g.blobs, id);
+    } else {
+        snprintf (out, len, "%s/%.2s/%s", g.blobs, id, id);
+    }
+}
+
+static bool
+s_exists (const char *path)
+{
+    struct stat st;
+    return stat (path, &st) == 0;
+}
+
+static bool
+s_listed (const char *id)
+{
+    reply_t *r = s_list (200, "");
+    s_expect (r, CM_OK, NULL);
+    bool found = false;
+    for (size_t i = 0; i < r->file_list->n_files; i++) {
+        found |= strcmp (r->file_list->files[i]->id, id) == 0;
+    }
+    s_free (&r);
+    return found;
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void
+test_health (void **state)
+{
+    reply_t *r = s_health (TIMEOUT);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->body_case, SAFESHARE__STORAGE_REPLY__BODY_HEALTH);
+    assert_string_equal (r->health->service, "storage");
+    assert_string_equal (r->health->version, SAFESHARE_VERSION);
+    s_free (&r);
+}
+
+static void
+test_upload_roundtrip (void **state)
+{
+    /* A blob shaped like the real one: header + two chunks.            */
+    enum { HDR = 48, C0 = 4096 + 16, C1 = 100 + 16, TOTAL = HDR + C0 + C1 };
+    static uint8_t blob[TOTAL];
+    assert_int_equal (cm_random (blob, sizeof blob), 0);
+    char *id = s_begin ("Quarterly report \xc3\xbc.pdf", 4096);
+    char part[1024], final[1024];
+    s_blob_path (id, true, part, sizeof part);
+    s_blob_path (id, false, final, sizeof final);
+    assert_true (s_exists (part));
+
+    /* Pending: invisible everywhere.                                    */
+    reply_t *r = s_get (id);
+    s_expect (r, CM_NOT_FOUND, "file_not_found");
+    s_free (&r);
+    assert_false (s_listed (id));
+    r = s_link (id, 60, 1);
+    s_expect (r, CM_NOT_FOUND, "file_not_found");
+    s_free (&r);
+    r = s_read (id, 0, 1, NULL);
+    s_expect (r, CM_NOT_FOUND, "file_not_found");
+    s_free (&r);
+
+    r = s_append (id, 0, blob, HDR);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->blob_append->blob_size, HDR);
+    s_free (&r);
+    r = s_append (id, HDR, blob + HDR, C0);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->blob_append->blob_size, HDR + C0);
+    s_free (&r);
+    /* The retry of a lost reply is answered OK; a gap or overlap not.  */
+    r = s_append (id, HDR, blob + HDR, C0);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->blob_append->blob_size, HDR + C0);
+    s_free (&r);
+    r = s_append (id, HDR + C0 + 1, blob + HDR + C0, C1);
+    s_expect (r, CM_CONFLICT, "offset_mismatch");
+    assert_int_equal (r->body_case, SAFESHARE__STORAGE_REPLY__BODY_BLOB_APPEND);
+    assert_int_equal (r->blob_append->blob_size, HDR + C0); /* where to resume */
+    s_free (&r);
+    r = s_append (id, 10, blob + 10, 5);
+    s_expect (r, CM_CONFLICT, "offset_mismatch");
+    s_free (&r);
+    r = s_append (id, HDR + C0, blob + HDR + C0, C1);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->blob_append->blob_size, TOTAL);
+    s_free (&r);
+
+    /* Commit must name the stored size.                                 */
+    r = s_commit (id, 4096 + 100, 2, TOTAL - 1);
+    s_expect (r, CM_CONFLICT, "blob_size_mismatch");
+    s_free (&r);
+    r = s_commit (id, 4096 + 100, 7, TOTAL);
+    s_expect (r, CM_INVALID, "invalid_chunk_count");
+    s_free (&r);
+    assert_false (s_listed (id));
+    r = s_commit (id, 4096 + 100, 2, TOTAL);
+    s_expect (r, CM_OK, NULL);
+    Safeshare__FileInfo *fi = r->file_commit->file;
+    assert_string_equal (fi->id, id);
+    assert_int_equal (fi->blob_size, TOTAL);
+    s_free (&r);
+    /* A repeated commit (lost reply) is answered the same.              */
+    r = s_commit (id, 4096 + 100, 2, TOTAL);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    assert_false (s_exists (part));
+    assert_true (s_exists (final));
+    r = s_append (id, TOTAL, "x", 1);
+    s_expect (r, CM_CONFLICT, "file_committed");
+    s_free (&r);
+
+    /* Get and list show exactly what was committed.                     */
+    r = s_get (id);
+    s_expect (r, CM_OK, NULL);
+    fi = r->file_get->file;
+    assert_string_equal (fi->name, "Quarterly report \xc3\xbc.pdf");
+    assert_string_equal (fi->content_type, "application/pdf");
+    assert_string_equal (fi->owner_id, OWNER);
+    assert_int_equal (fi->size, 4196);
+    assert_int_equal (fi->chunk_size, 4096);
+    assert_int_equal (fi->chunk_count, 2);
+    assert_string_equal (fi->kek_id, "00112233aabbccdd");
+    assert_int_equal (fi->wrapped_dek.len, 60);
+    assert_int_equal (fi->wrapped_dek.data[4], 5);
+    assert_string_equal (
+        fi->sha256, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+    assert_true (fi->created_at > 0);
+    s_free (&r);
+    assert_true (s_listed (id));
+
+    /* Read back in the gateway's pieces: bytes equal.                   */
+    static uint8_t back[TOTAL];
+    const uint32_t pieces[][2] = {{0, HDR}, {HDR, C0}, {HDR + C0, C1}};
+    for (int i = 0; i < 3; i++) {
+        zmsg_t *frames = NULL;
+        r = s_read (id, pieces[i][0], pieces[i][1], &frames);
+        s_expect (r, CM_OK, NULL);
+        assert_int_equal (r->blob_read->offset, pieces[i][0]);
+        assert_non_null (frames);
+        assert_int_equal (zmsg_size (frames), 1);
+        zframe_t *fr = zmsg_first (frames);
+        assert_int_equal (zframe_size (fr), pieces[i][1]);
+        memcpy (back + pieces[i][0], zframe_data (fr), zframe_size (fr));
+        zmsg_destroy (&frames);
+        s_free (&r);
+    }
+    assert_memory_equal (back, blob, TOTAL);
+    /* The file on disk holds exactly these bytes.                       */
+    size_t disk_len = 0;
+    char *disk = cm_file_read (final, 1 << 20, &disk_len);
+    assert_non_null (disk);
+    assert_int_equal (disk_len, TOTAL);
+    assert_memory_equal (disk, blob, TOTAL);
+    free (disk);
+    r = s_read (id, TOTAL - 10, 11, NULL);
+    s_expect (r, CM_INVALID, "invalid_range");
+    s_free (&r);
+    r = s_read (id, 0, 0, NULL);
+    s_expect (r, CM_INVALID, "invalid_range");
+    s_free (&r);
+    r = s_read (id, 0, 16 * 1024 * 1024 + 17, NULL);
+    s_expect (r, CM_INVALID, "invalid_range");
+    s_free (&r);
+
+    /* Links: one-time, then used up; a multi-use one outlives nothing
+       once the file is deleted.                                         */
+    r = s_link (id, 3600, 1);
+    s_expect (r, CM_OK, NULL);
+    char *token = strdup (r->link_create->token);
+    assert_int_equal (strlen (token), 43);
+    assert_true (cm_is_hex_id (r->link_create->link_id, 32));
+    uint64_t now = cm_now_s ();
+    assert_true (r->link_create->expires_at >= now + 3599 &&
+                 r->link_create->expires_at <= now + 3601);
+    s_free (&r);
+    r = s_redeem (token);
+    s_expect (r, CM_OK, NULL);
+    assert_string_equal (r->link_redeem->file->id, id);
+    assert_int_equal (r->link_redeem->file->blob_size, TOTAL);
+    assert_int_equal (r->link_redeem->downloads_left, 0);
+    s_free (&r);
+    r = s_redeem (token);
+    s_expect (r, CM_GONE, "link_exhausted");
+    s_free (&r);
+    r = s_link (id, 3600, 5);
+    s_expect (r, CM_OK, NULL);
+    char *token5 = strdup (r->link_create->token);
+    s_free (&r);
+    r = s_redeem ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    s_expect (r, CM_NOT_FOUND, "link_not_found");
+    s_free (&r);
+    r = s_link (id, 0, 1);
+    s_expect (r, CM_INVALID, "invalid_expiry");
+    s_free (&r);
+    r = s_link (id, 604801, 1);
+    s_expect (r, CM_INVALID, "invalid_expiry");
+    s_free (&r);
+    r = s_link (id, 60, 0);
+    s_expect (r, CM_INVALID, "invalid_max_downloads");
+    s_free (&r);
+    r = s_link (id, 60, 10001);
+    s_expect (r, CM_INVALID, "invalid_max_downloads");
+    s_free (&r);
+
+    /* Delete: row, key and links gone, then the blob.                   */
+    r = s_delete (id);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    assert_false (s_exists (final));
+    r = s_get (id);
+    s_expect (r, CM_NOT_FOUND, "file_not_found");
+    s_free (&r);
+    r = s_read (id, 0, 1, NULL);
+    s_expect (r, CM_NOT_FOUND, "file_not_found");
+    s_free (&r);
+    r = s_redeem (token5);
+    s_expect (r, CM_NOT_FOUND, "link_not_found");
+    s_free (&r);
+    r = s_delete (id);
+    s_expect (r, CM_NOT_FOUND, "file_not_found");
+    s_free (&r);
+    assert_false (s_listed (id));
+    free (token);
+    free (token5);
+    free (id);
+}
+
+static void
+test_abort (void **state)
+{
+    char *id = s_begin ("draft.docx", 1048576);
+    char part[1024];
+    s_blob_path (id, true, part, sizeof part);
+    reply_t *r = s_append (id, 0, "partial", 7);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    r = s_abort (id);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    assert_false (s_exists (part));
+    r = s_append (id, 7, "more", 4);
+    s_expect (r, CM_NOT_FOUND, "file_not_found");
+    s_free (&r);
+    r = s_commit (id, 7, 1, 7);
+    s_expect (r, CM_NOT_FOUND, "file_not_found");
+    s_free (&r);
+    r = s_abort (id);
+    s_expect (r, CM_NOT_FOUND, "file_not_found");
+    s_free (&r);
+    free (id);
+
+    /* A committed file cannot be aborted (that is FILE_DELETE).        */
+    id = s_begin ("empty.txt", 4096);
+    r = s_commit (id, 0, 1, 0);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    r = s_abort (id);
+    s_expect (r, CM_CONFLICT, "file_committed");
+    s_free (&r);
+    r = s_delete (id);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    free (id);
+}
+
+static void
+s_begin_expect (const char *name, const char *ct, const char *owner, uint32_t chunk,
+                const char *code)
+{
+    Safeshare__FileBeginRequest b = SAFESHARE__FILE_BEGIN_REQUEST__INIT;
+    b.name = (char *)name;
+    b.content_type = (char *)ct;
+    b.owner_id = (char *)owner;
+    b.chunk_size = chunk;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_BEGIN;
+    rq.file_begin = &b;
+    reply_t *r = s_call (&rq, NULL, NULL, TIMEOUT);
+    s_expect (r, CM_INVALID, code);
+    s_free (&r);
+}
+
+static void
+test_validation (void **state)
+{
+    char long_name[300];
+    memset (long_name, 'a', 256);
+    long_name[256] = '\0';
+    const char *ct = "application/pdf";
+    s_begin_expect ("", ct, OWNER, 4096, "invalid_name");
+    s_begin_expect (long_name, ct, OWNER, 4096, "invalid_name");
+    s_begin_expect ("a\nb.pdf", ct, OWNER, 4096, "invalid_name");
+    s_begin_expect ("a\x7f.pdf", ct, OWNER, 4096, "invalid_name");
+    s_begin_expect ("a\xc2\x85.pdf", ct, OWNER, 4096, "invalid_name"); /* U+0085 */
+    s_begin_expect ("bad \xff utf8", ct, OWNER, 4096, "invalid_name");
+    s_begin_expect ("overlong \xc0\xaf", ct, OWNER, 4096, "invalid_name");
+    s_begin_expect ("surrogate \xed\xa0\x80", ct, OWNER, 4096, "invalid_name");
+    s_begin_expect ("cut \xe2\x82", ct, OWNER, 4096, "invalid_name");
+    long_name[255] = '\0';
+    s_begin_expect (long_name, "text", OWNER, 4096, "invalid_content_type");
+    s_begin_expect ("a.pdf", "text/plain; charset=utf-8", OWNER, 4096,
+                    "invalid_content_type");
+    s_begin_expect ("a.pdf", "/plain", OWNER, 4096, "invalid_content_type");
+    s_begin_expect ("a.pdf", ct, "0123456789ABCDEF0123456789ABCDEF", 4096,
+                    "invalid_owner_id");
+    s_begin_expect ("a.pdf", ct, "", 4096, "invalid_owner_id");
+    s_begin_expect ("a.pdf", ct, OWNER, 4095, "invalid_chunk_size");
+    s_begin_expect ("a.pdf", ct, OWNER, 16 * 1024 * 1024 + 1, "invalid_chunk_size");
+    /* 255 bytes of name (with a multi-byte character) is fine.          */
+    memset (long_name, 'b', 253);
+    memcpy (long_name + 253, "\xc3\xbc", 3);
+    char *id = s_begin (long_name, 16 * 1024 * 1024);
+    reply_t *r = s_abort (id);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    free (id);
+
+    r = s_get ("../../etc/passwd");
+    s_expect (r, CM_INVALID, "invalid_file_id");
+    s_free (&r);
+    r = s_list (201, "");
+    s_expect (r, CM_INVALID, "invalid_limit");
+    s_free (&r);
+    r = s_list (0, "not-a-cursor");
+    s_expect (r, CM_INVALID, "invalid_cursor");
+    s_free (&r);
+    r = s_redeem ("has space");
+    s_expect (r, CM_INVALID, "invalid_token");
+    s_free (&r);
+    r = s_redeem ("");
+    s_expect (r, CM_INVALID, "invalid_token");
+    s_free (&r);
+}
+
+static void
+test_list_paging (void **state)
+{
+    char *ids[5];
+    for (int i = 0; i < 5; i++) {
+        ids[i] = s_begin ("page.bin", 4096);
+        reply_t *r = s_commit (ids[i], 0, 1, 0);
+        s_expect (r, CM_OK, NULL);
+        s_free (&r);
+    }
+    char cursor[128] = "";
+    int seen = 0, pages = 0;
+    do {
+        reply_t *r = s_list (2, cursor);
+        s_expect (r, CM_OK, NULL);
+        assert_true (r->file_list->n_files <= 2);
+        seen += (int)r->file_list->n_files;
+        snprintf (cursor, sizeof cursor, "%s", r->file_list->next_cursor);
+        pages++;
+        s_free (&r);
+    } while (cursor[0] && pages < 10);
+    assert_int_equal (seen, 5);
+    assert_int_equal (pages, 3);
+    reply_t *r = s_list (0, ""); /* 0 -> default 50 */
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->file_list->n_files, 5);
+    assert_string_equal (r->file_list->next_cursor, "");
+    s_free (&r);
+    for (int i = 0; i < 5; i++) {
+        r = s_delete (ids[i]);
+        s_expect (r, CM_OK, NULL);
+        s_free (&r);
+        free (ids[i]);
+    }
+}
+
+/* Raw frames from a second DEALER; returns the reply or NULL.           */
+static reply_t *
+s_raw (zsock_t *raw, zmsg_t **msg, bool expect_reply)
+{
+    assert_int_equal (zmsg_send (msg, raw), 0);
+    zsock_set_rcvtimeo (raw, expect_reply ? TIMEOUT : 300);
+    zmsg_t *in = zmsg_recv (raw);
+    if (!in) {
+        return NULL;
+    }
+    zframe_t *delim = zmsg_pop (in);
+    zframe_t *head = zmsg_pop (in);
+    assert_non_null (delim);
+    assert_int_equal (zframe_size (delim), 0);
+    assert_non_null (head);
+    reply_t *r =
+        (reply_t *)protobuf_c_message_unpack (&safeshare__storage_reply__descriptor, NULL,
+                                              zframe_size (head), zframe_data (head));
+    zframe_destroy (&delim);
+    zframe_destroy (&head);
+    zmsg_destroy (&in);
+    return r;
+}
+
+static zmsg_t *
+s_packed (Safeshare__StorageRequest *rq, uint32_t version, int nblobs)
+{
+    char reqbuf[65];
+    Safeshare__Meta meta;
+    cm_meta_init (&meta, reqbuf, NULL, TIMEOUT);
+    meta.version = version;
+    rq->meta = &meta;
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addmem (msg, NULL, 0);
+    zframe_t *head = cm_frame_pack (&rq->base);
+    zmsg_append (msg, &head);
+    for (int i = 0; i < nblobs; i++) {
+        zmsg_addmem (msg, "blob", 4);
+    }
+    rq->meta = NULL;
+    return msg;
+}
+
+static void
+test_garbage_in (void **state)
+{
+    zsock_t *raw = zsock_new (ZMQ_DEALER);
+    assert_non_null (raw);
+    zsock_set_linger (raw, 0);
+    assert_int_equal (
+        zsock_connect (raw, "%s", g.env_ep + strlen ("SAFESHARE_STORAGE_ENDPOINT=")), 0);
+    uint8_t junk[512];
+    reply_t *r;
+
+    /* Random bytes as the header. */
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal (cm_random (junk, sizeof junk), 0);
+        zmsg_t *m = zmsg_new ();
+        zmsg_addmem (m, NULL, 0);
+        zmsg_addmem (m, junk, (size_t)(junk[0] + 1));
+        r = s_raw (raw, &m, false);
+        if (r) { /* random bytes may happen to parse; never OK though */
+            assert_int_not_equal (r->status, CM_OK);
+            s_free (&r);
+        }
+    }
+    /* No header frame at all; no delimiter (dropped, no reply).         */
+    zmsg_t *m = zmsg_new ();
+    zmsg_addmem (m, NULL, 0);
+    r = s_raw (raw, &m, true);
+    s_expect (r, CM_INVALID, NULL);
+    s_free (&r);
+    m = zmsg_new ();
+    zmsg_addmem (m, "no-delimiter", 12);
+    r = s_raw (raw, &m, false);
+    assert_null (r);
+    /* Oversized header. */
+    m = zmsg_new ();
+    zmsg_addmem (m, NULL, 0);
+    uint8_t *big = calloc (1, CM_MAX_HEADER + 1);
+    zmsg_addmem (m, big, CM_MAX_HEADER + 1);
+    free (big);
+    r = s_raw (raw, &m, true);
+    s_expect (r, CM_INVALID, NULL);
+    s_free (&r);
+
+    Safeshare__HealthRequest h = SAFESHARE__HEALTH_REQUEST__INIT;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_HEALTH;
+    rq.health = &h;
+    /* Wrong protocol version. */
+    m = s_packed (&rq, 99, 0);
+    r = s_raw (raw, &m, true);
+    s_expect (r, CM_UNSUPPORTED, NULL);
+    s_free (&r);
+    /* Blob where none belongs. */
+    m = s_packed (&rq, CM_PROTO_VERSION, 1);
+    r = s_raw (raw, &m, true);
+    s_expect (r, CM_INVALID, "invalid_blob_count");
+    s_free (&r);
+    /* Missing body. */
+    Safeshare__StorageRequest empty = SAFESHARE__STORAGE_REQUEST__INIT;
+    m = s_packed (&empty, CM_PROTO_VERSION, 0);
+    r = s_raw (raw, &m, true);
+    s_expect (r, CM_INVALID, "missing_body");
+    s_free (&r);
+    /* Append with zero or two blobs. */
+    char *id = s_begin ("g.bin", 4096);
+    Safeshare__BlobAppendRequest a = SAFESHARE__BLOB_APPEND_REQUEST__INIT;
+    a.file_id = id;
+    Safeshare__StorageRequest arq = SAFESHARE__STORAGE_REQUEST__INIT;
+    arq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_BLOB_APPEND;
+    arq.blob_append = &a;
+    for (int n = 0; n <= 2; n += 2) {
+        m = s_packed (&arq, CM_PROTO_VERSION, n);
+        r = s_raw (raw, &m, true);
+        s_expect (r, CM_INVALID, "invalid_blob_count");
+        s_free (&r);
+    }
+    /* Oversized fields. */
+    char huge[5000];
+    memset (huge, 'a', sizeof huge - 1);
+    huge[sizeof huge - 1] = '\0';
+    a.file_id = huge;
+    m = s_packed (&arq, CM_PROTO_VERSION, 1);
+    r = s_raw (raw, &m, true);
+    s_expect (r, CM_INVALID, "invalid_file_id");
+    s_free (&r);
+    r = s_redeem (huge);
+    s_expect (r, CM_INVALID, "invalid_token");
+    s_free (&r);
+    s_begin_expect (huge, "a/b", OWNER, 4096, "invalid_name");
+    s_begin_expect ("a", huge, OWNER, 4096, "invalid_content_type");
+    r = s_list (10, huge);
+    s_expect (r, CM_INVALID, "invalid_cursor");
+    s_free (&r);
+    r = s_abort (id);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    free (id);
+    zsock_destroy (&raw);
+
+    /* Still healthy. */
+    r = s_health (TIMEOUT);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    assert_false (cm_test_exited (g.pid));
+}
+
+/* Stop (exit 0), plant what a crash leaves, restart: the sweep removes
+   the orphans and keeps committed files.                               */
+static void
+test_restart_sweeps (void **state)
+{
+    char *kept = s_begin ("kept.bin", 4096);
+    reply_t *r = s_append (kept, 0, "keep me", 7);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    r = s_commit (kept, 0, 1, 7);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    /* A pending upload left unfinished for two hours.                   */
+    char *stale = s_begin ("stale.bin", 4096);
+    assert_int_equal (cm_test_stop (g.pid, 10000), 0);
+    g.pid = 0;
+
+    char stale_part[1024], orphan[1024], dir[1024], orphan_id[33];
+    s_blob_path (stale, true, stale_part, sizeof stale_part);
+    struct timespec old[2] = {{time (NULL) - 7200, 0}, {time (NULL) - 7200, 0}};
+    assert_int_equal (utimensat (AT_FDCWD, stale_part, old, 0), 0);
+    assert_int_equal (cm_random_hex (orphan_id, 16), 0);
+    snprintf (dir, sizeof dir, "%s/%.2s", g.blobs, orphan_id);
+    mkdir (dir, 0700);
+    s_blob_path (orphan_id, false, orphan, sizeof orphan);
+    assert_int_equal (cm_file_write_atomic (orphan, "orphan", 6, 0600), 0);
+
+    s_start ();
+    assert_false (s_exists (orphan));
+    assert_false (s_exists (stale_part));
+    r = s_append (stale, 0, "late", 4);
+    s_expect (r, CM_NOT_FOUND, "file_not_found");
+    s_free (&r);
+    zmsg_t *frames = NULL;
+    r = s_read (kept, 0, 7, &frames);
+    s_expect (r, CM_OK, NULL);
+    assert_memory_equal (zframe_data (zmsg_first (frames)), "keep me", 7);
+    zmsg_destroy (&frames);
+    s_free (&r);
+    free (kept);
+    free (stale);
+}
+
+static void
+test_sigterm_exits_zero (void **state)
+{
+    assert_int_equal (cm_test_stop (g.pid, 10000), 0);
+    g.pid = 0;
+}
+
+static int
+group_setup (void **state)
+{
+    g.tmp = cm_test_tmpdir ();
+    if (!g.tmp) {
+        return -1;
+    }
+    snprintf (g.env_data, sizeof g.env_data, "SAFESHARE_DATA_DIR=%s", g.tmp);
+    snprintf (g.env_ep, sizeof g.env_ep,
+              "SAFESHARE_STORAGE_ENDPOINT=ipc://%s/run/storage.sock", g.tmp);
+    snprintf (g.blobs, sizeof g.blobs, "%s/blobs", g.tmp);
+    g.sock = cm_sock_client (g.env_ep + strlen ("SAFESHARE_STORAGE_ENDPOINT="));
+    if (!g.sock) {
+        return -1;
+    }
+    s_start ();
+    return 0;
+}
+
+static int
+group_teardown (void **state)
+{
+    if (g.pid > 0) {
+        cm_test_stop (g.pid, 5000);
+    }
+    zsock_destroy (&g.sock);
+    cm_test_rmrf (g.tmp);
+    free (g.tmp);
+    return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf (stderr, "usage: %s PATH/TO/safeshare-storage\n", argv[0]);
+        return 2;
+    }
+    g.bin = argv[1];
+    cm_log_init ("test", CM_LOG_ERROR);
+    zsys_init ();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_health),
+        cmocka_unit_test (test_upload_roundtrip),
+        cmocka_unit_test (test_abort),
+        cmocka_unit_test (test_validation),
+        cmocka_unit_test (test_list_paging),
+        cmocka_unit_test (test_garbage_in),
+        cmocka_unit_test (test_restart_sweeps),
+        cmocka_unit_test (test_sigterm_exits_zero),
+    };
+    return cmocka_run_group_tests (tests, group_setup, group_teardown);
+}
