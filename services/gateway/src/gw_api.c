@@ -1,0 +1,739 @@
+/*  gw_api -- the REST endpoints (see gw_api.h).                         */
+#include "gw_api.h"
+#include "gw_download.h"
+#include "gw_json.h"
+#include "gw_text.h"
+#include "gw_upload.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "auth.pb-c.h"
+#include "storage.pb-c.h"
+#include "cm_log.h"
+#include "cm_util.h"
+
+/* Non-file multipart fields are read (so they are counted) and ignored. */
+#define S_FORM_OTHER_MAX (64 * 1024)
+/* readyz asks every service at once, each must answer within this. */
+#define S_READY_TIMEOUT_MS   1000
+#define S_LIST_LIMIT_MAX     200
+#define S_LINK_DOWNLOADS_MAX 10000
+
+/* ---- helpers --------------------------------------------------------- */
+
+static bool
+s_role_is (gw_req_t *req, const char *role)
+{
+    return req->authed && strcmp (req->claims.role, role) == 0;
+}
+
+/* Verifies the bearer token. 0, or -1 after answering 401. */
+static int
+s_authenticate (gw_req_t *req)
+{
+    const char *header = mg_get_header (req->conn, "Authorization");
+    /* Set for any 401 below: an unread body must not be taken for the
+       next request on this connection.                               */
+    req->www_authenticate = true;
+    req->must_close = gw_has_body (req);
+    if (header == NULL || *header == '\0') {
+        return gw_reply_error (req, 401, "missing_token",
+                               "an Authorization: Bearer token is required"),
+               -1;
+    }
+    if (strncasecmp (header, "Bearer ", 7) != 0) {
+        return gw_reply_error (req, 401, "invalid_token",
+                               "the Authorization scheme must be Bearer"),
+               -1;
+    }
+    const char *token = header + 7;
+    while (*token == ' ') {
+        token++;
+    }
+    const char *reason = "unknown";
+    if (strlen (token) > CM_JWT_MAX_LEN ||
+        cm_jwt_verify (req->verifier, token, cm_now_s (), &req->claims, &reason) != 0) {
+        cm_info (req->req_id, "token rejected: %s",
+                 strlen (token) > CM_JWT_MAX_LEN ? "too_long" : reason);
+        return gw_reply_error (req, 401, "invalid_token",
+                               "the access token is invalid or expired"),
+               -1;
+    }
+    req->authed = true;
+    req->www_authenticate = false;
+    req->must_close = false;
+    return 0;
+}
+
+/* Required string field of 1..max bytes. 0, or -1 after answering 400. */
+static int
+s_field_string (gw_req_t *req, json_t *body, const char *name, size_t max,
+                const char **out)
+{
+    json_t *v = json_object_get (body, name);
+    if (!json_is_string (v) || json_string_length (v) == 0 ||
+        json_string_length (v) > max) {
+        gw_reply_error (req, 400, "invalid_request",
+                        "field '%s' must be a string of 1..%zu bytes", name, max);
+        return -1;
+    }
+    *out = json_string_value (v);
+    return 0;
+}
+
+/* Optional integer field within [min, max], def when absent. */
+static int
+s_field_int (gw_req_t *req, json_t *body, const char *name, json_int_t def,
+             json_int_t min, json_int_t max, json_int_t *out)
+{
+    json_t *v = json_object_get (body, name);
+    if (v == NULL) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer (v) || json_integer_value (v) < min ||
+        json_integer_value (v) > max) {
+        gw_reply_error (req, 400, "invalid_request",
+                        "field '%s' must be an integer in %lld..%lld", name,
+                        (long long)min, (long long)max);
+        return -1;
+    }
+    *out = json_integer_value (v);
+    return 0;
+}
+
+/* Query parameter into buf. 1 found, 0 absent, -1 too long / bad. */
+static int
+s_query (gw_req_t *req, const char *name, char *buf, size_t buflen)
+{
+    const char *qs = mg_get_request_info (req->conn)->query_string;
+    if (qs == NULL) {
+        return 0;
+    }
+    int n = mg_get_var (qs, strlen (qs), name, buf, buflen);
+    if (n == -1) {
+        return 0;
+    }
+    return n < 0 || strlen (buf) != (size_t)n ? -1 : 1;
+}
+
+/* Calls a service; on anything but an OK reply answers the error and
+   returns -1. The caller frees *reply.                                */
+static int
+s_call (gw_req_t *req, gw_svc_t svc, ProtobufCMessage *request,
+        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply)
+{
+    cm_status_t rc =
+        gw_rpc_call (req->rpc, svc, req->req_id, request, NULL, desc, 0, reply, NULL);
+    if (rc != CM_OK || gw_rpc_status (*reply, NULL, NULL) != CM_OK) {
+        gw_reply_service (req, rc, *reply);
+        if (*reply) {
+            protobuf_c_message_free_unpacked (*reply, NULL);
+            *reply = NULL;
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_bad_reply (gw_req_t *req, ProtobufCMessage *reply, const char *what)
+{
+    cm_error (req->req_id, "%s: malformed reply", what);
+    if (reply) {
+        protobuf_c_message_free_unpacked (reply, NULL);
+    }
+    return gw_reply_error (req, 502, "bad_gateway", "a backend service answered badly");
+}
+
+/* JSON out, or 502 if a service's strings were not valid UTF-8. */
+static int
+s_reply_owned (gw_req_t *req, int status, json_t *body)
+{
+    if (body == NULL) {
+        return gw_reply_error (req, 502, "bad_gateway",
+                               "a backend service answered badly");
+    }
+    gw_reply_json (req, status, body);
+    json_decref (body);
+    return status;
+}
+
+/* ---- auth ------------------------------------------------------------ */
+
+static int
+s_auth_call (gw_req_t *req, Safeshare__AuthRequest *r, Safeshare__AuthReply **reply)
+{
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    r->meta = &meta;
+    return s_call (req, GW_SVC_AUTH, &r->base, &safeshare__auth_reply__descriptor,
+                   (ProtobufCMessage **)reply);
+}
+
+static int
+s_signup (gw_req_t *req)
+{
+    json_t *body = NULL;
+    if (gw_body_json (req, &body) != 0) {
+        return req->status;
+    }
+    const char *email, *password;
+    if (s_field_string (req, body, "email", 254, &email) != 0 ||
+        s_field_string (req, body, "password", 1024, &password) != 0) {
+        json_decref (body);
+        return req->status;
+    }
+    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__SignupRequest signup = SAFESHARE__SIGNUP_REQUEST__INIT;
+    signup.email = (char *)email;
+    signup.password = (char *)password;
+    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_SIGNUP;
+    r.signup = &signup;
+    Safeshare__AuthReply *reply = NULL;
+    int rc = s_auth_call (req, &r, &reply);
+    json_decref (body); /* holds the password: gone as soon as sent */
+    if (rc != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_SIGNUP || !reply->signup->user) {
+        return s_bad_reply (req, &reply->base, "SIGNUP");
+    }
+    int status = s_reply_owned (req, 201, gw_json_user (reply->signup->user));
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
+static int
+s_verify (gw_req_t *req)
+{
+    char token[GW_PARAM_MAX + 2];
+    int found = s_query (req, "token", token, sizeof token);
+    if (found <= 0 || !gw_token_plausible (token)) {
+        return gw_reply_error (req, 400, "invalid_request",
+                               "query parameter 'token' is missing or malformed");
+    }
+    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__VerifyRequest verify = SAFESHARE__VERIFY_REQUEST__INIT;
+    verify.token = token;
+    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_VERIFY;
+    r.verify = &verify;
+    Safeshare__AuthReply *reply = NULL;
+    if (s_auth_call (req, &r, &reply) != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_VERIFY || !reply->verify->user) {
+        return s_bad_reply (req, &reply->base, "VERIFY");
+    }
+    const char *email = reply->verify->user->email;
+    int status = s_reply_owned (
+        req, 200, json_pack ("{s:b, s:s}", "verified", 1, "email", email ? email : ""));
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
+static int
+s_login (gw_req_t *req)
+{
+    json_t *body = NULL;
+    if (gw_body_json (req, &body) != 0) {
+        return req->status;
+    }
+    const char *email, *password;
+    if (s_field_string (req, body, "email", 254, &email) != 0 ||
+        s_field_string (req, body, "password", 1024, &password) != 0) {
+        json_decref (body);
+        return req->status;
+    }
+    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__LoginRequest login = SAFESHARE__LOGIN_REQUEST__INIT;
+    login.email = (char *)email;
+    login.password = (char *)password;
+    login.client_addr = (char *)mg_get_request_info (req->conn)->remote_addr;
+    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGIN;
+    r.login = &login;
+    Safeshare__AuthReply *reply = NULL;
+    int rc = s_auth_call (req, &r, &reply);
+    json_decref (body);
+    if (rc != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_LOGIN || !reply->login->access ||
+        !*reply->login->access) {
+        return s_bad_reply (req, &reply->base, "LOGIN");
+    }
+    int status = s_reply_owned (
+        req, 200,
+        json_pack ("{s:s, s:s, s:I}", "access", reply->login->access, "token_type",
+                   "Bearer", "expires_in", (json_int_t)reply->login->expires_in));
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
+static int
+s_me (gw_req_t *req)
+{
+    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__UserGetRequest get = SAFESHARE__USER_GET_REQUEST__INIT;
+    get.id = req->claims.sub;
+    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_USER_GET;
+    r.user_get = &get;
+    Safeshare__AuthReply *reply = NULL;
+    if (s_auth_call (req, &r, &reply) != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_USER_GET ||
+        !reply->user_get->user) {
+        return s_bad_reply (req, &reply->base, "USER_GET");
+    }
+    int status = s_reply_owned (req, 200, gw_json_user (reply->user_get->user));
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
+/* ---- files ----------------------------------------------------------- */
+
+static int
+s_storage_call (gw_req_t *req, Safeshare__StorageRequest *r,
+                Safeshare__StorageReply **reply)
+{
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    r->meta = &meta;
+    return s_call (req, GW_SVC_STORAGE, &r->base, &safeshare__storage_reply__descriptor,
+                   (ProtobufCMessage **)reply);
+}
+
+/* FILE_GET; 0 with *reply (caller frees) or -1 after answering. */
+static int
+s_file_get (gw_req_t *req, const char *id, Safeshare__StorageReply **reply)
+{
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__FileGetRequest get = SAFESHARE__FILE_GET_REQUEST__INIT;
+    get.file_id = (char *)id;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_GET;
+    r.file_get = &get;
+    if (s_storage_call (req, &r, reply) != 0) {
+        return -1;
+    }
+    if ((*reply)->body_case != SAFESHARE__STORAGE_REPLY__BODY_FILE_GET ||
+        !(*reply)->file_get->file) {
+        s_bad_reply (req, &(*reply)->base, "FILE_GET");
+        *reply = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_file_not_found (gw_req_t *req)
+{
+    return gw_reply_error (req, 404, "file_not_found", "no such file");
+}
+
+static int
+s_files_list (gw_req_t *req)
+{
+    char limit_s[16];
+    char cursor[257];
+    json_int_t limit = 0;
+    int found = s_query (req, "limit", limit_s, sizeof limit_s);
+    if (found < 0) {
+        return gw_reply_error (req, 400, "invalid_request",
+                               "query parameter 'limit' must be 1..%d", S_LIST_LIMIT_MAX);
+    }
+    if (found > 0) {
+        char *end = NULL;
+        long v = strtol (limit_s, &end, 10);
+        if (end == limit_s || *end != '\0' || v < 1 || v > S_LIST_LIMIT_MAX) {
+            return gw_reply_error (req, 400, "invalid_request",
+                                   "query parameter 'limit' must be 1..%d",
+                                   S_LIST_LIMIT_MAX);
+        }
+        limit = v;
+    }
+    found = s_query (req, "cursor", cursor, sizeof cursor);
+    if (found < 0) {
+        return gw_reply_error (req, 400, "invalid_cursor",
+                               "query parameter 'cursor' is malformed");
+    }
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__FileListRequest list = SAFESHARE__FILE_LIST_REQUEST__INIT;
+    list.limit = (uint32_t)limit;
+    list.cursor = found > 0 ? cursor : "";
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_LIST;
+    r.file_list = &list;
+    Safeshare__StorageReply *reply = NULL;
+    if (s_storage_call (req, &r, &reply) != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__STORAGE_REPLY__BODY_FILE_LIST) {
+        return s_bad_reply (req, &reply->base, "FILE_LIST");
+    }
+    json_t *files = json_array ();
+    for (size_t i = 0; i < reply->file_list->n_files; i++) {
+        json_t *f = gw_json_file (reply->file_list->files[i]);
+        if (f == NULL) {
+            json_decref (files);
+            return s_bad_reply (req, &reply->base, "FILE_LIST");
+        }
+        json_array_append_new (files, f);
+    }
+    const char *next = reply->file_list->next_cursor;
+    json_t *out = json_pack ("{s:o, s:o}", "files", files, "next_cursor",
+                             next && *next ? json_string (next) : json_null ());
+    int status = s_reply_owned (req, 200, out);
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
+static int
+s_file_meta (gw_req_t *req)
+{
+    if (!req->route.param_valid) {
+        return s_file_not_found (req);
+    }
+    Safeshare__StorageReply *reply = NULL;
+    if (s_file_get (req, req->route.param, &reply) != 0) {
+        return req->status;
+    }
+    int status = s_reply_owned (req, 200, gw_json_file (reply->file_get->file));
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
+static int
+s_file_delete (gw_req_t *req)
+{
+    /* Roles first: a client learns nothing about which ids exist. */
+    if (!s_role_is (req, "admin") && !s_role_is (req, "ops")) {
+        return gw_reply_error (req, 403, "forbidden", "your role may not delete files");
+    }
+    if (!req->route.param_valid) {
+        return s_file_not_found (req);
+    }
+    Safeshare__StorageReply *reply = NULL;
+    if (s_file_get (req, req->route.param, &reply) != 0) {
+        return req->status;
+    }
+    bool owner = reply->file_get->file->owner_id &&
+                 strcmp (reply->file_get->file->owner_id, req->claims.sub) == 0;
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    if (!s_role_is (req, "admin") && !owner) {
+        return gw_reply_error (req, 403, "forbidden",
+                               "ops may delete only their own files");
+    }
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__FileDeleteRequest del = SAFESHARE__FILE_DELETE_REQUEST__INIT;
+    del.file_id = req->route.param;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_DELETE;
+    r.file_delete = &del;
+    if (s_storage_call (req, &r, &reply) != 0) {
+        return req->status;
+    }
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    cm_info (req->req_id, "file deleted file=%s by=%s", req->route.param,
+             req->claims.sub);
+    return s_reply_owned (req, 200,
+                          json_pack ("{s:s, s:b, s:b}", "id", req->route.param, "deleted",
+                                     1, "key_destroyed", 1));
+}
+
+static int
+s_file_content (gw_req_t *req)
+{
+    if (!req->route.param_valid) {
+        return s_file_not_found (req);
+    }
+    Safeshare__StorageReply *reply = NULL;
+    if (s_file_get (req, req->route.param, &reply) != 0) {
+        return req->status;
+    }
+    int status = gw_download_send (req, reply->file_get->file);
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
+static int
+s_link_create (gw_req_t *req)
+{
+    if (!req->route.param_valid) {
+        return s_file_not_found (req);
+    }
+    json_t *body = NULL;
+    if (gw_body_json (req, &body) != 0) {
+        return req->status;
+    }
+    json_int_t expires_in, max_downloads;
+    int bad = s_field_int (req, body, "expires_in", 3600, 1,
+                           (json_int_t)req->settings->link_max_ttl, &expires_in) ||
+              s_field_int (req, body, "max_downloads", 1, 1, S_LINK_DOWNLOADS_MAX,
+                           &max_downloads);
+    json_decref (body);
+    if (bad) {
+        return req->status;
+    }
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__LinkCreateRequest create = SAFESHARE__LINK_CREATE_REQUEST__INIT;
+    create.file_id = req->route.param;
+    create.creator_id = req->claims.sub;
+    create.expires_in = (uint64_t)expires_in;
+    create.max_downloads = (uint32_t)max_downloads;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_CREATE;
+    r.link_create = &create;
+    Safeshare__StorageReply *reply = NULL;
+    if (s_storage_call (req, &r, &reply) != 0) {
+        return req->status;
+    }
+    Safeshare__LinkCreateReply *link =
+        reply->body_case == SAFESHARE__STORAGE_REPLY__BODY_LINK_CREATE
+            ? reply->link_create
+            : NULL;
+    if (!link || !link->token || !gw_token_plausible (link->token) || !link->link_id) {
+        return s_bad_reply (req, &reply->base, "LINK_CREATE");
+    }
+    char expires[32];
+    gw_iso8601 (link->expires_at, expires);
+    size_t url_len = strlen (req->settings->public_url) + strlen (link->token) + 32;
+    char *url = malloc (url_len);
+    snprintf (url, url_len, "%s/api/download/%s", req->settings->public_url, link->token);
+    int status = s_reply_owned (
+        req, 201,
+        json_pack ("{s:s, s:s, s:s, s:s, s:I}", "id", link->link_id, "token", link->token,
+                   "url", url, "expires_at", expires, "max_downloads", max_downloads));
+    free (url);
+    cm_info (req->req_id, "link created file=%s link=%s", req->route.param,
+             link->link_id);
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
+static int
+s_download (gw_req_t *req)
+{
+    if (!req->route.param_valid) {
+        return gw_reply_error (req, 404, "link_not_found", "no such link");
+    }
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__LinkRedeemRequest redeem = SAFESHARE__LINK_REDEEM_REQUEST__INIT;
+    redeem.token = req->route.param;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_REDEEM;
+    r.link_redeem = &redeem;
+    Safeshare__StorageReply *reply = NULL;
+    if (s_storage_call (req, &r, &reply) != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__STORAGE_REPLY__BODY_LINK_REDEEM ||
+        !reply->link_redeem->file) {
+        return s_bad_reply (req, &reply->base, "LINK_REDEEM");
+    }
+    int status = gw_download_send (req, reply->link_redeem->file);
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
+/* ---- upload (multipart/form-data, streamed) --------------------------- */
+
+typedef struct {
+    gw_req_t *req;
+    gw_upload_t *upload;
+    bool seen_file; /* the first `file` field was found */
+    bool in_file;   /* the current field is that one */
+    bool too_large;
+    bool failed; /* the pipeline failed: see gw_upload_error */
+    uint64_t other_bytes;
+} s_form_t;
+
+static int
+s_form_found (const char *key, const char *filename, char *path, size_t pathlen,
+              void *user_data)
+{
+    s_form_t *form = user_data;
+    form->in_file = false;
+    if (form->failed || form->too_large) {
+        return MG_FORM_FIELD_STORAGE_ABORT;
+    }
+    if (key && strcmp (key, "file") == 0 && !form->seen_file) {
+        form->seen_file = true;
+        form->in_file = true;
+        char name[GW_NAME_MAX + 1];
+        gw_name_clean (filename, name);
+        if (gw_upload_begin (form->upload, name, gw_content_type_guess (name),
+                             form->req->claims.sub) != 0) {
+            form->failed = true;
+            return MG_FORM_FIELD_STORAGE_ABORT;
+        }
+    }
+    /* GET, never STORE: STORE would write the plaintext to disk. Other
+       fields are read only so that their bytes are counted.            */
+    return MG_FORM_FIELD_STORAGE_GET;
+}
+
+static int
+s_form_get (const char *key, const char *value, size_t len, void *user_data)
+{
+    s_form_t *form = user_data;
+    if (!form->in_file) {
+        form->other_bytes += len;
+        if (form->other_bytes > S_FORM_OTHER_MAX) {
+            form->too_large = true;
+            return MG_FORM_FIELD_HANDLE_ABORT;
+        }
+        return MG_FORM_FIELD_HANDLE_GET;
+    }
+    if (gw_upload_size (form->upload) + len > form->req->settings->max_upload_bytes) {
+        form->too_large = true;
+        return MG_FORM_FIELD_HANDLE_ABORT;
+    }
+    if (len > 0 && gw_upload_write (form->upload, value, len) != 0) {
+        form->failed = true;
+        return MG_FORM_FIELD_HANDLE_ABORT;
+    }
+    return MG_FORM_FIELD_HANDLE_GET;
+}
+
+static int
+s_form_store (const char *path, long long file_size, void *user_data)
+{
+    /* Never used: s_form_found never answers STORE. */
+    return MG_FORM_FIELD_HANDLE_ABORT;
+}
+
+static int
+s_upload_failed (gw_req_t *req, gw_upload_t *upload)
+{
+    const char *code = NULL;
+    const char *message = NULL;
+    cm_status_t status = gw_upload_error (upload, &code, &message);
+    int http = status == CM_UNAVAILABLE ? 503 : cm_status_http (status);
+    if (status == CM_INTERNAL && code && strcmp (code, "bad_gateway") == 0) {
+        http = 502;
+    }
+    req->must_close = true;
+    return gw_reply_error (req, http, code ? code : cm_status_code (status), "%s",
+                           message ? message : "upload failed");
+}
+
+static int
+s_files_upload (gw_req_t *req)
+{
+    if (!s_role_is (req, "ops") && !s_role_is (req, "admin")) {
+        req->must_close = gw_has_body (req);
+        return gw_reply_error (req, 403, "forbidden", "your role may not upload files");
+    }
+    const char *ct = mg_get_header (req->conn, "Content-Type");
+    if (ct == NULL || strncasecmp (ct, "multipart/form-data", 19) != 0 ||
+        (ct[19] != ';' && ct[19] != '\0' && ct[19] != ' ')) {
+        req->must_close = gw_has_body (req);
+        return gw_reply_error (req, 415, "unsupported_media_type",
+                               "uploads must be multipart/form-data with a 'file' field");
+    }
+    long long cl = mg_get_request_info (req->conn)->content_length;
+    if (cl >= 0 && (unsigned long long)cl > req->settings->max_upload_bytes) {
+        req->must_close = true;
+        return gw_reply_error (req, 413, "too_large", "upload is larger than %llu bytes",
+                               (unsigned long long)req->settings->max_upload_bytes);
+    }
+    gw_upload_t *upload =
+        gw_upload_new (req->rpc, req->req_id, req->settings->chunk_size);
+    if (upload == NULL) {
+        req->must_close = true;
+        return gw_reply_error (req, 503, "service_unavailable", "out of memory");
+    }
+    gw_send_continue (req);
+    s_form_t form = {.req = req, .upload = upload};
+    struct mg_form_data_handler handler = {s_form_found, s_form_get, s_form_store, &form};
+    int fields = mg_handle_form_request (req->conn, &handler);
+    bool ok = !form.too_large && !form.failed && fields >= 0 && form.seen_file &&
+              gw_upload_finish (upload) == 0;
+    if (!ok) {
+        /* Abort before answering: once the client hears the error, the
+           partial blob is already gone.                                 */
+        gw_upload_abort (upload);
+    }
+    int status;
+    if (ok) {
+        const Safeshare__FileInfo *file = gw_upload_file (upload);
+        cm_info (req->req_id, "upload committed file=%s bytes=%llu", file->id,
+                 (unsigned long long)file->size);
+        status = s_reply_owned (req, 201, gw_json_file (file));
+    } else if (form.too_large) {
+        req->must_close = true;
+        status =
+            gw_reply_error (req, 413, "too_large", "upload is larger than %llu bytes",
+                            (unsigned long long)req->settings->max_upload_bytes);
+    } else if (form.failed) {
+        status = s_upload_failed (req, upload);
+    } else if (fields < 0) {
+        /* Malformed multipart or the client went away mid-body. */
+        req->must_close = true;
+        status = gw_reply_error (req, 400, "invalid_multipart",
+                                 "the multipart body is malformed or incomplete");
+    } else if (!form.seen_file) {
+        status = gw_reply_error (req, 400, "missing_file",
+                                 "the multipart body has no 'file' field");
+    } else {
+        status = s_upload_failed (req, upload); /* gw_upload_finish failed */
+    }
+    gw_upload_destroy (&upload); /* FILE_ABORT unless committed */
+    return status;
+}
+
+/* ---- health ----------------------------------------------------------- */
+
+static int
+s_readyz (gw_req_t *req)
+{
+    bool ok[GW_SVC_COUNT];
+    uint64_t latency[GW_SVC_COUNT];
+    gw_rpc_health_all (req->rpc, req->req_id, S_READY_TIMEOUT_MS, ok, latency);
+    json_t *services = json_object ();
+    bool all = true;
+    for (int i = 0; i < GW_SVC_COUNT; i++) {
+        json_object_set_new (
+            services, gw_svc_name ((gw_svc_t)i),
+            json_pack ("{s:b, s:I}", "ok", ok[i], "latency_ms", (json_int_t)latency[i]));
+        all = all && ok[i];
+    }
+    json_t *out = json_pack ("{s:s, s:o}", "status", all ? "ready" : "unavailable",
+                             "services", services);
+    return s_reply_owned (req, all ? 200 : 503, out);
+}
+
+int
+gw_api_handle (gw_req_t *req)
+{
+    if (req->route.auth && s_authenticate (req) != 0) {
+        return req->status;
+    }
+    switch (req->route.id) {
+        case GW_ROUTE_HEALTHZ:
+            return s_reply_owned (req, 200, json_pack ("{s:s}", "status", "ok"));
+        case GW_ROUTE_READYZ:
+            return s_readyz (req);
+        case GW_ROUTE_SIGNUP:
+            return s_signup (req);
+        case GW_ROUTE_VERIFY:
+            return s_verify (req);
+        case GW_ROUTE_LOGIN:
+            return s_login (req);
+        case GW_ROUTE_ME:
+            return s_me (req);
+        case GW_ROUTE_FILES_LIST:
+            return s_files_list (req);
+        case GW_ROUTE_FILES_UPLOAD:
+            return s_files_upload (req);
+        case GW_ROUTE_FILE_GET:
+            return s_file_meta (req);
+        case GW_ROUTE_FILE_DELETE:
+            return s_file_delete (req);
+        case GW_ROUTE_FILE_CONTENT:
+            return s_file_content (req);
+        case GW_ROUTE_LINK_CREATE:
+            return s_link_create (req);
+        case GW_ROUTE_DOWNLOAD:
+            return s_download (req);
+        default:
+            return gw_reply_error (req, 404, "not_found", "no such endpoint");
+    }
+}

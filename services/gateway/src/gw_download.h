@@ -1,0 +1,18 @@
+/*  gw_download -- streams a stored file to the client: storage BLOB_READ
+    of the header, then per chunk BLOB_READ -> crypto DECRYPT -> mg_write.
+    The first chunk is decrypted before any header goes out, so early
+    failures are still a JSON error (502 integrity_error when crypto
+    says the chunk does not authenticate). A later chunk that fails
+    closes the connection short of Content-Length: unauthenticated
+    plaintext is never sent.                                            */
+#ifndef GW_DOWNLOAD_H
+#define GW_DOWNLOAD_H
+
+#include "gw_http.h"
+#include "storage.pb-c.h"
+
+/* Answers the request with the file's plaintext or an error. Returns the
+   HTTP status (for the access log).                                   */
+int gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file);
+
+#endif

@@ -1,0 +1,264 @@
+/*  gw_http -- answering HTTP requests (see gw_http.h).                  */
+#include "gw_http.h"
+#include "gw_json.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include "cm_log.h"
+
+void
+gw_conn_shutdown (gw_req_t *req, int how)
+{
+    const struct mg_request_info *ri = mg_get_request_info (req->conn);
+    DIR *dir = opendir ("/proc/self/fd");
+    if (dir == NULL) {
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir (dir)) != NULL) {
+        int fd = atoi (de->d_name);
+        struct stat st;
+        if (fd <= 2 || fstat (fd, &st) != 0 || !S_ISSOCK (st.st_mode)) {
+            continue;
+        }
+        struct sockaddr_storage peer, local;
+        socklen_t plen = sizeof peer, llen = sizeof local;
+        if (getpeername (fd, (struct sockaddr *)&peer, &plen) != 0 ||
+            getsockname (fd, (struct sockaddr *)&local, &llen) != 0) {
+            continue;
+        }
+        char addr[INET6_ADDRSTRLEN] = "";
+        int pport = -1, lport = -1;
+        if (peer.ss_family == AF_INET) {
+            struct sockaddr_in *p4 = (struct sockaddr_in *)&peer;
+            inet_ntop (AF_INET, &p4->sin_addr, addr, sizeof addr);
+            pport = ntohs (p4->sin_port);
+            lport = ntohs (((struct sockaddr_in *)&local)->sin_port);
+        } else if (peer.ss_family == AF_INET6) {
+            struct sockaddr_in6 *p6 = (struct sockaddr_in6 *)&peer;
+            inet_ntop (AF_INET6, &p6->sin6_addr, addr, sizeof addr);
+            pport = ntohs (p6->sin6_port);
+            lport = ntohs (((struct sockaddr_in6 *)&local)->sin6_port);
+        }
+        if (pport == ri->remote_port && lport == ri->server_port &&
+            strcmp (addr, ri->remote_addr) == 0) {
+            shutdown (fd, how);
+            break;
+        }
+    }
+    closedir (dir);
+}
+
+void
+gw_headers_common (gw_req_t *req)
+{
+    struct mg_connection *conn = req->conn;
+    mg_response_header_add (conn, "X-Request-Id", req->req_id, -1);
+    mg_response_header_add (conn, "X-Content-Type-Options", "nosniff", -1);
+    mg_response_header_add (conn, "Cache-Control", "no-store", -1);
+    if (req->must_close) {
+        mg_response_header_add (conn, "Connection", "close", -1);
+    }
+}
+
+static int
+s_send (gw_req_t *req, int status, const char *body, size_t len)
+{
+    struct mg_connection *conn = req->conn;
+    if (req->responded) {
+        /* Headers are out (a stream failed midway): nothing more to say. */
+        return req->status;
+    }
+    char length[32];
+    snprintf (length, sizeof length, "%zu", len);
+    mg_response_header_start (conn, status);
+    mg_response_header_add (conn, "Content-Type", "application/json", -1);
+    mg_response_header_add (conn, "Content-Length", length, -1);
+    gw_headers_common (req);
+    if (status == 405 && req->allow) {
+        mg_response_header_add (conn, "Allow", req->allow, -1);
+    }
+    if (status == 401 && req->www_authenticate) {
+        mg_response_header_add (conn, "WWW-Authenticate", "Bearer", -1);
+    }
+    mg_response_header_send (conn);
+    req->responded = true;
+    req->status = status;
+    if (len > 0) {
+        mg_write (conn, body, len);
+    }
+    if (req->must_close) {
+        /* civetweb ignores our Connection: close and would sit reading
+           the unread body (up to a huge Content-Length) to discard it.
+           Half-close: the client gets the answer and EOF at once.     */
+        gw_conn_shutdown (req, SHUT_WR);
+    }
+    return status;
+}
+
+int
+gw_reply_json (gw_req_t *req, int status, json_t *body)
+{
+    char *text = body ? json_dumps (body, JSON_COMPACT) : NULL;
+    if (text == NULL) {
+        cm_error (req->req_id, "json_dumps() failed");
+        return gw_reply_error (req, 500, "internal_error",
+                               "response could not be encoded");
+    }
+    s_send (req, status, text, strlen (text));
+    free (text);
+    return status;
+}
+
+int
+gw_reply_error (gw_req_t *req, int status, const char *code, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (message, sizeof message, fmt, ap);
+    va_end (ap);
+    char *text = gw_json_error (code, message, req->req_id);
+    if (text == NULL) {
+        /* Out of memory: still answer, with the status alone. */
+        return s_send (req, status, "", 0);
+    }
+    s_send (req, status, text, strlen (text));
+    free (text);
+    return status;
+}
+
+int
+gw_reply_service (gw_req_t *req, cm_status_t rc, const ProtobufCMessage *reply)
+{
+    if (rc != CM_OK || reply == NULL) {
+        if (rc == CM_UNAVAILABLE) {
+            return gw_reply_error (req, 503, "service_unavailable",
+                                   "a backend service did not answer in time");
+        }
+        return gw_reply_error (req, 502, "bad_gateway",
+                               "a backend service answered badly");
+    }
+    const char *code = NULL;
+    const char *message = NULL;
+    cm_status_t status = gw_rpc_status (reply, &code, &message);
+    int http = cm_status_http (status);
+    if (status == CM_OK) {
+        /* Caller's bug: an OK reply is not an error. */
+        http = 500;
+    }
+    return gw_reply_error (req, http, code ? code : cm_status_code (status), "%s",
+                           message ? message : cm_status_name (status));
+}
+
+bool
+gw_has_body (gw_req_t *req)
+{
+    const struct mg_request_info *ri = mg_get_request_info (req->conn);
+    if (ri->content_length > 0) {
+        return true;
+    }
+    const char *te = mg_get_header (req->conn, "Transfer-Encoding");
+    return ri->content_length < 0 && te != NULL;
+}
+
+void
+gw_send_continue (gw_req_t *req)
+{
+    const struct mg_request_info *ri = mg_get_request_info (req->conn);
+    const char *expect = mg_get_header (req->conn, "Expect");
+    if (expect && strcasecmp (expect, "100-continue") == 0 && ri->http_version &&
+        strcmp (ri->http_version, "1.1") == 0) {
+        mg_printf (req->conn, "HTTP/1.1 100 Continue\r\n\r\n");
+    }
+}
+
+/* True if the Content-Type header names `type` (parameters ignored). */
+static bool
+s_content_type_is (gw_req_t *req, const char *type)
+{
+    const char *ct = mg_get_header (req->conn, "Content-Type");
+    size_t n = strlen (type);
+    if (ct == NULL || strncasecmp (ct, type, n) != 0) {
+        return false;
+    }
+    return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
+}
+
+int
+gw_body_json (gw_req_t *req, json_t **out)
+{
+    *out = NULL;
+    const struct mg_request_info *ri = mg_get_request_info (req->conn);
+    if (!gw_has_body (req)) {
+        *out = json_object ();
+        return 0;
+    }
+    if (ri->content_length > GW_JSON_BODY_MAX) {
+        req->must_close = true;
+        gw_reply_error (req, 413, "too_large", "request body is larger than %d bytes",
+                        GW_JSON_BODY_MAX);
+        return -1;
+    }
+    /* Checked before a byte is read: a form body never reaches a parser. */
+    if (!s_content_type_is (req, "application/json")) {
+        req->must_close = true;
+        gw_reply_error (req, 415, "unsupported_media_type",
+                        "request body must be application/json");
+        return -1;
+    }
+    gw_send_continue (req);
+    char *buf = malloc (GW_JSON_BODY_MAX + 1);
+    if (buf == NULL) {
+        req->must_close = true;
+        gw_reply_error (req, 503, "service_unavailable", "out of memory");
+        return -1;
+    }
+    size_t used = 0;
+    while (true) {
+        int n = mg_read (req->conn, buf + used, GW_JSON_BODY_MAX + 1 - used);
+        if (n < 0) {
+            req->must_close = true;
+            free (buf);
+            gw_reply_error (req, 400, "invalid_request",
+                            "request body could not be read");
+            return -1;
+        }
+        if (n == 0) {
+            break;
+        }
+        used += (size_t)n;
+        if (used > GW_JSON_BODY_MAX) {
+            req->must_close = true;
+            free (buf);
+            gw_reply_error (req, 413, "too_large", "request body is larger than %d bytes",
+                            GW_JSON_BODY_MAX);
+            return -1;
+        }
+    }
+    if (ri->content_length > 0 && used != (size_t)ri->content_length) {
+        req->must_close = true;
+        free (buf);
+        gw_reply_error (req, 400, "invalid_request",
+                        "request body is shorter than its length");
+        return -1;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb (buf, used, JSON_REJECT_DUPLICATES, &jerr);
+    free (buf);
+    if (root == NULL || !json_is_object (root)) {
+        json_decref (root);
+        gw_reply_error (req, 400, "invalid_json", "request body must be a JSON object");
+        return -1;
+    }
+    *out = root;
+    return 0;
+}

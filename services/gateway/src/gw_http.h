@@ -1,0 +1,67 @@
+/*  gw_http -- one HTTP request as the handlers see it (gw_req_t) and the
+    ways to answer it: JSON bodies, the one error shape, the headers every
+    response carries (X-Request-Id, nosniff, no-store), bounded JSON body
+    reads with mg_read (never civetweb's form parser: CVE-2025-9648).   */
+#ifndef GW_HTTP_H
+#define GW_HTTP_H
+
+#include <civetweb.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include "cm_jwt.h"
+#include "cm_status.h"
+#include "gw_route.h"
+#include "gw_rpc.h"
+#include "gw_settings.h"
+
+typedef struct {
+    struct mg_connection *conn;
+    const gw_settings_t *settings;
+    cm_jwt_verifier_t *verifier;
+    gw_rpc_t *rpc; /* this worker thread's sockets */
+    gw_route_t route;
+    char req_id[65];
+    cm_jwt_claims_t claims; /* valid when authed */
+    bool authed;
+    bool must_close;       /* body not (fully) read: answer Connection: close */
+    bool responded;        /* headers went out */
+    int status;            /* HTTP status sent, for the access log */
+    const char *allow;     /* Allow header on 405 */
+    bool www_authenticate; /* WWW-Authenticate: Bearer on 401 */
+} gw_req_t;
+
+/* Sends status + body (borrowed) as compact JSON with the common headers.
+   Returns status.                                                      */
+int gw_reply_json (gw_req_t *req, int status, json_t *body);
+
+/* The one error shape: {"error": {"code", "message", "request_id"}}.
+   Returns status.                                                      */
+int gw_reply_error (gw_req_t *req, int status, const char *code, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+/* Answers a service's non-OK reply (or a transport failure rc): HTTP from
+   cm_status_http, code from the reply's Error.code (fallback
+   cm_status_code); timeouts become 503 service_unavailable.           */
+int gw_reply_service (gw_req_t *req, cm_status_t rc, const ProtobufCMessage *reply);
+
+/* Adds the headers every response carries (after mg_response_header_start). */
+void gw_headers_common (gw_req_t *req);
+
+/* Reads a JSON object body of at most GW_JSON_BODY_MAX bytes. An empty
+   body gives an empty object. 0 with *out set; -1 after answering the
+   error (413 too_large, 415 unsupported_media_type, 400 invalid_json).  */
+int gw_body_json (gw_req_t *req, json_t **out);
+
+/* Answers `Expect: 100-continue` before the body is read.             */
+void gw_send_continue (gw_req_t *req);
+
+/* shutdown(2) of this request's socket (SHUT_WR: answer then EOF;
+   SHUT_RDWR: cut a response short). civetweb 1.15 has no call to drop a
+   server connection from a handler, so the socket is found by its peer
+   and local addresses.                                                */
+void gw_conn_shutdown (gw_req_t *req, int how);
+
+/* True if the request has a body to read (Content-Length > 0 or chunked). */
+bool gw_has_body (gw_req_t *req);
+
+#endif

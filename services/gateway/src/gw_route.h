@@ -1,0 +1,52 @@
+/*  gw_route -- the REST routing table: (method, path) -> route + path
+    parameter. Pure: no I/O. The table in gw_route.c is the one list of
+    endpoints (docs and the OpenAPI document follow it).               */
+#ifndef GW_ROUTE_H
+#define GW_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum {
+    GW_ROUTE_NONE = 0,
+    GW_ROUTE_HEALTHZ,      /* GET /healthz */
+    GW_ROUTE_READYZ,       /* GET /readyz */
+    GW_ROUTE_SIGNUP,       /* POST /api/auth/signup */
+    GW_ROUTE_VERIFY,       /* GET /api/auth/verify?token= */
+    GW_ROUTE_LOGIN,        /* POST /api/auth/login */
+    GW_ROUTE_ME,           /* GET /api/auth/me */
+    GW_ROUTE_FILES_LIST,   /* GET /api/files */
+    GW_ROUTE_FILES_UPLOAD, /* POST /api/files */
+    GW_ROUTE_FILE_GET,     /* GET /api/files/{id} */
+    GW_ROUTE_FILE_DELETE,  /* DELETE /api/files/{id} */
+    GW_ROUTE_FILE_CONTENT, /* GET /api/files/{id}/content */
+    GW_ROUTE_LINK_CREATE,  /* POST /api/files/{id}/links */
+    GW_ROUTE_DOWNLOAD,     /* GET /api/download/{token} */
+} gw_route_id_t;
+
+typedef enum {
+    GW_MATCH_OK = 0,
+    GW_MATCH_NOT_FOUND = 1,  /* no such path: 404 not_found */
+    GW_MATCH_BAD_METHOD = 2, /* path exists, method does not: 405 + Allow */
+} gw_match_t;
+
+/* Longest path parameter kept (share-link tokens are <= 128 chars). */
+#define GW_PARAM_MAX 128
+
+typedef struct {
+    gw_route_id_t id;
+    const char *name;             /* for logs: never contains the parameter */
+    bool auth;                    /* needs a bearer token */
+    bool json_body;               /* POST with a JSON body */
+    char param[GW_PARAM_MAX + 1]; /* {id} or {token}, "" if none */
+    bool param_valid;             /* {id}: 32 lowercase hex; {token}: 1..128 base64url */
+    char allow[32];               /* on GW_MATCH_BAD_METHOD: the Allow header value */
+} gw_route_t;
+
+/* Matches method + path (the path without query string). */
+gw_match_t gw_route_match (const char *method, const char *path, gw_route_t *route);
+
+/* True if s is a plausible share-link token: 1..128 of [A-Za-z0-9_-]. */
+bool gw_token_plausible (const char *s);
+
+#endif

@@ -1,0 +1,178 @@
+/*  gw_server -- civetweb set-up and request dispatch (see gw_server.h).  */
+#include "gw_server.h"
+#include "gw_api.h"
+#include "gw_http.h"
+
+#include <civetweb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "cm_log.h"
+#include "cm_util.h"
+
+/* Whole-request timeout: a client that stalls frees its worker after it. */
+#define S_REQUEST_TIMEOUT_MS "30000"
+
+struct gw_server_t {
+    gw_settings_t settings;
+    cm_jwt_verifier_t *verifier;
+    struct mg_context *ctx;
+};
+
+/* Worker threads (type 1) each get their own service sockets. */
+static void *
+s_init_thread (const struct mg_context *ctx, int thread_type)
+{
+    if (thread_type != 1) {
+        return NULL;
+    }
+    gw_server_t *self = mg_get_user_data (ctx);
+    gw_rpc_t *rpc = gw_rpc_new (&self->settings);
+    if (rpc == NULL) {
+        cm_error (NULL, "gw_rpc_new() failed for a worker thread");
+    }
+    return rpc;
+}
+
+static void
+s_exit_thread (const struct mg_context *ctx, int thread_type, void *thread_pointer)
+{
+    gw_rpc_t *rpc = thread_pointer;
+    gw_rpc_destroy (&rpc);
+}
+
+static int
+s_log_message (const struct mg_connection *conn, const char *message)
+{
+    cm_warn (NULL, "civetweb: %s", message);
+    return 1;
+}
+
+static int
+s_handle (struct mg_connection *conn, void *cbdata)
+{
+    gw_server_t *self = cbdata;
+    const struct mg_request_info *ri = mg_get_request_info (conn);
+    uint64_t start = cm_mono_ms ();
+    gw_req_t req;
+    memset (&req, 0, sizeof req);
+    req.conn = conn;
+    req.settings = &self->settings;
+    req.verifier = self->verifier;
+    req.rpc = mg_get_thread_pointer (conn);
+    const char *client_id = mg_get_header (conn, "X-Request-Id");
+    if (client_id && cm_is_request_id (client_id)) {
+        snprintf (req.req_id, sizeof req.req_id, "%s", client_id);
+    } else if (cm_random_hex (req.req_id, 8) != 0) {
+        snprintf (req.req_id, sizeof req.req_id, "norandom");
+    }
+
+    const char *method = ri->request_method ? ri->request_method : "";
+    const char *path = ri->local_uri_raw ? ri->local_uri_raw : ri->local_uri;
+    const char *cl = mg_get_header (conn, "Content-Length");
+    const char *te = mg_get_header (conn, "Transfer-Encoding");
+    int status;
+    gw_match_t match = GW_MATCH_NOT_FOUND;
+    if (cl && te) {
+        /* Two framings for one body is how requests get smuggled. */
+        req.must_close = true;
+        status = gw_reply_error (&req, 400, "invalid_request",
+                                 "Content-Length and Transfer-Encoding together");
+    } else if (te && strcasecmp (te, "chunked") != 0) {
+        req.must_close = true;
+        status = gw_reply_error (&req, 400, "invalid_request",
+                                 "only chunked Transfer-Encoding is accepted");
+    } else if (req.rpc == NULL) {
+        req.must_close = true;
+        status = gw_reply_error (&req, 503, "service_unavailable", "worker not ready");
+    } else {
+        match = gw_route_match (method, path, &req.route);
+        if (match == GW_MATCH_NOT_FOUND) {
+            req.must_close = gw_has_body (&req);
+            status = gw_reply_error (&req, 404, "not_found", "no such endpoint");
+        } else if (match == GW_MATCH_BAD_METHOD) {
+            req.must_close = gw_has_body (&req);
+            req.allow = req.route.allow;
+            status = gw_reply_error (&req, 405, "method_not_allowed",
+                                     "method not allowed here; see the Allow header");
+        } else {
+            status = gw_api_handle (&req);
+        }
+    }
+    /* Never the path: download tokens travel in it. */
+    cm_info (req.req_id, "%s %s status=%d ms=%llu", method,
+             match == GW_MATCH_OK ? req.route.name : "-", status,
+             (unsigned long long)(cm_mono_ms () - start));
+    return status > 0 ? status : 500;
+}
+
+gw_server_t *
+gw_server_new (const gw_settings_t *settings, char *err, size_t errlen)
+{
+    gw_server_t *self = calloc (1, sizeof *self);
+    if (self == NULL) {
+        snprintf (err, errlen, "out of memory");
+        return NULL;
+    }
+    self->settings = *settings;
+    self->verifier = cm_jwt_verifier_new (settings->jwt_public_key, settings->jwt_issuer,
+                                          settings->jwt_audience);
+    if (self->verifier == NULL) {
+        snprintf (err, errlen,
+                  "no usable JWT public key at %s: run `safeshare keys generate`",
+                  settings->jwt_public_key);
+        gw_server_destroy (&self);
+        return NULL;
+    }
+    char threads[16];
+    snprintf (threads, sizeof threads, "%d", settings->http_threads);
+    const char *options[] = {"listening_ports", self->settings.http_addr, "num_threads",
+                             threads, "request_timeout_ms", S_REQUEST_TIMEOUT_MS,
+                             "enable_keep_alive", "yes", "tcp_nodelay", "1",
+                             /* CORS is configuration, not civetweb's default "*". */
+                             "access_control_allow_origin", "",
+                             /* No document_root: no file serving, CGI or listings. */
+                             NULL};
+    struct mg_callbacks callbacks;
+    memset (&callbacks, 0, sizeof callbacks);
+    callbacks.init_thread = s_init_thread;
+    callbacks.exit_thread = s_exit_thread;
+    callbacks.log_message = s_log_message;
+    struct mg_init_data init = {&callbacks, self, options};
+    char text[256] = "";
+    unsigned code = 0;
+    struct mg_error_data error = {&code, text, sizeof text};
+    self->ctx = mg_start2 (&init, &error);
+    if (self->ctx == NULL) {
+        snprintf (err, errlen, "cannot listen on %s: %s", settings->http_addr,
+                  *text ? text : "mg_start failed");
+        gw_server_destroy (&self);
+        return NULL;
+    }
+    /* Every path comes to one dispatcher: the route table is gw_route.c. */
+    mg_set_request_handler (self->ctx, "/", s_handle, self);
+    return self;
+}
+
+void
+gw_server_destroy (gw_server_t **self_p)
+{
+    if (self_p && *self_p) {
+        gw_server_t *self = *self_p;
+        if (self->ctx) {
+            mg_stop (self->ctx);
+        }
+        cm_jwt_verifier_destroy (&self->verifier);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+int
+gw_server_port (gw_server_t *self)
+{
+    struct mg_server_port ports[4];
+    int n = mg_get_server_ports (self->ctx, 4, ports);
+    return n > 0 ? ports[0].port : -1;
+}

@@ -1,0 +1,23 @@
+/*  gw_server -- the HTTP front: civetweb configured safely (plain HTTP,
+    no document_root, no CORS by default, keep-alive + TCP_NODELAY), a
+    ZeroMQ socket set per worker thread (init_thread/exit_thread), and the
+    per-request transport checks before a route's handler runs: request
+    id, Content-Length + Transfer-Encoding smuggling guard, routing,
+    404/405 in the one error shape, one access-log line per request.   */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include "gw_settings.h"
+
+typedef struct gw_server_t gw_server_t;
+
+/* Loads the JWT public key and starts listening. Settings are copied.
+   NULL with a one-line reason in err.                                 */
+gw_server_t *gw_server_new (const gw_settings_t *settings, char *err, size_t errlen);
+/* Stops civetweb (finishes in-flight requests), frees everything. */
+void gw_server_destroy (gw_server_t **self_p);
+
+/* The port actually bound (useful when SAFESHARE_HTTP_ADDR ends in :0). */
+int gw_server_port (gw_server_t *self);
+
+#endif

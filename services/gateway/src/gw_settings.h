@@ -1,0 +1,43 @@
+/*  gw_settings -- the gateway's view of the shared configuration, read
+    and checked once at start, then shared read-only by every worker.  */
+#ifndef GW_SETTINGS_H
+#define GW_SETTINGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "cm_config.h"
+#include "cm_jwt.h"
+
+typedef enum {
+    GW_SVC_AUTH = 0,
+    GW_SVC_CRYPTO,
+    GW_SVC_STORAGE,
+    GW_SVC_MAILER,
+    GW_SVC_COUNT
+} gw_svc_t;
+
+/* JSON request bodies are small; uploads have their own limit. */
+#define GW_JSON_BODY_MAX (16 * 1024)
+
+typedef struct {
+    char http_addr[256]; /* host:port for civetweb's listening_ports */
+    int http_threads;
+    char public_url[512]; /* no trailing slash */
+    char endpoints[GW_SVC_COUNT][512];
+    int rpc_timeout_ms;
+    uint32_t chunk_size;
+    uint64_t max_upload_bytes;
+    uint64_t link_max_ttl;
+    char jwt_public_key[1024]; /* $KEY_DIR/jwt-es256.pub */
+    char jwt_issuer[256];
+    char jwt_audience[256];
+} gw_settings_t;
+
+/* Fills settings from config. 0, or -1 with a one-line reason in err. */
+int gw_settings_load (gw_settings_t *settings, cm_config_t *config, char *err,
+                      size_t errlen);
+
+/* "auth", "crypto", "storage", "mailer". */
+const char *gw_svc_name (gw_svc_t svc);
+
+#endif

@@ -1,0 +1,188 @@
+/*  gw_text -- pure text helpers (see gw_text.h).                        */
+#include "gw_text.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* Length of the valid UTF-8 sequence at s (1..4), 0 if invalid; sets *cp.
+   Rejects overlong forms, surrogates and code points above U+10FFFF.  */
+static size_t
+s_utf8_seq (const unsigned char *s, size_t avail, unsigned *cp)
+{
+    unsigned c = s[0];
+    size_t n;
+    unsigned min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2, min = 0x80, c &= 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3, min = 0x800, c &= 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4, min = 0x10000, c &= 0x07;
+    } else {
+        return 0;
+    }
+    if (avail < n) {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+        return 0;
+    }
+    *cp = c;
+    return n;
+}
+
+void
+gw_name_clean (const char *in, char out[GW_NAME_MAX + 1])
+{
+    const char *base = in ? in : "";
+    /* Only the last path component: the client's name is never a path. */
+    for (const char *p = base; *p; p++) {
+        if (*p == '/' || *p == '\\') {
+            base = p + 1;
+        }
+    }
+    const unsigned char *s = (const unsigned char *)base;
+    size_t avail = strlen (base);
+    size_t used = 0;
+    while (avail > 0) {
+        unsigned cp = 0;
+        size_t n = s_utf8_seq (s, avail, &cp);
+        if (n == 0) {
+            /* Invalid byte: shown as '_' so storage always gets UTF-8. */
+            if (used + 1 > GW_NAME_MAX) {
+                break;
+            }
+            out[used++] = '_';
+            s++, avail--;
+            continue;
+        }
+        bool control = cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f);
+        if (!control) {
+            if (used + n > GW_NAME_MAX) {
+                break;
+            }
+            memcpy (out + used, s, n);
+            used += n;
+        }
+        s += n, avail -= n;
+    }
+    out[used] = '\0';
+    if (used == 0 || strcmp (out, ".") == 0 || strcmp (out, "..") == 0) {
+        strcpy (out, "upload.bin");
+    }
+}
+
+static const struct {
+    const char *ext;
+    const char *type;
+} s_types[] = {
+    {"txt", "text/plain"},
+    {"csv", "text/csv"},
+    {"md", "text/markdown"},
+    {"json", "application/json"},
+    {"xml", "application/xml"},
+    {"pdf", "application/pdf"},
+    {"zip", "application/zip"},
+    {"gz", "application/gzip"},
+    {"tar", "application/x-tar"},
+    {"png", "image/png"},
+    {"jpg", "image/jpeg"},
+    {"jpeg", "image/jpeg"},
+    {"gif", "image/gif"},
+    {"webp", "image/webp"},
+    {"svg", "image/svg+xml"},
+    {"mp3", "audio/mpeg"},
+    {"mp4", "video/mp4"},
+    {"doc", "application/msword"},
+    {"docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"},
+    {"xls", "application/vnd.ms-excel"},
+    {"xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
+    {"pptx", "application/vnd.openxmlformats-officedocument.presentationml.presentation"},
+    {"html", "text/html"},
+    {"htm", "text/html"},
+};
+
+const char *
+gw_content_type_guess (const char *name)
+{
+    const char *dot = name ? strrchr (name, '.') : NULL;
+    if (dot && dot[1]) {
+        for (size_t i = 0; i < sizeof s_types / sizeof s_types[0]; i++) {
+            if (strcasecmp (dot + 1, s_types[i].ext) == 0) {
+                return s_types[i].type;
+            }
+        }
+    }
+    return "application/octet-stream";
+}
+
+/* RFC 5987 attr-char: sent as is in filename*; all else percent-encoded. */
+static bool
+s_attr_char (unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+        return true;
+    }
+    return c && strchr ("!#$&+-.^_`|~", c) != NULL;
+}
+
+int
+gw_disposition_build (const char *name, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *s = (const unsigned char *)(name ? name : "");
+    size_t len = strlen ((const char *)s);
+    /* Worst case: prefix + len (quoted) + 3*len (encoded) + suffix. */
+    static const char prefix[] = "attachment; filename=\"";
+    static const char middle[] = "\"; filename*=UTF-8''";
+    if (outlen < sizeof prefix + sizeof middle + 4 * len + 1) {
+        return -1;
+    }
+    size_t o = 0;
+    memcpy (out + o, prefix, sizeof prefix - 1);
+    o += sizeof prefix - 1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = s[i];
+        /* Printable ASCII except the two that could end the quoted string. */
+        bool safe = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+        out[o++] = safe ? (char)c : '_';
+    }
+    memcpy (out + o, middle, sizeof middle - 1);
+    o += sizeof middle - 1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = s[i];
+        if (s_attr_char (c)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 0x0f];
+        }
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+void
+gw_iso8601 (uint64_t unix_s, char out[32])
+{
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+    if (gmtime_r (&t, &tm) == NULL ||
+        strftime (out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        strcpy (out, "1970-01-01T00:00:00Z");
+    }
+}

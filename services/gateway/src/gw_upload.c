@@ -1,0 +1,435 @@
+/*  gw_upload -- the streaming upload pipeline (see gw_upload.h).        */
+#include "gw_upload.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include "crypto.pb-c.h"
+#include "cm_log.h"
+#include "cm_util.h"
+
+/* Counter is a u32 in the nonce (docs/format.md). */
+#define S_MAX_CHUNKS  0xffffffffULL
+#define S_MAX_WRAPPED 256
+
+struct gw_upload_t {
+    gw_rpc_t *rpc;
+    char req_id[65];
+    uint32_t chunk_size;
+    char file_id[33];
+    bool begun;
+    bool committed;
+    bool failed;
+    char kek_id[65];
+    uint8_t wrapped[S_MAX_WRAPPED];
+    size_t wrapped_len;
+    uint8_t header[GW_BLOB_HEADER_LEN];
+    zframe_t *chunk; /* plaintext being filled: chunk_size bytes, moved when sealed */
+    size_t fill;
+    uint64_t index;  /* next chunk index */
+    uint64_t offset; /* blob bytes stored */
+    uint64_t size;   /* plaintext bytes accepted */
+    EVP_MD_CTX *sha;
+    Safeshare__StorageReply *commit;
+    cm_status_t err_status;
+    char err_code[64];
+    char err_message[256];
+};
+
+uint64_t
+gw_blob_offset (uint32_t chunk_size, uint64_t index)
+{
+    return GW_BLOB_HEADER_LEN + index * ((uint64_t)chunk_size + GW_BLOB_TAG_LEN);
+}
+
+uint64_t
+gw_blob_chunk_count (uint64_t size, uint32_t chunk_size)
+{
+    if (size == 0 || chunk_size == 0) {
+        return 1;
+    }
+    return (size + chunk_size - 1) / chunk_size;
+}
+
+gw_upload_t *
+gw_upload_new (gw_rpc_t *rpc, const char *req_id, uint32_t chunk_size)
+{
+    gw_upload_t *self = calloc (1, sizeof *self);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->rpc = rpc;
+    snprintf (self->req_id, sizeof self->req_id, "%s", req_id ? req_id : "");
+    self->chunk_size = chunk_size;
+    self->sha = EVP_MD_CTX_new ();
+    if (self->sha == NULL || EVP_DigestInit_ex (self->sha, EVP_sha256 (), NULL) != 1) {
+        cm_log_openssl (self->req_id, "EVP_DigestInit_ex() failed");
+        EVP_MD_CTX_free (self->sha);
+        free (self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+gw_upload_destroy (gw_upload_t **self_p)
+{
+    if (self_p && *self_p) {
+        gw_upload_t *self = *self_p;
+        gw_upload_abort (self);
+        zframe_destroy (&self->chunk);
+        EVP_MD_CTX_free (self->sha);
+        if (self->commit) {
+            protobuf_c_message_free_unpacked (&self->commit->base, NULL);
+        }
+        /* The wrapped DEK is useless without the KEK; wiped anyway. */
+        OPENSSL_cleanse (self->wrapped, sizeof self->wrapped);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static int
+s_fail (gw_upload_t *self, cm_status_t status, const char *code, const char *message)
+{
+    if (!self->failed) {
+        self->failed = true;
+        self->err_status = status;
+        snprintf (self->err_code, sizeof self->err_code, "%s", code);
+        snprintf (self->err_message, sizeof self->err_message, "%s", message);
+    }
+    return -1;
+}
+
+/* One call; 0 when the transport and the service said OK, else -1 with
+   the error kept (reply freed).                                        */
+static int
+s_call (gw_upload_t *self, gw_svc_t svc, ProtobufCMessage *request, zmsg_t **blobs,
+        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply,
+        zmsg_t **blobs_out)
+{
+    cm_status_t rc = gw_rpc_call (self->rpc, svc, self->req_id, request, blobs, desc, 0,
+                                  reply, blobs_out);
+    if (rc != CM_OK) {
+        return s_fail (self, rc, cm_status_code (rc),
+                       rc == CM_UNAVAILABLE ? "a backend service did not answer in time"
+                                            : "a backend service answered badly");
+    }
+    const char *code = NULL;
+    const char *message = NULL;
+    cm_status_t status = gw_rpc_status (*reply, &code, &message);
+    if (status != CM_OK) {
+        cm_warn (self->req_id, "upload step on %s failed: %s %s", gw_svc_name (svc),
+                 cm_status_name (status), code ? code : "");
+        s_fail (self, status, code ? code : cm_status_code (status),
+                message ? message : cm_status_name (status));
+        protobuf_c_message_free_unpacked (*reply, NULL);
+        *reply = NULL;
+        if (blobs_out) {
+            zmsg_destroy (blobs_out);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_bad_reply (gw_upload_t *self, const char *what)
+{
+    cm_error (self->req_id, "upload: malformed %s reply", what);
+    return s_fail (self, CM_INTERNAL, "bad_gateway", "a backend service answered badly");
+}
+
+/* Appends *frame (consumed) at self->offset. */
+static int
+s_append (gw_upload_t *self, zmsg_t **frames, size_t len)
+{
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    Safeshare__BlobAppendRequest body = SAFESHARE__BLOB_APPEND_REQUEST__INIT;
+    r.meta = &meta;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_BLOB_APPEND;
+    r.blob_append = &body;
+    body.file_id = self->file_id;
+    body.offset = self->offset;
+    ProtobufCMessage *reply = NULL;
+    if (s_call (self, GW_SVC_STORAGE, &r.base, frames,
+                &safeshare__storage_reply__descriptor, &reply, NULL) != 0) {
+        return -1;
+    }
+    Safeshare__StorageReply *sr = (Safeshare__StorageReply *)reply;
+    bool ok = sr->body_case == SAFESHARE__STORAGE_REPLY__BODY_BLOB_APPEND &&
+              sr->blob_append && sr->blob_append->blob_size == self->offset + len;
+    protobuf_c_message_free_unpacked (reply, NULL);
+    if (!ok) {
+        return s_bad_reply (self, "BLOB_APPEND");
+    }
+    self->offset += len;
+    return 0;
+}
+
+int
+gw_upload_begin (gw_upload_t *self, const char *name, const char *content_type,
+                 const char *owner_id)
+{
+    if (self->begun || self->failed) {
+        return s_fail (self, CM_INTERNAL, "internal_error", "upload already begun");
+    }
+    /* 1. storage FILE_BEGIN -> file id */
+    Safeshare__StorageRequest sreq = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    Safeshare__FileBeginRequest begin = SAFESHARE__FILE_BEGIN_REQUEST__INIT;
+    sreq.meta = &meta;
+    sreq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_BEGIN;
+    sreq.file_begin = &begin;
+    begin.name = (char *)name;
+    begin.content_type = (char *)content_type;
+    begin.owner_id = (char *)owner_id;
+    begin.chunk_size = self->chunk_size;
+    ProtobufCMessage *reply = NULL;
+    if (s_call (self, GW_SVC_STORAGE, &sreq.base, NULL,
+                &safeshare__storage_reply__descriptor, &reply, NULL) != 0) {
+        return -1;
+    }
+    Safeshare__StorageReply *sr = (Safeshare__StorageReply *)reply;
+    bool ok = sr->body_case == SAFESHARE__STORAGE_REPLY__BODY_FILE_BEGIN &&
+              sr->file_begin && sr->file_begin->file_id &&
+              cm_is_hex_id (sr->file_begin->file_id, 32);
+    if (ok) {
+        memcpy (self->file_id, sr->file_begin->file_id, 33);
+        self->begun = true;
+    }
+    protobuf_c_message_free_unpacked (reply, NULL);
+    if (!ok) {
+        return s_bad_reply (self, "FILE_BEGIN");
+    }
+
+    /* 2. crypto KEY_NEW -> wrapped DEK + header */
+    Safeshare__CryptoRequest creq = SAFESHARE__CRYPTO_REQUEST__INIT;
+    Safeshare__Meta cmeta = SAFESHARE__META__INIT;
+    Safeshare__KeyNewRequest key_new = SAFESHARE__KEY_NEW_REQUEST__INIT;
+    creq.meta = &cmeta;
+    creq.body_case = SAFESHARE__CRYPTO_REQUEST__BODY_KEY_NEW;
+    creq.key_new = &key_new;
+    key_new.file_id = self->file_id;
+    key_new.chunk_size = self->chunk_size;
+    if (s_call (self, GW_SVC_CRYPTO, &creq.base, NULL,
+                &safeshare__crypto_reply__descriptor, &reply, NULL) != 0) {
+        return -1;
+    }
+    Safeshare__CryptoReply *cr = (Safeshare__CryptoReply *)reply;
+    Safeshare__KeyNewReply *kn =
+        cr->body_case == SAFESHARE__CRYPTO_REPLY__BODY_KEY_NEW ? cr->key_new : NULL;
+    ok = kn && kn->kek_id && *kn->kek_id && strlen (kn->kek_id) < sizeof self->kek_id &&
+         kn->wrapped_dek.len > 0 && kn->wrapped_dek.len <= S_MAX_WRAPPED &&
+         kn->header.len == GW_BLOB_HEADER_LEN;
+    if (ok) {
+        strcpy (self->kek_id, kn->kek_id);
+        memcpy (self->wrapped, kn->wrapped_dek.data, kn->wrapped_dek.len);
+        self->wrapped_len = kn->wrapped_dek.len;
+        memcpy (self->header, kn->header.data, GW_BLOB_HEADER_LEN);
+    }
+    protobuf_c_message_free_unpacked (reply, NULL);
+    if (!ok) {
+        return s_bad_reply (self, "KEY_NEW");
+    }
+
+    /* 3. the header opens the blob */
+    zmsg_t *frames = zmsg_new ();
+    zmsg_addmem (frames, self->header, GW_BLOB_HEADER_LEN);
+    return s_append (self, &frames, GW_BLOB_HEADER_LEN);
+}
+
+/* Encrypts the pending chunk (moved out) and appends its ciphertext. */
+static int
+s_seal (gw_upload_t *self, bool last)
+{
+    if (self->index > S_MAX_CHUNKS) {
+        return s_fail (self, CM_TOO_LARGE, "too_large", "file has too many chunks");
+    }
+    size_t len = self->fill;
+    zframe_t *plain;
+    if (self->chunk && len == self->chunk_size) {
+        plain = self->chunk; /* a full chunk goes out as is */
+        self->chunk = NULL;
+    } else {
+        /* The short last chunk: one copy into a frame of its size. */
+        plain = zframe_new (self->chunk ? zframe_data (self->chunk) : NULL, len);
+        zframe_destroy (&self->chunk);
+    }
+    self->fill = 0;
+    zmsg_t *frames = zmsg_new ();
+    zmsg_append (frames, &plain);
+
+    Safeshare__CryptoRequest creq = SAFESHARE__CRYPTO_REQUEST__INIT;
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    Safeshare__ChunkRequest chunk = SAFESHARE__CHUNK_REQUEST__INIT;
+    creq.meta = &meta;
+    creq.body_case = SAFESHARE__CRYPTO_REQUEST__BODY_ENCRYPT;
+    creq.encrypt = &chunk;
+    chunk.file_id = self->file_id;
+    chunk.kek_id = self->kek_id;
+    chunk.wrapped_dek.data = self->wrapped;
+    chunk.wrapped_dek.len = self->wrapped_len;
+    chunk.header.data = self->header;
+    chunk.header.len = GW_BLOB_HEADER_LEN;
+    chunk.index = self->index;
+    chunk.last = last;
+    ProtobufCMessage *reply = NULL;
+    zmsg_t *cipher = NULL;
+    if (s_call (self, GW_SVC_CRYPTO, &creq.base, &frames,
+                &safeshare__crypto_reply__descriptor, &reply, &cipher) != 0) {
+        return -1;
+    }
+    Safeshare__CryptoReply *cr = (Safeshare__CryptoReply *)reply;
+    bool ok = cr->body_case == SAFESHARE__CRYPTO_REPLY__BODY_ENCRYPT && cr->encrypt &&
+              cr->encrypt->index == self->index && cipher && zmsg_size (cipher) == 1 &&
+              zframe_size (zmsg_first (cipher)) == len + GW_BLOB_TAG_LEN;
+    protobuf_c_message_free_unpacked (reply, NULL);
+    if (!ok) {
+        zmsg_destroy (&cipher);
+        return s_bad_reply (self, "ENCRYPT");
+    }
+    /* The ciphertext frame moves on to storage as received. */
+    if (s_append (self, &cipher, len + GW_BLOB_TAG_LEN) != 0) {
+        return -1;
+    }
+    self->index++;
+    return 0;
+}
+
+int
+gw_upload_write (gw_upload_t *self, const void *data, size_t len)
+{
+    if (!self->begun || self->failed || self->committed) {
+        return s_fail (self, CM_INTERNAL, "internal_error", "upload not writable");
+    }
+    const uint8_t *p = data;
+    while (len > 0) {
+        if (self->chunk && self->fill == self->chunk_size) {
+            /* More data after a full chunk: it was not the last one. */
+            if (s_seal (self, false) != 0) {
+                return -1;
+            }
+        }
+        if (self->chunk == NULL) {
+            self->chunk = zframe_new (NULL, self->chunk_size);
+            self->fill = 0;
+        }
+        size_t n = self->chunk_size - self->fill;
+        if (n > len) {
+            n = len;
+        }
+        memcpy (zframe_data (self->chunk) + self->fill, p, n);
+        EVP_DigestUpdate (self->sha, p, n);
+        self->fill += n;
+        self->size += n;
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int
+gw_upload_finish (gw_upload_t *self)
+{
+    if (!self->begun || self->failed || self->committed) {
+        return s_fail (self, CM_INTERNAL, "internal_error", "upload not finishable");
+    }
+    /* The pending chunk (empty only for an empty file) is the last one. */
+    if (s_seal (self, true) != 0) {
+        return -1;
+    }
+    uint8_t digest[32];
+    unsigned dlen = 0;
+    char sha_hex[65];
+    if (EVP_DigestFinal_ex (self->sha, digest, &dlen) != 1 || dlen != sizeof digest) {
+        cm_log_openssl (self->req_id, "EVP_DigestFinal_ex() failed");
+        return s_fail (self, CM_INTERNAL, "internal_error", "digest failed");
+    }
+    cm_hex_encode (sha_hex, digest, sizeof digest);
+
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    Safeshare__FileCommitRequest commit = SAFESHARE__FILE_COMMIT_REQUEST__INIT;
+    r.meta = &meta;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_COMMIT;
+    r.file_commit = &commit;
+    commit.file_id = self->file_id;
+    commit.size = self->size;
+    commit.sha256 = sha_hex;
+    commit.chunk_count = self->index;
+    commit.kek_id = self->kek_id;
+    commit.wrapped_dek.data = self->wrapped;
+    commit.wrapped_dek.len = self->wrapped_len;
+    commit.blob_size = self->offset;
+    ProtobufCMessage *reply = NULL;
+    if (s_call (self, GW_SVC_STORAGE, &r.base, NULL,
+                &safeshare__storage_reply__descriptor, &reply, NULL) != 0) {
+        return -1;
+    }
+    Safeshare__StorageReply *sr = (Safeshare__StorageReply *)reply;
+    if (sr->body_case != SAFESHARE__STORAGE_REPLY__BODY_FILE_COMMIT || !sr->file_commit ||
+        !sr->file_commit->file) {
+        protobuf_c_message_free_unpacked (reply, NULL);
+        return s_bad_reply (self, "FILE_COMMIT");
+    }
+    self->commit = sr;
+    self->committed = true;
+    return 0;
+}
+
+const Safeshare__FileInfo *
+gw_upload_file (gw_upload_t *self)
+{
+    return self->commit ? self->commit->file_commit->file : NULL;
+}
+
+void
+gw_upload_abort (gw_upload_t *self)
+{
+    if (!self->begun || self->committed) {
+        return;
+    }
+    self->begun = false;
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    Safeshare__FileAbortRequest body = SAFESHARE__FILE_ABORT_REQUEST__INIT;
+    r.meta = &meta;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_ABORT;
+    r.file_abort = &body;
+    body.file_id = self->file_id;
+    ProtobufCMessage *reply = NULL;
+    cm_status_t rc = gw_rpc_call (self->rpc, GW_SVC_STORAGE, self->req_id, &r.base, NULL,
+                                  &safeshare__storage_reply__descriptor, 0, &reply, NULL);
+    cm_status_t status = rc == CM_OK ? gw_rpc_status (reply, NULL, NULL) : rc;
+    if (status != CM_OK) {
+        /* storage's start-up sweep collects what we could not abort. */
+        cm_warn (self->req_id, "FILE_ABORT file=%s failed: %s", self->file_id,
+                 cm_status_name (status));
+    } else {
+        cm_info (self->req_id, "upload aborted file=%s", self->file_id);
+    }
+    if (reply) {
+        protobuf_c_message_free_unpacked (reply, NULL);
+    }
+}
+
+uint64_t
+gw_upload_size (gw_upload_t *self)
+{
+    return self->size;
+}
+
+cm_status_t
+gw_upload_error (gw_upload_t *self, const char **code, const char **message)
+{
+    if (code) {
+        *code = self->failed ? self->err_code : NULL;
+    }
+    if (message) {
+        *message = self->failed ? self->err_message : NULL;
+    }
+    return self->failed ? self->err_status : CM_OK;
+}

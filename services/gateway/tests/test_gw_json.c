@@ -1,0 +1,111 @@
+/*  unit_gateway_json -- the error shape, the file and user objects,
+    blob layout formulas.                                               */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+#include "gw_json.h"
+#include "gw_upload.h"
+
+static void
+test_error_shape (void **state)
+{
+    char *text = gw_json_error ("invalid_json", "body \"x\"\n bad", "req-1");
+    assert_non_null (text);
+    json_error_t err;
+    json_t *root = json_loads (text, 0, &err);
+    assert_non_null (root);
+    assert_int_equal (json_object_size (root), 1);
+    json_t *e = json_object_get (root, "error");
+    assert_true (json_is_object (e));
+    assert_int_equal (json_object_size (e), 3);
+    assert_string_equal (json_string_value (json_object_get (e, "code")), "invalid_json");
+    assert_string_equal (json_string_value (json_object_get (e, "message")),
+                         "body \"x\"\n bad");
+    assert_string_equal (json_string_value (json_object_get (e, "request_id")), "req-1");
+    json_decref (root);
+    free (text);
+
+    /* Invalid UTF-8 in a message still yields a valid error document. */
+    text = gw_json_error ("x", "bad \xff", NULL);
+    assert_non_null (text);
+    root = json_loads (text, 0, &err);
+    assert_non_null (root);
+    assert_non_null (json_object_get (root, "error"));
+    json_decref (root);
+    free (text);
+}
+
+static void
+test_file_json (void **state)
+{
+    Safeshare__FileInfo f = SAFESHARE__FILE_INFO__INIT;
+    uint8_t dek[60] = {1};
+    f.id = "0123456789abcdef0123456789abcdef";
+    f.name = "a.txt";
+    f.content_type = "text/plain";
+    f.size = 12345678901ULL;
+    f.sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    f.owner_id = "fedcba9876543210fedcba9876543210";
+    f.created_at = 0;
+    f.kek_id = "0011223344556677";
+    f.wrapped_dek.data = dek;
+    f.wrapped_dek.len = sizeof dek;
+    json_t *j = gw_json_file (&f);
+    assert_non_null (j);
+    assert_int_equal (json_object_size (j), 7);
+    assert_string_equal (json_string_value (json_object_get (j, "id")), f.id);
+    assert_int_equal (json_integer_value (json_object_get (j, "size")), 12345678901LL);
+    assert_string_equal (json_string_value (json_object_get (j, "created_at")),
+                         "1970-01-01T00:00:00Z");
+    /* Key material never leaves the gateway. */
+    assert_null (json_object_get (j, "wrapped_dek"));
+    assert_null (json_object_get (j, "kek_id"));
+    json_decref (j);
+}
+
+static void
+test_user_json (void **state)
+{
+    Safeshare__User u = SAFESHARE__USER__INIT;
+    u.id = "0123456789abcdef0123456789abcdef";
+    u.email = "a@b.example";
+    u.role = SAFESHARE__ROLE__ROLE_OPS;
+    u.verified = true;
+    json_t *j = gw_json_user (&u);
+    assert_non_null (j);
+    assert_int_equal (json_object_size (j), 5);
+    assert_string_equal (json_string_value (json_object_get (j, "role")), "ops");
+    assert_true (json_is_true (json_object_get (j, "verified")));
+    json_decref (j);
+    assert_string_equal (gw_role_name (SAFESHARE__ROLE__ROLE_CLIENT), "client");
+    assert_string_equal (gw_role_name (SAFESHARE__ROLE__ROLE_ADMIN), "admin");
+    assert_string_equal (gw_role_name ((Safeshare__Role)99), "none");
+}
+
+static void
+test_layout (void **state)
+{
+    /* docs/format.md: header 48, chunk i at 48 + i*(chunk_size+16). */
+    assert_int_equal (gw_blob_offset (4096, 0), 48);
+    assert_int_equal (gw_blob_offset (4096, 3), 48 + 3 * 4112);
+    assert_int_equal (gw_blob_chunk_count (0, 4096), 1);
+    assert_int_equal (gw_blob_chunk_count (1, 4096), 1);
+    assert_int_equal (gw_blob_chunk_count (4096, 4096), 1);
+    assert_int_equal (gw_blob_chunk_count (4097, 4096), 2);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_error_shape),
+        cmocka_unit_test (test_file_json),
+        cmocka_unit_test (test_user_json),
+        cmocka_unit_test (test_layout),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}

@@ -1,0 +1,108 @@
+/*  unit_gateway_route -- the routing table: paths, ids, tokens, 404/405. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+#include "gw_route.h"
+
+#define ID "0123456789abcdef0123456789abcdef"
+
+static void
+test_routes (void **state)
+{
+    gw_route_t r;
+    assert_int_equal (gw_route_match ("GET", "/healthz", &r), GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_HEALTHZ);
+    assert_false (r.auth);
+    assert_int_equal (gw_route_match ("POST", "/api/auth/signup", &r), GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_SIGNUP);
+    assert_true (r.json_body);
+    assert_int_equal (gw_route_match ("GET", "/api/files", &r), GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_FILES_LIST);
+    assert_true (r.auth);
+    assert_int_equal (gw_route_match ("POST", "/api/files", &r), GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_FILES_UPLOAD);
+    assert_int_equal (gw_route_match ("GET", "/api/files/" ID, &r), GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_FILE_GET);
+    assert_string_equal (r.param, ID);
+    assert_true (r.param_valid);
+    assert_int_equal (gw_route_match ("DELETE", "/api/files/" ID, &r), GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_FILE_DELETE);
+    assert_int_equal (gw_route_match ("GET", "/api/files/" ID "/content", &r),
+                      GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_FILE_CONTENT);
+    assert_int_equal (gw_route_match ("POST", "/api/files/" ID "/links", &r),
+                      GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_LINK_CREATE);
+    assert_int_equal (gw_route_match ("GET", "/api/download/abc-_XYZ09", &r),
+                      GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_DOWNLOAD);
+    assert_false (r.auth);
+    assert_true (r.param_valid);
+}
+
+static void
+test_bad_params (void **state)
+{
+    gw_route_t r;
+    /* Routed, but flagged: the handler answers 404 file_not_found. */
+    assert_int_equal (gw_route_match ("GET", "/api/files/xyz", &r), GW_MATCH_OK);
+    assert_false (r.param_valid);
+    assert_int_equal (
+        gw_route_match ("GET", "/api/files/0123456789ABCDEF0123456789ABCDEF", &r),
+        GW_MATCH_OK);
+    assert_false (r.param_valid); /* ids are lowercase */
+    assert_int_equal (gw_route_match ("GET", "/api/files/" ID "0", &r), GW_MATCH_OK);
+    assert_false (r.param_valid);
+    assert_int_equal (gw_route_match ("GET", "/api/download/a.b", &r), GW_MATCH_OK);
+    assert_false (r.param_valid);
+    char longpath[400] = "/api/download/";
+    memset (longpath + strlen (longpath), 'a', 200);
+    assert_int_equal (gw_route_match ("GET", longpath, &r), GW_MATCH_OK);
+    assert_false (r.param_valid);
+}
+
+static void
+test_not_found (void **state)
+{
+    gw_route_t r;
+    assert_int_equal (gw_route_match ("GET", "/", &r), GW_MATCH_NOT_FOUND);
+    assert_int_equal (gw_route_match ("GET", "/api/nope", &r), GW_MATCH_NOT_FOUND);
+    assert_int_equal (gw_route_match ("GET", "/api/files/", &r), GW_MATCH_NOT_FOUND);
+    assert_int_equal (gw_route_match ("GET", "/api/files/" ID "/", &r),
+                      GW_MATCH_NOT_FOUND);
+    assert_int_equal (gw_route_match ("GET", "/api/files/" ID "/x", &r),
+                      GW_MATCH_NOT_FOUND);
+    assert_int_equal (gw_route_match ("GET", "/healthz/x", &r), GW_MATCH_NOT_FOUND);
+    assert_int_equal (gw_route_match ("GET", "/api/download/", &r), GW_MATCH_NOT_FOUND);
+    assert_int_equal (gw_route_match (NULL, "/healthz", &r), GW_MATCH_NOT_FOUND);
+}
+
+static void
+test_bad_method (void **state)
+{
+    gw_route_t r;
+    assert_int_equal (gw_route_match ("PUT", "/api/files", &r), GW_MATCH_BAD_METHOD);
+    assert_string_equal (r.allow, "GET, POST");
+    assert_int_equal (gw_route_match ("POST", "/api/files/" ID, &r), GW_MATCH_BAD_METHOD);
+    assert_string_equal (r.allow, "GET, DELETE");
+    assert_int_equal (gw_route_match ("GET", "/api/auth/login", &r), GW_MATCH_BAD_METHOD);
+    assert_string_equal (r.allow, "POST");
+    assert_int_equal (gw_route_match ("DELETE", "/api/files/" ID "/links", &r),
+                      GW_MATCH_BAD_METHOD);
+    assert_string_equal (r.allow, "POST");
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_routes),
+        cmocka_unit_test (test_bad_params),
+        cmocka_unit_test (test_not_found),
+        cmocka_unit_test (test_bad_method),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}

@@ -1,0 +1,116 @@
+/*  unit_gateway_text -- filename cleaning, content types, RFC 6266
+    Content-Disposition with nasty names, ISO 8601.                     */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+#include "gw_text.h"
+
+static void
+s_clean (const char *in, const char *expect)
+{
+    char out[GW_NAME_MAX + 1];
+    gw_name_clean (in, out);
+    assert_string_equal (out, expect);
+}
+
+static void
+test_name_clean (void **state)
+{
+    s_clean ("report.pdf", "report.pdf");
+    s_clean ("a/b/../../../etc/passwd", "passwd");
+    s_clean ("C:\\Users\\x\\secret.txt", "secret.txt");
+    s_clean ("dir/", "upload.bin");
+    s_clean ("", "upload.bin");
+    s_clean (NULL, "upload.bin");
+    s_clean ("..", "upload.bin");
+    s_clean ("a/..", "upload.bin");
+    s_clean ("bad\r\nname\t.txt", "badname.txt");
+    s_clean ("nul\x01\x7f.txt", "nul.txt");
+    s_clean ("caf\xc3\xa9.txt", "caf\xc3\xa9.txt"); /* UTF-8 kept */
+    s_clean ("bad\xff\xfe.txt", "bad__.txt");       /* invalid bytes shown */
+    s_clean ("over\xc0\xaflong", "over__long");     /* overlong '/' refused */
+    s_clean ("c1\xc2\x85x", "c1x");                 /* U+0085 is a control */
+}
+
+static void
+test_name_length (void **state)
+{
+    char in[600];
+    memset (in, 'a', sizeof in - 1);
+    in[sizeof in - 1] = '\0';
+    char out[GW_NAME_MAX + 1];
+    gw_name_clean (in, out);
+    assert_int_equal (strlen (out), GW_NAME_MAX);
+    /* A 2-byte character straddling the limit is dropped whole. */
+    memset (in, 'a', 254);
+    memcpy (in + 254, "\xc3\xa9zz", 5);
+    gw_name_clean (in, out);
+    assert_int_equal (strlen (out), 254);
+}
+
+static void
+test_content_type (void **state)
+{
+    assert_string_equal (gw_content_type_guess ("a.PDF"), "application/pdf");
+    assert_string_equal (gw_content_type_guess ("x.tar.gz"), "application/gzip");
+    assert_string_equal (gw_content_type_guess ("photo.jpeg"), "image/jpeg");
+    assert_string_equal (gw_content_type_guess ("noext"), "application/octet-stream");
+    assert_string_equal (gw_content_type_guess ("trailing."), "application/octet-stream");
+    assert_string_equal (gw_content_type_guess ("x.exe"), "application/octet-stream");
+}
+
+static void
+test_disposition (void **state)
+{
+    char out[GW_DISPOSITION_MAX];
+    assert_int_equal (gw_disposition_build ("report.pdf", out, sizeof out), 0);
+    assert_string_equal (
+        out, "attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf");
+
+    /* Quotes, backslash, CR/LF, ';' cannot break out of either form. */
+    assert_int_equal (
+        gw_disposition_build ("a\"b\\c\r\nX-Evil: 1;d.txt", out, sizeof out), 0);
+    assert_string_equal (out, "attachment; filename=\"a_b_c__X-Evil: 1;d.txt\"; "
+                              "filename*=UTF-8''a%22b%5Cc%0D%0AX-Evil%3A%201%3Bd.txt");
+    assert_null (strchr (out, '\r'));
+    assert_null (strchr (out, '\n'));
+
+    /* Non-ASCII: '_' in the quoted form, percent-encoded UTF-8 in filename*. */
+    assert_int_equal (gw_disposition_build ("caf\xc3\xa9 %.txt", out, sizeof out), 0);
+    assert_string_equal (out, "attachment; filename=\"caf__ %.txt\"; "
+                              "filename*=UTF-8''caf%C3%A9%20%25.txt");
+
+    /* Too small a buffer is refused, not truncated. */
+    char small[16];
+    assert_int_equal (gw_disposition_build ("report.pdf", small, sizeof small), -1);
+
+    /* The longest name fits the documented bound. */
+    char name[GW_NAME_MAX + 1];
+    memset (name, '"', GW_NAME_MAX);
+    name[GW_NAME_MAX] = '\0';
+    assert_int_equal (gw_disposition_build (name, out, sizeof out), 0);
+}
+
+static void
+test_iso8601 (void **state)
+{
+    char out[32];
+    gw_iso8601 (0, out);
+    assert_string_equal (out, "1970-01-01T00:00:00Z");
+    gw_iso8601 (1790000000ULL, out);
+    assert_string_equal (out, "2026-09-21T14:13:20Z");
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_name_clean),   cmocka_unit_test (test_name_length),
+        cmocka_unit_test (test_content_type), cmocka_unit_test (test_disposition),
+        cmocka_unit_test (test_iso8601),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
