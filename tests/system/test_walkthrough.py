@@ -71,7 +71,9 @@ def forge(bin_dir, key, sub, role, offset, ttl):
 def files_under(root):
     for dirpath, _, names in os.walk(root):
         for n in names:
-            yield os.path.join(dirpath, n)
+            path = os.path.join(dirpath, n)
+            if os.path.isfile(path) and not os.path.islink(path):  # not sockets
+                yield path
 
 
 def main():

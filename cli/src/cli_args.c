@@ -1,0 +1,148 @@
+/*  cli_args -- the `safeshare` command line.                            */
+#include "cli_args.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *const cli_args_usage =
+    "commands:\n"
+    "  up                               start the local stack in the foreground\n"
+    "                                   (Ctrl-C stops it)\n"
+    "  keys generate                    make a new current KEK, and the JWT signing\n"
+    "                                   key pair if it does not exist yet\n"
+    "  user add EMAIL --role ROLE       create a verified user; ROLE is ops, admin\n"
+    "                                   or client; the password is read from stdin\n"
+    "  version                          print the version\n"
+    "  help                             this text\n"
+    "\n"
+    "exit status: 0 done, 1 failed, 2 usage or configuration error";
+
+/* Commands that later issues add: named so that the error says so
+   instead of calling them unknown.                                     */
+static const char *const s_later[] = {"decrypt", "fsck", NULL};
+static const char *const s_later_keys[] = {"list", "rotate", "retire", NULL};
+static const char *const s_later_user[] = {"list", "disable", NULL};
+
+static int s_fail (char *err, size_t errlen, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int
+s_fail (char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (err, errlen, fmt, ap);
+    va_end (ap);
+    return -1;
+}
+
+static int
+s_listed (const char *const *list, const char *word)
+{
+    for (; *list; list++) {
+        if (strcmp (*list, word) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int
+cli_args_role_valid (const char *role)
+{
+    return role && (strcmp (role, "ops") == 0 || strcmp (role, "admin") == 0 ||
+                    strcmp (role, "client") == 0);
+}
+
+static int
+s_parse_user_add (int argc, char *const *argv, cli_args_t *out, char *err, size_t errlen)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp (a, "--role") == 0) {
+            if (i + 1 >= argc) {
+                return s_fail (err, errlen,
+                               "--role needs a value (ops, admin or client)");
+            }
+            out->role = argv[++i];
+        } else if (strncmp (a, "--role=", 7) == 0) {
+            out->role = a + 7;
+        } else if (a[0] == '-') {
+            return s_fail (err, errlen, "user add: unknown option %.64s", a);
+        } else if (out->email) {
+            return s_fail (err, errlen, "user add: unexpected argument %.64s", a);
+        } else {
+            out->email = a;
+        }
+    }
+    if (!out->email || !out->email[0]) {
+        return s_fail (err, errlen, "user add needs an EMAIL");
+    }
+    if (!out->role) {
+        return s_fail (err, errlen, "user add needs --role ops|admin|client");
+    }
+    if (!cli_args_role_valid (out->role)) {
+        return s_fail (err, errlen, "unknown role '%.64s' (ops, admin or client)",
+                       out->role);
+    }
+    return 0;
+}
+
+int
+cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err, size_t errlen)
+{
+    memset (out, 0, sizeof *out);
+    if (argc < 2) {
+        return s_fail (err, errlen, "missing command");
+    }
+    const char *cmd = argv[1];
+    const char *sub = argc > 2 ? argv[2] : NULL;
+
+    if (strcmp (cmd, "help") == 0 || strcmp (cmd, "version") == 0 ||
+        strcmp (cmd, "up") == 0) {
+        if (argc > 2) {
+            return s_fail (err, errlen, "%s: unexpected argument %.64s", cmd, argv[2]);
+        }
+        out->cmd = cmd[0] == 'h'   ? CLI_CMD_HELP
+                   : cmd[0] == 'v' ? CLI_CMD_VERSION
+                                   : CLI_CMD_UP;
+        return 0;
+    }
+    if (strcmp (cmd, "keys") == 0) {
+        if (!sub) {
+            return s_fail (err, errlen, "keys needs a subcommand (generate)");
+        }
+        if (strcmp (sub, "generate") == 0) {
+            if (argc > 3) {
+                return s_fail (err, errlen, "keys generate: unexpected argument %.64s",
+                               argv[3]);
+            }
+            out->cmd = CLI_CMD_KEYS_GENERATE;
+            return 0;
+        }
+        if (s_listed (s_later_keys, sub)) {
+            return s_fail (err, errlen, "keys %.64s is not available in this version",
+                           sub);
+        }
+        return s_fail (err, errlen, "keys: unknown subcommand %.64s", sub);
+    }
+    if (strcmp (cmd, "user") == 0) {
+        if (!sub) {
+            return s_fail (err, errlen, "user needs a subcommand (add)");
+        }
+        if (strcmp (sub, "add") == 0) {
+            out->cmd = CLI_CMD_USER_ADD;
+            return s_parse_user_add (argc - 3, argv + 3, out, err, errlen);
+        }
+        if (s_listed (s_later_user, sub)) {
+            return s_fail (err, errlen, "user %.64s is not available in this version",
+                           sub);
+        }
+        return s_fail (err, errlen, "user: unknown subcommand %.64s", sub);
+    }
+    if (s_listed (s_later, cmd)) {
+        return s_fail (err, errlen, "%.64s is not available in this version", cmd);
+    }
+    return s_fail (err, errlen, "unknown command %.64s", cmd);
+}

@@ -1,0 +1,144 @@
+/*  cli_test_proc -- running the `safeshare` binary from tests.          */
+#include "cli_test_proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+pid_t
+cli_test_spawn (const char *binary, char *const argv[], const char *stdin_data,
+                int stdout_fd, int stderr_fd)
+{
+    int in[2];
+    if (pipe (in) != 0) {
+        return -1;
+    }
+    pid_t pid = fork ();
+    if (pid == 0) {
+        dup2 (in[0], STDIN_FILENO);
+        close (in[0]);
+        close (in[1]);
+        if (stdout_fd >= 0) {
+            dup2 (stdout_fd, STDOUT_FILENO);
+        }
+        if (stderr_fd >= 0) {
+            dup2 (stderr_fd, STDERR_FILENO);
+        }
+        execv (binary, argv);
+        _exit (127);
+    }
+    close (in[0]);
+    if (pid > 0 && stdin_data) {
+        /* Small inputs only: they fit in the pipe buffer. */
+        ssize_t n = write (in[1], stdin_data, strlen (stdin_data));
+        (void)n;
+    }
+    close (in[1]);
+    return pid;
+}
+
+static long
+s_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+int
+cli_test_wait (pid_t pid, int timeout_ms)
+{
+    long deadline = s_ms () + timeout_ms;
+    for (;;) {
+        int status;
+        pid_t r = waitpid (pid, &status, WNOHANG);
+        if (r == pid) {
+            return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
+        }
+        if (r < 0 && errno != EINTR) {
+            return -1;
+        }
+        if (s_ms () >= deadline) {
+            kill (pid, SIGKILL);
+            waitpid (pid, &status, 0);
+            return -1;
+        }
+        usleep (5000); /* polling a child's exit; the deadline bounds it */
+    }
+}
+
+char *
+cli_test_slurp (const char *path, size_t *len_out)
+{
+    FILE *f = fopen (path, "rb");
+    if (!f) {
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc (cap + 1);
+    size_t n;
+    while ((n = fread (buf + len, 1, cap - len, f)) > 0) {
+        len += n;
+        if (len == cap) {
+            cap *= 2;
+            buf = realloc (buf, cap + 1);
+        }
+    }
+    fclose (f);
+    buf[len] = '\0';
+    if (len_out) {
+        *len_out = len;
+    }
+    return buf;
+}
+
+static char *
+s_read_all (FILE *f)
+{
+    fflush (f);
+    rewind (f);
+    size_t cap = 4096, len = 0;
+    char *buf = malloc (cap + 1);
+    size_t n;
+    while ((n = fread (buf + len, 1, cap - len, f)) > 0) {
+        len += n;
+        if (len == cap) {
+            cap *= 2;
+            buf = realloc (buf, cap + 1);
+        }
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+int
+cli_test_run (const char *binary, char *const argv[], const char *stdin_data, char **out,
+              char **err)
+{
+    FILE *fo = tmpfile (), *fe = tmpfile ();
+    if (!fo || !fe) {
+        return -1;
+    }
+    pid_t pid = cli_test_spawn (binary, argv, stdin_data, fileno (fo), fileno (fe));
+    int rc = pid > 0 ? cli_test_wait (pid, 30000) : -1;
+    char *o = s_read_all (fo), *e = s_read_all (fe);
+    fclose (fo);
+    fclose (fe);
+    if (out) {
+        *out = o;
+    } else {
+        free (o);
+    }
+    if (err) {
+        *err = e;
+    } else {
+        free (e);
+    }
+    return rc;
+}

@@ -1,0 +1,22 @@
+/*  cli_test_proc -- running the `safeshare` binary from the CLI's system
+    tests with a given stdin and captured stdout/stderr.                */
+#ifndef CLI_TEST_PROC_H
+#define CLI_TEST_PROC_H
+
+#include <sys/types.h>
+
+/* Starts binary with argv; stdin gets stdin_data (NULL: /dev/null) then
+   EOF; stdout/stderr go to the given fds (-1: inherited). pid or -1.  */
+pid_t cli_test_spawn (const char *binary, char *const argv[], const char *stdin_data,
+                      int stdout_fd, int stderr_fd);
+/* Waits up to timeout_ms: exit status, 128+signal, or -1 on timeout (the
+   process is then killed and reaped).                                  */
+int cli_test_wait (pid_t pid, int timeout_ms);
+/* Runs to completion (30 s at most), capturing stdout and stderr into
+   malloc'd strings (caller frees). Returns the exit status as above.  */
+int cli_test_run (const char *binary, char *const argv[], const char *stdin_data,
+                  char **out, char **err);
+/* The whole file as a string (caller frees), NULL if unreadable.       */
+char *cli_test_slurp (const char *path, size_t *len_out);
+
+#endif

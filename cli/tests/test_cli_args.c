@@ -1,0 +1,132 @@
+/*  unit_cli_args -- the command line grammar.                           */
+#include "cli_args.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define PARSE(out, err, ...)                                                             \
+    cli_args_parse (                                                                     \
+        (int)(sizeof ((char *[]){"safeshare", __VA_ARGS__}) / sizeof (char *)),          \
+        (char *[]){"safeshare", __VA_ARGS__}, (out), (err), sizeof (err))
+
+static void
+test_simple_commands (void **state)
+{
+    cli_args_t a;
+    char err[256];
+    assert_int_equal (PARSE (&a, err, "up"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_UP);
+    assert_int_equal (PARSE (&a, err, "help"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_HELP);
+    assert_int_equal (PARSE (&a, err, "version"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_VERSION);
+    assert_int_equal (PARSE (&a, err, "keys", "generate"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_KEYS_GENERATE);
+}
+
+static void
+test_missing_and_unknown (void **state)
+{
+    cli_args_t a;
+    char err[256];
+    char *only[] = {"safeshare", NULL};
+    assert_int_equal (cli_args_parse (1, only, &a, err, sizeof err), -1);
+    assert_string_equal (err, "missing command");
+    assert_int_equal (PARSE (&a, err, "frobnicate"), -1);
+    assert_string_equal (err, "unknown command frobnicate");
+    assert_int_equal (PARSE (&a, err, "up", "now"), -1);
+    assert_string_equal (err, "up: unexpected argument now");
+    assert_int_equal (PARSE (&a, err, "keys"), -1);
+    assert_int_equal (PARSE (&a, err, "keys", "generate", "x"), -1);
+    assert_int_equal (PARSE (&a, err, "keys", "explode"), -1);
+    assert_string_equal (err, "keys: unknown subcommand explode");
+    assert_int_equal (PARSE (&a, err, "user"), -1);
+}
+
+/* Later issues' commands are refused as such, not called unknown. */
+static void
+test_later_commands (void **state)
+{
+    cli_args_t a;
+    char err[256];
+    assert_int_equal (PARSE (&a, err, "keys", "rotate"), -1);
+    assert_string_equal (err, "keys rotate is not available in this version");
+    assert_int_equal (PARSE (&a, err, "user", "list"), -1);
+    assert_string_equal (err, "user list is not available in this version");
+    assert_int_equal (PARSE (&a, err, "fsck"), -1);
+    assert_string_equal (err, "fsck is not available in this version");
+}
+
+static void
+test_user_add (void **state)
+{
+    cli_args_t a;
+    char err[256];
+    assert_int_equal (PARSE (&a, err, "user", "add", "a@b.example", "--role", "ops"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_USER_ADD);
+    assert_string_equal (a.email, "a@b.example");
+    assert_string_equal (a.role, "ops");
+    /* option first, and the --role=VALUE spelling */
+    assert_int_equal (PARSE (&a, err, "user", "add", "--role=admin", "x@y.example"), 0);
+    assert_string_equal (a.email, "x@y.example");
+    assert_string_equal (a.role, "admin");
+    assert_int_equal (PARSE (&a, err, "user", "add", "c@d.example", "--role", "client"),
+                      0);
+    assert_string_equal (a.role, "client");
+}
+
+static void
+test_user_add_errors (void **state)
+{
+    cli_args_t a;
+    char err[256];
+    assert_int_equal (PARSE (&a, err, "user", "add", "a@b.example", "--role", "root"),
+                      -1);
+    assert_string_equal (err, "unknown role 'root' (ops, admin or client)");
+    assert_int_equal (PARSE (&a, err, "user", "add", "a@b.example"), -1);
+    assert_string_equal (err, "user add needs --role ops|admin|client");
+    assert_int_equal (PARSE (&a, err, "user", "add", "--role", "ops"), -1);
+    assert_string_equal (err, "user add needs an EMAIL");
+    assert_int_equal (PARSE (&a, err, "user", "add", "a@b.example", "--role"), -1);
+    assert_int_equal (
+        PARSE (&a, err, "user", "add", "a@b.example", "b@c.example", "--role", "ops"),
+        -1);
+    assert_string_equal (err, "user add: unexpected argument b@c.example");
+    assert_int_equal (
+        PARSE (&a, err, "user", "add", "a@b.example", "--role", "ops", "--force"), -1);
+    assert_string_equal (err, "user add: unknown option --force");
+    assert_int_equal (PARSE (&a, err, "user", "add", "a@b.example", "--role", "Ops"), -1);
+    assert_int_equal (PARSE (&a, err, "user", "add", "a@b.example", "--role", ""), -1);
+}
+
+/* A long argument is cut in the message, never overflows it. */
+static void
+test_long_argument (void **state)
+{
+    cli_args_t a;
+    char err[32];
+    char big[1000];
+    memset (big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal (PARSE (&a, err, big), -1);
+    assert_int_equal (strlen (err), sizeof err - 1);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_simple_commands),
+        cmocka_unit_test (test_missing_and_unknown),
+        cmocka_unit_test (test_later_commands),
+        cmocka_unit_test (test_user_add),
+        cmocka_unit_test (test_user_add_errors),
+        cmocka_unit_test (test_long_argument),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
