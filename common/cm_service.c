@@ -32,11 +32,11 @@ s_usage (const cm_service_info_t *info, FILE *out)
 {
     fprintf (out,
              "%s -- %s\n\n"
-             "usage: %s [--config FILE] [--help] [--version]%s\n\n"
+             "usage: %s [--config FILE] [--help] [--version]\n\n"
              "Configuration: compiled defaults, then FILE (lines SAFESHARE_KEY=value),\n"
              "then SAFESHARE_* environment variables, which win. See "
              "docs/configuration.md.\n",
-             info->binary, info->summary, info->binary, info->usage ? " ..." : "");
+             info->binary, info->summary, info->binary);
     if (info->usage) {
         fprintf (out, "\n%s\n", info->usage);
     }

@@ -37,6 +37,7 @@ struct cli_stack_t {
     bool stop_requested; /* SIGINT/SIGTERM/SIGHUP seen */
     int stop_signals;    /* a second one during shutdown kills at once */
     int failed;          /* index of the first child that exited, or -1 */
+    bool unclean;        /* a child failed to stop with exit status 0 */
 };
 
 /* The self-pipe (one per process: signals are per process). */
@@ -261,6 +262,7 @@ s_reap (cli_stack_t *self, bool stopping)
             s_describe (c, how, sizeof how);
             fprintf (stderr, "safeshare: %s %s; stopping the others\n", c->binary, how);
         } else if (stopping && !(WIFEXITED (status) && WEXITSTATUS (status) == 0)) {
+            self->unclean = true;
             char how[96];
             s_describe (c, how, sizeof how);
             fprintf (stderr, "safeshare: %s %s while stopping\n", c->binary, how);
@@ -345,6 +347,7 @@ s_stop_all (cli_stack_t *self)
             s_reap (self, true);
             if (self->stop_signals > signals_at_start) {
                 fprintf (stderr, "safeshare: second signal, killing every service\n");
+                self->unclean = s_any_alive (self) || self->unclean;
                 s_kill_all (self);
                 return;
             }
@@ -357,6 +360,7 @@ s_stop_all (cli_stack_t *self)
                          self->children[i].binary, CLI_STACK_STOP_TIMEOUT_MS / 1000);
             }
         }
+        self->unclean = true;
         s_kill_all (self);
     }
 }
@@ -437,5 +441,11 @@ cli_stack_run (cli_stack_t *self, const char *banner, FILE *out)
 stop:
     s_stop_all (self);
     s_signals_restore (saved);
+    /* A service that crashed, was killed or reported an error (a
+       sanitizer report, say) on the way down is worth a non-zero exit. */
+    if (rc == 0 && self->unclean) {
+        fprintf (stderr, "safeshare: not every service stopped cleanly\n");
+        rc = 1;
+    }
     return rc;
 }

@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,10 +68,22 @@ cm_test_spawn (const char *binary, char *const argv[], char *const env_extra[])
     for (size_t j = 0; j < extra; j++) {
         env[k++] = env_extra[j];
     }
-    pid_t pid;
-    int rc = posix_spawn (&pid, binary, NULL, NULL, argv, env);
+    /* fork + exec rather than posix_spawn: the child must die with the
+       test (PR_SET_PDEATHSIG), or a crashed test leaves a service running
+       that holds ctest's output pipe open and hangs the run. Only
+       async-signal-safe calls between fork and exec.                   */
+    pid_t parent = getpid ();
+    pid_t pid = fork ();
+    if (pid == 0) {
+        prctl (PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid () != parent) {
+            _exit (127);
+        }
+        execve (binary, argv, env);
+        _exit (127);
+    }
     free (env);
-    return rc == 0 ? pid : -1;
+    return pid;
 }
 
 static void

@@ -11,7 +11,9 @@ char *cm_test_tmpdir (void);
 int cm_test_rmrf (const char *dir);
 /* Starts binary with argv (argv[0] included, NULL-terminated) and the
    current environment plus env_extra ("KEY=value", NULL-terminated, may be
-   NULL). stdout/stderr inherited. Returns pid or -1.                    */
+   NULL). stdout/stderr inherited. Returns pid or -1. The child gets
+   SIGKILL when the spawning *thread* exits (PR_SET_PDEATHSIG): spawn
+   from the thread that will also stop it.                             */
 pid_t cm_test_spawn (const char *binary, char *const argv[], char *const env_extra[]);
 /* SIGTERM, wait up to timeout_ms, then SIGKILL. Returns the exit status
    (WEXITSTATUS) if it exited, 128+signal if killed, -1 on error.       */
