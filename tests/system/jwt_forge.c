@@ -27,8 +27,9 @@ main (int argc, char **argv)
         return 1;
     }
     long offset = strtol (argv[6], NULL, 10);
-    char *token = cm_jwt_sign (signer, argv[4], argv[5], (uint64_t) ((long) cm_now_s () + offset),
-                               (unsigned) strtoul (argv[7], NULL, 10));
+    char *token =
+        cm_jwt_sign (signer, argv[4], argv[5], (uint64_t)((long)cm_now_s () + offset),
+                     (unsigned)strtoul (argv[7], NULL, 10));
     cm_jwt_signer_destroy (&signer);
     if (!token) {
         return 1;
