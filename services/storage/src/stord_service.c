@@ -184,6 +184,32 @@ s_internal (zsock_t *router, cm_call_t *call)
     s_fail (router, call, CM_INTERNAL, "storage_error", "storage failed; see its log");
 }
 
+/* Answers INVALID unless id is a file id; true when it is.             */
+static bool
+s_file_id_ok (zsock_t *router, cm_call_t *call, const char *id)
+{
+    if (!s_is_id (id)) {
+        s_fail (router, call, CM_INVALID, "invalid_file_id", "file_id must be 32 hex");
+        return false;
+    }
+    return true;
+}
+
+/* Loads the file's row into *file (committed ones only if asked);
+   answers NOT_FOUND (with `missing`) or INTERNAL and returns false.    */
+static bool
+s_file_load (stord_service_t *self, zsock_t *router, cm_call_t *call, const char *id,
+             bool committed, stord_file_t *file, const char *missing)
+{
+    cm_status_t st = stord_meta_file_get (self->meta, call->req_id, id, committed, file);
+    if (st == CM_NOT_FOUND) {
+        s_fail (router, call, CM_NOT_FOUND, "file_not_found", missing);
+    } else if (st != CM_OK) {
+        s_internal (router, call);
+    }
+    return st == CM_OK;
+}
+
 /* Borrows from file (valid while file lives).                           */
 static void
 s_file_info (const stord_file_t *file, Safeshare__FileInfo *info)
@@ -293,8 +319,7 @@ static void
 s_blob_append (stord_service_t *self, zsock_t *router, cm_call_t *call,
                const Safeshare__BlobAppendRequest *rq)
 {
-    if (!s_is_id (rq->file_id)) {
-        s_fail (router, call, CM_INVALID, "invalid_file_id", "file_id must be 32 hex");
+    if (!s_file_id_ok (router, call, rq->file_id)) {
         return;
     }
     if (!call->blobs || zmsg_size (call->blobs) != 1) {
@@ -382,8 +407,7 @@ static void
 s_file_commit (stord_service_t *self, zsock_t *router, cm_call_t *call,
                const Safeshare__FileCommitRequest *rq)
 {
-    if (!s_is_id (rq->file_id)) {
-        s_fail (router, call, CM_INVALID, "invalid_file_id", "file_id must be 32 hex");
+    if (!s_file_id_ok (router, call, rq->file_id)) {
         return;
     }
     if (!rq->sha256 || !cm_is_hex_id (rq->sha256, 64)) {
@@ -407,14 +431,8 @@ s_file_commit (stord_service_t *self, zsock_t *router, cm_call_t *call,
         return;
     }
     stord_file_t file;
-    cm_status_t st =
-        stord_meta_file_get (self->meta, call->req_id, rq->file_id, false, &file);
-    if (st == CM_NOT_FOUND) {
-        s_fail (router, call, CM_NOT_FOUND, "file_not_found", "no such pending file");
-        return;
-    }
-    if (st != CM_OK) {
-        s_internal (router, call);
+    if (!s_file_load (self, router, call, rq->file_id, false, &file,
+                      "no such pending file")) {
         return;
     }
     if (file.state == STORD_STATE_COMMITTED) {
@@ -460,7 +478,8 @@ s_file_commit (stord_service_t *self, zsock_t *router, cm_call_t *call,
     file.state = STORD_STATE_COMMITTED;
     /* Blob durable first, row last: until this UPDATE the file is
        invisible, and a crash here leaves a pending row the sweep takes. */
-    st = stord_meta_file_commit (self->meta, call->req_id, &file, file.created_at);
+    cm_status_t st =
+        stord_meta_file_commit (self->meta, call->req_id, &file, file.created_at);
     if (st != CM_OK) {
         if (st == CM_NOT_FOUND) {
             cm_error (call->req_id, "pending row of %s vanished during commit", file.id);
@@ -477,19 +496,12 @@ static void
 s_file_abort (stord_service_t *self, zsock_t *router, cm_call_t *call,
               const Safeshare__FileAbortRequest *rq)
 {
-    if (!s_is_id (rq->file_id)) {
-        s_fail (router, call, CM_INVALID, "invalid_file_id", "file_id must be 32 hex");
+    if (!s_file_id_ok (router, call, rq->file_id)) {
         return;
     }
     stord_file_t file;
-    cm_status_t st =
-        stord_meta_file_get (self->meta, call->req_id, rq->file_id, false, &file);
-    if (st == CM_NOT_FOUND) {
-        s_fail (router, call, CM_NOT_FOUND, "file_not_found", "no such pending file");
-        return;
-    }
-    if (st != CM_OK) {
-        s_internal (router, call);
+    if (!s_file_load (self, router, call, rq->file_id, false, &file,
+                      "no such pending file")) {
         return;
     }
     if (file.state == STORD_STATE_COMMITTED) {
@@ -503,7 +515,8 @@ s_file_abort (stord_service_t *self, zsock_t *router, cm_call_t *call,
         s_internal (router, call);
         return;
     }
-    st = stord_meta_file_delete (self->meta, call->req_id, file.id, STORD_STATE_PENDING);
+    cm_status_t st =
+        stord_meta_file_delete (self->meta, call->req_id, file.id, STORD_STATE_PENDING);
     if (st == CM_INTERNAL) {
         s_internal (router, call);
         return;
@@ -520,18 +533,11 @@ static void
 s_file_get (stord_service_t *self, zsock_t *router, cm_call_t *call,
             const Safeshare__FileGetRequest *rq)
 {
-    if (!s_is_id (rq->file_id)) {
-        s_fail (router, call, CM_INVALID, "invalid_file_id", "file_id must be 32 hex");
+    if (!s_file_id_ok (router, call, rq->file_id)) {
         return;
     }
     stord_file_t file;
-    cm_status_t st =
-        stord_meta_file_get (self->meta, call->req_id, rq->file_id, true, &file);
-    if (st == CM_NOT_FOUND) {
-        s_fail (router, call, CM_NOT_FOUND, "file_not_found", "no such file");
-    } else if (st != CM_OK) {
-        s_internal (router, call);
-    } else {
+    if (s_file_load (self, router, call, rq->file_id, true, &file, "no such file")) {
         s_reply_file (router, call, &file, false);
     }
 }
@@ -593,8 +599,7 @@ static void
 s_file_delete (stord_service_t *self, zsock_t *router, cm_call_t *call,
                const Safeshare__FileDeleteRequest *rq)
 {
-    if (!s_is_id (rq->file_id)) {
-        s_fail (router, call, CM_INVALID, "invalid_file_id", "file_id must be 32 hex");
+    if (!s_file_id_ok (router, call, rq->file_id)) {
         return;
     }
     /* Row (and links) first: with it goes the only wrapped DEK, so the
@@ -628,8 +633,7 @@ static void
 s_blob_read (stord_service_t *self, zsock_t *router, cm_call_t *call,
              const Safeshare__BlobReadRequest *rq)
 {
-    if (!s_is_id (rq->file_id)) {
-        s_fail (router, call, CM_INVALID, "invalid_file_id", "file_id must be 32 hex");
+    if (!s_file_id_ok (router, call, rq->file_id)) {
         return;
     }
     if (rq->length < 1 || rq->length > STORD_READ_MAX) {
@@ -637,14 +641,7 @@ s_blob_read (stord_service_t *self, zsock_t *router, cm_call_t *call,
         return;
     }
     stord_file_t file;
-    cm_status_t st =
-        stord_meta_file_get (self->meta, call->req_id, rq->file_id, true, &file);
-    if (st == CM_NOT_FOUND) {
-        s_fail (router, call, CM_NOT_FOUND, "file_not_found", "no such file");
-        return;
-    }
-    if (st != CM_OK) {
-        s_internal (router, call);
+    if (!s_file_load (self, router, call, rq->file_id, true, &file, "no such file")) {
         return;
     }
     if (rq->offset > file.blob_size || rq->length > file.blob_size - rq->offset) {
@@ -679,8 +676,7 @@ static void
 s_link_create (stord_service_t *self, zsock_t *router, cm_call_t *call,
                const Safeshare__LinkCreateRequest *rq)
 {
-    if (!s_is_id (rq->file_id)) {
-        s_fail (router, call, CM_INVALID, "invalid_file_id", "file_id must be 32 hex");
+    if (!s_file_id_ok (router, call, rq->file_id)) {
         return;
     }
     if (!s_is_id (rq->creator_id)) {
