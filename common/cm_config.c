@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef enum {
     S_STR,      /* any non-empty printable string */
@@ -328,6 +330,39 @@ cm_config_int (cm_config_t *self, const char *key)
     return v ? strtol (v, NULL, 10) : 0;
 }
 
+/* fsync of the directory holding `path`, so a new entry in it survives
+   power loss (a committed blob or an acked mail must not vanish with the
+   directory that was made for it).                                     */
+static void
+s_fsync_parent (const char *path)
+{
+    char parent[4096];
+    snprintf (parent, sizeof parent, "%s", path);
+    char *slash = strrchr (parent, '/');
+    if (slash == parent) {
+        slash[1] = '\0';
+    } else if (slash) {
+        *slash = '\0';
+    } else {
+        snprintf (parent, sizeof parent, ".");
+    }
+    int fd = open (parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync (fd);
+        close (fd);
+    }
+}
+
+static int
+s_mkdir (const char *path, int mode)
+{
+    if (mkdir (path, (mode_t)mode) == 0) {
+        s_fsync_parent (path);
+        return 0;
+    }
+    return errno == EEXIST ? 0 : -1;
+}
+
 int
 cm_mkdirs (const char *dir, int mode)
 {
@@ -338,14 +373,11 @@ cm_mkdirs (const char *dir, int mode)
     for (char *p = path + 1; *p; p++) {
         if (*p == '/') {
             *p = '\0';
-            if (mkdir (path, (mode_t)mode) != 0 && errno != EEXIST) {
+            if (s_mkdir (path, mode) != 0) {
                 return -1;
             }
             *p = '/';
         }
     }
-    if (mkdir (path, (mode_t)mode) != 0 && errno != EEXIST) {
-        return -1;
-    }
-    return 0;
+    return s_mkdir (path, mode);
 }

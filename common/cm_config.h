@@ -52,7 +52,8 @@ long cm_config_int (cm_config_t *self, const char *key);
      SAFESHARE_HTTP_THREADS        16
      SAFESHARE_MAIL_FROM           safeshare <no-reply@localhost>      */
 
-/* Makes `dir` (and parents) with `mode` if missing. 0 / -1. */
+/* Makes `dir` (and parents) with `mode` if missing, fsyncing the parent
+   of each directory it creates. 0 / -1.                                */
 int cm_mkdirs (const char *dir, int mode);
 
 #endif

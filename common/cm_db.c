@@ -239,7 +239,15 @@ cm_db_begin (cm_db_t *self)
 int
 cm_db_commit (cm_db_t *self)
 {
-    return s_exec_script (self, "COMMIT");
+    if (s_exec_script (self, "COMMIT") == 0) {
+        return 0;
+    }
+    /* A failed COMMIT (e.g. SQLITE_BUSY) leaves the transaction open;
+       left so, every later BEGIN on this connection would fail too.     */
+    if (!sqlite3_get_autocommit (self->sqlite)) {
+        s_exec_script (self, "ROLLBACK");
+    }
+    return -1;
 }
 
 int

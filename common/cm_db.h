@@ -46,7 +46,8 @@ int cm_db_res_changes (const cm_db_res_t *res);
 const char *cm_db_res_get (const cm_db_res_t *res, int row, int col);
 void cm_db_res_free (cm_db_res_t **res_p);
 
-/* Transactions (BEGIN IMMEDIATE on SQLite). 0 / -1. */
+/* Transactions (BEGIN IMMEDIATE on SQLite). 0 / -1. A commit that fails
+   rolls the transaction back, so the connection stays usable.          */
 int cm_db_begin (cm_db_t *self);
 int cm_db_commit (cm_db_t *self);
 int cm_db_rollback (cm_db_t *self);

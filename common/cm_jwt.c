@@ -393,7 +393,9 @@ static const char *
 s_check_claims (cm_jwt_verifier_t *self, json_t *payload, uint64_t now_s,
                 cm_jwt_claims_t *claims)
 {
-    int64_t now = (int64_t)now_s;
+    /* exp/nbf/iat are 0..INT64_MAX (s_numeric_date) and now_s any u64:
+       compared unsigned, the leeway added only where it cannot wrap.   */
+    const uint64_t leeway = CM_JWT_LEEWAY_S;
     int64_t exp = s_numeric_date (payload, "exp");
     if (exp == -1) {
         return "missing_exp";
@@ -401,18 +403,19 @@ s_check_claims (cm_jwt_verifier_t *self, json_t *payload, uint64_t now_s,
     if (exp < 0) {
         return "bad_exp";
     }
-    if (now >= exp + CM_JWT_LEEWAY_S) {
+    if (now_s >= (uint64_t)exp + leeway) {
         return "expired";
     }
     int64_t nbf = s_numeric_date (payload, "nbf");
     if (nbf == -2) {
         return "bad_nbf";
     }
-    if (nbf >= 0 && nbf > now + CM_JWT_LEEWAY_S) {
+    if (nbf >= 0 && (uint64_t)nbf > leeway && (uint64_t)nbf - leeway > now_s) {
         return "not_yet_valid";
     }
     int64_t iat = s_numeric_date (payload, "iat");
-    if (iat == -2 || (iat >= 0 && iat > now + CM_JWT_LEEWAY_S)) {
+    if (iat == -2 ||
+        (iat >= 0 && (uint64_t)iat > leeway && (uint64_t)iat - leeway > now_s)) {
         return "bad_iat";
     }
     json_t *iss = json_object_get (payload, "iss");

@@ -5,6 +5,8 @@
 #include "cm_config.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
+#include <stddef.h>
 #include <libgen.h>
 #include <string.h>
 
@@ -12,6 +14,7 @@ static void
 s_sock_options (zsock_t *sock, int linger)
 {
     zsock_set_maxmsgsize (sock, CM_MAX_MESSAGE);
+    zsock_set_rcvhwm (sock, CM_RCVHWM);
     zsock_set_linger (sock, linger);
     /* Never block forever on a full pipe: a send that cannot go out in
        time fails and the caller answers UNAVAILABLE.                   */
@@ -58,6 +61,78 @@ cm_sock_client (const char *endpoint)
         zsock_destroy (&sock);
     }
     return sock;
+}
+
+zmsg_t *
+cm_msg_recv (zsock_t *sock, bool *truncated)
+{
+    *truncated = false;
+    zmsg_t *msg = zmsg_new ();
+    size_t frames = 0, bytes = 0;
+    bool more = true;
+    while (more) {
+        zframe_t *frame = zframe_recv (sock);
+        if (!frame) {
+            zmsg_destroy (&msg);
+            return NULL;
+        }
+        more = zframe_more (frame);
+        size_t size = zframe_size (frame);
+        if (!*truncated &&
+            (frames + 1 > CM_MAX_FRAMES || bytes + size > CM_MAX_MESSAGE)) {
+            *truncated = true;
+        }
+        if (*truncated) {
+            zframe_destroy (&frame);
+            continue;
+        }
+        frames++;
+        bytes += size;
+        zmsg_append (msg, &frame);
+    }
+    return msg;
+}
+
+/* Requests may hold passwords and tokens: what protobuf-c allocates while
+   unpacking them is wiped when freed. The size lives in front of each
+   block because protobuf-c's free callback is not told it.              */
+typedef union {
+    size_t size;
+    max_align_t align;
+} s_wipe_head_t;
+
+static void *
+s_wipe_alloc (void *data, size_t size)
+{
+    (void)data;
+    s_wipe_head_t *head = malloc (sizeof *head + size);
+    if (!head) {
+        return NULL;
+    }
+    head->size = size;
+    return head + 1;
+}
+
+static void
+s_wipe_free (void *data, void *ptr)
+{
+    (void)data;
+    if (ptr) {
+        s_wipe_head_t *head = (s_wipe_head_t *)ptr - 1;
+        OPENSSL_cleanse (ptr, head->size);
+        free (head);
+    }
+}
+
+static ProtobufCAllocator s_wipe_allocator = {s_wipe_alloc, s_wipe_free, NULL};
+
+static void
+s_frame_wipe_destroy (zframe_t **frame)
+{
+    if (*frame) {
+        OPENSSL_cleanse (zframe_data (*frame), zframe_size (*frame));
+        zframe_destroy (frame);
+    }
 }
 
 void
@@ -155,9 +230,16 @@ cm_rpc_call (zsock_t *sock, const ProtobufCMessage *request, zmsg_t **blobs,
         if (rc <= 0) {
             continue;
         }
-        zmsg_t *in = zmsg_recv (sock);
+        bool truncated;
+        zmsg_t *in = cm_msg_recv (sock, &truncated);
         if (!in) {
             continue;
+        }
+        if (truncated) {
+            cm_error (req_id, "oversized reply (over %d frames or %d bytes) dropped",
+                      CM_MAX_FRAMES, CM_MAX_MESSAGE);
+            zmsg_destroy (&in);
+            return CM_INTERNAL;
         }
         zframe_t *delim = zmsg_pop (in);
         zframe_t *head = zmsg_pop (in);
@@ -201,7 +283,8 @@ cm_call_recv (zsock_t *router, const ProtobufCMessageDescriptor *request_desc,
               const ProtobufCMessageDescriptor *reply_desc, cm_call_t *call)
 {
     memset (call, 0, sizeof *call);
-    zmsg_t *msg = zmsg_recv (router);
+    bool truncated;
+    zmsg_t *msg = cm_msg_recv (router, &truncated);
     if (!msg) {
         return -1;
     }
@@ -226,17 +309,26 @@ cm_call_recv (zsock_t *router, const ProtobufCMessageDescriptor *request_desc,
     }
     zframe_t *head = zmsg_pop (msg);
     call->blobs = msg;
+    if (truncated) {
+        s_frame_wipe_destroy (&head);
+        cm_warn (NULL, "oversized message (over %d frames or %d bytes) dropped",
+                 CM_MAX_FRAMES, CM_MAX_MESSAGE);
+        cm_call_reply_error (router, call, reply_desc, CM_INVALID, "message_too_large",
+                             "message over the frame or byte limit");
+        cm_call_release (call);
+        return -1;
+    }
     if (!head || zframe_size (head) > CM_MAX_HEADER) {
-        zframe_destroy (&head);
+        s_frame_wipe_destroy (&head);
         cm_warn (NULL, "missing or oversized header frame");
         cm_call_reply_error (router, call, reply_desc, CM_INVALID, "malformed_header",
                              "missing or oversized header frame");
         cm_call_release (call);
         return -1;
     }
-    call->request = protobuf_c_message_unpack (request_desc, NULL, zframe_size (head),
-                                               zframe_data (head));
-    zframe_destroy (&head);
+    call->request = protobuf_c_message_unpack (request_desc, &s_wipe_allocator,
+                                               zframe_size (head), zframe_data (head));
+    s_frame_wipe_destroy (&head);
     Safeshare__Meta *meta = call->request ? cm_msg_meta (call->request) : NULL;
     const char *why = NULL, *code = NULL;
     cm_status_t status = CM_INVALID;
@@ -270,9 +362,15 @@ void
 cm_call_release (cm_call_t *call)
 {
     zmsg_destroy (&call->envelope);
-    zmsg_destroy (&call->blobs);
+    if (call->blobs) {
+        zframe_t *f;
+        while ((f = zmsg_pop (call->blobs))) {
+            s_frame_wipe_destroy (&f);
+        }
+        zmsg_destroy (&call->blobs);
+    }
     if (call->request) {
-        protobuf_c_message_free_unpacked (call->request, NULL);
+        protobuf_c_message_free_unpacked (call->request, &s_wipe_allocator);
         call->request = NULL;
     }
 }

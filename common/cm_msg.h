@@ -17,8 +17,13 @@
 #define CM_PROTO_VERSION 1
 /* Header frames larger than this are refused as INVALID. */
 #define CM_MAX_HEADER (64 * 1024)
-/* Whole messages larger than this are dropped by libzmq (ZMQ_MAXMSGSIZE). */
+/* A frame larger than this is dropped by libzmq (ZMQ_MAXMSGSIZE, which
+   bounds each frame, not the message); cm_msg_recv bounds the whole
+   message to this many bytes and CM_MAX_FRAMES frames.                 */
 #define CM_MAX_MESSAGE (64 * 1024 * 1024)
+#define CM_MAX_FRAMES  16
+/* Messages queued per peer before senders see back-pressure. */
+#define CM_RCVHWM 64
 
 /* ---- sockets -------------------------------------------------------- */
 /* ROUTER bound to endpoint (creates the ipc:// directory if needed),
@@ -26,6 +31,13 @@
 zsock_t *cm_sock_server (const char *endpoint);
 /* DEALER connected to endpoint, same options. NULL on failure.         */
 zsock_t *cm_sock_client (const char *endpoint);
+
+/* Receives one message frame by frame, keeping at most CM_MAX_FRAMES
+   frames and CM_MAX_MESSAGE bytes; the rest of a larger message is read
+   and dropped as it comes (never held) and *truncated is set, the kept
+   frames (routing envelope first) still returned so it can be answered.
+   NULL on a receive error or interrupt.                                */
+zmsg_t *cm_msg_recv (zsock_t *sock, bool *truncated);
 
 /* ---- meta ----------------------------------------------------------- */
 /* Fills meta with the protocol version, request id (copied into buf of
@@ -59,7 +71,9 @@ typedef struct {
 } cm_call_t;
 
 /* Receives one message from a ROUTER socket. Returns 0 with *call filled
-   (release with cm_call_release). A malformed message (bad envelope,
+   (release with cm_call_release, which wipes the request and any blob
+   frames still held: they may be passwords or plaintext). A malformed
+   or oversized message (bad envelope,
    oversized/garbled header, missing meta, unknown major version) is
    answered with an INVALID/UNSUPPORTED reply of `reply_desc` shape when
    an envelope exists, logged, and -1 is returned: the caller just loops. */

@@ -170,6 +170,31 @@ cm_is_request_id (const char *s)
     return true;
 }
 
+bool
+cm_email_valid (const char *addr)
+{
+    size_t len = addr ? strnlen (addr, 255) : 0;
+    if (len < 3 || len > 254) {
+        return false;
+    }
+    const char *at = NULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)addr[i];
+        /* 0x21..0x7e: printable ASCII without space; refuses CR, LF, TAB,
+           every other control byte, DEL and non-ASCII in one test.     */
+        if (c < 0x21 || c > 0x7e || strchr ("()<>[]:;,\\\"", c)) {
+            return false;
+        }
+        if (c == '@') {
+            if (at) {
+                return false;
+            }
+            at = addr + i;
+        }
+    }
+    return at && at != addr && at[1] != '\0';
+}
+
 void
 cm_secret_free (void *p, size_t len)
 {

@@ -30,6 +30,13 @@ bool cm_is_hex_id (const char *s, size_t len);
 /* True if s is a usable request id: 1..64 of [A-Za-z0-9._-]. */
 bool cm_is_request_id (const char *s);
 
+/* The one e-mail address rule (auth accepts at signup exactly what the
+   mailer will send to): 3..254 bytes of printable ASCII without space or
+   any of ()<>[]:;,\" , exactly one '@' with text on both sides. No quoted
+   local parts, comments or address literals: they are legal in RFC 5322
+   but never needed here and each is a header-injection risk.          */
+bool cm_email_valid (const char *addr);
+
 /* Wipes then frees (OPENSSL_cleanse). NULL-safe. */
 void cm_secret_free (void *p, size_t len);
 

@@ -450,6 +450,45 @@ test_reject_claims (void **state)
     free (claims);
 }
 
+/* Claims near INT64_MAX are compared without overflow (UBSan in CI). */
+static void
+test_claims_extreme (void **state)
+{
+    fixture_t *f = *state;
+    cm_jwt_claims_t out;
+    const char *reason = NULL;
+    char *claims = s_claims (NULL, "exp", json_integer ((json_int_t)INT64_MAX));
+    char *token = s_es256 (f->priv_pem, f->priv_len, claims);
+    assert_int_equal (cm_jwt_verify (f->verifier, token, NOW, &out, &reason), 0);
+    assert_int_equal (out.exp, (uint64_t)INT64_MAX);
+    /* Exact at the end of int64 time: valid inside the leeway, expired
+       beyond it, and a clock past int64 (or at u64's end) never wraps. */
+    uint64_t end = (uint64_t)INT64_MAX;
+    assert_int_equal (
+        cm_jwt_verify (f->verifier, token, end + CM_JWT_LEEWAY_S - 1, &out, &reason), 0);
+    assert_int_equal (
+        cm_jwt_verify (f->verifier, token, end + CM_JWT_LEEWAY_S, &out, &reason), -1);
+    assert_string_equal (reason, "expired");
+    assert_int_equal (cm_jwt_verify (f->verifier, token, UINT64_MAX, &out, &reason), -1);
+    assert_string_equal (reason, "expired");
+    free (token);
+    free (claims);
+    s_expect_claims_reject (f, NULL, "nbf", json_integer ((json_int_t)INT64_MAX),
+                            "not_yet_valid");
+    s_expect_claims_reject (f, NULL, "iat", json_integer ((json_int_t)INT64_MAX),
+                            "bad_iat");
+    s_expect_claims_reject (f, NULL, "exp", json_integer (0), "expired");
+    /* nbf/iat at the far end are refused whatever the clock says.       */
+    claims = s_claims (NULL, "nbf", json_integer ((json_int_t)INT64_MAX));
+    token = s_es256 (f->priv_pem, f->priv_len, claims);
+    assert_int_equal (cm_jwt_verify (f->verifier, token, UINT64_MAX, &out, &reason), -1);
+    assert_string_equal (reason, "expired"); /* exp = NOW + 900 is long past */
+    assert_int_equal (cm_jwt_verify (f->verifier, token, NOW, &out, &reason), -1);
+    assert_string_equal (reason, "not_yet_valid");
+    free (token);
+    free (claims);
+}
+
 static void
 test_reject_garbage (void **state)
 {
@@ -498,6 +537,7 @@ main (void)
         cmocka_unit_test (test_reject_other_key),
         cmocka_unit_test (test_reject_tampered),
         cmocka_unit_test (test_reject_claims),
+        cmocka_unit_test (test_claims_extreme),
         cmocka_unit_test (test_reject_garbage),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);

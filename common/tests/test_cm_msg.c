@@ -196,6 +196,41 @@ test_round_trip (void **state)
     zmsg_destroy (&raw);
     req.meta = NULL;
 
+    /* Oversized messages: too many frames, or too many bytes in frames
+       each under the per-frame limit, are answered INVALID, not held. */
+    for (int variant = 0; variant < 2; variant++) {
+        raw = zmsg_new ();
+        zmsg_addmem (raw, NULL, 0);
+        char rbuf[65];
+        cm_meta_init (&meta, rbuf, "big", 2000);
+        req.meta = &meta;
+        head = cm_frame_pack ((ProtobufCMessage *)&req);
+        zmsg_append (raw, &head);
+        if (variant == 0) {
+            for (int i = 0; i < 5000; i++) {
+                zmsg_addmem (raw, NULL, 0);
+            }
+        } else {
+            for (int i = 0; i < 3; i++) {
+                zframe_t *big = zframe_new (NULL, 30 * 1024 * 1024);
+                zmsg_append (raw, &big);
+            }
+        }
+        zmsg_send (&raw, dealer);
+        raw = zmsg_recv (dealer);
+        zframe_t *d3 = zmsg_pop (raw);
+        head = zmsg_pop (raw);
+        r = safeshare__mail_reply__unpack (NULL, zframe_size (head), zframe_data (head));
+        assert_non_null (r);
+        assert_int_equal (r->status, CM_INVALID);
+        assert_string_equal (r->error->code, "message_too_large");
+        safeshare__mail_reply__free_unpacked (r, NULL);
+        zframe_destroy (&d3);
+        zframe_destroy (&head);
+        zmsg_destroy (&raw);
+    }
+    req.meta = NULL;
+
     /* Zero-copy: a buffer of ours goes out as the last frame. */
     char reqbuf[65];
     cm_meta_init (&meta, reqbuf, "zc-1", 2000);

@@ -103,7 +103,9 @@ authd_email_normalize (const char *in, char out[AUTHD_EMAIL_MAX + 1])
     if (ats != 1 || at == 0 || at == n - 1) {
         return -1;
     }
-    return 0;
+    /* The mailer's rule too: an address it would refuse could never be
+       verified, yet would stay taken.                                  */
+    return cm_email_valid (out) ? 0 : -1;
 }
 
 static bool

@@ -8,38 +8,10 @@
 #include <string.h>
 #include <time.h>
 
-static bool
-s_special (unsigned char c)
-{
-    return strchr ("()<>[]:;,\\\"", c) != NULL;
-}
-
 bool
 maild_message_recipient_valid (const char *to)
 {
-    if (!to) {
-        return false;
-    }
-    size_t len = strlen (to);
-    if (len < 3 || len > MAILD_MAX_ADDRESS) {
-        return false;
-    }
-    const char *at = NULL;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)to[i];
-        /* 0x21..0x7e: printable ASCII without space; refuses CR, LF, TAB,
-           every other control byte, DEL and non-ASCII in one test.     */
-        if (c < 0x21 || c > 0x7e || s_special (c)) {
-            return false;
-        }
-        if (c == '@') {
-            if (at) {
-                return false;
-            }
-            at = to + i;
-        }
-    }
-    return at && at != to && at[1] != '\0';
+    return cm_email_valid (to);
 }
 
 bool
@@ -59,7 +31,7 @@ maild_message_sender_valid (const char *from)
     /* Display name: printable ASCII words, no specials (no quoting). */
     for (const char *p = from; p < lt; p++) {
         unsigned char c = (unsigned char)*p;
-        if (c < 0x20 || c > 0x7e || s_special (c)) {
+        if (c < 0x20 || c > 0x7e || strchr ("()<>[]:;,\\\"", c)) {
             return false;
         }
     }
