@@ -16,6 +16,10 @@
 
 /* Non-file multipart fields are read (so they are counted) and ignored. */
 #define S_FORM_OTHER_MAX (64 * 1024)
+/* Boundary lines and part headers around the fields: what a Content-Length
+   may carry beyond max_upload_bytes + S_FORM_OTHER_MAX before the body is
+   refused unread. The exact limit is the per-byte count of file bytes.  */
+#define S_FORM_FRAMING_MAX (16 * 1024)
 /* readyz asks every service at once, each must answer within this. */
 #define S_READY_TIMEOUT_MS   1000
 #define S_LIST_LIMIT_MAX     200
@@ -496,6 +500,13 @@ s_link_create (gw_req_t *req)
     gw_iso8601 (link->expires_at, expires);
     size_t url_len = strlen (req->settings->public_url) + strlen (link->token) + 32;
     char *url = malloc (url_len);
+    if (url == NULL) {
+        /* The link exists but its token is not shown: it is unusable and
+           expires on its own.                                          */
+        cm_error (req->req_id, "malloc() failed for the link url link=%s", link->link_id);
+        protobuf_c_message_free_unpacked (&reply->base, NULL);
+        return gw_reply_error (req, 503, "service_unavailable", "out of memory");
+    }
     snprintf (url, url_len, "%s/api/download/%s", req->settings->public_url, link->token);
     int status = s_reply_owned (
         req, 201,
@@ -542,7 +553,19 @@ typedef struct {
     bool too_large;
     bool failed; /* the pipeline failed: see gw_upload_error */
     uint64_t other_bytes;
+    uint64_t body_bytes; /* every field's bytes, for the minimum rate */
+    uint64_t start_ms;
 } s_form_t;
+
+/* Each piece moves the body-read deadline: GW_BODY_GRACE_MS plus the time
+   GW_BODY_MIN_RATE allows for the bytes so far.                         */
+static void
+s_form_progress (s_form_t *form, size_t len)
+{
+    form->body_bytes += len;
+    gw_body_watch (form->req, form->start_ms + GW_BODY_GRACE_MS +
+                                  form->body_bytes * 1000 / GW_BODY_MIN_RATE);
+}
 
 static int
 s_form_found (const char *key, const char *filename, char *path, size_t pathlen,
@@ -573,6 +596,7 @@ static int
 s_form_get (const char *key, const char *value, size_t len, void *user_data)
 {
     s_form_t *form = user_data;
+    s_form_progress (form, len);
     if (!form->in_file) {
         form->other_bytes += len;
         if (form->other_bytes > S_FORM_OTHER_MAX) {
@@ -621,15 +645,23 @@ s_files_upload (gw_req_t *req)
         req->must_close = gw_has_body (req);
         return gw_reply_error (req, 403, "forbidden", "your role may not upload files");
     }
-    const char *ct = mg_get_header (req->conn, "Content-Type");
-    if (ct == NULL || strncasecmp (ct, "multipart/form-data", 19) != 0 ||
-        (ct[19] != ';' && ct[19] != '\0' && ct[19] != ' ')) {
+    char ctype[GW_MULTIPART_TYPE_MAX];
+    int multipart = gw_multipart_type (mg_get_header (req->conn, "Content-Type"), ctype,
+                                       sizeof ctype);
+    if (multipart < 0) {
         req->must_close = gw_has_body (req);
         return gw_reply_error (req, 415, "unsupported_media_type",
                                "uploads must be multipart/form-data with a 'file' field");
     }
+    if (multipart == 0) {
+        req->must_close = gw_has_body (req);
+        return gw_reply_error (req, 400, "invalid_multipart",
+                               "the multipart Content-Type has no usable boundary");
+    }
     long long cl = mg_get_request_info (req->conn)->content_length;
-    if (cl >= 0 && (unsigned long long)cl > req->settings->max_upload_bytes) {
+    uint64_t cl_max =
+        req->settings->max_upload_bytes + S_FORM_OTHER_MAX + S_FORM_FRAMING_MAX;
+    if (cl >= 0 && (unsigned long long)cl > cl_max) {
         req->must_close = true;
         return gw_reply_error (req, 413, "too_large", "upload is larger than %llu bytes",
                                (unsigned long long)req->settings->max_upload_bytes);
@@ -640,11 +672,33 @@ s_files_upload (gw_req_t *req)
         req->must_close = true;
         return gw_reply_error (req, 503, "service_unavailable", "out of memory");
     }
+    s_form_t form = {.req = req, .upload = upload, .start_ms = cm_mono_ms ()};
+    gw_body_watch (req, form.start_ms + GW_BODY_GRACE_MS);
     gw_send_continue (req);
-    s_form_t form = {.req = req, .upload = upload};
     struct mg_form_data_handler handler = {s_form_found, s_form_get, s_form_store, &form};
+    /* civetweb 1.15 finds the boundary only as the first parameter and
+       takes the rest of the header as its value: it is handed the
+       normalised type for the call (the header's value pointer lives in
+       the connection's request info, ours to point elsewhere meanwhile). */
+    struct mg_request_info *ri =
+        (struct mg_request_info *)mg_get_request_info (req->conn);
+    const char *ct_orig = NULL;
+    int ct_index = -1;
+    for (int i = 0; i < ri->num_headers && i < MG_MAX_HEADERS; i++) {
+        if (ri->http_headers[i].name &&
+            strcasecmp (ri->http_headers[i].name, "Content-Type") == 0) {
+            ct_index = i;
+            ct_orig = ri->http_headers[i].value;
+            ri->http_headers[i].value = ctype;
+            break;
+        }
+    }
     int fields = mg_handle_form_request (req->conn, &handler);
-    bool ok = !form.too_large && !form.failed && fields >= 0 && form.seen_file &&
+    if (ct_index >= 0) {
+        ri->http_headers[ct_index].value = ct_orig;
+    }
+    bool slow = gw_body_unwatch (req);
+    bool ok = !slow && !form.too_large && !form.failed && fields >= 0 && form.seen_file &&
               gw_upload_finish (upload) == 0;
     if (!ok) {
         /* Abort before answering: once the client hears the error, the
@@ -657,6 +711,8 @@ s_files_upload (gw_req_t *req)
         cm_info (req->req_id, "upload committed file=%s bytes=%llu", file->id,
                  (unsigned long long)file->size);
         status = s_reply_owned (req, 201, gw_json_file (file));
+    } else if (slow) {
+        status = gw_reply_slow (req);
     } else if (form.too_large) {
         req->must_close = true;
         status =

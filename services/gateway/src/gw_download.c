@@ -11,11 +11,13 @@
 #include "cm_log.h"
 #include "cm_util.h"
 
-/* A stored content type goes into a header: printable ASCII only. */
+/* A stored content type goes into a header: printable ASCII only, and
+   never an active type (stored before that rule, or by another writer). */
 static const char *
 s_safe_type (const char *type)
 {
-    if (type == NULL || *type == '\0' || strlen (type) > 127) {
+    if (type == NULL || *type == '\0' || strlen (type) > 127 ||
+        gw_content_type_active (type)) {
         return "application/octet-stream";
     }
     for (const char *p = type; *p; p++) {

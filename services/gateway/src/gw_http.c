@@ -2,59 +2,99 @@
 #include "gw_http.h"
 #include "gw_json.h"
 
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <netinet/in.h>
+#include "gw_sock.h"
+
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
-#include <stdlib.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include "cm_log.h"
+#include "cm_util.h"
 
 void
 gw_conn_shutdown (gw_req_t *req, int how)
 {
     const struct mg_request_info *ri = mg_get_request_info (req->conn);
-    DIR *dir = opendir ("/proc/self/fd");
-    if (dir == NULL) {
+    int fd = gw_sock_find (ri->remote_addr, ri->remote_port, ri->server_port);
+    if (fd < 0) {
+        cm_debug (req->req_id, "gw_sock_find() found no socket: the client is gone");
         return;
     }
-    struct dirent *de;
-    while ((de = readdir (dir)) != NULL) {
-        int fd = atoi (de->d_name);
-        struct stat st;
-        if (fd <= 2 || fstat (fd, &st) != 0 || !S_ISSOCK (st.st_mode)) {
-            continue;
-        }
-        struct sockaddr_storage peer, local;
-        socklen_t plen = sizeof peer, llen = sizeof local;
-        if (getpeername (fd, (struct sockaddr *)&peer, &plen) != 0 ||
-            getsockname (fd, (struct sockaddr *)&local, &llen) != 0) {
-            continue;
-        }
-        char addr[INET6_ADDRSTRLEN] = "";
-        int pport = -1, lport = -1;
-        if (peer.ss_family == AF_INET) {
-            struct sockaddr_in *p4 = (struct sockaddr_in *)&peer;
-            inet_ntop (AF_INET, &p4->sin_addr, addr, sizeof addr);
-            pport = ntohs (p4->sin_port);
-            lport = ntohs (((struct sockaddr_in *)&local)->sin_port);
-        } else if (peer.ss_family == AF_INET6) {
-            struct sockaddr_in6 *p6 = (struct sockaddr_in6 *)&peer;
-            inet_ntop (AF_INET6, &p6->sin6_addr, addr, sizeof addr);
-            pport = ntohs (p6->sin6_port);
-            lport = ntohs (((struct sockaddr_in6 *)&local)->sin6_port);
-        }
-        if (pport == ri->remote_port && lport == ri->server_port &&
-            strcmp (addr, ri->remote_addr) == 0) {
-            shutdown (fd, how);
+    shutdown (fd, how);
+}
+
+void
+gw_conn_close (gw_req_t *req)
+{
+    const struct mg_request_info *ri = mg_get_request_info (req->conn);
+    int fd = gw_sock_find (ri->remote_addr, ri->remote_port, ri->server_port);
+    if (fd < 0) {
+        cm_debug (req->req_id, "gw_sock_find() found no socket: the client is gone");
+        return;
+    }
+    shutdown (fd, SHUT_WR);
+    uint64_t deadline = cm_mono_ms () + GW_DRAIN_MAX_MS;
+    size_t drained = 0;
+    char buf[4096];
+    while (drained < GW_DRAIN_MAX_BYTES) {
+        uint64_t now = cm_mono_ms ();
+        if (now >= deadline) {
             break;
         }
+        struct pollfd p = {fd, POLLIN, 0};
+        int rc = poll (&p, 1, (int)(deadline - now));
+        if (rc < 0 && errno == EINTR) {
+            continue;
+        }
+        if (rc <= 0) {
+            break;
+        }
+        ssize_t n = recv (fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+            continue;
+        }
+        if (n <= 0) {
+            break; /* the client closed, or the watchdog shut the read side */
+        }
+        drained += (size_t)n;
     }
-    closedir (dir);
+    shutdown (fd, SHUT_RDWR);
+}
+
+void
+gw_body_watch (gw_req_t *req, uint64_t deadline_ms)
+{
+    if (req->watch_slot >= 0) {
+        gw_watchdog_extend (req->watchdog, req->watch_slot, deadline_ms);
+    } else if (req->watch_slot == -1) {
+        int slot = gw_watchdog_arm (req->watchdog, mg_get_request_info (req->conn),
+                                    deadline_ms, req->req_id);
+        /* -2: tried and failed (logged there); not retried per piece.   */
+        req->watch_slot = slot >= 0 ? slot : -2;
+    }
+}
+
+bool
+gw_body_unwatch (gw_req_t *req)
+{
+    bool fired = false;
+    if (req->watch_slot >= 0) {
+        fired = gw_watchdog_disarm (req->watchdog, req->watch_slot);
+    }
+    req->watch_slot = -1;
+    return fired;
+}
+
+int
+gw_reply_slow (gw_req_t *req)
+{
+    req->must_close = true;
+    return gw_reply_error (req, 408, "request_timeout",
+                           "the request body arrived too slowly");
 }
 
 void
@@ -97,9 +137,8 @@ s_send (gw_req_t *req, int status, const char *body, size_t len)
     }
     if (req->must_close) {
         /* civetweb ignores our Connection: close and would sit reading
-           the unread body (up to a huge Content-Length) to discard it.
-           Half-close: the client gets the answer and EOF at once.     */
-        gw_conn_shutdown (req, SHUT_WR);
+           the unread body (up to a huge Content-Length) to discard it. */
+        gw_conn_close (req);
     }
     return status;
 }
@@ -215,40 +254,38 @@ gw_body_json (gw_req_t *req, json_t **out)
                         "request body must be application/json");
         return -1;
     }
-    gw_send_continue (req);
     char *buf = malloc (GW_JSON_BODY_MAX + 1);
     if (buf == NULL) {
         req->must_close = true;
         gw_reply_error (req, 503, "service_unavailable", "out of memory");
         return -1;
     }
+    gw_body_watch (req, cm_mono_ms () + GW_JSON_BODY_DEADLINE_MS);
+    gw_send_continue (req);
     size_t used = 0;
-    while (true) {
-        int n = mg_read (req->conn, buf + used, GW_JSON_BODY_MAX + 1 - used);
-        if (n < 0) {
-            req->must_close = true;
-            free (buf);
-            gw_reply_error (req, 400, "invalid_request",
-                            "request body could not be read");
-            return -1;
-        }
-        if (n == 0) {
-            break;
-        }
-        used += (size_t)n;
-        if (used > GW_JSON_BODY_MAX) {
-            req->must_close = true;
-            free (buf);
-            gw_reply_error (req, 413, "too_large", "request body is larger than %d bytes",
-                            GW_JSON_BODY_MAX);
-            return -1;
-        }
+    int n;
+    do {
+        n = mg_read (req->conn, buf + used, GW_JSON_BODY_MAX + 1 - used);
+        used += n > 0 ? (size_t)n : 0;
+    } while (n > 0 && used <= GW_JSON_BODY_MAX);
+    if (gw_body_unwatch (req)) {
+        free (buf);
+        gw_reply_slow (req);
+        return -1;
     }
-    if (ri->content_length > 0 && used != (size_t)ri->content_length) {
+    if (used > GW_JSON_BODY_MAX) {
+        req->must_close = true;
+        free (buf);
+        gw_reply_error (req, 413, "too_large", "request body is larger than %d bytes",
+                        GW_JSON_BODY_MAX);
+        return -1;
+    }
+    if (n < 0 || (ri->content_length > 0 && used != (size_t)ri->content_length)) {
         req->must_close = true;
         free (buf);
         gw_reply_error (req, 400, "invalid_request",
-                        "request body is shorter than its length");
+                        n < 0 ? "request body could not be read"
+                              : "request body is shorter than its length");
         return -1;
     }
     json_error_t jerr;

@@ -13,21 +13,24 @@
 #include "gw_route.h"
 #include "gw_rpc.h"
 #include "gw_settings.h"
+#include "gw_watchdog.h"
 
 typedef struct {
     struct mg_connection *conn;
     const gw_settings_t *settings;
     cm_jwt_verifier_t *verifier;
     gw_rpc_t *rpc; /* this worker thread's sockets */
+    gw_watchdog_t *watchdog;
     gw_route_t route;
     char req_id[65];
     cm_jwt_claims_t claims; /* valid when authed */
     bool authed;
-    bool must_close;       /* body not (fully) read: answer Connection: close */
+    bool must_close;       /* body not (fully) read: answer, then close */
     bool responded;        /* headers went out */
     int status;            /* HTTP status sent, for the access log */
     const char *allow;     /* Allow header on 405 */
     bool www_authenticate; /* WWW-Authenticate: Bearer on 401 */
+    int watch_slot;        /* gw_watchdog slot while a body read is armed, else -1 */
 } gw_req_t;
 
 /* Sends status + body (borrowed) as compact JSON with the common headers.
@@ -47,19 +50,50 @@ int gw_reply_service (gw_req_t *req, cm_status_t rc, const ProtobufCMessage *rep
 /* Adds the headers every response carries (after mg_response_header_start). */
 void gw_headers_common (gw_req_t *req);
 
-/* Reads a JSON object body of at most GW_JSON_BODY_MAX bytes. An empty
-   body gives an empty object. 0 with *out set; -1 after answering the
-   error (413 too_large, 415 unsupported_media_type, 400 invalid_json).  */
+/* Reads a JSON object body of at most GW_JSON_BODY_MAX bytes within
+   GW_JSON_BODY_DEADLINE_MS. An empty body gives an empty object. 0 with
+   *out set; -1 after answering the error (413 too_large, 415
+   unsupported_media_type, 400 invalid_json, 408 request_timeout).      */
 int gw_body_json (gw_req_t *req, json_t **out);
 
 /* Answers `Expect: 100-continue` before the body is read.             */
 void gw_send_continue (gw_req_t *req);
 
-/* shutdown(2) of this request's socket (SHUT_WR: answer then EOF;
-   SHUT_RDWR: cut a response short). civetweb 1.15 has no call to drop a
-   server connection from a handler, so the socket is found by its peer
-   and local addresses.                                                */
+/* A JSON body (<= 16 KiB) must arrive whole within this.               */
+#define GW_JSON_BODY_DEADLINE_MS 10000
+/* Any other body: this long for the first bytes, then at least
+   GW_BODY_MIN_RATE bytes/s on average (about 32 kbit/s) -- a slow but
+   real client passes, a trickle does not hold a worker. A constant
+   until the configuration grows a key for it.                         */
+#define GW_BODY_GRACE_MS 10000
+#define GW_BODY_MIN_RATE 4096
+/* After an error answer with an unread body: read and drop at most this
+   much for at most this long (so a small body in flight does not turn
+   the close into a reset that eats the answer), then close.           */
+#define GW_DRAIN_MAX_BYTES (64 * 1024)
+#define GW_DRAIN_MAX_MS    1000
+
+/* shutdown(2) of this request's socket (SHUT_RDWR: cut a response
+   short). civetweb 1.15 has no call to drop a server connection from a
+   handler, so the socket is found by its addresses (gw_sock).         */
 void gw_conn_shutdown (gw_req_t *req, int how);
+
+/* Ends a connection whose body was not read, after its answer went out:
+   SHUT_WR (the client gets the answer and EOF), a bounded drain
+   (GW_DRAIN_MAX_*), then SHUT_RDWR so that civetweb's own discard of the
+   unread body -- up to any Content-Length, a wait of up to
+   request_timeout_ms per byte -- sees EOF at once instead of holding
+   the worker.                                                         */
+void gw_conn_close (gw_req_t *req);
+
+/* Body-read deadline of this request (see gw_watchdog): gw_body_watch
+   arms it (once; later calls move it), gw_body_unwatch disarms and
+   says whether it fired.                                              */
+void gw_body_watch (gw_req_t *req, uint64_t deadline_ms);
+bool gw_body_unwatch (gw_req_t *req);
+
+/* 408 request_timeout, closing the connection.                        */
+int gw_reply_slow (gw_req_t *req);
 
 /* True if the request has a body to read (Content-Length > 0 or chunked). */
 bool gw_has_body (gw_req_t *req);

@@ -13,7 +13,21 @@
 struct gw_rpc_t {
     const gw_settings_t *settings;
     zsock_t *socks[GW_SVC_COUNT]; /* NULL until first use */
+    uint64_t seq;                 /* calls made, for wire ids */
 };
+
+void
+gw_rpc_wire_id (char buf[65], const char *req_id, uint64_t seq)
+{
+    char suffix[24];
+    int slen = snprintf (suffix, sizeof suffix, ".%llu", (unsigned long long)seq);
+    size_t keep = req_id && cm_is_request_id (req_id) ? strlen (req_id) : 0;
+    if (keep > 64 - (size_t)slen) {
+        keep = 64 - (size_t)slen;
+    }
+    memcpy (buf, keep ? req_id : "", keep);
+    memcpy (buf + keep, suffix, (size_t)slen + 1);
+}
 
 gw_rpc_t *
 gw_rpc_new (const gw_settings_t *settings)
@@ -75,13 +89,16 @@ gw_rpc_call (gw_rpc_t *self, gw_svc_t svc, const char *req_id, ProtobufCMessage 
                   meta ? "no socket" : "request has no meta");
         return meta ? CM_UNAVAILABLE : CM_INTERNAL;
     }
+    char wire[65];
     char reqbuf[65];
-    cm_meta_init (meta, reqbuf, req_id, timeout_ms);
+    gw_rpc_wire_id (wire, req_id, ++self->seq);
+    cm_meta_init (meta, reqbuf, wire, timeout_ms);
     cm_status_t rc =
         cm_rpc_call (sock, request, blobs, reply_desc, timeout_ms, reply, blobs_out);
     meta->request_id = NULL; /* reqbuf goes out of scope */
     if (rc != CM_OK) {
-        cm_warn (req_id, "call to %s failed: %s", gw_svc_name (svc), cm_status_name (rc));
+        cm_warn (req_id, "call to %s failed: %s wire=%s", gw_svc_name (svc),
+                 cm_status_name (rc), reqbuf);
         s_reset (self, svc);
     }
     return rc;
@@ -152,7 +169,9 @@ gw_rpc_health_all (gw_rpc_t *self, const char *req_id, int timeout_ms,
     for (int i = 0; i < GW_SVC_COUNT; i++) {
         ok[i] = false;
         latency_ms[i] = 0;
-        cm_meta_init (&metas[i], reqbufs[i], req_id, timeout_ms);
+        char wire[65];
+        gw_rpc_wire_id (wire, req_id, ++self->seq);
+        cm_meta_init (&metas[i], reqbufs[i], wire, timeout_ms);
         zsock_t *sock = s_sock (self, (gw_svc_t)i);
         zframe_t *header = sock ? cm_frame_pack (requests[i]) : NULL;
         zmsg_t *msg = header ? zmsg_new () : NULL;

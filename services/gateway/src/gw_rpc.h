@@ -18,7 +18,7 @@ gw_rpc_t *gw_rpc_new (const gw_settings_t *settings);
 void gw_rpc_destroy (gw_rpc_t **self_p);
 
 /* Calls svc: fills request's Meta (field 1 must point at a Meta struct)
-   with req_id and a deadline timeout_ms from now (<= 0: the configured
+   with a wire id (see gw_rpc_wire_id) and a deadline timeout_ms from now (<= 0: the configured
    SAFESHARE_RPC_TIMEOUT_MS), sends it plus *blobs (consumed, may be NULL)
    and waits for the reply. As cm_rpc_call: CM_OK with *reply (free with
    protobuf_c_message_free_unpacked) and *blobs_out (may be NULL when no
@@ -29,6 +29,12 @@ cm_status_t gw_rpc_call (gw_rpc_t *self, gw_svc_t svc, const char *req_id,
                          ProtobufCMessage *request, zmsg_t **blobs,
                          const ProtobufCMessageDescriptor *reply_desc, int timeout_ms,
                          ProtobufCMessage **reply, zmsg_t **blobs_out);
+
+/* The Meta.request_id of one call: req_id cut so that the whole fits 64
+   chars, "." and seq in decimal -- unique per call on a thread's
+   sockets (a late reply never pairs with a later call), still starting
+   with the HTTP request id that the services log. buf: 65 bytes.      */
+void gw_rpc_wire_id (char buf[65], const char *req_id, uint64_t seq);
 
 /* Status (field 2) and error code/message (field 3) of any reply; code
    and message are borrowed from reply, NULL when absent.              */

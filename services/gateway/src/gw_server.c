@@ -11,12 +11,17 @@
 #include "cm_log.h"
 #include "cm_util.h"
 
-/* Whole-request timeout: a client that stalls frees its worker after it. */
+/* civetweb applies this to each wait for data (headers and every
+   mg_read), not to a whole request: a byte now and then restarts it.
+   Whole body reads are bounded by gw_watchdog (GW_JSON_BODY_DEADLINE_MS,
+   GW_BODY_GRACE_MS + GW_BODY_MIN_RATE) and unread bodies by
+   gw_conn_close.                                                      */
 #define S_REQUEST_TIMEOUT_MS "30000"
 
 struct gw_server_t {
     gw_settings_t settings;
     cm_jwt_verifier_t *verifier;
+    gw_watchdog_t *watchdog;
     struct mg_context *ctx;
 };
 
@@ -49,6 +54,20 @@ s_log_message (const struct mg_connection *conn, const char *message)
     return 1;
 }
 
+/* How many times header `name` appears (civetweb keeps every copy). */
+static int
+s_header_count (const struct mg_request_info *ri, const char *name)
+{
+    int count = 0;
+    for (int i = 0; i < ri->num_headers && i < MG_MAX_HEADERS; i++) {
+        if (ri->http_headers[i].name &&
+            strcasecmp (ri->http_headers[i].name, name) == 0) {
+            count++;
+        }
+    }
+    return count;
+}
+
 static int
 s_handle (struct mg_connection *conn, void *cbdata)
 {
@@ -61,6 +80,8 @@ s_handle (struct mg_connection *conn, void *cbdata)
     req.settings = &self->settings;
     req.verifier = self->verifier;
     req.rpc = mg_get_thread_pointer (conn);
+    req.watchdog = self->watchdog;
+    req.watch_slot = -1;
     const char *client_id = mg_get_header (conn, "X-Request-Id");
     if (client_id && cm_is_request_id (client_id)) {
         snprintf (req.req_id, sizeof req.req_id, "%s", client_id);
@@ -74,7 +95,14 @@ s_handle (struct mg_connection *conn, void *cbdata)
     const char *te = mg_get_header (conn, "Transfer-Encoding");
     int status;
     gw_match_t match = GW_MATCH_NOT_FOUND;
-    if (cl && te) {
+    if (s_header_count (ri, "Content-Length") > 1 ||
+        s_header_count (ri, "Transfer-Encoding") > 1) {
+        /* civetweb frames the body by the first one; a proxy in front
+           may use another: the same smuggling as CL + TE.             */
+        req.must_close = true;
+        status = gw_reply_error (&req, 400, "invalid_request",
+                                 "Content-Length or Transfer-Encoding given twice");
+    } else if (cl && te) {
         /* Two framings for one body is how requests get smuggled. */
         req.must_close = true;
         status = gw_reply_error (&req, 400, "invalid_request",
@@ -100,6 +128,9 @@ s_handle (struct mg_connection *conn, void *cbdata)
             status = gw_api_handle (&req);
         }
     }
+    /* Never leave a deadline armed past the handler: civetweb closes
+       (and may reuse) the socket after we return.                     */
+    gw_body_unwatch (&req);
     /* Never the path: download tokens travel in it. */
     cm_info (req.req_id, "%s %s status=%d ms=%llu", method,
              match == GW_MATCH_OK ? req.route.name : "-", status,
@@ -122,6 +153,13 @@ gw_server_new (const gw_settings_t *settings, char *err, size_t errlen)
         snprintf (err, errlen,
                   "no usable JWT public key at %s: run `safeshare keys generate`",
                   settings->jwt_public_key);
+        gw_server_destroy (&self);
+        return NULL;
+    }
+    /* One slot per worker: each runs one request at a time.            */
+    self->watchdog = gw_watchdog_new (settings->http_threads);
+    if (self->watchdog == NULL) {
+        snprintf (err, errlen, "cannot start the request watchdog");
         gw_server_destroy (&self);
         return NULL;
     }
@@ -163,6 +201,7 @@ gw_server_destroy (gw_server_t **self_p)
         if (self->ctx) {
             mg_stop (self->ctx);
         }
+        gw_watchdog_destroy (&self->watchdog);
         cm_jwt_verifier_destroy (&self->verifier);
         free (self);
         *self_p = NULL;

@@ -2,8 +2,9 @@
     no document_root, no CORS by default, keep-alive + TCP_NODELAY), a
     ZeroMQ socket set per worker thread (init_thread/exit_thread), and the
     per-request transport checks before a route's handler runs: request
-    id, Content-Length + Transfer-Encoding smuggling guard, routing,
-    404/405 in the one error shape, one access-log line per request.   */
+    id, smuggling guard (Content-Length with Transfer-Encoding, or either
+    twice), routing, 404/405 in the one error shape, one access-log line
+    per request; a gw_watchdog bounds body reads.                      */
 #ifndef GW_SERVER_H
 #define GW_SERVER_H
 

@@ -93,7 +93,6 @@ static const struct {
     {"csv", "text/csv"},
     {"md", "text/markdown"},
     {"json", "application/json"},
-    {"xml", "application/xml"},
     {"pdf", "application/pdf"},
     {"zip", "application/zip"},
     {"gz", "application/gzip"},
@@ -103,7 +102,6 @@ static const struct {
     {"jpeg", "image/jpeg"},
     {"gif", "image/gif"},
     {"webp", "image/webp"},
-    {"svg", "image/svg+xml"},
     {"mp3", "audio/mpeg"},
     {"mp4", "video/mp4"},
     {"doc", "application/msword"},
@@ -111,8 +109,27 @@ static const struct {
     {"xls", "application/vnd.ms-excel"},
     {"xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"},
     {"pptx", "application/vnd.openxmlformats-officedocument.presentationml.presentation"},
-    {"html", "text/html"},
-    {"htm", "text/html"},
+    /* No html, htm, xhtml, svg, xml, js: active types (see
+       gw_content_type_active) fall through to octet-stream.          */
+};
+
+/* Media types (lowercase, no parameters) a browser may script or render
+   as a document. Anything ending in +xml is caught by suffix.         */
+static const char *s_active[] = {
+    "text/html",
+    "application/xhtml+xml",
+    "image/svg+xml",
+    "text/xml",
+    "application/xml",
+    "text/xsl",
+    "application/xslt+xml",
+    "text/javascript",
+    "application/javascript",
+    "application/x-javascript",
+    "application/ecmascript",
+    "text/ecmascript",
+    "application/x-shockwave-flash",
+    "multipart/x-mixed-replace",
 };
 
 const char *
@@ -121,12 +138,149 @@ gw_content_type_guess (const char *name)
     const char *dot = name ? strrchr (name, '.') : NULL;
     if (dot && dot[1]) {
         for (size_t i = 0; i < sizeof s_types / sizeof s_types[0]; i++) {
-            if (strcasecmp (dot + 1, s_types[i].ext) == 0) {
+            if (strcasecmp (dot + 1, s_types[i].ext) == 0 &&
+                !gw_content_type_active (s_types[i].type)) {
                 return s_types[i].type;
             }
         }
     }
     return "application/octet-stream";
+}
+
+bool
+gw_content_type_active (const char *type)
+{
+    if (type == NULL) {
+        return false;
+    }
+    while (*type == ' ' || *type == '\t') {
+        type++;
+    }
+    size_t len = strcspn (type, "; \t");
+    for (size_t i = 0; i < sizeof s_active / sizeof s_active[0]; i++) {
+        if (strlen (s_active[i]) == len && strncasecmp (type, s_active[i], len) == 0) {
+            return true;
+        }
+    }
+    return len >= 4 && strncasecmp (type + len - 4, "+xml", 4) == 0;
+}
+
+/* RFC 2046 bchars: DIGIT / ALPHA / "'()+_,-./:=? " (space not last).  */
+static bool
+s_bchar (char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr ("'()+_,-./:=? ", c) != NULL);
+}
+
+/* RFC 9110 token characters (a parameter name or unquoted value).    */
+static bool
+s_tchar (char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr ("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+int
+gw_multipart_type (const char *ct, char *out, size_t outlen)
+{
+    static const char type[] = "multipart/form-data";
+    if (ct == NULL) {
+        return -1;
+    }
+    const char *p = ct;
+    while (*p == ' ' || *p == '\t') {
+        p++;
+    }
+    if (strncasecmp (p, type, sizeof type - 1) != 0) {
+        return -1;
+    }
+    p += sizeof type - 1;
+    if (*p != '\0' && *p != ';' && *p != ' ' && *p != '\t') {
+        return -1;
+    }
+    char boundary[71];
+    size_t blen = 0;
+    bool found = false;
+    while (true) {
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+        if (*p == '\0') {
+            break;
+        }
+        if (*p++ != ';') {
+            return 0;
+        }
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+        if (*p == '\0') {
+            break; /* a trailing ';' */
+        }
+        const char *name = p;
+        while (s_tchar (*p)) {
+            p++;
+        }
+        size_t nlen = (size_t)(p - name);
+        if (nlen == 0 || *p++ != '=') {
+            return 0;
+        }
+        char value[71];
+        size_t vlen = 0;
+        bool too_long = false;
+        if (*p == '"') {
+            p++;
+            while (*p && *p != '"') {
+                if (*p == '\\' && p[1]) {
+                    p++;
+                }
+                if (vlen < sizeof value - 1) {
+                    value[vlen++] = *p;
+                } else {
+                    too_long = true;
+                }
+                p++;
+            }
+            if (*p++ != '"') {
+                return 0;
+            }
+        } else {
+            while (s_tchar (*p)) {
+                if (vlen < sizeof value - 1) {
+                    value[vlen++] = *p;
+                } else {
+                    too_long = true;
+                }
+                p++;
+            }
+        }
+        value[vlen] = '\0';
+        if (nlen == 8 && strncasecmp (name, "boundary", 8) == 0) {
+            if (found || too_long || vlen == 0 || value[vlen - 1] == ' ') {
+                return 0;
+            }
+            for (size_t i = 0; i < vlen; i++) {
+                if (!s_bchar (value[i])) {
+                    return 0;
+                }
+            }
+            memcpy (boundary, value, vlen + 1);
+            blen = vlen;
+            found = true;
+        }
+    }
+    if (!found) {
+        return 0;
+    }
+    /* Quoted only when it must be (bchars beyond token chars).         */
+    bool plain = true;
+    for (size_t i = 0; i < blen; i++) {
+        plain = plain && s_tchar (boundary[i]);
+    }
+    int n = snprintf (out, outlen, plain ? "%s; boundary=%s" : "%s; boundary=\"%s\"",
+                      type, boundary);
+    return n > 0 && (size_t)n < outlen ? 1 : 0;
 }
 
 /* RFC 5987 attr-char: sent as is in filename*; all else percent-encoded. */

@@ -4,6 +4,7 @@
 #ifndef GW_TEXT_H
 #define GW_TEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,8 +21,27 @@
 void gw_name_clean (const char *in, char out[GW_NAME_MAX + 1]);
 
 /* Content type guessed from the name's extension (small table, case-
-   insensitive); "application/octet-stream" when unknown. Static string. */
+   insensitive); "application/octet-stream" when unknown or active
+   (html, htm, xhtml, svg, xml, js, ...). Static string.               */
 const char *gw_content_type_guess (const char *name);
+
+/* True for types a browser may run script in or render as a document
+   (HTML, XHTML, SVG, XML, JavaScript, ...); parameters ignored. Until a
+   type policy exists no stored file is labelled with one: they are
+   served as application/octet-stream (still attachment, nosniff and a
+   CSP sandbox).                                                        */
+bool gw_content_type_active (const char *type);
+
+/* Room for gw_multipart_type's output (a boundary is <= 70 chars). */
+#define GW_MULTIPART_TYPE_MAX 128
+
+/* A Content-Type for multipart/form-data reduced to the one form civetweb
+   parses, `multipart/form-data; boundary=<b>`, wherever the boundary sat
+   among the parameters (quoted or not). 1 written to out; 0 multipart/
+   form-data without a usable boundary (missing, twice, empty, > 70
+   chars, outside RFC 2046's bchars, malformed parameters); -1 not
+   multipart/form-data (or ct NULL).                                    */
+int gw_multipart_type (const char *ct, char *out, size_t outlen);
 
 /* `attachment; filename="<ascii-safe>"; filename*=UTF-8''<pct-encoded>`
    for a display name (RFC 6266 / RFC 5987). Quotes, backslashes, CR, LF,

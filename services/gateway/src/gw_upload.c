@@ -386,6 +386,37 @@ gw_upload_file (gw_upload_t *self)
     return self->commit ? self->commit->file_commit->file : NULL;
 }
 
+/* FILE_DELETE of a file committed behind our back (see gw_upload_abort). */
+static cm_status_t
+s_delete_committed (gw_upload_t *self)
+{
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    Safeshare__FileDeleteRequest body = SAFESHARE__FILE_DELETE_REQUEST__INIT;
+    r.meta = &meta;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_DELETE;
+    r.file_delete = &body;
+    body.file_id = self->file_id;
+    ProtobufCMessage *reply = NULL;
+    cm_status_t rc = gw_rpc_call (self->rpc, GW_SVC_STORAGE, self->req_id, &r.base, NULL,
+                                  &safeshare__storage_reply__descriptor, 0, &reply, NULL);
+    cm_status_t status = rc == CM_OK ? gw_rpc_status (reply, NULL, NULL) : rc;
+    if (reply) {
+        protobuf_c_message_free_unpacked (reply, NULL);
+    }
+    if (status == CM_OK) {
+        cm_warn (self->req_id,
+                 "upload committed after its reply was lost: deleted file=%s",
+                 self->file_id);
+    } else {
+        /* Nothing else can remove it now: say so loudly, once.         */
+        cm_error (self->req_id,
+                  "FILE_DELETE file=%s of a failed upload failed: %s (stays visible)",
+                  self->file_id, cm_status_name (status));
+    }
+    return status;
+}
+
 void
 gw_upload_abort (gw_upload_t *self)
 {
@@ -403,8 +434,13 @@ gw_upload_abort (gw_upload_t *self)
     ProtobufCMessage *reply = NULL;
     cm_status_t rc = gw_rpc_call (self->rpc, GW_SVC_STORAGE, self->req_id, &r.base, NULL,
                                   &safeshare__storage_reply__descriptor, 0, &reply, NULL);
-    cm_status_t status = rc == CM_OK ? gw_rpc_status (reply, NULL, NULL) : rc;
-    if (status != CM_OK) {
+    const char *code = NULL;
+    cm_status_t status = rc == CM_OK ? gw_rpc_status (reply, &code, NULL) : rc;
+    if (status == CM_CONFLICT && code && strcmp (code, "file_committed") == 0) {
+        /* Our FILE_COMMIT did land, but its reply was lost and the client
+           was told the upload failed: nothing may stay visible.        */
+        status = s_delete_committed (self);
+    } else if (status != CM_OK) {
         /* storage's start-up sweep collects what we could not abort. */
         cm_warn (self->req_id, "FILE_ABORT file=%s failed: %s", self->file_id,
                  cm_status_name (status));

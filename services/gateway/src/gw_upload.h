@@ -11,7 +11,8 @@
     chunk). One chunk is in flight at a time; a window of chunks (issue 4)
     slots in behind the same calls. Blob layout: docs/format.md.
     Any failure leaves the object failed: further writes are refused and
-    destroy (or gw_upload_abort) sends FILE_ABORT.                      */
+    destroy (or gw_upload_abort) sends FILE_ABORT -- or FILE_DELETE when
+    storage answers file_committed (a FILE_COMMIT whose reply was lost). */
 #ifndef GW_UPLOAD_H
 #define GW_UPLOAD_H
 
@@ -45,7 +46,8 @@ int gw_upload_write (gw_upload_t *self, const void *data, size_t len);
 int gw_upload_finish (gw_upload_t *self);
 /* The committed file (borrowed, valid until destroy), or NULL.        */
 const Safeshare__FileInfo *gw_upload_file (gw_upload_t *self);
-/* Sends FILE_ABORT if begun and not committed (idempotent).          */
+/* Sends FILE_ABORT if begun and not committed (idempotent); deletes the
+   file if storage says the commit landed after all.                   */
 void gw_upload_abort (gw_upload_t *self);
 
 /* Plaintext bytes accepted so far. */

@@ -71,7 +71,12 @@ typedef struct {
     uint64_t commit_chunks;
     uint64_t commit_blob;
     int aborts;
-    int bad_chunk; /* DECRYPT of this index fails authentication; -1 none */
+    int deletes;
+    int bad_chunk;       /* DECRYPT of this index fails authentication; -1 none */
+    int commit_delay_ms; /* FILE_COMMIT lands, its reply comes this late */
+    char file_type[128]; /* stored content type served back; "" = begin_type */
+    int ids;             /* Meta.request_id of every storage/crypto call */
+    char id[128][65];
 } s_fake_t;
 
 static s_fake_t s_fake = {.lock = PTHREAD_MUTEX_INITIALIZER, .bad_chunk = -1};
@@ -87,8 +92,13 @@ s_fake_reset (void)
     s_fake.encrypts = 0;
     s_fake.committed = false;
     s_fake.aborts = 0;
+    s_fake.deletes = 0;
     s_fake.bad_chunk = -1;
+    s_fake.commit_delay_ms = 0;
+    s_fake.file_type[0] = '\0';
+    s_fake.ids = 0;
     s_fake.begin_name[0] = '\0';
+    s_fake.begin_type[0] = '\0';
     pthread_mutex_unlock (&s_fake.lock);
 }
 
@@ -108,7 +118,7 @@ s_fake_file (Safeshare__FileInfo *f, uint8_t *dek)
 {
     f->id = FILE_ID;
     f->name = "re\"port\r\n.txt";
-    f->content_type = "text/plain";
+    f->content_type = s_fake.file_type[0] ? s_fake.file_type : s_fake.begin_type;
     f->size = s_fake.commit_size;
     f->sha256 = s_fake.commit_sha;
     f->owner_id = OPS_ID;
@@ -137,12 +147,17 @@ s_fake_storage (zsock_t *sock)
     Safeshare__BlobAppendReply append = SAFESHARE__BLOB_APPEND_REPLY__INIT;
     Safeshare__FileCommitReply commit = SAFESHARE__FILE_COMMIT_REPLY__INIT;
     Safeshare__FileAbortReply abort_ = SAFESHARE__FILE_ABORT_REPLY__INIT;
+    Safeshare__FileDeleteReply delete_ = SAFESHARE__FILE_DELETE_REPLY__INIT;
     Safeshare__FileGetReply get = SAFESHARE__FILE_GET_REPLY__INIT;
     Safeshare__BlobReadReply read = SAFESHARE__BLOB_READ_REPLY__INIT;
     Safeshare__FileInfo file = SAFESHARE__FILE_INFO__INIT;
     uint8_t dek[60] = {0};
     zmsg_t *out = NULL;
+    int delay_ms = 0;
     pthread_mutex_lock (&s_fake.lock);
+    if (s_fake.ids < 128) {
+        snprintf (s_fake.id[s_fake.ids++], 65, "%s", call.req_id);
+    }
     switch (r->body_case) {
         case SAFESHARE__STORAGE_REQUEST__BODY_FILE_BEGIN:
             snprintf (s_fake.begin_name, sizeof s_fake.begin_name, "%s",
@@ -182,11 +197,33 @@ s_fake_storage (zsock_t *sock)
             commit.file = &file;
             reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_FILE_COMMIT;
             reply.file_commit = &commit;
+            delay_ms = s_fake.commit_delay_ms;
             break;
         case SAFESHARE__STORAGE_REQUEST__BODY_FILE_ABORT:
+            if (s_fake.committed) {
+                /* As the real storage: a committed file is not aborted. */
+                pthread_mutex_unlock (&s_fake.lock);
+                cm_call_reply_error (sock, &call, &safeshare__storage_reply__descriptor,
+                                     CM_CONFLICT, "file_committed", "use file_delete");
+                cm_call_release (&call);
+                return;
+            }
             s_fake.aborts++;
             reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_FILE_ABORT;
             reply.file_abort = &abort_;
+            break;
+        case SAFESHARE__STORAGE_REQUEST__BODY_FILE_DELETE:
+            if (!s_fake.committed || strcmp (r->file_delete->file_id, FILE_ID) != 0) {
+                pthread_mutex_unlock (&s_fake.lock);
+                cm_call_reply_error (sock, &call, &safeshare__storage_reply__descriptor,
+                                     CM_NOT_FOUND, "file_not_found", "no such file");
+                cm_call_release (&call);
+                return;
+            }
+            s_fake.deletes++;
+            s_fake.committed = false;
+            reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_FILE_DELETE;
+            reply.file_delete = &delete_;
             break;
         case SAFESHARE__STORAGE_REQUEST__BODY_FILE_GET:
             if (!s_fake.committed || strcmp (r->file_get->file_id, FILE_ID) != 0) {
@@ -222,6 +259,10 @@ s_fake_storage (zsock_t *sock)
             return;
     }
     pthread_mutex_unlock (&s_fake.lock);
+    if (delay_ms > 0) {
+        /* The commit has landed; its reply is late (the caller gives up). */
+        poll (NULL, 0, delay_ms);
+    }
     cm_call_reply (sock, &call, &reply.base, &out);
     cm_call_release (&call);
 }
@@ -244,6 +285,11 @@ s_fake_crypto (zsock_t *sock)
     uint8_t header[48];
     memset (header, 'H', sizeof header);
     zmsg_t *out = NULL;
+    pthread_mutex_lock (&s_fake.lock);
+    if (s_fake.ids < 128) {
+        snprintf (s_fake.id[s_fake.ids++], 65, "%s", call.req_id);
+    }
+    pthread_mutex_unlock (&s_fake.lock);
     switch (r->body_case) {
         case SAFESHARE__CRYPTO_REQUEST__BODY_KEY_NEW:
             key.kek_id = "k1";
@@ -347,16 +393,22 @@ s_resp_free (s_resp_t *r)
 }
 
 static int
-s_connect (void)
+s_connect_to (int port)
 {
     int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)s_port)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
     a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
     if (connect (fd, (struct sockaddr *)&a, sizeof a) != 0) {
         close (fd);
         return -1;
     }
     return fd;
+}
+
+static int
+s_connect (void)
+{
+    return s_connect_to (s_port);
 }
 
 /* Reads one response from fd (headers, then Content-Length bytes or to
@@ -453,22 +505,30 @@ s_get (const char *path, const char *token, s_resp_t *r)
     return s_http (req, (size_t)n, r, 10000);
 }
 
+/* POST with extra header lines (each ending in CRLF, may be ""). */
 static int
-s_post (const char *path, const char *token, const char *ctype, const void *body,
-        size_t len, s_resp_t *r)
+s_post_ex (const char *path, const char *token, const char *ctype, const char *extra,
+           const void *body, size_t len, s_resp_t *r)
 {
     char head[8192];
     int n = snprintf (head, sizeof head,
                       "POST %s HTTP/1.1\r\nHost: x\r\n%s%s%sContent-Type: %s\r\n"
-                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                      "%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
                       path, token ? "Authorization: Bearer " : "", token ? token : "",
-                      token ? "\r\n" : "", ctype, len);
+                      token ? "\r\n" : "", ctype, extra, len);
     char *req = malloc ((size_t)n + len);
     memcpy (req, head, (size_t)n);
     memcpy (req + n, body, len);
     int rc = s_http (req, (size_t)n + len, r, 10000);
     free (req);
     return rc;
+}
+
+static int
+s_post (const char *path, const char *token, const char *ctype, const void *body,
+        size_t len, s_resp_t *r)
+{
+    return s_post_ex (path, token, ctype, "", body, len, r);
 }
 
 /* The JSON error code of a response, "" if none. */
@@ -529,6 +589,50 @@ s_free_port (void)
 }
 
 static char s_env[16][700];
+static char s_storage_ep[600], s_crypto_ep[600];
+
+/* Starts a gateway on port with `threads` workers; ready when it accepts
+   connections (never a fixed sleep). The pid, or -1.                   */
+static pid_t
+s_spawn (int port, int threads)
+{
+    int i = 0;
+    snprintf (s_env[i++], 700, "SAFESHARE_DATA_DIR=%s", s_dir);
+    snprintf (s_env[i++], 700, "SAFESHARE_HTTP_ADDR=127.0.0.1:%d", port);
+    snprintf (s_env[i++], 700, "SAFESHARE_HTTP_THREADS=%d", threads);
+    snprintf (s_env[i++], 700, "SAFESHARE_RPC_TIMEOUT_MS=1000");
+    snprintf (s_env[i++], 700, "SAFESHARE_CHUNK_SIZE=%d", CHUNK);
+    snprintf (s_env[i++], 700, "SAFESHARE_MAX_UPLOAD_BYTES=%d", MAX_UPLOAD);
+    snprintf (s_env[i++], 700, "SAFESHARE_STORAGE_ENDPOINT=%s", s_storage_ep);
+    snprintf (s_env[i++], 700, "SAFESHARE_CRYPTO_ENDPOINT=%s", s_crypto_ep);
+    snprintf (s_env[i++], 700, "SAFESHARE_PUBLIC_URL=http://files.example");
+    char *env[17];
+    for (int k = 0; k < i; k++) {
+        env[k] = s_env[k];
+    }
+    env[i] = NULL;
+    char *argv[] = {(char *)s_binary, NULL};
+    pid_t pid = cm_test_spawn (s_binary, argv, env);
+    if (pid < 0) {
+        return -1;
+    }
+    uint64_t deadline = cm_mono_ms () + 10000;
+    while (cm_mono_ms () < deadline) {
+        if (cm_test_exited (pid)) {
+            fprintf (stderr, "gateway exited during start-up\n");
+            return -1;
+        }
+        int fd = s_connect_to (port);
+        if (fd >= 0) {
+            close (fd);
+            return pid;
+        }
+        struct pollfd none;
+        poll (&none, 0, 20);
+    }
+    cm_test_stop (pid, 5000);
+    return -1;
+}
 
 static int
 s_setup (void **state)
@@ -557,50 +661,14 @@ s_setup (void **state)
     free (t);
     free (c);
 
-    static char storage_ep[600], crypto_ep[600];
-    snprintf (storage_ep, sizeof storage_ep, "ipc://%s/run/storage.sock", s_dir);
-    snprintf (crypto_ep, sizeof crypto_ep, "ipc://%s/run/crypto.sock", s_dir);
-    static char *endpoints[2] = {storage_ep, crypto_ep};
+    snprintf (s_storage_ep, sizeof s_storage_ep, "ipc://%s/run/storage.sock", s_dir);
+    snprintf (s_crypto_ep, sizeof s_crypto_ep, "ipc://%s/run/crypto.sock", s_dir);
+    static char *endpoints[2] = {s_storage_ep, s_crypto_ep};
     s_fake_actor = zactor_new (s_fake_actor_fn, endpoints);
 
     s_port = s_free_port ();
-    int i = 0;
-    snprintf (s_env[i++], 700, "SAFESHARE_DATA_DIR=%s", s_dir);
-    snprintf (s_env[i++], 700, "SAFESHARE_HTTP_ADDR=127.0.0.1:%d", s_port);
-    snprintf (s_env[i++], 700, "SAFESHARE_HTTP_THREADS=4");
-    snprintf (s_env[i++], 700, "SAFESHARE_RPC_TIMEOUT_MS=1000");
-    snprintf (s_env[i++], 700, "SAFESHARE_CHUNK_SIZE=%d", CHUNK);
-    snprintf (s_env[i++], 700, "SAFESHARE_MAX_UPLOAD_BYTES=%d", MAX_UPLOAD);
-    snprintf (s_env[i++], 700, "SAFESHARE_STORAGE_ENDPOINT=%s", storage_ep);
-    snprintf (s_env[i++], 700, "SAFESHARE_CRYPTO_ENDPOINT=%s", crypto_ep);
-    snprintf (s_env[i++], 700, "SAFESHARE_PUBLIC_URL=http://files.example");
-    char *env[17];
-    for (int k = 0; k < i; k++) {
-        env[k] = s_env[k];
-    }
-    env[i] = NULL;
-    char *argv[] = {(char *)s_binary, NULL};
-    s_pid = cm_test_spawn (s_binary, argv, env);
-    if (s_pid < 0) {
-        return -1;
-    }
-    /* Ready when it accepts connections; fail as soon as it dies. */
-    uint64_t deadline = cm_mono_ms () + 10000;
-    while (cm_mono_ms () < deadline) {
-        if (cm_test_exited (s_pid)) {
-            fprintf (stderr, "gateway exited during start-up\n");
-            s_pid = -1;
-            return -1;
-        }
-        int fd = s_connect ();
-        if (fd >= 0) {
-            close (fd);
-            return 0;
-        }
-        struct pollfd none;
-        poll (&none, 0, 20);
-    }
-    return -1;
+    s_pid = s_spawn (s_port, 4);
+    return s_pid > 0 ? 0 : -1;
 }
 
 static int
@@ -771,6 +839,32 @@ test_smuggling (void **state)
     assert_int_equal (s_http (req, sizeof req - 1, &r, 5000), 0);
     s_assert_error (&r, 400, "invalid_request");
     s_resp_free (&r);
+    /* The same header twice (civetweb would frame by the first one),
+       even with equal values or another case: 400, then the close.     */
+    const char *twice[] = {
+        "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}",
+        "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2\r\ncontent-length: 2\r\n\r\n{}",
+        "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "2\r\n{}\r\n0\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n"
+        "\r\nhello",
+    };
+    for (size_t i = 0; i < sizeof twice / sizeof twice[0]; i++) {
+        int fd = s_connect ();
+        assert_true (fd >= 0);
+        send (fd, twice[i], strlen (twice[i]), MSG_NOSIGNAL);
+        assert_int_equal (s_read_response (fd, &r, 5000), 0);
+        s_assert_error (&r, 400, "invalid_request");
+        s_resp_free (&r);
+        struct pollfd p = {fd, POLLIN, 0};
+        char byte;
+        assert_int_equal (poll (&p, 1, 3000), 1);
+        assert_true (recv (fd, &byte, 1, 0) <= 0);
+        close (fd);
+    }
     s_assert_alive ();
 }
 
@@ -810,7 +904,7 @@ test_limits (void **state)
                   "POST /api/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
                   "Content-Type: multipart/form-data; boundary=B\r\n"
                   "Content-Length: %d\r\n\r\n",
-                  s_ops_token, MAX_UPLOAD + 1000);
+                  s_ops_token, MAX_UPLOAD + 200 * 1000);
     uint64_t start = cm_mono_ms ();
     int fd = s_connect ();
     send (fd, req, (size_t)n, MSG_NOSIGNAL);
@@ -924,8 +1018,11 @@ s_multipart (const char *filename, const uint8_t *data, size_t len, size_t *out_
     return body;
 }
 
+/* Uploads size patterned bytes named filename, with that Content-Type
+   and extra header lines.                                              */
 static void
-s_upload (size_t size, s_resp_t *r, uint8_t **data_out)
+s_upload_as (const char *filename, const char *ctype, const char *extra, size_t size,
+             s_resp_t *r, uint8_t **data_out)
 {
     s_fake_reset ();
     uint8_t *data = malloc (size + 1);
@@ -933,12 +1030,22 @@ s_upload (size_t size, s_resp_t *r, uint8_t **data_out)
         data[i] = (uint8_t)(i * 7 + 3);
     }
     size_t len;
-    char *body = s_multipart ("C:\\tmp\\dir/report.txt", data, size, &len);
-    assert_int_equal (s_post ("/api/files", s_ops_token,
-                              "multipart/form-data; boundary=XbOuNdArY", body, len, r),
+    char *body = s_multipart (filename, data, size, &len);
+    assert_int_equal (s_post_ex ("/api/files", s_ops_token, ctype, extra, body, len, r),
                       0);
     free (body);
-    *data_out = data;
+    if (data_out) {
+        *data_out = data;
+    } else {
+        free (data);
+    }
+}
+
+static void
+s_upload (size_t size, s_resp_t *r, uint8_t **data_out)
+{
+    s_upload_as ("C:\\tmp\\dir/report.txt", "multipart/form-data; boundary=XbOuNdArY", "",
+                 size, r, data_out);
 }
 
 static void
@@ -1153,6 +1260,307 @@ test_keepalive (void **state)
     close (fd);
 }
 
+/* ---- review fixes ------------------------------------------------------- */
+
+/* Item 1: error answers on unread bodies (401 on an unauthenticated upload
+   with a huge Content-Length) must not keep the worker reading that body:
+   with 2 workers, one client trickling and one holding its socket,
+   /healthz still answers in time.                                      */
+static void
+test_unread_body_dos (void **state)
+{
+    int port = s_free_port ();
+    pid_t pid = s_spawn (port, 2);
+    assert_true (pid > 0);
+    const char head[] = "POST /api/files HTTP/1.1\r\nHost: x\r\n"
+                        "Content-Type: multipart/form-data; boundary=BoUnDaRy\r\n"
+                        "Content-Length: 1000000000\r\n\r\n--BoUnDaRy\r\n";
+    int fds[2];
+    for (int i = 0; i < 2; i++) {
+        fds[i] = s_connect_to (port);
+        assert_true (fds[i] >= 0);
+        send (fds[i], head, sizeof head - 1, MSG_NOSIGNAL);
+    }
+    for (int i = 0; i < 2; i++) {
+        s_resp_t r;
+        assert_int_equal (s_read_response (fds[i], &r, 3000), 0);
+        s_assert_error (&r, 401, "missing_token");
+        s_resp_free (&r);
+    }
+    /* fds[0] trickles a byte every 100 ms, fds[1] just holds.          */
+    int h = s_connect_to (port);
+    assert_true (h >= 0);
+    const char health[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    send (h, health, sizeof health - 1, MSG_NOSIGNAL);
+    uint64_t start = cm_mono_ms ();
+    char buf[4096];
+    size_t used = 0;
+    bool ok = false;
+    while (!ok && cm_mono_ms () - start < 4000) {
+        send (fds[0], "x", 1, MSG_NOSIGNAL);
+        struct pollfd p = {h, POLLIN, 0};
+        if (poll (&p, 1, 100) > 0) {
+            ssize_t n = recv (h, buf + used, sizeof buf - 1 - used, 0);
+            if (n <= 0) {
+                break;
+            }
+            used += (size_t)n;
+            buf[used] = '\0';
+            ok = strstr (buf, "HTTP/1.1 200") && strstr (buf, "{\"status\":\"ok\"}");
+        }
+    }
+    uint64_t took = cm_mono_ms () - start;
+    if (!ok || took >= 2000) {
+        fprintf (stderr, "healthz ok=%d after %llu ms\n", ok, (unsigned long long)took);
+    }
+    assert_true (ok);
+    assert_true (took < 2000);
+    close (h);
+    /* The holder's connection is closed by the server, not left open.  */
+    struct pollfd p = {fds[1], POLLIN, 0};
+    assert_int_equal (poll (&p, 1, 3000), 1);
+    char byte;
+    assert_true (recv (fds[1], &byte, 1, 0) <= 0);
+    close (fds[0]);
+    close (fds[1]);
+    assert_int_equal (cm_test_stop (pid, 10000), 0);
+}
+
+/* Item 1: a body that trickles in (JSON or upload) is cut at its deadline
+   with 408 request_timeout; the begun upload is aborted.              */
+static void
+test_slow_body (void **state)
+{
+    s_fake_reset ();
+    char head[4096];
+    int fds[2];
+    int n = snprintf (head, sizeof head,
+                      "POST /api/auth/login HTTP/1.1\r\nHost: x\r\n"
+                      "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{");
+    fds[0] = s_connect ();
+    send (fds[0], head, (size_t)n, MSG_NOSIGNAL);
+    n = snprintf (head, sizeof head,
+                  "POST /api/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                  "Content-Type: multipart/form-data; boundary=XbOuNdArY\r\n"
+                  "Content-Length: 60000\r\n\r\n--XbOuNdArY\r\nContent-Disposition: "
+                  "form-data; name=\"file\"; filename=\"slow.bin\"\r\n\r\n",
+                  s_ops_token);
+    fds[1] = s_connect ();
+    send (fds[1], head, (size_t)n, MSG_NOSIGNAL);
+    uint64_t start = cm_mono_ms ();
+    uint64_t took[2] = {0, 0};
+    while ((!took[0] || !took[1]) && cm_mono_ms () - start < 20000) {
+        struct pollfd p[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
+        poll (p, 2, 500);
+        for (int i = 0; i < 2; i++) {
+            if (!took[i] && (p[i].revents & POLLIN)) {
+                took[i] = cm_mono_ms () - start;
+            } else if (!took[i]) {
+                send (fds[i], " ", 1, MSG_NOSIGNAL);
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        s_resp_t r;
+        assert_int_equal (s_read_response (fds[i], &r, 2000), 0);
+        s_assert_error (&r, 408, "request_timeout");
+        s_resp_free (&r);
+        close (fds[i]);
+        fprintf (stderr, "slow body %d cut after %llu ms\n", i,
+                 (unsigned long long)took[i]);
+        assert_true (took[i] >= 9000 && took[i] < 14000);
+    }
+    s_fake_t fake = s_fake_snapshot ();
+    assert_int_equal (fake.aborts, 1);
+    assert_false (fake.committed);
+    s_assert_alive ();
+}
+
+/* Item 3: FILE_COMMIT lands but its reply is late: the client hears 503,
+   the gateway's FILE_ABORT is refused (file_committed) and it deletes the
+   file, so nothing the client was told failed stays visible.          */
+static void
+test_commit_reply_lost (void **state)
+{
+    s_fake_reset ();
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.commit_delay_ms = 1500;
+    pthread_mutex_unlock (&s_fake.lock);
+    uint8_t data[3000];
+    memset (data, 'c', sizeof data);
+    size_t len;
+    char *body = s_multipart ("late.txt", data, sizeof data, &len);
+    s_resp_t r;
+    assert_int_equal (s_post ("/api/files", s_ops_token,
+                              "multipart/form-data; boundary=XbOuNdArY", body, len, &r),
+                      0);
+    free (body);
+    s_assert_error (&r, 503, "service_unavailable");
+    s_resp_free (&r);
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.commit_delay_ms = 0;
+    pthread_mutex_unlock (&s_fake.lock);
+    s_fake_t fake = s_fake_snapshot ();
+    assert_int_equal (fake.deletes, 1);
+    assert_false (fake.committed);
+    assert_int_equal (s_get ("/api/files/" FILE_ID, s_client_token, &r), 0);
+    s_assert_error (&r, 404, "file_not_found");
+    s_resp_free (&r);
+}
+
+/* Item 4: active types are never stored nor served as such.           */
+static void
+test_active_types (void **state)
+{
+    const char *names[] = {"page.html", "PAGE.HTM", "x.svg",
+                           "feed.xml",  "app.js",   "doc.xhtml"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        s_resp_t r;
+        s_upload_as (names[i], "multipart/form-data; boundary=XbOuNdArY", "", 10, &r,
+                     NULL);
+        assert_int_equal (r.status, 201);
+        s_resp_free (&r);
+        s_fake_t fake = s_fake_snapshot ();
+        assert_string_equal (fake.begin_type, "application/octet-stream");
+    }
+    /* One stored before the rule (or by another writer) is served inert. */
+    pthread_mutex_lock (&s_fake.lock);
+    snprintf (s_fake.file_type, sizeof s_fake.file_type, "text/html; charset=utf-8");
+    pthread_mutex_unlock (&s_fake.lock);
+    s_resp_t r;
+    assert_int_equal (s_get ("/api/files/" FILE_ID "/content", s_client_token, &r), 0);
+    assert_int_equal (r.status, 200);
+    assert_non_null (strcasestr (r.head, "Content-Type: application/octet-stream"));
+    assert_null (strcasestr (r.head, "text/html"));
+    assert_non_null (strstr (r.head, "Content-Disposition: attachment;"));
+    assert_non_null (strcasestr (r.head, "X-Content-Type-Options: nosniff"));
+    assert_non_null (strstr (r.head, "Content-Security-Policy: sandbox"));
+    s_resp_free (&r);
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.file_type[0] = '\0';
+    pthread_mutex_unlock (&s_fake.lock);
+}
+
+/* Item 5: exactly SAFESHARE_MAX_UPLOAD_BYTES with a Content-Length is
+   taken; one byte more is not.                                         */
+static void
+test_upload_max (void **state)
+{
+    s_resp_t r;
+    s_upload (MAX_UPLOAD, &r, NULL);
+    if (r.status != 201) {
+        fprintf (stderr, "max upload: %d %s\n", r.status, r.body);
+    }
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    s_fake_t fake = s_fake_snapshot ();
+    assert_true (fake.committed);
+    assert_int_equal (fake.commit_size, MAX_UPLOAD);
+
+    s_upload (MAX_UPLOAD + 1, &r, NULL);
+    s_assert_error (&r, 413, "too_large");
+    s_resp_free (&r);
+    fake = s_fake_snapshot ();
+    assert_false (fake.committed);
+    assert_int_equal (fake.aborts, 1);
+    s_assert_alive ();
+}
+
+/* Item 6: every call on the wire has its own id, prefixed by the HTTP
+   request id; the client still sees its plain X-Request-Id.           */
+static void
+s_check_wire_ids (const char *req_id, size_t min_calls)
+{
+    s_fake_t fake = s_fake_snapshot ();
+    assert_true ((size_t)fake.ids >= min_calls);
+    size_t keep = strlen (req_id) > 50 ? 50 : strlen (req_id);
+    for (int i = 0; i < fake.ids; i++) {
+        assert_true (strlen (fake.id[i]) <= 64);
+        assert_true (cm_is_request_id (fake.id[i]));
+        assert_memory_equal (fake.id[i], req_id, keep);
+        assert_non_null (strchr (fake.id[i], '.'));
+        for (int k = 0; k < i; k++) {
+            assert_string_not_equal (fake.id[i], fake.id[k]);
+        }
+    }
+}
+
+static void
+test_wire_ids (void **state)
+{
+    s_resp_t r;
+    s_upload_as ("w.txt", "multipart/form-data; boundary=XbOuNdArY",
+                 "X-Request-Id: wire-probe\r\n", 2 * CHUNK + 5, &r, NULL);
+    assert_int_equal (r.status, 201);
+    assert_non_null (strstr (r.head, "X-Request-Id: wire-probe\r\n"));
+    s_resp_free (&r);
+    /* begin, key, header append, 3 x (encrypt + append), commit        */
+    s_check_wire_ids ("wire-probe.", 10);
+
+    char id[65];
+    memset (id, 'a', 64);
+    id[64] = '\0';
+    char extra[100];
+    snprintf (extra, sizeof extra, "X-Request-Id: %s\r\n", id);
+    s_upload_as ("w.txt", "multipart/form-data; boundary=XbOuNdArY", extra, 10, &r, NULL);
+    assert_int_equal (r.status, 201);
+    char want[100];
+    snprintf (want, sizeof want, "X-Request-Id: %s\r\n", id);
+    assert_non_null (strstr (r.head, want));
+    s_resp_free (&r);
+    s_check_wire_ids (id, 5);
+}
+
+/* Item 7: the boundary is found wherever it is among the parameters. */
+static void
+test_multipart_params (void **state)
+{
+    const char *types[] = {
+        "multipart/form-data; charset=utf-8; boundary=XbOuNdArY",
+        "multipart/form-data; boundary=\"XbOuNdArY\"",
+        "multipart/form-data; boundary=XbOuNdArY; charset=utf-8",
+        "Multipart/Form-Data ; Charset=\"a;b\" ;BOUNDARY=XbOuNdArY",
+    };
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        s_resp_t r;
+        uint8_t *data;
+        s_upload_as ("p.bin", types[i], "", CHUNK + 7, &r, &data);
+        if (r.status != 201) {
+            fprintf (stderr, "%s: %d %s\n", types[i], r.status, r.body);
+        }
+        assert_int_equal (r.status, 201);
+        s_resp_free (&r);
+        s_fake_t fake = s_fake_snapshot ();
+        assert_int_equal (fake.commit_size, CHUNK + 7);
+        assert_memory_equal (fake.blob + 48, data, CHUNK);
+        free (data);
+    }
+    /* A boundary that has to be quoted reaches civetweb quoted.         */
+    s_fake_reset ();
+    uint8_t data[100];
+    memset (data, 'q', sizeof data);
+    size_t len;
+    char *body = s_multipart ("q.bin", data, sizeof data, &len);
+    for (char *p = body; (p = memmem (p, len - (size_t)(p - body), "XbOuNdArY", 9));) {
+        memcpy (p, "Xb Ou(N)d", 9);
+    }
+    s_resp_t r;
+    assert_int_equal (s_post ("/api/files", s_ops_token,
+                              "multipart/form-data; charset=x; boundary=\"Xb Ou(N)d\"",
+                              body, len, &r),
+                      0);
+    free (body);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    s_fake_t fake = s_fake_snapshot ();
+    assert_int_equal (fake.commit_size, sizeof data);
+
+    s_upload_as ("p.bin", "multipart/form-data; charset=utf-8", "", 10, &r, NULL);
+    s_assert_error (&r, 400, "invalid_multipart");
+    s_resp_free (&r);
+    s_assert_alive ();
+}
+
 static void
 test_sigterm (void **state)
 {
@@ -1175,7 +1583,11 @@ main (int argc, char **argv)
         cmocka_unit_test (test_limits),        cmocka_unit_test (test_roles),
         cmocka_unit_test (test_service_down),  cmocka_unit_test (test_upload_pipeline),
         cmocka_unit_test (test_upload_errors), cmocka_unit_test (test_download),
-        cmocka_unit_test (test_keepalive),     cmocka_unit_test (test_sigterm),
+        cmocka_unit_test (test_keepalive),     cmocka_unit_test (test_unread_body_dos),
+        cmocka_unit_test (test_slow_body),     cmocka_unit_test (test_commit_reply_lost),
+        cmocka_unit_test (test_active_types),  cmocka_unit_test (test_upload_max),
+        cmocka_unit_test (test_wire_ids),      cmocka_unit_test (test_multipart_params),
+        cmocka_unit_test (test_sigterm),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }

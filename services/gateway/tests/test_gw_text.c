@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 #include "gw_text.h"
 
@@ -60,6 +61,96 @@ test_content_type (void **state)
     assert_string_equal (gw_content_type_guess ("noext"), "application/octet-stream");
     assert_string_equal (gw_content_type_guess ("trailing."), "application/octet-stream");
     assert_string_equal (gw_content_type_guess ("x.exe"), "application/octet-stream");
+    assert_string_equal (gw_content_type_guess ("notes.txt"), "text/plain");
+    assert_string_equal (gw_content_type_guess ("data.json"), "application/json");
+}
+
+/* Names a browser would run or render as a document get no such type. */
+static void
+test_content_type_active (void **state)
+{
+    const char *names[] = {"a.html",  "a.HTM", "a.svg",    "a.xml", "a.js",
+                           "a.xhtml", "a.Svg", "x.y.html", "a.mjs", "a.xsl"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        assert_string_equal (gw_content_type_guess (names[i]),
+                             "application/octet-stream");
+    }
+    const char *active[] = {"text/html",
+                            "TEXT/HTML; charset=utf-8",
+                            " text/html",
+                            "application/xhtml+xml",
+                            "image/svg+xml",
+                            "application/xml",
+                            "text/xml",
+                            "text/javascript",
+                            "application/javascript",
+                            "application/rss+xml",
+                            "application/atom+XML;x=1"};
+    for (size_t i = 0; i < sizeof active / sizeof active[0]; i++) {
+        assert_true (gw_content_type_active (active[i]));
+    }
+    const char *inert[] = {"text/plain",
+                           "application/json",
+                           "image/png",
+                           "application/pdf",
+                           "application/octet-stream",
+                           "text/htmlx",
+                           "",
+                           "xml"};
+    for (size_t i = 0; i < sizeof inert / sizeof inert[0]; i++) {
+        assert_false (gw_content_type_active (inert[i]));
+    }
+    assert_false (gw_content_type_active (NULL));
+}
+
+static void
+s_mp (const char *in, int rc, const char *expect)
+{
+    char out[GW_MULTIPART_TYPE_MAX];
+    assert_int_equal (gw_multipart_type (in, out, sizeof out), rc);
+    if (rc == 1) {
+        assert_string_equal (out, expect);
+    }
+}
+
+static void
+test_multipart_type (void **state)
+{
+    const char *want = "multipart/form-data; boundary=XyZ";
+    s_mp ("multipart/form-data; boundary=XyZ", 1, want);
+    s_mp ("multipart/form-data; charset=utf-8; boundary=XyZ", 1, want);
+    s_mp ("multipart/form-data; boundary=XyZ; charset=utf-8", 1, want);
+    s_mp ("multipart/form-data;boundary=\"XyZ\"", 1, want);
+    s_mp ("Multipart/Form-Data ; a=\"x;boundary=no\" ; BOUNDARY=XyZ ;", 1, want);
+    s_mp ("multipart/form-data; boundary=\"a b(c)\"", 1,
+          "multipart/form-data; boundary=\"a b(c)\"");
+    /* 70 chars is the most RFC 2046 allows. */
+    char b70[200];
+    snprintf (b70, sizeof b70, "multipart/form-data; boundary=%070d", 7);
+    s_mp (b70, 1, b70);
+    /* Multipart without a usable boundary: 0. */
+    s_mp ("multipart/form-data", 0, NULL);
+    s_mp ("multipart/form-data; charset=utf-8", 0, NULL);
+    s_mp ("multipart/form-data; boundary=", 0, NULL);
+    s_mp ("multipart/form-data; boundary=\"\"", 0, NULL);
+    s_mp ("multipart/form-data; boundary=a; boundary=b", 0, NULL);
+    s_mp ("multipart/form-data; boundary=\"unterminated", 0, NULL);
+    s_mp ("multipart/form-data; boundary=\"trailing \"", 0, NULL);
+    s_mp ("multipart/form-data; boundary=\"a\r\nX: y\"", 0, NULL);
+    s_mp ("multipart/form-data; boundary=\"a<b\"", 0, NULL);
+    s_mp ("multipart/form-data boundary=XyZ", 0, NULL);
+    s_mp ("multipart/form-data; =x; boundary=XyZ", 0, NULL);
+    snprintf (b70, sizeof b70, "multipart/form-data; boundary=%071d", 7);
+    s_mp (b70, 0, NULL);
+    /* Not multipart/form-data at all: -1. */
+    s_mp (NULL, -1, NULL);
+    s_mp ("application/json", -1, NULL);
+    s_mp ("multipart/form-dataX; boundary=XyZ", -1, NULL);
+    s_mp ("multipart/mixed; boundary=XyZ", -1, NULL);
+    /* Too small an output buffer is a refusal, never a cut boundary. */
+    char tiny[20];
+    assert_int_equal (
+        gw_multipart_type ("multipart/form-data; boundary=XyZ", tiny, sizeof tiny), 0);
 }
 
 static void
@@ -108,9 +199,13 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test (test_name_clean),   cmocka_unit_test (test_name_length),
-        cmocka_unit_test (test_content_type), cmocka_unit_test (test_disposition),
+        cmocka_unit_test (test_name_clean),
+        cmocka_unit_test (test_name_length),
+        cmocka_unit_test (test_content_type),
+        cmocka_unit_test (test_disposition),
         cmocka_unit_test (test_iso8601),
+        cmocka_unit_test (test_content_type_active),
+        cmocka_unit_test (test_multipart_type),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
