@@ -35,7 +35,11 @@ typedef struct {
        the last append with the same bytes is OK. *size_out = new size. */
     stord_rc_t (*append) (void *impl, const char *req, const char *id, uint64_t offset,
                           const void *data, size_t len, uint64_t *size_out);
-    /* Makes the pending blob durable and committed if its size is size. */
+    /* Makes the pending blob durable and committed if its size is size.
+       Idempotent: when the pending blob is gone but a committed one of
+       this size exists (an earlier commit whose metadata step failed),
+       it is made durable again and OK is answered. NOT_FOUND if
+       neither exists, MISMATCH if the size differs.                     */
     stord_rc_t (*commit) (void *impl, const char *req, const char *id, uint64_t size);
     /* Drops whatever exists for id: the pending blob and, for an id
        whose commit never reached the metadata, the committed one.      */

@@ -217,6 +217,54 @@ cleanup:
     return rc;
 }
 
+/* fsync of an open file, logged.                                      */
+static int
+s_fsync_fd (const char *req, int fd, const char *path)
+{
+    if (fsync (fd) != 0) {
+        cm_error (req, "fsync(%s) failed: %s", path, strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The .part is gone but the committed blob is there: an earlier commit
+   renamed it and then failed (a directory fsync, or the caller's DB
+   UPDATE). Same size: make every step durable again (we cannot know
+   which one failed, nor whether that attempt created the shard) and
+   answer OK, so a retried FILE_COMMIT can finish the metadata.          */
+static stord_rc_t
+s_commit_again (s_disk_t *self, const char *req, const char *final, const char *shard,
+                uint64_t size)
+{
+    int fd = open (final, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) {
+            return STORD_NOT_FOUND;
+        }
+        cm_error (req, "open(%s) failed: %s", final, strerror (errno));
+        return STORD_ERROR;
+    }
+    stord_rc_t rc = STORD_ERROR;
+    struct stat st;
+    if (fstat (fd, &st) != 0) {
+        cm_error (req, "fstat(%s) failed: %s", final, strerror (errno));
+        goto cleanup;
+    }
+    if ((uint64_t)st.st_size != size) {
+        rc = STORD_MISMATCH;
+        goto cleanup;
+    }
+    if (s_fsync_fd (req, fd, final) != 0 || s_fsync_dir (req, shard) != 0 ||
+        s_fsync_dir (req, self->dir) != 0 || s_fsync_dir (req, self->tmp_dir) != 0) {
+        goto cleanup;
+    }
+    rc = STORD_OK;
+cleanup:
+    close (fd);
+    return rc;
+}
+
 static stord_rc_t
 s_commit (void *impl, const char *req, const char *id, uint64_t size)
 {
@@ -230,7 +278,7 @@ s_commit (void *impl, const char *req, const char *id, uint64_t size)
     int fd = open (part, O_RDWR | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) {
-            return STORD_NOT_FOUND;
+            return s_commit_again (self, req, final, shard, size);
         }
         cm_error (req, "open(%s) failed: %s", part, strerror (errno));
         return STORD_ERROR;
@@ -246,11 +294,19 @@ s_commit (void *impl, const char *req, const char *id, uint64_t size)
         goto cleanup;
     }
     /* Data durable before the name points at it; then the names.       */
-    if (fsync (fd) != 0) {
-        cm_error (req, "fsync(%s) failed: %s", part, strerror (errno));
+    if (s_fsync_fd (req, fd, part) != 0) {
         goto cleanup;
     }
-    if (mkdir (shard, 0700) != 0 && errno != EEXIST) {
+    if (mkdir (shard, 0700) == 0) {
+        /* A new shard's own entry lives in the blob dir: without this
+           fsync a power loss can drop blobs/<xx>/ and with it a blob
+           whose row says committed.                                    */
+        if (s_fsync_dir (req, self->dir) != 0) {
+            /* Remove it so the retry creates (and fsyncs) it again.    */
+            rmdir (shard);
+            goto cleanup;
+        }
+    } else if (errno != EEXIST) {
         cm_error (req, "mkdir(%s) failed: %s", shard, strerror (errno));
         goto cleanup;
     }

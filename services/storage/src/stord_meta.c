@@ -9,6 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A failed statement's answer: a locked / busy DB can work on retry
+   (CM_UNAVAILABLE), anything else is CM_INTERNAL.                       */
+static cm_status_t
+s_db_failure (cm_db_status_t st)
+{
+    return st == CM_DB_BUSY ? CM_UNAVAILABLE : CM_INTERNAL;
+}
+
 /* Versioned schema; append new versions, never edit a shipped one.
    Common dialect for SQLite and PostgreSQL: TEXT/BIGINT/INTEGER.       */
 static const char *const s_migrations[] = {
@@ -178,7 +186,7 @@ stord_meta_file_insert (stord_meta_t *self, const char *req, const stord_file_t 
     }
     if (st != CM_DB_OK) {
         cm_error (req, "cm_db_exec(INSERT files) failed");
-        return CM_INTERNAL;
+        return s_db_failure (st);
     }
     return CM_OK;
 }
@@ -197,7 +205,7 @@ stord_meta_file_get (stord_meta_t *self, const char *req, const char *id,
     cm_status_t status = CM_OK;
     if (cm_db_res_status (res) != CM_DB_OK) {
         cm_error (req, "cm_db_query(SELECT files) failed");
-        status = CM_INTERNAL;
+        status = s_db_failure (cm_db_res_status (res));
     } else if (cm_db_res_rows (res) == 0) {
         status = CM_NOT_FOUND;
     } else if (s_row_to_file (res, 0, file) != 0) {
@@ -234,7 +242,7 @@ stord_meta_file_commit (stord_meta_t *self, const char *req, const stord_file_t 
     cm_status_t status = CM_OK;
     if (cm_db_res_status (res) != CM_DB_OK) {
         cm_error (req, "cm_db_query(UPDATE files commit) failed");
-        status = CM_INTERNAL;
+        status = s_db_failure (cm_db_res_status (res));
     } else if (cm_db_res_changes (res) == 0) {
         status = CM_NOT_FOUND;
     }
@@ -266,7 +274,7 @@ stord_meta_file_delete (stord_meta_t *self, const char *req, const char *id,
     res = cm_db_query (self->db, "DELETE FROM files WHERE id = $1 AND state = $2", 2, p);
     if (cm_db_res_status (res) != CM_DB_OK) {
         cm_error (req, "cm_db_query(DELETE files) failed");
-        status = CM_INTERNAL;
+        status = s_db_failure (cm_db_res_status (res));
     } else if (cm_db_res_changes (res) == 0) {
         status = CM_NOT_FOUND;
     }
@@ -339,7 +347,7 @@ stord_meta_file_list (stord_meta_t *self, const char *req, const char *cursor,
     cm_status_t status = CM_OK;
     if (cm_db_res_status (res) != CM_DB_OK) {
         cm_error (req, "cm_db_query(SELECT files list) failed");
-        status = CM_INTERNAL;
+        status = s_db_failure (cm_db_res_status (res));
         goto cleanup;
     }
     int rows = cm_db_res_rows (res);
@@ -427,7 +435,7 @@ stord_meta_link_create (stord_meta_t *self, const char *req, const char *file_id
     cm_status_t status = CM_OK;
     if (cm_db_res_status (res) != CM_DB_OK) {
         cm_error (req, "cm_db_query(INSERT links) failed");
-        status = CM_INTERNAL;
+        status = s_db_failure (cm_db_res_status (res));
     } else if (cm_db_res_changes (res) == 0) {
         status = CM_NOT_FOUND;
     }

@@ -6,8 +6,9 @@
     Link tokens are never stored: only their SHA-256 (hex).
 
     Calls return a cm_status_t: CM_OK, or the status to answer with
-    (CM_INTERNAL after a DB failure, logged once naming the call and
-    `req`).                                                              */
+    (CM_UNAVAILABLE when the DB was busy or locked, so a retry can work;
+    CM_INTERNAL after any other DB failure; both logged once naming the
+    call and `req`).                                                     */
 #ifndef STORD_META_H
 #define STORD_META_H
 

@@ -184,6 +184,20 @@ s_internal (zsock_t *router, cm_call_t *call)
     s_fail (router, call, CM_INTERNAL, "storage_error", "storage failed; see its log");
 }
 
+/* Answers a failed stord_meta call: UNAVAILABLE "storage_busy" when the
+   DB was busy or locked (the caller may retry the same request),
+   INTERNAL "storage_error" otherwise.                                  */
+static void
+s_meta_fail (zsock_t *router, cm_call_t *call, cm_status_t st)
+{
+    if (st == CM_UNAVAILABLE) {
+        s_fail (router, call, CM_UNAVAILABLE, "storage_busy",
+                "storage database is busy; retry the request");
+    } else {
+        s_internal (router, call);
+    }
+}
+
 /* Answers INVALID unless id is a file id; true when it is.             */
 static bool
 s_file_id_ok (zsock_t *router, cm_call_t *call, const char *id)
@@ -205,7 +219,7 @@ s_file_load (stord_service_t *self, zsock_t *router, cm_call_t *call, const char
     if (st == CM_NOT_FOUND) {
         s_fail (router, call, CM_NOT_FOUND, "file_not_found", missing);
     } else if (st != CM_OK) {
-        s_internal (router, call);
+        s_meta_fail (router, call, st);
     }
     return st == CM_OK;
 }
@@ -281,8 +295,9 @@ s_file_begin (stord_service_t *self, zsock_t *router, cm_call_t *call,
     file.created_at = cm_now_s ();
     /* Row first: a crash before the blob exists leaves a pending row
        that the sweep removes.                                          */
-    if (stord_meta_file_insert (self->meta, call->req_id, &file) != CM_OK) {
-        s_internal (router, call);
+    cm_status_t st = stord_meta_file_insert (self->meta, call->req_id, &file);
+    if (st != CM_OK) {
+        s_meta_fail (router, call, st);
         return;
     }
     if (stord_backend_begin (self->backend, call->req_id, file.id) != STORD_OK) {
@@ -306,8 +321,8 @@ s_no_pending (stord_service_t *self, zsock_t *router, cm_call_t *call, const cha
 {
     stord_file_t file;
     cm_status_t st = stord_meta_file_get (self->meta, call->req_id, id, false, &file);
-    if (st == CM_INTERNAL) {
-        s_internal (router, call);
+    if (st == CM_INTERNAL || st == CM_UNAVAILABLE) {
+        s_meta_fail (router, call, st);
     } else if (st == CM_OK && file.state == STORD_STATE_COMMITTED) {
         s_fail (router, call, CM_CONFLICT, "file_committed", "file is already committed");
     } else {
@@ -393,14 +408,31 @@ s_reply_file (zsock_t *router, cm_call_t *call, const stord_file_t *file, bool c
     s_reply (router, call, &reply, NULL);
 }
 
-/* size must fit the chunk count: every chunk but the last is full.     */
+/* The layout arithmetic of docs/format.md, nothing more of the format:
+   chunk_count = max(1, ceil(size / chunk_size)) (at most 2^32-1) and
+   blob_size = header + size + one tag per chunk. A count with an empty
+   last chunk (size = k * chunk_size, k + 1 chunks) never decrypts.     */
+#define STORD_BLOB_HEADER 48
+#define STORD_CHUNK_TAG   16
+
 static bool
-s_chunks_fit (uint64_t size, uint64_t chunk_count, uint32_t chunk_size)
+s_chunk_count_ok (uint64_t size, uint64_t chunk_count, uint32_t chunk_size)
 {
-    if (chunk_size == 0 || chunk_count < 1 || chunk_count > UINT64_MAX / chunk_size) {
+    if (chunk_size == 0) {
         return false;
     }
-    return (chunk_count - 1) * chunk_size <= size && size <= chunk_count * chunk_size;
+    uint64_t n = size / chunk_size + (size % chunk_size != 0);
+    if (n == 0) {
+        n = 1; /* an empty file is one empty last chunk */
+    }
+    return n <= UINT32_MAX && chunk_count == n;
+}
+
+/* size <= INT64_MAX and chunk_count <= 2^32-1 here: no overflow.      */
+static bool
+s_blob_size_ok (uint64_t size, uint64_t chunk_count, uint64_t blob_size)
+{
+    return blob_size == STORD_BLOB_HEADER + size + STORD_CHUNK_TAG * chunk_count;
 }
 
 static void
@@ -446,9 +478,14 @@ s_file_commit (stord_service_t *self, zsock_t *router, cm_call_t *call,
         }
         return;
     }
-    if (!s_chunks_fit (rq->size, rq->chunk_count, file.chunk_size)) {
+    if (!s_chunk_count_ok (rq->size, rq->chunk_count, file.chunk_size)) {
         s_fail (router, call, CM_INVALID, "invalid_chunk_count",
-                "chunk_count does not fit size and chunk_size");
+                "chunk_count must be max(1, ceil(size / chunk_size))");
+        return;
+    }
+    if (!s_blob_size_ok (rq->size, rq->chunk_count, rq->blob_size)) {
+        s_fail (router, call, CM_INVALID, "invalid_blob_size",
+                "blob_size must be 48 + size + 16 * chunk_count");
         return;
     }
     stord_rc_t rc =
@@ -484,7 +521,9 @@ s_file_commit (stord_service_t *self, zsock_t *router, cm_call_t *call,
         if (st == CM_NOT_FOUND) {
             cm_error (call->req_id, "pending row of %s vanished during commit", file.id);
         }
-        s_internal (router, call);
+        /* The blob stays committed-in-place: a retried FILE_COMMIT finds
+           it (stord_backend_commit is idempotent) and redoes this step. */
+        s_meta_fail (router, call, st);
         return;
     }
     cm_info (call->req_id, "file %s committed (%llu bytes, %llu chunks)", file.id,
@@ -517,8 +556,8 @@ s_file_abort (stord_service_t *self, zsock_t *router, cm_call_t *call,
     }
     cm_status_t st =
         stord_meta_file_delete (self->meta, call->req_id, file.id, STORD_STATE_PENDING);
-    if (st == CM_INTERNAL) {
-        s_internal (router, call);
+    if (st == CM_INTERNAL || st == CM_UNAVAILABLE) {
+        s_meta_fail (router, call, st);
         return;
     }
     cm_info (call->req_id, "file %s aborted", file.id);
@@ -566,7 +605,7 @@ s_file_list (stord_service_t *self, zsock_t *router, cm_call_t *call,
         return;
     }
     if (st != CM_OK) {
-        s_internal (router, call);
+        s_meta_fail (router, call, st);
         return;
     }
     Safeshare__FileInfo *infos = count ? calloc (count, sizeof *infos) : NULL;
@@ -611,7 +650,7 @@ s_file_delete (stord_service_t *self, zsock_t *router, cm_call_t *call,
         return;
     }
     if (st != CM_OK) {
-        s_internal (router, call);
+        s_meta_fail (router, call, st);
         return;
     }
     stord_rc_t rc = stord_backend_remove (self->backend, call->req_id, rq->file_id);
@@ -704,7 +743,7 @@ s_link_create (stord_service_t *self, zsock_t *router, cm_call_t *call,
         return;
     }
     if (st != CM_OK) {
-        s_internal (router, call);
+        s_meta_fail (router, call, st);
         return;
     }
     cm_info (call->req_id, "link %s created for file %s (max %u downloads)", link_id,

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "cm_db.h"
 #include "cm_log.h"
 #include "cm_msg.h"
 #include "cm_testing.h"
@@ -153,7 +154,8 @@ s_append (const char *id, uint64_t offset, const void *data, size_t len)
 }
 
 static reply_t *
-s_commit (const char *id, uint64_t size, uint64_t chunks, uint64_t blob_size)
+s_commit_ms (const char *id, uint64_t size, uint64_t chunks, uint64_t blob_size,
+             int timeout_ms)
 {
     static uint8_t dek[60] = {1, 2, 3, 4, 5};
     Safeshare__FileCommitRequest c = SAFESHARE__FILE_COMMIT_REQUEST__INIT;
@@ -168,7 +170,26 @@ s_commit (const char *id, uint64_t size, uint64_t chunks, uint64_t blob_size)
     Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
     rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_COMMIT;
     rq.file_commit = &c;
-    return s_call (&rq, NULL, NULL, TIMEOUT);
+    return s_call (&rq, NULL, NULL, timeout_ms);
+}
+
+static reply_t *
+s_commit (const char *id, uint64_t size, uint64_t chunks, uint64_t blob_size)
+{
+    return s_commit_ms (id, size, chunks, blob_size, TIMEOUT);
+}
+
+/* The blob of an empty file (docs/format.md): header + one 16-byte tag. */
+#define EMPTY_BLOB 64
+
+static void
+s_append_empty_blob (const char *id, uint8_t blob[EMPTY_BLOB])
+{
+    assert_int_equal (cm_random (blob, EMPTY_BLOB), 0);
+    reply_t *r = s_append (id, 0, blob, EMPTY_BLOB);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->blob_append->blob_size, EMPTY_BLOB);
+    s_free (&r);
 }
 
 static reply_t *
@@ -343,14 +364,19 @@ test_upload_roundtrip (void **state)
     r = s_append (id, 10, blob + 10, 5);
     s_expect (r, CM_CONFLICT, "offset_mismatch");
     s_free (&r);
+    /* Commit must name the stored size: the layout fits, the bytes are
+       not all there yet.                                                */
+    r = s_commit (id, 4096 + 100, 2, TOTAL);
+    s_expect (r, CM_CONFLICT, "blob_size_mismatch");
+    s_free (&r);
     r = s_append (id, HDR + C0, blob + HDR + C0, C1);
     s_expect (r, CM_OK, NULL);
     assert_int_equal (r->blob_append->blob_size, TOTAL);
     s_free (&r);
 
-    /* Commit must name the stored size.                                 */
+    /* The layout arithmetic is checked before the bytes.               */
     r = s_commit (id, 4096 + 100, 2, TOTAL - 1);
-    s_expect (r, CM_CONFLICT, "blob_size_mismatch");
+    s_expect (r, CM_INVALID, "invalid_blob_size");
     s_free (&r);
     r = s_commit (id, 4096 + 100, 7, TOTAL);
     s_expect (r, CM_INVALID, "invalid_chunk_count");
@@ -504,7 +530,7 @@ test_abort (void **state)
     r = s_append (id, 7, "more", 4);
     s_expect (r, CM_NOT_FOUND, "file_not_found");
     s_free (&r);
-    r = s_commit (id, 7, 1, 7);
+    r = s_commit (id, 7, 1, 48 + 7 + 16);
     s_expect (r, CM_NOT_FOUND, "file_not_found");
     s_free (&r);
     r = s_abort (id);
@@ -514,12 +540,126 @@ test_abort (void **state)
 
     /* A committed file cannot be aborted (that is FILE_DELETE).        */
     id = s_begin ("empty.txt", 4096);
-    r = s_commit (id, 0, 1, 0);
+    uint8_t empty[EMPTY_BLOB];
+    s_append_empty_blob (id, empty);
+    r = s_commit (id, 0, 1, EMPTY_BLOB);
     s_expect (r, CM_OK, NULL);
     s_free (&r);
     r = s_abort (id);
     s_expect (r, CM_CONFLICT, "file_committed");
     s_free (&r);
+    r = s_delete (id);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    free (id);
+}
+
+/* Storage checks docs/format.md's layout arithmetic: chunk_count is
+   max(1, ceil(size / chunk_size)) and blob_size is 48 + size + 16 per
+   chunk. An extra empty last chunk (which never decrypts) is refused.  */
+static void
+test_commit_layout (void **state)
+{
+    /* size = 1 * chunk_size: one full last chunk.                      */
+    enum { CS = 4096, ONE = 48 + CS + 16 };
+    static uint8_t blob[ONE + 16];
+    assert_int_equal (cm_random (blob, sizeof blob), 0);
+    char *id = s_begin ("exact.bin", CS);
+    reply_t *r = s_append (id, 0, blob, ONE);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    /* k + 1 chunks for size k * chunk_size, even with a matching blob. */
+    r = s_commit (id, CS, 2, ONE + 16);
+    s_expect (r, CM_INVALID, "invalid_chunk_count");
+    s_free (&r);
+    r = s_commit (id, CS, 0, ONE);
+    s_expect (r, CM_INVALID, "invalid_chunk_count");
+    s_free (&r);
+    /* The right count with a blob_size off the layout.                 */
+    r = s_commit (id, CS, 1, ONE + 16);
+    s_expect (r, CM_INVALID, "invalid_blob_size");
+    s_free (&r);
+    r = s_commit (id, CS, 1, ONE - 1);
+    s_expect (r, CM_INVALID, "invalid_blob_size");
+    s_free (&r);
+    assert_false (s_listed (id));
+    r = s_commit (id, CS, 1, ONE);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->file_commit->file->chunk_count, 1);
+    assert_int_equal (r->file_commit->file->blob_size, ONE);
+    s_free (&r);
+    r = s_delete (id);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    free (id);
+
+    /* An empty file: one chunk (not zero), blob = header + tag.        */
+    id = s_begin ("empty.bin", CS);
+    uint8_t empty[EMPTY_BLOB];
+    s_append_empty_blob (id, empty);
+    r = s_commit (id, 0, 0, 48);
+    s_expect (r, CM_INVALID, "invalid_chunk_count");
+    s_free (&r);
+    r = s_commit (id, 0, 1, 48);
+    s_expect (r, CM_INVALID, "invalid_blob_size");
+    s_free (&r);
+    r = s_commit (id, 0, 1, EMPTY_BLOB);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    r = s_delete (id);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    free (id);
+}
+
+/* FILE_COMMIT while another connection holds the DB's write lock: the
+   blob is already in place when the UPDATE fails, so the answer must be
+   UNAVAILABLE "storage_busy" and the retry must find that blob and
+   finish (it used to answer file_not_found and lose the upload).       */
+static void
+test_commit_db_busy (void **state)
+{
+    char *id = s_begin ("busy.bin", 4096);
+    uint8_t blob[EMPTY_BLOB];
+    s_append_empty_blob (id, blob);
+    char part[1024], final[1024], url[700];
+    s_blob_path (id, true, part, sizeof part);
+    s_blob_path (id, false, final, sizeof final);
+
+    snprintf (url, sizeof url, "sqlite:%s/storage.db", g.tmp);
+    cm_db_t *db = cm_db_open (url);
+    assert_non_null (db);
+    assert_int_equal (cm_db_begin (db), 0); /* BEGIN IMMEDIATE: the write lock */
+    /* The service waits out its busy timeout (5 s) before answering.   */
+    reply_t *r = s_commit_ms (id, 0, 1, EMPTY_BLOB, 20000);
+    s_expect (r, CM_UNAVAILABLE, "storage_busy");
+    s_free (&r);
+    /* The failure hit after the rename: no .part left, blob in place.  */
+    assert_false (s_exists (part));
+    assert_true (s_exists (final));
+    assert_int_equal (cm_db_rollback (db), 0);
+    cm_db_destroy (&db);
+
+    r = s_get (id);
+    s_expect (r, CM_NOT_FOUND, "file_not_found"); /* still invisible */
+    s_free (&r);
+    r = s_commit (id, 0, 1, EMPTY_BLOB);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->file_commit->file->blob_size, EMPTY_BLOB);
+    s_free (&r);
+    /* A retry naming another size is still refused.                    */
+    r = s_commit (id, 1, 1, EMPTY_BLOB + 1);
+    s_expect (r, CM_CONFLICT, "file_committed");
+    s_free (&r);
+    zmsg_t *frames = NULL;
+    r = s_read (id, 0, EMPTY_BLOB, &frames);
+    s_expect (r, CM_OK, NULL);
+    assert_non_null (frames);
+    assert_int_equal (zframe_size (zmsg_first (frames)), EMPTY_BLOB);
+    assert_memory_equal (zframe_data (zmsg_first (frames)), blob, EMPTY_BLOB);
+    zmsg_destroy (&frames);
+    s_free (&r);
+    assert_true (s_listed (id));
     r = s_delete (id);
     s_expect (r, CM_OK, NULL);
     s_free (&r);
@@ -601,7 +741,9 @@ test_list_paging (void **state)
     char *ids[5];
     for (int i = 0; i < 5; i++) {
         ids[i] = s_begin ("page.bin", 4096);
-        reply_t *r = s_commit (ids[i], 0, 1, 0);
+        uint8_t empty[EMPTY_BLOB];
+        s_append_empty_blob (ids[i], empty);
+        reply_t *r = s_commit (ids[i], 0, 1, EMPTY_BLOB);
         s_expect (r, CM_OK, NULL);
         s_free (&r);
     }
@@ -786,10 +928,9 @@ static void
 test_restart_sweeps (void **state)
 {
     char *kept = s_begin ("kept.bin", 4096);
-    reply_t *r = s_append (kept, 0, "keep me", 7);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
-    r = s_commit (kept, 0, 1, 7);
+    uint8_t kept_blob[EMPTY_BLOB];
+    s_append_empty_blob (kept, kept_blob);
+    reply_t *r = s_commit (kept, 0, 1, EMPTY_BLOB);
     s_expect (r, CM_OK, NULL);
     s_free (&r);
     /* A pending upload left unfinished for two hours.                   */
@@ -814,9 +955,9 @@ test_restart_sweeps (void **state)
     s_expect (r, CM_NOT_FOUND, "file_not_found");
     s_free (&r);
     zmsg_t *frames = NULL;
-    r = s_read (kept, 0, 7, &frames);
+    r = s_read (kept, 0, EMPTY_BLOB, &frames);
     s_expect (r, CM_OK, NULL);
-    assert_memory_equal (zframe_data (zmsg_first (frames)), "keep me", 7);
+    assert_memory_equal (zframe_data (zmsg_first (frames)), kept_blob, EMPTY_BLOB);
     zmsg_destroy (&frames);
     s_free (&r);
     free (kept);
@@ -875,6 +1016,8 @@ main (int argc, char **argv)
         cmocka_unit_test (test_health),
         cmocka_unit_test (test_upload_roundtrip),
         cmocka_unit_test (test_abort),
+        cmocka_unit_test (test_commit_layout),
+        cmocka_unit_test (test_commit_db_busy),
         cmocka_unit_test (test_validation),
         cmocka_unit_test (test_list_paging),
         cmocka_unit_test (test_garbage_in),
