@@ -12,6 +12,7 @@
 #include "cm_util.h"
 #include "crypto.pb-c.h"
 #include "cryptod_aead.h"
+#include "cryptod_call.h"
 #include "cryptod_worker.h"
 
 /* Housekeeping period: expired queued requests are dropped, the stop
@@ -33,7 +34,9 @@ struct cryptod_broker_t {
     size_t max_pending;
     size_t head;
     size_t count;
-    size_t pending_bytes;
+    size_t max_pending_bytes;
+    size_t pending_bytes;  /* s_call_cost of every queued request       */
+    size_t pending_frames; /* their frames, envelope included (for logs) */
 
     uint64_t started_ms;
     atomic_bool stop;
@@ -41,23 +44,30 @@ struct cryptod_broker_t {
 };
 
 static size_t
-s_blob_bytes (const cm_call_t *call)
+s_call_frames (const cm_call_t *call)
 {
-    size_t n = 0;
+    return zmsg_size (call->envelope) + 1 + zmsg_size (call->blobs);
+}
+
+/* What a queued request holds: its blob bytes, its (unpacked) header
+   and a fixed cost per frame, so that many small or empty frames count
+   too -- they cost memory even when they carry no bytes.              */
+static size_t
+s_call_cost (const cm_call_t *call)
+{
+    size_t n = s_call_frames (call) * CRYPTOD_FRAME_COST;
+    n += protobuf_c_message_get_packed_size (call->request);
     for (zframe_t *f = zmsg_first (call->blobs); f; f = zmsg_next (call->blobs)) {
         n += zframe_size (f);
     }
     return n;
 }
 
+/* Every path that lets go of a request wipes what may be plaintext.   */
 static void
 s_call_free (cm_call_t **call_p)
 {
-    if (*call_p) {
-        cm_call_release (*call_p);
-        free (*call_p);
-        *call_p = NULL;
-    }
+    cryptod_call_free (call_p);
 }
 
 cryptod_broker_t *
@@ -74,6 +84,8 @@ cryptod_broker_new (const cryptod_broker_opts_t *opts)
     atomic_init (&self->stop, false);
     self->started_ms = cm_mono_ms ();
     self->max_pending = opts->max_pending ? opts->max_pending : CRYPTOD_MAX_PENDING;
+    self->max_pending_bytes =
+        opts->max_pending_bytes ? opts->max_pending_bytes : CRYPTOD_MAX_PENDING_BYTES;
     self->pending = calloc (self->max_pending, sizeof *self->pending);
     self->workers = zhash_new ();
     self->idle = zlist_new ();
@@ -213,10 +225,10 @@ s_dispatch (cryptod_broker_t *self, zframe_t **worker, cm_call_t **call_p)
     while ((f = zmsg_pop (call->blobs))) {
         zmsg_append (msg, &f);
     }
-    if (zmsg_send (&msg, self->back) != 0) {
-        cm_error (call->req_id, "zmsg_send() to crypto worker failed: %s",
+    /* On failure the unsent frames (a plaintext chunk) are wiped.      */
+    if (cryptod_msg_send (&msg, self->back) != 0) {
+        cm_error (call->req_id, "cryptod_msg_send() to crypto worker failed: %s",
                   zmq_strerror (zmq_errno ()));
-        zmsg_destroy (&msg);
         zmsg_destroy (&call->envelope);
         call->envelope = envelope_copy;
         envelope_copy = NULL;
@@ -236,7 +248,8 @@ s_pending_pop (cryptod_broker_t *self)
         self->pending[self->head] = NULL;
         self->head = (self->head + 1) % self->max_pending;
         self->count--;
-        self->pending_bytes -= s_blob_bytes (call);
+        self->pending_bytes -= s_call_cost (call);
+        self->pending_frames -= s_call_frames (call);
         if (!cm_call_expired (call)) {
             return call;
         }
@@ -286,6 +299,11 @@ s_front_message (cryptod_broker_t *self)
         /* A quick refusal lets the caller retry elsewhere at once.     */
         s_reply_error (self, call, CM_UNAVAILABLE, "crypto_stopping",
                        "the crypto service is shutting down");
+    } else if (zmsg_size (call->blobs) > CRYPTOD_MAX_BLOBS) {
+        /* No request carries more than one blob: refused before it can
+           take a queue slot with thousands of (empty) frames.          */
+        s_reply_error (self, call, CM_INVALID, "bad_blob_count",
+                       "at most one blob frame may follow the header");
     } else if (req->body_case == SAFESHARE__CRYPTO_REQUEST__BODY_HEALTH) {
         s_health (self, call);
     } else if (req->body_case != SAFESHARE__CRYPTO_REQUEST__BODY_KEY_NEW &&
@@ -298,16 +316,16 @@ s_front_message (cryptod_broker_t *self)
         s_dispatch (self, &worker, &call);
         return;
     } else {
-        size_t bytes = s_blob_bytes (call);
+        size_t cost = s_call_cost (call);
         if (self->count >= self->max_pending ||
-            (self->count > 0 &&
-             self->pending_bytes + bytes > CRYPTOD_MAX_PENDING_BYTES)) {
+            (self->count > 0 && self->pending_bytes + cost > self->max_pending_bytes)) {
             s_reply_error (self, call, CM_UNAVAILABLE, "crypto_busy",
                            "every crypto worker is busy and the queue is full");
         } else {
             self->pending[(self->head + self->count) % self->max_pending] = call;
             self->count++;
-            self->pending_bytes += bytes;
+            self->pending_bytes += cost;
+            self->pending_frames += s_call_frames (call);
             return;
         }
     }
@@ -324,7 +342,7 @@ s_back_message (cryptod_broker_t *self)
     zframe_t *worker = zmsg_pop (msg);
     if (!worker || zmsg_size (msg) == 0) {
         zframe_destroy (&worker);
-        zmsg_destroy (&msg);
+        cryptod_msg_destroy_wiped (&msg);
         return;
     }
     char *key = zframe_strhex (worker);
@@ -344,16 +362,18 @@ s_back_message (cryptod_broker_t *self)
     } else if (!known) {
         cm_warn (NULL, "reply from unknown crypto worker %s dropped", key);
     } else {
-        /* [client envelope][header][blob]: to the caller as it is.     */
-        if (zmsg_send (&msg, self->front) != 0) {
-            cm_warn (NULL, "zmsg_send() of a reply to the caller failed: %s",
+        /* [client envelope][header][blob]: to the caller as it is; the
+           blob of a DECRYPT reply is plaintext, wiped if not sent.      */
+        if (cryptod_msg_send (&msg, self->front) != 0) {
+            cm_warn (NULL, "cryptod_msg_send() of a reply to the caller failed: %s",
                      zmq_strerror (zmq_errno ()));
         }
         s_worker_free (self, &worker);
     }
     zstr_free (&key);
     zframe_destroy (&worker);
-    zmsg_destroy (&msg);
+    /* A dropped reply may be a DECRYPT output.                         */
+    cryptod_msg_destroy_wiped (&msg);
 }
 
 /* Answers every queued request UNAVAILABLE (shutting down).          */
@@ -380,7 +400,8 @@ s_pending_expire (cryptod_broker_t *self)
         self->count--;
         if (cm_call_expired (call)) {
             cm_debug (call->req_id, "deadline passed while queued, request dropped");
-            self->pending_bytes -= s_blob_bytes (call);
+            self->pending_bytes -= s_call_cost (call);
+            self->pending_frames -= s_call_frames (call);
             s_call_free (&call);
         } else {
             /* Back at the tail: the order of the survivors is kept.    */
@@ -410,8 +431,8 @@ cryptod_broker_run (cryptod_broker_t *self)
         if (!self->draining && (cm_service_stopping () || atomic_load (&self->stop))) {
             self->draining = true;
             drain_deadline = now + CRYPTOD_DRAIN_MS;
-            cm_info (NULL, "stopping: %zu in flight, %zu queued refused",
-                     s_in_flight (self), self->count);
+            cm_info (NULL, "stopping: %zu in flight, %zu queued refused (%zu frames)",
+                     s_in_flight (self), self->count, self->pending_frames);
             s_pending_refuse (self);
         }
         if (self->draining) {

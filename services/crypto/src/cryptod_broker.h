@@ -8,8 +8,13 @@
     - HEALTH is answered by the broker itself.
     - Other requests go to the least recently used idle worker, header
       re-packed (small) and blob frames moved, never copied; when every
-      worker is busy they wait in a bounded FIFO (count and bytes), and a
-      request that finds it full is answered UNAVAILABLE "crypto_busy".
+      worker is busy they wait in a bounded FIFO (count, and bytes with a
+      fixed cost per frame so empty frames count), and a request that
+      finds it full is answered UNAVAILABLE "crypto_busy". A request
+      with more than one blob frame is refused INVALID "bad_blob_count"
+      before it is queued.
+    - Every request or reply it lets go of goes through cryptod_call
+      (plaintext frames wiped).
     - Replies from workers go back to the caller unchanged (the reply's
       blob frame is the worker's buffer, zero-copy).
     - Stop (SIGTERM or cryptod_broker_stop): queued and newly arriving
@@ -26,8 +31,13 @@
 
 #define CRYPTOD_MAX_PENDING       1024
 #define CRYPTOD_MAX_PENDING_BYTES (256u * 1024u * 1024u)
-#define CRYPTOD_DRAIN_MS          5000
-#define CRYPTOD_MAX_WORKERS       64
+/* Queue cost of one frame beyond its bytes (zframe_t, zmq_msg_t, the
+   allocation): a request of empty frames is not free.                 */
+#define CRYPTOD_FRAME_COST 256u
+/* Blob frames a request may carry: ENCRYPT/DECRYPT one, others none.  */
+#define CRYPTOD_MAX_BLOBS   1
+#define CRYPTOD_DRAIN_MS    5000
+#define CRYPTOD_MAX_WORKERS 64
 
 typedef struct {
     const char *endpoint;             /* front socket, e.g. ipc://var/run/crypto.sock */
@@ -35,6 +45,7 @@ typedef struct {
     int workers;                      /* local worker threads, 0..64 (0: tests) */
     uint32_t chunk_size;              /* default for KEY_NEW without one */
     size_t max_pending;               /* 0: CRYPTOD_MAX_PENDING */
+    size_t max_pending_bytes;         /* 0: CRYPTOD_MAX_PENDING_BYTES */
 } cryptod_broker_opts_t;
 
 typedef struct cryptod_broker_t cryptod_broker_t;

@@ -8,6 +8,7 @@
 #include "cm_log.h"
 #include "cm_util.h"
 #include "crypto.pb-c.h"
+#include "cryptod_call.h"
 #include "cryptod_stream.h"
 
 struct cryptod_worker_t {
@@ -211,10 +212,10 @@ s_chunk (cryptod_worker_t *self, zsock_t *sock, cm_call_t *call,
     memcpy (header, req->header.data, sizeof header);
     int rc;
     if (encrypt) {
+        /* The plaintext frame is wiped by cryptod_call_release, on this
+           path and on every refusal above.                             */
         rc = cryptod_chunk_seal (dek, header, req->index, req->last, zframe_data (in),
                                  in_len, out);
-        /* The request frame held plaintext: wipe it before libzmq frees it. */
-        OPENSSL_cleanse (zframe_data (in), in_len);
     } else {
         rc = cryptod_chunk_open (dek, header, req->index, req->last, zframe_data (in),
                                  in_len, out);
@@ -337,7 +338,7 @@ cryptod_worker_actor (zsock_t *pipe, void *args)
             continue;
         }
         int replied = cryptod_worker_handle (self, dealer, &call);
-        cm_call_release (&call);
+        cryptod_call_release (&call);
         /* A reply tells the broker we are free again; without one, say so. */
         if (replied != 0) {
             s_send_ready (dealer);

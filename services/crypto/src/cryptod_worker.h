@@ -31,7 +31,9 @@ void cryptod_worker_destroy (cryptod_worker_t **self_p);
 
 /* Handles one received CryptoRequest (KEY_NEW, ENCRYPT or DECRYPT) and
    answers it on sock. Returns 0 if a reply was sent, -1 if none was (the
-   deadline had passed, or the send failed).                           */
+   deadline had passed, or the send failed). The caller then releases
+   the call with cryptod_call_release (which wipes an ENCRYPT request's
+   plaintext, whatever the outcome).                                   */
 int cryptod_worker_handle (cryptod_worker_t *self, zsock_t *sock, cm_call_t *call);
 
 /* Arguments of the actor; must outlive it.                            */

@@ -319,6 +319,19 @@ test_garbage_in (void **state)
     s_expect_error (&r, SAFESHARE__STATUS__STATUS_UNSUPPORTED, "unsupported_version");
     s_result_free (&r);
 
+    /* HEALTH with two blob frames: no request carries more than one;
+       the broker refuses it before anything else (queue included).     */
+    meta.version = CM_PROTO_VERSION;
+    meta.request_id = "health-two-blobs";
+    m = zmsg_new ();
+    head = cm_frame_pack ((ProtobufCMessage *)&req);
+    zmsg_append (m, &head);
+    zmsg_addmem (m, NULL, 0);
+    zmsg_addmem (m, NULL, 0);
+    r = s_raw (f, m, 2000);
+    s_expect_error (&r, SAFESHARE__STATUS__STATUS_INVALID, "bad_blob_count");
+    s_result_free (&r);
+
     /* Missing body.                                                     */
     Safeshare__CryptoRequest empty = SAFESHARE__CRYPTO_REQUEST__INIT;
     r = s_call (f->dealer, &empty, NULL, 0);

@@ -1,6 +1,8 @@
 /*  cryptod_broker in-process: HEALTH by the broker, the bounded queue
-    (crypto_busy) and the stop path (queued -> crypto_stopping) with no
-    worker, then many concurrent chunks spread over several workers.   */
+    (crypto_busy; frames count, not only bytes; more than one blob is
+    refused before queueing) and the stop path (queued ->
+    crypto_stopping) with no worker, then many concurrent chunks spread
+    over several workers.                                               */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,7 +42,7 @@ s_run (void *arg)
 }
 
 static s_fixture_t *
-s_start (int workers, size_t max_pending)
+s_start (int workers, size_t max_pending, size_t max_pending_bytes)
 {
     static int instance;
     s_fixture_t *f = calloc (1, sizeof *f);
@@ -52,7 +54,8 @@ s_start (int workers, size_t max_pending)
     f->keyring = cryptod_keyring_load (path);
     assert_non_null (f->keyring);
     snprintf (f->endpoint, sizeof f->endpoint, "inproc://test-broker-%d", instance++);
-    cryptod_broker_opts_t opts = {f->endpoint, f->keyring, workers, CS, max_pending};
+    cryptod_broker_opts_t opts = {f->endpoint, f->keyring,  workers,
+                                  CS,          max_pending, max_pending_bytes};
     f->broker = cryptod_broker_new (&opts);
     assert_non_null (f->broker);
     f->run_rc = -2;
@@ -89,7 +92,7 @@ test_queue_bound_and_stop (void **state)
 {
     (void)state;
     /* No worker: everything but HEALTH waits in the queue (bound 2).   */
-    s_fixture_t *f = s_start (0, 2);
+    s_fixture_t *f = s_start (0, 2, 0);
     zsock_t *dealer = cm_sock_client (f->endpoint);
     assert_non_null (dealer);
 
@@ -144,12 +147,108 @@ test_queue_bound_and_stop (void **state)
     s_stop (f);
 }
 
+/* Frames cost queue room even when empty: with no worker, a small
+   byte budget and zero-byte requests, the queue fills by their frames
+   and headers (it used to take them all: 0 bytes each). A request
+   with two blob frames is refused at once, never queued.               */
+static void
+test_queue_counts_frames (void **state)
+{
+    (void)state;
+    enum { N = 10 };
+    s_fixture_t *f = s_start (0, 100, 4096);
+    zsock_t *dealer = cm_sock_client (f->endpoint);
+    assert_non_null (dealer);
+
+    /* More than one blob (here 3 empty frames): INVALID, answered now. */
+    Safeshare__CryptoRequest req = SAFESHARE__CRYPTO_REQUEST__INIT;
+    Safeshare__KeyNewRequest body = SAFESHARE__KEY_NEW_REQUEST__INIT;
+    body.file_id = FILE_A;
+    req.body_case = SAFESHARE__CRYPTO_REQUEST__BODY_KEY_NEW;
+    req.key_new = &body;
+    Safeshare__Meta meta;
+    char buf[65];
+    cm_meta_init (&meta, buf, "many-frames", 10000);
+    req.meta = &meta;
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addmem (msg, NULL, 0);
+    zframe_t *head = cm_frame_pack ((ProtobufCMessage *)&req);
+    zmsg_append (msg, &head);
+    for (int i = 0; i < 3; i++) {
+        zmsg_addmem (msg, NULL, 0);
+    }
+    req.meta = NULL;
+    assert_int_equal (zmsg_send (&msg, dealer), 0);
+    s_result_t r = s_recv_reply (dealer, 5000);
+    s_expect_error (&r, SAFESHARE__STATUS__STATUS_INVALID, "bad_blob_count");
+    assert_string_equal (r.reply->meta->request_id, "many-frames");
+    s_result_free (&r);
+    Safeshare__ChunkRequest chunk;
+    ProtobufCBinaryData none = {0, NULL};
+    Safeshare__CryptoRequest two =
+        s_chunk_request (&chunk, true, FILE_A, "0011223344556677", none, none, 0, true);
+    cm_meta_init (&meta, buf, "two-blobs", 10000);
+    two.meta = &meta;
+    msg = zmsg_new ();
+    zmsg_addmem (msg, NULL, 0);
+    head = cm_frame_pack ((ProtobufCMessage *)&two);
+    zmsg_append (msg, &head);
+    zmsg_addmem (msg, "a", 1);
+    zmsg_addmem (msg, "b", 1);
+    assert_int_equal (zmsg_send (&msg, dealer), 0);
+    r = s_recv_reply (dealer, 5000);
+    s_expect_error (&r, SAFESHARE__STATUS__STATUS_INVALID, "bad_blob_count");
+    assert_string_equal (r.reply->meta->request_id, "two-blobs");
+    s_result_free (&r);
+
+    /* Zero-byte KEY_NEWs: some queue, the rest find it full.           */
+    char bufs[N][65], ids[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf (ids[i], sizeof ids[i], "q-%d", i);
+        s_send_request (dealer, &req, bufs[i], ids[i], NULL, 0);
+    }
+    int busy = 0;
+    char refused[N][16];
+    while (true) {
+        r = s_recv_reply (dealer, 500);
+        if (!r.reply) {
+            s_result_free (&r);
+            break;
+        }
+        s_expect_error (&r, SAFESHARE__STATUS__STATUS_UNAVAILABLE, "crypto_busy");
+        assert_true (busy < N);
+        snprintf (refused[busy++], sizeof refused[0], "%s", r.reply->meta->request_id);
+        s_result_free (&r);
+    }
+    int queued = N - busy;
+    assert_true (busy >= 1);
+    assert_true (queued >= 1);
+    /* Once full it stays full: the refused ones are the last ones.     */
+    for (int i = 0; i < busy; i++) {
+        assert_string_equal (refused[i], ids[queued + i]);
+    }
+    /* Each costs 3 frames (identity, delimiter, header) at least.      */
+    assert_true ((size_t)queued * 3 * CRYPTOD_FRAME_COST <=
+                 4096 + 3 * CRYPTOD_FRAME_COST);
+
+    /* The queued ones are answered at the stop, in order.              */
+    cryptod_broker_stop (f->broker);
+    for (int i = 0; i < queued; i++) {
+        r = s_recv_reply (dealer, 5000);
+        s_expect_error (&r, SAFESHARE__STATUS__STATUS_UNAVAILABLE, "crypto_stopping");
+        assert_string_equal (r.reply->meta->request_id, ids[i]);
+        s_result_free (&r);
+    }
+    zsock_destroy (&dealer);
+    s_stop (f);
+}
+
 static void
 test_many_chunks_many_workers (void **state)
 {
     (void)state;
     enum { N = 64 };
-    s_fixture_t *f = s_start (4, 0);
+    s_fixture_t *f = s_start (4, 0, 0);
     zsock_t *dealer = cm_sock_client (f->endpoint);
     assert_non_null (dealer);
 
@@ -221,7 +320,7 @@ test_stop_in_flight (void **state)
 {
     (void)state;
     enum { N = 8, BIG = 1024 * 1024 };
-    s_fixture_t *f = s_start (1, 0);
+    s_fixture_t *f = s_start (1, 0, 0);
     zsock_t *dealer = cm_sock_client (f->endpoint);
     assert_non_null (dealer);
     Safeshare__CryptoRequest req = SAFESHARE__CRYPTO_REQUEST__INIT;
@@ -299,6 +398,7 @@ main (void)
     cm_log_init ("test", CM_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_queue_bound_and_stop),
+        cmocka_unit_test (test_queue_counts_frames),
         cmocka_unit_test (test_many_chunks_many_workers),
         cmocka_unit_test (test_stop_in_flight),
     };
