@@ -176,17 +176,30 @@ s_auth_call (gw_req_t *req, Safeshare__AuthRequest *r, Safeshare__AuthReply **re
                    (ProtobufCMessage **)reply);
 }
 
+/* {"email", "password"} of signup and login. On success *body holds
+   both strings (the caller drops it as soon as they are sent: it holds
+   the password); on failure the error reply is set.                   */
+static int
+s_credentials (gw_req_t *req, json_t **body, const char **email, const char **password)
+{
+    if (gw_body_json (req, body) != 0) {
+        return -1;
+    }
+    if (s_field_string (req, *body, "email", 254, email) != 0 ||
+        s_field_string (req, *body, "password", 1024, password) != 0) {
+        json_decref (*body);
+        *body = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 static int
 s_signup (gw_req_t *req)
 {
     json_t *body = NULL;
-    if (gw_body_json (req, &body) != 0) {
-        return req->status;
-    }
     const char *email, *password;
-    if (s_field_string (req, body, "email", 254, &email) != 0 ||
-        s_field_string (req, body, "password", 1024, &password) != 0) {
-        json_decref (body);
+    if (s_credentials (req, &body, &email, &password) != 0) {
         return req->status;
     }
     Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
@@ -241,13 +254,8 @@ static int
 s_login (gw_req_t *req)
 {
     json_t *body = NULL;
-    if (gw_body_json (req, &body) != 0) {
-        return req->status;
-    }
     const char *email, *password;
-    if (s_field_string (req, body, "email", 254, &email) != 0 ||
-        s_field_string (req, body, "password", 1024, &password) != 0) {
-        json_decref (body);
+    if (s_credentials (req, &body, &email, &password) != 0) {
         return req->status;
     }
     Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;

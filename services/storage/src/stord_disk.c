@@ -161,6 +161,22 @@ s_same_bytes (int fd, const char *req, const uint8_t *data, size_t len, uint64_t
     return rc;
 }
 
+/* open(2) with the backend's answer: NOT_FOUND for a missing file, an
+   ERROR logged once for anything else.                                 */
+static stord_rc_t
+s_open (const char *req, const char *path, int flags, int *fd)
+{
+    *fd = open (path, flags | O_CLOEXEC);
+    if (*fd >= 0) {
+        return STORD_OK;
+    }
+    if (errno == ENOENT) {
+        return STORD_NOT_FOUND;
+    }
+    cm_error (req, "open(%s) failed: %s", path, strerror (errno));
+    return STORD_ERROR;
+}
+
 static stord_rc_t
 s_append (void *impl, const char *req, const char *id, uint64_t offset, const void *data,
           size_t len, uint64_t *size_out)
@@ -173,13 +189,10 @@ s_append (void *impl, const char *req, const char *id, uint64_t offset, const vo
     if (offset > (uint64_t)INT64_MAX - len) {
         return STORD_MISMATCH;
     }
-    int fd = open (path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            return STORD_NOT_FOUND;
-        }
-        cm_error (req, "open(%s) failed: %s", path, strerror (errno));
-        return STORD_ERROR;
+    int fd;
+    stord_rc_t opened = s_open (req, path, O_RDWR, &fd);
+    if (opened != STORD_OK) {
+        return opened;
     }
     stord_rc_t rc = STORD_OK;
     struct stat st;
@@ -237,13 +250,10 @@ static stord_rc_t
 s_commit_again (s_disk_t *self, const char *req, const char *final, const char *shard,
                 uint64_t size)
 {
-    int fd = open (final, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            return STORD_NOT_FOUND;
-        }
-        cm_error (req, "open(%s) failed: %s", final, strerror (errno));
-        return STORD_ERROR;
+    int fd;
+    stord_rc_t opened = s_open (req, final, O_RDONLY, &fd);
+    if (opened != STORD_OK) {
+        return opened;
     }
     stord_rc_t rc = STORD_ERROR;
     struct stat st;
@@ -366,13 +376,10 @@ s_read (void *impl, const char *req, const char *id, uint64_t offset, void *buf,
     if (offset > (uint64_t)INT64_MAX - len) {
         return STORD_MISMATCH;
     }
-    int fd = open (path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            return STORD_NOT_FOUND;
-        }
-        cm_error (req, "open(%s) failed: %s", path, strerror (errno));
-        return STORD_ERROR;
+    int fd;
+    stord_rc_t opened = s_open (req, path, O_RDONLY, &fd);
+    if (opened != STORD_OK) {
+        return opened;
     }
     stord_rc_t rc = STORD_OK;
     int r = s_pread_all (fd, buf, len, offset);
