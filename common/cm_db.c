@@ -1,21 +1,29 @@
-/*  cm_db -- SQLite backend (the embedded default). The interface is the
-    one libpq offers (text parameters $1.., text results), so the
-    PostgreSQL backend of issue 3 slots in behind the same calls.        */
+/*  cm_db -- two backends behind one opaque handle: SQLite (the embedded
+    default) and PostgreSQL (libpq). The interface is the one libpq offers
+    (text parameters $1.., text results), so the SQLite side adapts to it
+    and the PostgreSQL side is a thin wrapper.                           */
 #include "cm_db.h"
 #include "cm_log.h"
 #include "cm_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+typedef enum { S_SQLITE, S_PG } s_backend_t;
+
 struct cm_db_t {
-    sqlite3 *sqlite;
-    char *path;
+    s_backend_t backend;
+    sqlite3 *sqlite; /* S_SQLITE */
+    PGconn *pg;      /* S_PG */
+    char *path;      /* what logs name: file path, or host:port/db (never
+                        the password)                                    */
 };
 
 struct cm_db_res_t {
@@ -42,9 +50,15 @@ s_status (int rc)
     }
 }
 
+static int s_pg_exec_script (cm_db_t *self, const char *sql);
+
+/* Runs one or more statements without parameters. 0 / -1 (logged). */
 static int
 s_exec_script (cm_db_t *self, const char *sql)
 {
+    if (self->backend == S_PG) {
+        return s_pg_exec_script (self, sql);
+    }
     char *err = NULL;
     if (sqlite3_exec (self->sqlite, sql, NULL, NULL, &err) != SQLITE_OK) {
         cm_error (NULL, "sqlite3_exec() failed on %s: %s", self->path, err ? err : "?");
@@ -54,16 +68,22 @@ s_exec_script (cm_db_t *self, const char *sql)
     return 0;
 }
 
+static cm_db_t *s_pg_open (const char *url);
+
 cm_db_t *
 cm_db_open (const char *url)
 {
-    if (strncmp (url, "postgresql://", 13) == 0 ||
-        strncmp (url, "postgres://", 11) == 0) {
-        cm_error (NULL, "PostgreSQL is not supported by this build yet: use sqlite:PATH");
+    if (!url) {
+        cm_error (NULL, "no database URL");
         return NULL;
     }
+    if (strncmp (url, "postgresql://", 13) == 0 ||
+        strncmp (url, "postgres://", 11) == 0) {
+        return s_pg_open (url);
+    }
     if (strncmp (url, "sqlite:", 7) != 0 || !url[7]) {
-        cm_error (NULL, "unsupported database URL (want sqlite:PATH)");
+        cm_error (NULL,
+                  "unsupported database URL (want sqlite:PATH or postgresql://...)");
         return NULL;
     }
     const char *path = url + 7;
@@ -78,7 +98,11 @@ cm_db_open (const char *url)
     if (!self) {
         return NULL;
     }
+    self->backend = S_SQLITE;
     self->path = strdup (path);
+    if (!self->path) {
+        goto fail;
+    }
     if (sqlite3_open_v2 (path, &self->sqlite,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
                          NULL) != SQLITE_OK) {
@@ -105,6 +129,9 @@ cm_db_destroy (cm_db_t **self_p)
 {
     if (self_p && *self_p) {
         sqlite3_close_v2 ((*self_p)->sqlite);
+        if ((*self_p)->pg) {
+            PQfinish ((*self_p)->pg);
+        }
         free ((*self_p)->path);
         free (*self_p);
         *self_p = NULL;
@@ -122,9 +149,19 @@ s_res_new (cm_db_status_t status)
     return res;
 }
 
+static cm_db_res_t *s_pg_query (cm_db_t *self, const char *sql, int nparams,
+                                const char *const *params);
+
 cm_db_res_t *
 cm_db_query (cm_db_t *self, const char *sql, int nparams, const char *const *params)
 {
+    if (nparams < 0 || (nparams > 0 && !params)) {
+        cm_error (NULL, "cm_db_query() called with %d parameters and no values", nparams);
+        return s_res_new (CM_DB_ERROR);
+    }
+    if (self->backend == S_PG) {
+        return s_pg_query (self, sql, nparams, params);
+    }
     sqlite3_stmt *stmt = NULL;
     int rc = sqlite3_prepare_v2 (self->sqlite, sql, -1, &stmt, NULL);
     if (rc != SQLITE_OK) {
@@ -233,12 +270,27 @@ cm_db_res_free (cm_db_res_t **res_p)
 int
 cm_db_begin (cm_db_t *self)
 {
+    if (self->backend == S_PG) {
+        /* READ COMMITTED (the server default) is enough for the services'
+           writes: each state change is one conditional UPDATE ... WHERE
+           <expected state> (or an INSERT guarded by a unique key), and
+           PostgreSQL re-checks the WHERE against the newest committed row
+           after waiting for a concurrent writer, so two racing requests
+           cannot both see "1 row changed". Plain reads in a transaction
+           may see newer commits; no decision relies on two reads agreeing. */
+        return s_exec_script (self, "BEGIN");
+    }
     return s_exec_script (self, "BEGIN IMMEDIATE");
 }
+
+static int s_pg_commit (cm_db_t *self);
 
 int
 cm_db_commit (cm_db_t *self)
 {
+    if (self->backend == S_PG) {
+        return s_pg_commit (self);
+    }
     if (s_exec_script (self, "COMMIT") == 0) {
         return 0;
     }
@@ -259,10 +311,28 @@ cm_db_rollback (cm_db_t *self)
 int
 cm_db_migrate (cm_db_t *self, const char *service, const char *const *sql, size_t count)
 {
+    if (self->backend == S_PG) {
+        /* Concurrent CREATE TABLE IF NOT EXISTS can fail on PostgreSQL
+           (unique violation in pg_type): serialise it under a lock.     */
+        if (s_exec_script (self, "BEGIN") != 0) {
+            return -1;
+        }
+        if (s_exec_script (self, "SELECT pg_advisory_xact_lock (hashtext ("
+                                 "'safeshare schema_migrations'))") != 0) {
+            cm_db_rollback (self);
+            return -1;
+        }
+    }
     if (s_exec_script (
             self, "CREATE TABLE IF NOT EXISTS schema_migrations ("
                   " service TEXT NOT NULL, version INTEGER NOT NULL,"
                   " applied_at BIGINT NOT NULL, PRIMARY KEY (service, version))") != 0) {
+        if (self->backend == S_PG) {
+            cm_db_rollback (self);
+        }
+        return -1;
+    }
+    if (self->backend == S_PG && cm_db_commit (self) != 0) {
         return -1;
     }
     for (size_t i = 0; i < count; i++) {
@@ -275,7 +345,23 @@ cm_db_migrate (cm_db_t *self, const char *service, const char *const *sql, size_
         if (cm_db_begin (self) != 0) {
             return -1;
         }
-        cm_db_res_t *res = cm_db_query (
+        cm_db_res_t *res = NULL;
+        if (self->backend == S_PG) {
+            /* PostgreSQL has no BEGIN IMMEDIATE: a transaction-scoped lock
+               keyed on the service makes a second replica wait here; under
+               READ COMMITTED its check below then sees the first one's
+               commit and skips the version.                            */
+            const char *lp[] = {service};
+            res =
+                cm_db_query (self, "SELECT pg_advisory_xact_lock (hashtext ($1))", 1, lp);
+            if (cm_db_res_status (res) != CM_DB_OK) {
+                cm_db_res_free (&res);
+                cm_db_rollback (self);
+                return -1;
+            }
+            cm_db_res_free (&res);
+        }
+        res = cm_db_query (
             self, "SELECT 1 FROM schema_migrations WHERE service = $1 AND version = $2",
             2, p);
         bool done = cm_db_res_status (res) == CM_DB_OK && cm_db_res_rows (res) > 0;
@@ -302,4 +388,227 @@ cm_db_migrate (cm_db_t *self, const char *service, const char *const *sql, size_
         }
     }
     return 0;
+}
+
+/* ---- PostgreSQL backend (libpq) ---------------------------------------- */
+
+/* NOTICEs (e.g. "relation already exists, skipping") are not errors.    */
+static void
+s_pg_notice (void *arg, const char *message)
+{
+    (void)arg;
+    cm_debug (NULL, "postgresql: %.*s", (int)strcspn (message, "\n"), message);
+}
+
+/* libpq's message for a connection that failed, unless it would repeat
+   the password (it does not today; this keeps it so).                  */
+static const char *
+s_pg_safe_error (PGconn *conn, const char *password)
+{
+    const char *msg = conn ? PQerrorMessage (conn) : "out of memory";
+    if (password && *password && strstr (msg, password)) {
+        return "(message withheld: it contains the password)";
+    }
+    return msg;
+}
+
+static cm_db_t *
+s_pg_open (const char *url)
+{
+    cm_db_t *self = NULL;
+    PQconninfoOption *opts = NULL;
+    char *errmsg = NULL;
+    /* Parsed first so that a malformed URL is reported without echoing
+       it (libpq's parse errors quote the offending part).              */
+    opts = PQconninfoParse (url, &errmsg);
+    if (!opts) {
+        cm_error (NULL, "PQconninfoParse() failed: malformed PostgreSQL URL");
+        PQfreemem (errmsg);
+        return NULL;
+    }
+    const char *host = NULL, *port = NULL, *dbname = NULL, *password = NULL;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val) {
+            continue;
+        }
+        if (strcmp (o->keyword, "host") == 0 ||
+            (!host && strcmp (o->keyword, "hostaddr") == 0)) {
+            host = o->val;
+        } else if (strcmp (o->keyword, "port") == 0) {
+            port = o->val;
+        } else if (strcmp (o->keyword, "dbname") == 0) {
+            dbname = o->val;
+        } else if (strcmp (o->keyword, "password") == 0) {
+            password = o->val;
+        }
+    }
+    char label[300];
+    snprintf (label, sizeof label, "postgresql %s:%s/%s", host ? host : "(default)",
+              port ? port : "(default)", dbname ? dbname : "(default)");
+
+    self = calloc (1, sizeof *self);
+    if (!self || !(self->path = strdup (label))) {
+        goto fail;
+    }
+    self->backend = S_PG;
+    /* The URL comes last so anything it sets wins over our defaults.    */
+    const char *const keys[] = {"connect_timeout", "client_encoding", "dbname", NULL};
+    const char *const vals[] = {"10", "UTF8", url, NULL};
+    self->pg = PQconnectdbParams (keys, vals, 1);
+    if (!self->pg || PQstatus (self->pg) != CONNECTION_OK) {
+        cm_error (NULL, "PQconnectdbParams() failed for %s: %.*s", label,
+                  (int)strcspn (s_pg_safe_error (self->pg, password), "\n"),
+                  s_pg_safe_error (self->pg, password));
+        goto fail;
+    }
+    PQsetNoticeProcessor (self->pg, s_pg_notice, NULL);
+    cm_debug (NULL, "connected to %s", label);
+    PQconninfoFree (opts);
+    return self;
+fail:
+    PQconninfoFree (opts);
+    cm_db_destroy (&self);
+    return NULL;
+}
+
+static cm_db_status_t
+s_pg_status (const PGresult *r)
+{
+    const char *state = r ? PQresultErrorField (r, PG_DIAG_SQLSTATE) : NULL;
+    if (!state) {
+        return CM_DB_ERROR;
+    }
+    if (strncmp (state, "23", 2) == 0) {
+        return CM_DB_CONSTRAINT; /* integrity constraint violation */
+    }
+    /* serialization_failure, deadlock_detected, lock_not_available */
+    if (strcmp (state, "40001") == 0 || strcmp (state, "40P01") == 0 ||
+        strcmp (state, "55P03") == 0) {
+        return CM_DB_BUSY;
+    }
+    return CM_DB_ERROR;
+}
+
+static void
+s_pg_log_error (cm_db_t *self, const char *call, const PGresult *r)
+{
+    const char *msg = r ? PQresultErrorMessage (r) : "";
+    if (!*msg) {
+        msg = PQerrorMessage (self->pg);
+    }
+    cm_error (NULL, "%s failed on %s: %.*s", call, self->path, (int)strcspn (msg, "\n"),
+              msg);
+}
+
+static int
+s_pg_exec_script (cm_db_t *self, const char *sql)
+{
+    PGresult *r = PQexec (self->pg, sql);
+    ExecStatusType st = r ? PQresultStatus (r) : PGRES_FATAL_ERROR;
+    int rc = 0;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        s_pg_log_error (self, "PQexec()", r);
+        rc = -1;
+    }
+    PQclear (r);
+    return rc;
+}
+
+#define S_PG_MAX_PARAMS 64
+#define S_PG_TEXT_OID   25 /* pg_type.oid of text (catalog/pg_type_d.h) */
+
+/* True if sql contains $n not followed by another digit. A match inside a
+   string literal only costs the type inference, so a plain scan will do. */
+static bool
+s_sql_uses_param (const char *sql, int n)
+{
+    char tag[16];
+    int len = snprintf (tag, sizeof tag, "$%d", n);
+    for (const char *at = strstr (sql, tag); at; at = strstr (at + 1, tag)) {
+        if (at[len] < '0' || at[len] > '9') {
+            return true;
+        }
+    }
+    return false;
+}
+
+static cm_db_res_t *
+s_pg_query (cm_db_t *self, const char *sql, int nparams, const char *const *params)
+{
+    /* Type 0: the server infers each type from its use, and the text is
+       converted as if it were a quoted literal. A value the SQL never
+       uses has no use to infer from and PostgreSQL rejects the statement
+       (SQLite ignores it): those are sent as text so both agree.        */
+    Oid types[S_PG_MAX_PARAMS] = {0};
+    if (nparams > S_PG_MAX_PARAMS) {
+        cm_error (NULL, "cm_db_query() called with %d parameters (max %d)", nparams,
+                  S_PG_MAX_PARAMS);
+        return s_res_new (CM_DB_ERROR);
+    }
+    for (int i = 0; i < nparams; i++) {
+        if (!s_sql_uses_param (sql, i + 1)) {
+            types[i] = S_PG_TEXT_OID;
+        }
+    }
+    PGresult *r = PQexecParams (self->pg, sql, nparams, types,
+                                (const char *const *)params, NULL, NULL, 0);
+    ExecStatusType st = r ? PQresultStatus (r) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        cm_db_res_t *res = s_res_new (s_pg_status (r));
+        /* As on SQLite, a constraint is an answer the caller handles.   */
+        if (res->status != CM_DB_CONSTRAINT) {
+            s_pg_log_error (self, "PQexecParams()", r);
+            /* The statement (never the values) says which call it was.  */
+            cm_debug (NULL, "failed statement: %.200s", sql);
+        }
+        PQclear (r);
+        return res;
+    }
+    cm_db_res_t *res = s_res_new (CM_DB_OK);
+    res->rows = PQntuples (r);
+    res->cols = PQnfields (r);
+    res->changes = atoi (PQcmdTuples (r)); /* "" when not applicable */
+    if (res->rows > 0 && res->cols > 0) {
+        res->cells = calloc ((size_t)res->rows * (size_t)res->cols, sizeof *res->cells);
+        if (!res->cells) {
+            abort ();
+        }
+        for (int row = 0; row < res->rows; row++) {
+            for (int c = 0; c < res->cols; c++) {
+                if (!PQgetisnull (r, row, c)) {
+                    char *v = strdup (PQgetvalue (r, row, c));
+                    if (!v) {
+                        abort ();
+                    }
+                    res->cells[row * res->cols + c] = v;
+                }
+            }
+        }
+    }
+    PQclear (r);
+    return res;
+}
+
+static int
+s_pg_commit (cm_db_t *self)
+{
+    PGresult *r = PQexec (self->pg, "COMMIT");
+    int rc = 0;
+    if (!r || PQresultStatus (r) != PGRES_COMMAND_OK) {
+        s_pg_log_error (self, "PQexec(COMMIT)", r);
+        rc = -1;
+    } else if (strcmp (PQcmdStatus (r), "ROLLBACK") == 0) {
+        /* COMMIT of a transaction in which a statement failed "succeeds"
+           as a rollback: the caller's writes are gone, so it failed.    */
+        cm_error (NULL, "COMMIT rolled back on %s: a statement in the transaction failed",
+                  self->path);
+        rc = -1;
+    }
+    PQclear (r);
+    /* A failed COMMIT normally ends the transaction already; make sure,
+       so the next BEGIN on this connection works.                       */
+    if (PQtransactionStatus (self->pg) != PQTRANS_IDLE) {
+        s_pg_exec_script (self, "ROLLBACK");
+    }
+    return rc;
 }

@@ -1,5 +1,5 @@
-/*  cm_db -- the services' database layer: SQLite now, PostgreSQL next
-    (issue 3 adds the libpq backend behind the same calls).
+/*  cm_db -- the services' database layer: SQLite or PostgreSQL (libpq)
+    behind the same calls, chosen by the URL.
 
     SQL is written once for both: parameters are $1, $2, ... and every
     parameter and result is text (like PQexecParams), NULL for SQL NULL.
@@ -21,13 +21,17 @@ typedef enum {
 } cm_db_status_t;
 
 /* url: "sqlite:PATH" (creates the file 0600, WAL, busy timeout, foreign
-   keys on). "postgresql://..." answers NULL with "not built yet" until
-   issue 3. NULL on failure (logged).                                    */
+   keys on) or a libpq URL "postgresql://USER:PASS@HOST:PORT/DB?..." (or
+   "postgres://"; connect_timeout 10 s unless the URL sets one). NULL on
+   failure, logged with host/port/db only, never the password.
+   A value in params that the SQL never references is ignored on both.  */
 cm_db_t *cm_db_open (const char *url);
 void cm_db_destroy (cm_db_t **self_p);
 
 /* Versioned migrations: sql[i] is version i+1; each runs once, in a
-   transaction, recorded in schema_migrations(service, version).  0/-1. */
+   transaction, recorded in schema_migrations(service, version); replicas
+   migrating at once serialise (BEGIN IMMEDIATE / pg_advisory_xact_lock
+   on the service name). sql[i] may hold several statements.  0/-1.     */
 int cm_db_migrate (cm_db_t *self, const char *service, const char *const *sql,
                    size_t count);
 
@@ -46,8 +50,12 @@ int cm_db_res_changes (const cm_db_res_t *res);
 const char *cm_db_res_get (const cm_db_res_t *res, int row, int col);
 void cm_db_res_free (cm_db_res_t **res_p);
 
-/* Transactions (BEGIN IMMEDIATE on SQLite). 0 / -1. A commit that fails
-   rolls the transaction back, so the connection stays usable.          */
+/* Transactions (BEGIN IMMEDIATE on SQLite, BEGIN at READ COMMITTED on
+   PostgreSQL). 0 / -1. A commit that fails rolls the transaction back,
+   so the connection stays usable. On PostgreSQL a failed statement
+   (even CM_DB_CONSTRAINT) aborts the whole transaction: its commit then
+   answers -1; SQLite keeps the other statements. Portable callers roll
+   back after any failed statement in a transaction.                     */
 int cm_db_begin (cm_db_t *self);
 int cm_db_commit (cm_db_t *self);
 int cm_db_rollback (cm_db_t *self);

@@ -14,7 +14,8 @@ build_pkgs=(
     libcmocka-dev
 )
 # Tests speak HTTP with curl and drive the flow from bash + python3.
-test_pkgs=(curl python3 procps iproute2 openssl clang-format)
+# postgresql: the server for the private test cluster (pg-test-cluster.sh).
+test_pkgs=(curl python3 procps iproute2 openssl clang-format postgresql)
 
 pkgs=("${build_pkgs[@]}")
 [ $want_test = 1 ] && pkgs+=("${test_pkgs[@]}")

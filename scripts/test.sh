@@ -9,6 +9,19 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 status=0
 
+# One private PostgreSQL cluster for both suites: the pg_ tests (cm_db,
+# and the auth/storage SQL) run against it and fail without it.
+pg_dir=$(mktemp -d /tmp/safeshare-pg-XXXXXX)
+pg_stop() {
+    ./scripts/pg-test-cluster.sh stop "$pg_dir" || true
+    rm -rf "$pg_dir"
+}
+trap pg_stop EXIT
+pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+SAFESHARE_TEST_PG_URL=$(./scripts/pg-test-cluster.sh start "$pg_dir" "$pg_port")
+export SAFESHARE_TEST_PG_URL
+echo "==== PostgreSQL test cluster on 127.0.0.1:$pg_port ($pg_dir)"
+
 run_suite() {  # build dir, extra cmake args...
     local dir=$1; shift
     echo "==== build $dir $*"
