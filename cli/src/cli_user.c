@@ -1,6 +1,7 @@
 /*  cli_user -- `safeshare user add`.                                    */
 #include "cli_user.h"
 #include "cli_args.h"
+#include "authd_policy.h"
 #include "authd_users.h"
 #include "cm_db.h"
 #include "cm_status.h"
@@ -210,6 +211,12 @@ cli_user_add (cm_config_t *config, const char *email, const char *role, int in_f
         fprintf (stderr, "safeshare: user add: cannot migrate the auth database\n");
         goto cleanup;
     }
+    /* The same password policy as the running auth service. */
+    if (authd_denylist_load (cm_config_get (config, "SAFESHARE_PASSWORD_DENYLIST")) !=
+        0) {
+        fprintf (stderr, "safeshare: user add: cannot load the password deny-list\n");
+        goto cleanup;
+    }
     char id[33] = "";
     const char *code = NULL;
     cm_status_t status = authd_user_create (db, email, password, role, true, id, &code);
@@ -217,7 +224,12 @@ cli_user_add (cm_config_t *config, const char *email, const char *role, int in_f
         if (!code) {
             code = cm_status_code (status);
         }
-        const char *text = s_explain (code);
+        const char *text = strcmp (code, "weak_password") == 0
+                               ? authd_password_problem (password)
+                               : NULL;
+        if (!text) {
+            text = s_explain (code);
+        }
         fprintf (stderr, "safeshare: user add: %s%s%s%s\n", code, text ? " (" : "",
                  text ? text : "", text ? ")" : "");
         goto cleanup;

@@ -3,6 +3,7 @@
     the ROUTER and relays the mail outbox.                               */
 #include "authd_handler.h"
 #include "authd_outbox.h"
+#include "authd_policy.h"
 #include "authd_users.h"
 #include "cm_config.h"
 #include "cm_log.h"
@@ -122,6 +123,16 @@ main (int argc, char **argv)
     if (!signer) {
         fprintf (stderr, "safeshare-auth: cannot use the JWT signing key at %s\n",
                  key_path);
+        goto cleanup;
+    }
+    /* Once, before any request: SAFESHARE_PASSWORD_DENYLIST or the list
+       built into the binary. */
+    const char *denylist = cm_config_get (config, "SAFESHARE_PASSWORD_DENYLIST");
+    if (authd_denylist_load (denylist) != 0) {
+        fprintf (stderr,
+                 "safeshare-auth: cannot load the password denylist %s "
+                 "(SAFESHARE_PASSWORD_DENYLIST; see log)\n",
+                 denylist ? denylist : "(built-in)");
         goto cleanup;
     }
     const char *db_url = cm_config_get (config, "SAFESHARE_AUTH_DB");

@@ -1,5 +1,6 @@
 /*  authd_handler -- one AuthRequest in, one AuthReply out.              */
 #include "authd_handler.h"
+#include "authd_policy.h"
 #include "cm_log.h"
 #include "cm_util.h"
 
@@ -70,7 +71,7 @@ s_message (const char *code)
         const char *code, *text;
     } table[] = {
         {"invalid_email", "not a valid e-mail address"},
-        {"weak_password", "password must be 8 to 128 bytes"},
+        {"weak_password", "password must be 8 to 128 bytes and not a common one"},
         {"email_taken", "an account with this e-mail already exists"},
         {"invalid_verification_token", "unknown or already used verification link"},
         {"verification_token_expired", "verification link expired"},
@@ -99,6 +100,22 @@ s_fail (authd_reply_t *out, cm_status_t status, const char *code)
     out->reply.error = &out->error;
 }
 
+/* weak_password says which rule the password broke (static text, never
+   the password). */
+static void
+s_fail_password (authd_reply_t *out, cm_status_t status, const char *code,
+                 const char *password)
+{
+    s_fail (out, status, code);
+    const char *why = NULL;
+    if (code && strcmp (code, "weak_password") == 0) {
+        why = authd_password_problem (password);
+    }
+    if (why) {
+        out->error.message = (char *)why;
+    }
+}
+
 /* out->user from out->u */
 static Safeshare__User *
 s_user (authd_reply_t *out)
@@ -121,7 +138,7 @@ s_signup (authd_handler_t *self, const Safeshare__SignupRequest *rq, const char 
         authd_user_signup (self->db, req, rq->email, rq->password, self->public_url,
                            self->verify_ttl_s, &out->u, &code);
     if (st != CM_OK) {
-        s_fail (out, st, code);
+        s_fail_password (out, st, code, rq->password);
         return;
     }
     out->mail_queued = true;
@@ -173,6 +190,23 @@ s_login (authd_handler_t *self, const Safeshare__LoginRequest *rq, const char *r
 }
 
 static void
+s_resend (authd_handler_t *self, const Safeshare__ResendRequest *rq, const char *req,
+          authd_reply_t *out)
+{
+    const char *code = NULL;
+    bool queued = false;
+    cm_status_t st = authd_user_resend (self->db, req, rq->email, self->public_url,
+                                        self->verify_ttl_s, &queued, &code);
+    if (st != CM_OK) {
+        s_fail (out, st, code);
+        return;
+    }
+    out->mail_queued = queued;
+    out->reply.body_case = SAFESHARE__AUTH_REPLY__BODY_RESEND;
+    out->reply.resend = &out->resend;
+}
+
+static void
 s_user_get (authd_handler_t *self, const Safeshare__UserGetRequest *rq, const char *req,
             authd_reply_t *out)
 {
@@ -200,6 +234,7 @@ authd_handler_handle (authd_handler_t *self, const Safeshare__AuthRequest *reque
     safeshare__verify_reply__init (&out->verify);
     safeshare__login_reply__init (&out->login);
     safeshare__user_get_reply__init (&out->user_get);
+    safeshare__resend_reply__init (&out->resend);
     out->reply.status = CM_OK;
 
     switch (request->body_case) {
@@ -221,6 +256,9 @@ authd_handler_handle (authd_handler_t *self, const Safeshare__AuthRequest *reque
             break;
         case SAFESHARE__AUTH_REQUEST__BODY_USER_GET:
             s_user_get (self, request->user_get, req_id, out);
+            break;
+        case SAFESHARE__AUTH_REQUEST__BODY_RESEND:
+            s_resend (self, request->resend, req_id, out);
             break;
         default:
             cm_warn (req_id, "request without a body");

@@ -31,6 +31,7 @@ typedef struct {
     Safeshare__VerifyReply verify;
     Safeshare__LoginReply login;
     Safeshare__UserGetReply user_get;
+    Safeshare__ResendReply resend;
     authd_user_t u;
     char *access;     /* the signed JWT (a secret: wiped on release) */
     bool mail_queued; /* a mail job was committed: kick the outbox */

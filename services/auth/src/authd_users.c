@@ -2,6 +2,7 @@
     outbox rows written with them. SQL is the common dialect of SQLite and
     PostgreSQL (text parameters, RETURNING, no AUTOINCREMENT).           */
 #include "authd_users.h"
+#include "authd_policy.h"
 #include "cm_log.h"
 #include "cm_util.h"
 
@@ -50,6 +51,13 @@ static const char *const s_migrations[] = {
     " sent_at BIGINT,"
     " last_error TEXT);"
     "CREATE INDEX mail_outbox_pending ON mail_outbox (sent_at, created_ms);",
+    /* 2: verification-mail resends granted per address (the rate limit);
+       rows older than a day are deleted as resends come in. Kept for any
+       address asked for, known or not, so both cost the same. */
+    "CREATE TABLE verify_resends ("
+    " email TEXT NOT NULL,"
+    " at BIGINT NOT NULL);"
+    "CREATE INDEX verify_resends_email ON verify_resends (email, at);",
 };
 
 #define S_USER_COLS "id, email, role, verified, disabled, created_at"
@@ -111,11 +119,7 @@ authd_email_normalize (const char *in, char out[AUTHD_EMAIL_MAX + 1])
 static bool
 s_password_ok (const char *password)
 {
-    if (!password) {
-        return false;
-    }
-    size_t len = strnlen (password, AUTHD_PASSWORD_MAX + 1);
-    return len >= AUTHD_PASSWORD_MIN && len <= AUTHD_PASSWORD_MAX;
+    return authd_password_problem (password) == NULL;
 }
 
 static bool
@@ -306,6 +310,76 @@ s_verify_vars (const char *public_url, const char *token)
     return out;
 }
 
+/* A verification mail about to be queued: the token (its hash only is
+   stored), the job id and the job's vars (the link: a secret). */
+typedef struct {
+    char token_hash[65];
+    char job_id[33];
+    char created_ms[24];
+    char expires[24];
+    char *vars;
+} s_verify_job_t;
+
+static void
+s_verify_job_free (s_verify_job_t *job)
+{
+    if (job->vars) {
+        cm_secret_free (job->vars, strlen (job->vars));
+        job->vars = NULL;
+    }
+}
+
+static cm_status_t
+s_verify_job_prepare (const char *req, const char *public_url, unsigned verify_ttl_s,
+                      s_verify_job_t *job, const char **err_code)
+{
+    memset (job, 0, sizeof *job);
+    char token[64] = "";
+    cm_status_t st = CM_OK;
+    if (cm_random_token (token, sizeof token, 32) != 0 ||
+        cm_random_hex (job->job_id, 16) != 0) {
+        cm_error (req, "cm_random_token() failed");
+        st = CM_INTERNAL, *err_code = "internal_error";
+        goto cleanup;
+    }
+    cm_sha256_hex (job->token_hash, token, strlen (token));
+    job->vars = s_verify_vars (public_url, token);
+    if (!job->vars) {
+        st = CM_INTERNAL, *err_code = "internal_error";
+        goto cleanup;
+    }
+    /* Milliseconds: the relay sends jobs in this order. */
+    snprintf (job->created_ms, sizeof job->created_ms, "%llu",
+              (unsigned long long)cm_now_ms ());
+    snprintf (job->expires, sizeof job->expires, "%llu",
+              (unsigned long long)(cm_now_s () + verify_ttl_s));
+cleanup:
+    OPENSSL_cleanse (token, sizeof token);
+    return st;
+}
+
+/* Inside the caller's transaction: the token row and the mail job. */
+static cm_status_t
+s_verify_job_insert (cm_db_t *db, const char *req, const char *user_id, const char *email,
+                     const s_verify_job_t *job, const char **err_code)
+{
+    const char *pt[] = {job->token_hash, user_id, job->expires};
+    const char *pj[] = {job->job_id, email, job->vars, job->created_ms};
+    if (cm_db_exec (db,
+                    "INSERT INTO verify_tokens (token_hash, user_id, expires_at)"
+                    " VALUES ($1, $2, $3)",
+                    3, pt) != CM_DB_OK ||
+        cm_db_exec (db,
+                    "INSERT INTO mail_outbox (id, template, recipient, vars, created_ms)"
+                    " VALUES ($1, 'verify_email', $2, $3, $4)",
+                    4, pj) != CM_DB_OK) {
+        cm_error (req, "INSERT of verification token / mail job failed");
+        *err_code = "internal_error";
+        return CM_INTERNAL;
+    }
+    return CM_OK;
+}
+
 cm_status_t
 authd_user_signup (cm_db_t *db, const char *req, const char *email, const char *password,
                    const char *public_url, unsigned verify_ttl_s, authd_user_t *user_out,
@@ -313,8 +387,7 @@ authd_user_signup (cm_db_t *db, const char *req, const char *email, const char *
 {
     authd_user_t user;
     char *hash = NULL;
-    char *vars = NULL;
-    char token[64] = "";
+    s_verify_job_t job = {.vars = NULL};
     bool in_tx = false;
     *err_code = NULL;
 
@@ -323,24 +396,10 @@ authd_user_signup (cm_db_t *db, const char *req, const char *email, const char *
     if (st != CM_OK) {
         goto cleanup;
     }
-    char token_hash[65], job_id[33], created_ms[24], expires[24];
-    if (cm_random_token (token, sizeof token, 32) != 0 ||
-        cm_random_hex (job_id, 16) != 0) {
-        cm_error (req, "cm_random_token() failed");
-        st = CM_INTERNAL, *err_code = "internal_error";
+    st = s_verify_job_prepare (req, public_url, verify_ttl_s, &job, err_code);
+    if (st != CM_OK) {
         goto cleanup;
     }
-    cm_sha256_hex (token_hash, token, strlen (token));
-    vars = s_verify_vars (public_url, token);
-    if (!vars) {
-        st = CM_INTERNAL, *err_code = "internal_error";
-        goto cleanup;
-    }
-    /* Milliseconds: the relay sends jobs in this order. */
-    snprintf (created_ms, sizeof created_ms, "%llu", (unsigned long long)cm_now_ms ());
-    snprintf (expires, sizeof expires, "%llu",
-              (unsigned long long)(user.created_at + verify_ttl_s));
-
     /* User, token hash and mail job commit together or not at all: no
        account without its mail, no mail for an account that is not. */
     if (cm_db_begin (db) != 0) {
@@ -352,18 +411,8 @@ authd_user_signup (cm_db_t *db, const char *req, const char *email, const char *
     if (st != CM_OK) {
         goto cleanup;
     }
-    const char *pt[] = {token_hash, user.id, expires};
-    const char *pj[] = {job_id, user.email, vars, created_ms};
-    if (cm_db_exec (db,
-                    "INSERT INTO verify_tokens (token_hash, user_id, expires_at)"
-                    " VALUES ($1, $2, $3)",
-                    3, pt) != CM_DB_OK ||
-        cm_db_exec (db,
-                    "INSERT INTO mail_outbox (id, template, recipient, vars, created_ms)"
-                    " VALUES ($1, 'verify_email', $2, $3, $4)",
-                    4, pj) != CM_DB_OK) {
-        cm_error (req, "INSERT of verification token / mail job failed");
-        st = CM_INTERNAL, *err_code = "internal_error";
+    st = s_verify_job_insert (db, req, user.id, user.email, &job, err_code);
+    if (st != CM_OK) {
         goto cleanup;
     }
     if (cm_db_commit (db) != 0) {
@@ -372,15 +421,12 @@ authd_user_signup (cm_db_t *db, const char *req, const char *email, const char *
     }
     in_tx = false;
     *user_out = user;
-    cm_info (req, "signup user=%s job=%s", user.id, job_id);
+    cm_info (req, "signup user=%s job=%s", user.id, job.job_id);
 cleanup:
     if (in_tx) {
         cm_db_rollback (db);
     }
-    OPENSSL_cleanse (token, sizeof token);
-    if (vars) {
-        cm_secret_free (vars, strlen (vars));
-    }
+    s_verify_job_free (&job);
     free (hash);
     return st;
 }
@@ -492,6 +538,164 @@ cleanup:
 }
 
 cm_status_t
+authd_user_resend (cm_db_t *db, const char *req, const char *email,
+                   const char *public_url, unsigned verify_ttl_s, bool *mail_queued,
+                   const char **err_code)
+{
+    *err_code = NULL;
+    *mail_queued = false;
+    char norm[AUTHD_EMAIL_MAX + 1];
+    if (authd_email_normalize (email, norm) != 0) {
+        *err_code = "invalid_email";
+        return CM_INVALID;
+    }
+    /* The token and job are made whatever the outcome, so an unknown or
+       verified address costs what a real resend costs. */
+    s_verify_job_t job = {.vars = NULL};
+    cm_status_t st = s_verify_job_prepare (req, public_url, verify_ttl_s, &job, err_code);
+    if (st != CM_OK) {
+        return st;
+    }
+    uint64_t now_s = cm_now_s ();
+    char now[24], day_ago[24], minute_ago[24];
+    snprintf (now, sizeof now, "%llu", (unsigned long long)now_s);
+    snprintf (day_ago, sizeof day_ago, "%llu",
+              (unsigned long long)(now_s > 86400 ? now_s - 86400 : 0));
+    snprintf (minute_ago, sizeof minute_ago, "%llu",
+              (unsigned long long)(now_s > AUTHD_RESEND_INTERVAL_S
+                                       ? now_s - AUTHD_RESEND_INTERVAL_S
+                                       : 0));
+    cm_db_res_t *res = NULL;
+    authd_user_t user;
+    bool in_tx = false;
+    const char *why = NULL; /* for the log: why no mail */
+
+    if (cm_db_begin (db) != 0) {
+        st = CM_UNAVAILABLE, *err_code = "database_busy";
+        goto cleanup;
+    }
+    in_tx = true;
+    const char *pd[] = {day_ago};
+    const char *pc[] = {norm, day_ago, minute_ago};
+    if (cm_db_exec (db, "DELETE FROM verify_resends WHERE at <= $1", 1, pd) != CM_DB_OK) {
+        st = CM_INTERNAL, *err_code = "internal_error";
+        goto cleanup;
+    }
+    res = cm_db_query (
+        db,
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN at > $3 THEN 1 ELSE 0 END), 0)"
+        " FROM verify_resends WHERE email = $1 AND at > $2",
+        3, pc);
+    if (cm_db_res_status (res) != CM_DB_OK || cm_db_res_rows (res) != 1) {
+        cm_error (req, "SELECT FROM verify_resends failed");
+        st = CM_INTERNAL, *err_code = "internal_error";
+        goto cleanup;
+    }
+    const char *day_count = cm_db_res_get (res, 0, 0);
+    const char *minute_count = cm_db_res_get (res, 0, 1);
+    bool allowed = day_count && minute_count &&
+                   strtol (day_count, NULL, 10) < AUTHD_RESEND_PER_DAY &&
+                   strtol (minute_count, NULL, 10) == 0;
+    cm_db_res_free (&res);
+
+    cm_status_t found = s_select_user (db, "email = $1", norm, &user, NULL);
+    if (found == CM_INTERNAL) {
+        st = CM_INTERNAL, *err_code = "internal_error";
+        goto cleanup;
+    }
+    if (!allowed) {
+        /* Refused ones are not counted: asking again cannot push the
+           window out for ever. */
+        why = "rate limited";
+        goto commit;
+    }
+    const char *pr[] = {norm, now};
+    if (cm_db_exec (db, "INSERT INTO verify_resends (email, at) VALUES ($1, $2)", 2,
+                    pr) != CM_DB_OK) {
+        st = CM_INTERNAL, *err_code = "internal_error";
+        goto cleanup;
+    }
+    bool wanted = found == CM_OK && !user.verified && !user.disabled;
+    /* Older unused links stop working: only the newest mail counts. For
+       anyone else this touches no row, at the same cost. */
+    const char *pi[] = {wanted ? user.id : "", now};
+    if (cm_db_exec (db,
+                    "UPDATE verify_tokens SET used_at = $2"
+                    " WHERE user_id = $1 AND used_at IS NULL",
+                    2, pi) != CM_DB_OK) {
+        st = CM_INTERNAL, *err_code = "internal_error";
+        goto cleanup;
+    }
+    if (!wanted) {
+        why = found != CM_OK  ? "unknown address"
+              : user.verified ? "already verified"
+                              : "account disabled";
+        goto commit;
+    }
+    st = s_verify_job_insert (db, req, user.id, norm, &job, err_code);
+    if (st != CM_OK) {
+        goto cleanup;
+    }
+commit:
+    if (cm_db_commit (db) != 0) {
+        st = CM_INTERNAL, *err_code = "internal_error";
+        goto cleanup;
+    }
+    in_tx = false;
+    if (why) {
+        /* Never the address: the log must not say which ones exist. */
+        cm_info (req, "verification resend: no mail (%s)", why);
+    } else {
+        *mail_queued = true;
+        cm_info (req, "verification resend user=%s job=%s", user.id, job.job_id);
+    }
+cleanup:
+    cm_db_res_free (&res);
+    if (in_tx) {
+        cm_db_rollback (db);
+    }
+    s_verify_job_free (&job);
+    return st;
+}
+
+bool
+authd_hash_needs_rehash (const char *encoded)
+{
+    unsigned v = 0, m = 0, t = 0, p = 0;
+    /* $argon2id$v=19$m=19456,t=2,p=1$salt$hash; anything else (which
+       argon2id_verify would not accept either) is left alone. */
+    if (!encoded ||
+        sscanf (encoded, "$argon2id$v=%u$m=%u,t=%u,p=%u$", &v, &m, &t, &p) != 4) {
+        return false;
+    }
+    return m < S_ARGON2_M || t < S_ARGON2_T || p < S_ARGON2_P;
+}
+
+/* The password just verified against old_hash, whose parameters are
+   weaker than today's: store a fresh hash. Best effort: the login goes
+   on whatever happens (logged). The old hash in the WHERE keeps a
+   password changed meanwhile from being overwritten. */
+static void
+s_rehash (cm_db_t *db, const char *req, const char *user_id, const char *old_hash,
+          const char *password)
+{
+    char *fresh = s_hash_password (req, password);
+    if (!fresh) {
+        return;
+    }
+    const char *p[] = {user_id, fresh, old_hash};
+    if (cm_db_exec (db,
+                    "UPDATE users SET password_hash = $2"
+                    " WHERE id = $1 AND password_hash = $3",
+                    3, p) != CM_DB_OK) {
+        cm_warn (req, "rehash of user=%s failed: kept the old hash", user_id);
+    } else {
+        cm_info (req, "user=%s password rehashed with current parameters", user_id);
+    }
+    free (fresh);
+}
+
+cm_status_t
 authd_user_login (cm_db_t *db, const char *req, const char *email, const char *password,
                   authd_user_t *user_out, const char **err_code)
 {
@@ -520,15 +724,19 @@ authd_user_login (cm_db_t *db, const char *req, const char *email, const char *p
         return CM_UNAUTHENTICATED;
     }
     int rc = argon2id_verify (hash, password, pwlen);
-    free (hash);
     if (rc != ARGON2_OK) {
         if (rc != ARGON2_VERIFY_MISMATCH) {
             cm_error (req, "argon2id_verify() failed for user=%s: %s", user.id,
                       argon2_error_message (rc));
         }
+        free (hash);
         *err_code = "invalid_credentials";
         return CM_UNAUTHENTICATED;
     }
+    if (authd_hash_needs_rehash (hash)) {
+        s_rehash (db, req, user.id, hash, password);
+    }
+    free (hash);
     /* Only a caller who knows the password learns the account's state. */
     if (user.disabled) {
         *err_code = "account_disabled";

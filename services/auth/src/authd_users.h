@@ -57,10 +57,31 @@ cm_status_t authd_user_signup (cm_db_t *db, const char *req, const char *email,
 cm_status_t authd_user_verify (cm_db_t *db, const char *req, const char *token,
                                authd_user_t *user_out, const char **err_code);
 
+/* Verification-mail resends granted per address: at most one a minute
+   and AUTHD_RESEND_PER_DAY in 24 hours. */
+#define AUTHD_RESEND_INTERVAL_S 60
+#define AUTHD_RESEND_PER_DAY    5
+
+/* RESEND: CM_INVALID "invalid_email" for a malformed address, else CM_OK
+   whatever the address (no enumeration). For an existing, enabled,
+   unverified user within the rate limit, one transaction marks its
+   unused verification tokens used, stores a new one and queues a new
+   "verify_email" job (*mail_queued = true). Unknown, verified or
+   disabled addresses and refused (rate-limited) ones: CM_OK, no mail.
+   Granted resends count against the address whether or not it exists. */
+cm_status_t authd_user_resend (cm_db_t *db, const char *req, const char *email,
+                               const char *public_url, unsigned verify_ttl_s,
+                               bool *mail_queued, const char **err_code);
+
+/* True if an encoded Argon2id hash uses weaker parameters (m, t or p)
+   than the ones new hashes get; LOGIN then rehashes it. */
+bool authd_hash_needs_rehash (const char *encoded);
+
 /* LOGIN checks: CM_UNAUTHENTICATED "invalid_credentials" for a wrong
    e-mail or password (an unknown e-mail still spends one Argon2id
    verification), then CM_FORBIDDEN "account_disabled" /
-   "email_not_verified". CM_OK fills user_out.                          */
+   "email_not_verified". CM_OK fills user_out. After a good password, a
+   hash with weaker parameters than today's is replaced (same request). */
 cm_status_t authd_user_login (cm_db_t *db, const char *req, const char *email,
                               const char *password, authd_user_t *user_out,
                               const char **err_code);

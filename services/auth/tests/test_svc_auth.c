@@ -178,6 +178,28 @@ s_user_get (zsock_t *client, const char *id)
     return r;
 }
 
+static Safeshare__AuthReply *
+s_resend (zsock_t *client, const char *email)
+{
+    Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__ResendRequest b = SAFESHARE__RESEND_REQUEST__INIT;
+    b.email = (char *)email;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_RESEND;
+    rq.resend = &b;
+    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
+    assert_non_null (r);
+    return r;
+}
+
+static void
+s_expect_resend_ok (Safeshare__AuthReply *r)
+{
+    assert_int_equal (r->status, CM_OK);
+    assert_int_equal (r->body_case, SAFESHARE__AUTH_REPLY__BODY_RESEND);
+    assert_null (r->error);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+}
+
 static void
 s_expect_error (Safeshare__AuthReply *r, cm_status_t status, const char *code)
 {
@@ -436,6 +458,110 @@ test_flow (void **state)
     zsock_destroy (&mailer);
 }
 
+/* A second verification mail on request: new link, the old one dead;
+   unknown addresses answered alike, with no mail. And the password
+   policy as a client sees it. */
+static void
+test_resend (void **state)
+{
+    zsock_t *mailer = cm_sock_server (s_mailer_ep);
+    assert_non_null (mailer);
+    pid_t pid = s_spawn (s_env);
+    zsock_t *client = cm_sock_client (s_auth_ep);
+    assert_non_null (client);
+    s_wait_ready (pid, client);
+
+    /* Common passwords are refused, saying why, never echoing them. */
+    Safeshare__AuthReply *r = s_signup (client, "weak@example.org", "Password123");
+    assert_int_equal (r->status, CM_INVALID);
+    assert_string_equal (r->error->code, "weak_password");
+    assert_non_null (strstr (r->error->message, "too common"));
+    assert_null (strcasestr (r->error->message, "password123"));
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    r = s_signup (client, "weak@example.org", "short");
+    assert_int_equal (r->status, CM_INVALID);
+    assert_non_null (strstr (r->error->message, "too short"));
+    safeshare__auth_reply__free_unpacked (r, NULL);
+
+    r = s_signup (client, "resend@example.org", GOOD_PW);
+    assert_int_equal (r->status, CM_OK);
+    char user_id[33];
+    snprintf (user_id, sizeof user_id, "%s", r->signup->user->id);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    job_t first, second, none;
+    assert_int_equal (s_mailer_recv (mailer, 5000, &first), 0);
+    assert_string_equal (first.to, "resend@example.org");
+    s_mailer_ack (mailer, &first);
+    s_expect_job_sent (first.job_id);
+
+    s_expect_resend_ok (s_resend (client, " Resend@Example.org"));
+    assert_int_equal (s_mailer_recv (mailer, 5000, &second), 0);
+    assert_string_equal (second.to, "resend@example.org");
+    assert_string_equal (second.template_name, "verify_email");
+    assert_string_not_equal (second.job_id, first.job_id);
+    assert_string_not_equal (second.token, first.token);
+    s_mailer_ack (mailer, &second);
+    s_expect_job_sent (second.job_id);
+
+    /* Unknown address, or again within the minute: OK and no mail. */
+    s_expect_resend_ok (s_resend (client, "nobody-here@example.org"));
+    s_expect_resend_ok (s_resend (client, "resend@example.org"));
+    assert_int_equal (s_mailer_recv (mailer, 1500, &none), -1);
+    s_expect_error (s_resend (client, "not an address"), CM_INVALID, "invalid_email");
+    s_expect_error (s_resend (client, ""), CM_INVALID, "invalid_email");
+
+    /* Only the newest link verifies. */
+    s_expect_error (s_verify (client, first.token), CM_INVALID,
+                    "invalid_verification_token");
+    r = s_verify (client, second.token);
+    assert_int_equal (r->status, CM_OK);
+    assert_string_equal (r->verify->user->id, user_id);
+    assert_true (r->verify->user->verified);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+
+    assert_int_equal (cm_test_stop (pid, 10000), 0);
+    s_job_free (&first);
+    s_job_free (&second);
+    zsock_destroy (&client);
+    zsock_destroy (&mailer);
+}
+
+/* SAFESHARE_PASSWORD_DENYLIST: a missing file stops the service (exit
+   2); a given file replaces the built-in list. */
+static void
+test_denylist_config (void **state)
+{
+    char env_list[700], path[600];
+    snprintf (path, sizeof path, "%s/denylist.txt", s_dir);
+    snprintf (env_list, sizeof env_list, "SAFESHARE_PASSWORD_DENYLIST=%s/missing.txt",
+              s_dir);
+    char *env[] = {s_env_data, s_env_auth, s_env_mailer, env_list, NULL};
+    pid_t pid = s_spawn (env);
+    int rc = s_wait_exit (pid, 10000);
+    if (rc < 0) {
+        cm_test_stop (pid, 1000);
+    }
+    assert_int_equal (rc, 2);
+
+    FILE *f = fopen (path, "w");
+    assert_non_null (f);
+    fputs ("# site list\nOurCompanyName2026\n", f);
+    assert_int_equal (fclose (f), 0);
+    snprintf (env_list, sizeof env_list, "SAFESHARE_PASSWORD_DENYLIST=%s", path);
+    pid = s_spawn (env);
+    zsock_t *client = cm_sock_client (s_auth_ep);
+    assert_non_null (client);
+    s_wait_ready (pid, client);
+    s_expect_error (s_signup (client, "deny@example.org", "ourcompanyname2026"),
+                    CM_INVALID, "weak_password");
+    /* Replaced, not added to: the built-in entries are not in force. */
+    Safeshare__AuthReply *r = s_signup (client, "deny@example.org", "password123");
+    assert_int_equal (r->status, CM_OK);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    assert_int_equal (cm_test_stop (pid, 10000), 0);
+    zsock_destroy (&client);
+}
+
 /* Sends raw frames on a DEALER; returns the reply header unpacked, or
    NULL if none came within timeout_ms. */
 static Safeshare__AuthReply *
@@ -607,6 +733,8 @@ main (int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_missing_key_exits_2),
         cmocka_unit_test (test_flow),
+        cmocka_unit_test (test_resend),
+        cmocka_unit_test (test_denylist_config),
         cmocka_unit_test (test_garbage_in),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);

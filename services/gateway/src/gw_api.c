@@ -250,6 +250,51 @@ s_verify (gw_req_t *req)
     return status;
 }
 
+/* Longest "email" passed on to auth (it allows 254 after trimming). */
+#define S_EMAIL_FIELD_MAX 1024
+
+/* Always 202 for a well-formed address, whether a mail goes out or not
+   (auth decides; the answer must not tell which addresses exist). */
+static int
+s_resend (gw_req_t *req)
+{
+    json_t *body = NULL;
+    const char *email;
+    if (gw_body_json (req, &body) != 0) {
+        return req->status;
+    }
+    /* A missing or non-string field is a malformed request; what the
+       string holds is auth's to judge (it trims and normalises), except
+       sizes no address can have. */
+    json_t *v = json_object_get (body, "email");
+    if (!json_is_string (v)) {
+        json_decref (body);
+        return gw_reply_error (req, 400, "invalid_request",
+                               "field 'email' must be a string");
+    }
+    if (json_string_length (v) == 0 || json_string_length (v) > S_EMAIL_FIELD_MAX) {
+        json_decref (body);
+        return gw_reply_error (req, 400, "invalid_email", "not a valid e-mail address");
+    }
+    email = json_string_value (v);
+    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__ResendRequest resend = SAFESHARE__RESEND_REQUEST__INIT;
+    resend.email = (char *)email;
+    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_RESEND;
+    r.resend = &resend;
+    Safeshare__AuthReply *reply = NULL;
+    int rc = s_auth_call (req, &r, &reply);
+    json_decref (body);
+    if (rc != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_RESEND) {
+        return s_bad_reply (req, &reply->base, "RESEND");
+    }
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return s_reply_owned (req, 202, json_pack ("{s:s}", "status", "accepted"));
+}
+
 static int
 s_login (gw_req_t *req)
 {
@@ -779,6 +824,8 @@ gw_api_handle (gw_req_t *req)
             return s_signup (req);
         case GW_ROUTE_VERIFY:
             return s_verify (req);
+        case GW_ROUTE_RESEND:
+            return s_resend (req);
         case GW_ROUTE_LOGIN:
             return s_login (req);
         case GW_ROUTE_ME:

@@ -20,6 +20,7 @@ static const s_entry_t s_table[] = {
     {"GET", "/readyz", GW_ROUTE_READYZ, "readyz", false, false},
     {"POST", "/api/auth/signup", GW_ROUTE_SIGNUP, "signup", false, true},
     {"GET", "/api/auth/verify", GW_ROUTE_VERIFY, "verify", false, false},
+    {"POST", "/api/auth/verify/resend", GW_ROUTE_RESEND, "verify_resend", false, true},
     {"POST", "/api/auth/login", GW_ROUTE_LOGIN, "login", false, true},
     {"GET", "/api/auth/me", GW_ROUTE_ME, "me", true, false},
     {"GET", "/api/files", GW_ROUTE_FILES_LIST, "files_list", true, false},

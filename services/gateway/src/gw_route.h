@@ -13,6 +13,7 @@ typedef enum {
     GW_ROUTE_READYZ,       /* GET /readyz */
     GW_ROUTE_SIGNUP,       /* POST /api/auth/signup */
     GW_ROUTE_VERIFY,       /* GET /api/auth/verify?token= */
+    GW_ROUTE_RESEND,       /* POST /api/auth/verify/resend */
     GW_ROUTE_LOGIN,        /* POST /api/auth/login */
     GW_ROUTE_ME,           /* GET /api/auth/me */
     GW_ROUTE_FILES_LIST,   /* GET /api/files */

@@ -19,6 +19,16 @@ test_routes (void **state)
     assert_int_equal (gw_route_match ("POST", "/api/auth/signup", &r), GW_MATCH_OK);
     assert_int_equal (r.id, GW_ROUTE_SIGNUP);
     assert_true (r.json_body);
+    assert_int_equal (gw_route_match ("GET", "/api/auth/verify", &r), GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_VERIFY);
+    assert_int_equal (gw_route_match ("POST", "/api/auth/verify/resend", &r),
+                      GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_RESEND);
+    assert_false (r.auth);
+    assert_true (r.json_body);
+    assert_int_equal (gw_route_match ("GET", "/api/auth/verify/resend", &r),
+                      GW_MATCH_BAD_METHOD);
+    assert_string_equal (r.allow, "POST");
     assert_int_equal (gw_route_match ("GET", "/api/files", &r), GW_MATCH_OK);
     assert_int_equal (r.id, GW_ROUTE_FILES_LIST);
     assert_true (r.auth);

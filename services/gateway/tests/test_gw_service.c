@@ -36,6 +36,7 @@
 #include "cm_msg.h"
 #include "cm_testing.h"
 #include "cm_util.h"
+#include "auth.pb-c.h"
 #include "crypto.pb-c.h"
 #include "storage.pb-c.h"
 
@@ -1561,6 +1562,133 @@ test_multipart_params (void **state)
     s_assert_alive ();
 }
 
+/* ---- a fake auth for /api/auth/verify/resend ---------------------------- */
+
+/* Answers RESEND as auth does: invalid_email for what is no address,
+   else OK (mail or not is auth's business). Remembers what it got. */
+static char s_resend_seen[8][300];
+static int s_resend_count;
+static pthread_mutex_t s_resend_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+s_fake_auth_fn (zsock_t *pipe, void *args)
+{
+    zsock_t *auth = cm_sock_server ((const char *)args);
+    zsock_signal (pipe, auth ? 0 : 1);
+    zpoller_t *poller = zpoller_new (pipe, auth, NULL);
+    while (auth) {
+        void *which = zpoller_wait (poller, 1000);
+        if (which == pipe || zpoller_terminated (poller)) {
+            break;
+        }
+        if (which != auth) {
+            continue;
+        }
+        cm_call_t call;
+        if (cm_call_recv (auth, &safeshare__auth_request__descriptor,
+                          &safeshare__auth_reply__descriptor, &call) != 0) {
+            continue;
+        }
+        Safeshare__AuthRequest *r = (Safeshare__AuthRequest *)call.request;
+        if (r->body_case != SAFESHARE__AUTH_REQUEST__BODY_RESEND) {
+            cm_call_reply_error (auth, &call, &safeshare__auth_reply__descriptor,
+                                 CM_UNAVAILABLE, "fake", "only RESEND here");
+        } else {
+            pthread_mutex_lock (&s_resend_lock);
+            if (s_resend_count < 8) {
+                snprintf (s_resend_seen[s_resend_count++], 300, "%s", r->resend->email);
+            }
+            pthread_mutex_unlock (&s_resend_lock);
+            if (strchr (r->resend->email, '@') == NULL) {
+                cm_call_reply_error (auth, &call, &safeshare__auth_reply__descriptor,
+                                     CM_INVALID, "invalid_email",
+                                     "not a valid e-mail address");
+            } else {
+                Safeshare__AuthReply reply = SAFESHARE__AUTH_REPLY__INIT;
+                Safeshare__Meta meta = SAFESHARE__META__INIT;
+                Safeshare__ResendReply resend = SAFESHARE__RESEND_REPLY__INIT;
+                reply.meta = &meta;
+                reply.body_case = SAFESHARE__AUTH_REPLY__BODY_RESEND;
+                reply.resend = &resend;
+                cm_call_reply (auth, &call, &reply.base, NULL);
+            }
+        }
+        cm_call_release (&call);
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&auth);
+}
+
+static int
+s_resend_post (const char *body, s_resp_t *r)
+{
+    return s_post ("/api/auth/verify/resend", NULL, "application/json", body,
+                   strlen (body), r);
+}
+
+static void
+test_verify_resend (void **state)
+{
+    char ep[600];
+    snprintf (ep, sizeof ep, "ipc://%s/run/auth.sock", s_dir);
+    zactor_t *fake_auth = zactor_new (s_fake_auth_fn, ep);
+    assert_non_null (fake_auth);
+    s_resend_count = 0;
+
+    /* 202, the same body whatever auth did; the address passed on as is. */
+    s_resp_t r;
+    assert_int_equal (s_resend_post ("{\"email\":\" Someone@Example.org\"}", &r), 0);
+    assert_int_equal (r.status, 202);
+    assert_string_equal (r.body, "{\"status\":\"accepted\"}");
+    assert_non_null (strcasestr (r.head, "Content-Type: application/json"));
+    s_resp_free (&r);
+    pthread_mutex_lock (&s_resend_lock);
+    int seen = s_resend_count;
+    char first[300];
+    snprintf (first, sizeof first, "%s", s_resend_seen[0]);
+    pthread_mutex_unlock (&s_resend_lock);
+    assert_int_equal (seen, 1);
+    assert_string_equal (first, " Someone@Example.org");
+
+    /* What auth calls no address: 400 invalid_email. */
+    assert_int_equal (s_resend_post ("{\"email\":\"not-an-address\"}", &r), 0);
+    s_assert_error (&r, 400, "invalid_email");
+    s_resp_free (&r);
+    /* Empty or absurdly long: the gateway says so without asking. */
+    assert_int_equal (s_resend_post ("{\"email\":\"\"}", &r), 0);
+    s_assert_error (&r, 400, "invalid_email");
+    s_resp_free (&r);
+    char big[1200 + 32];
+    memset (big, 0, sizeof big);
+    strcpy (big, "{\"email\":\"");
+    memset (big + strlen (big), 'a', 1100);
+    strcat (big, "@x.org\"}");
+    assert_int_equal (s_resend_post (big, &r), 0);
+    s_assert_error (&r, 400, "invalid_email");
+    s_resp_free (&r);
+    pthread_mutex_lock (&s_resend_lock);
+    seen = s_resend_count;
+    pthread_mutex_unlock (&s_resend_lock);
+    assert_int_equal (seen, 2);
+
+    /* Not a string, missing, not JSON, wrong method. */
+    assert_int_equal (s_resend_post ("{\"email\":5}", &r), 0);
+    s_assert_error (&r, 400, "invalid_request");
+    s_resp_free (&r);
+    assert_int_equal (s_resend_post ("{}", &r), 0);
+    s_assert_error (&r, 400, "invalid_request");
+    s_resp_free (&r);
+    assert_int_equal (s_resend_post ("{\"email\":", &r), 0);
+    s_assert_error (&r, 400, "invalid_json");
+    s_resp_free (&r);
+    assert_int_equal (s_get ("/api/auth/verify/resend", NULL, &r), 0);
+    s_assert_error (&r, 405, "method_not_allowed");
+    s_resp_free (&r);
+
+    zactor_destroy (&fake_auth);
+    s_assert_alive ();
+}
+
 static void
 test_sigterm (void **state)
 {
@@ -1587,7 +1715,7 @@ main (int argc, char **argv)
         cmocka_unit_test (test_slow_body),     cmocka_unit_test (test_commit_reply_lost),
         cmocka_unit_test (test_active_types),  cmocka_unit_test (test_upload_max),
         cmocka_unit_test (test_wire_ids),      cmocka_unit_test (test_multipart_params),
-        cmocka_unit_test (test_sigterm),
+        cmocka_unit_test (test_verify_resend), cmocka_unit_test (test_sigterm),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }
