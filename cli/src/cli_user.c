@@ -68,7 +68,7 @@ static void
 s_tty_restore (void)
 {
     if (s_tty_fd >= 0) {
-        tcsetattr (s_tty_fd, TCSAFLUSH, &s_saved_tty);
+        tcsetattr (s_tty_fd, TCSANOW, &s_saved_tty);
         s_tty_fd = -1;
     }
 }
@@ -98,10 +98,13 @@ s_prompt (int fd, const char *prompt, char *buf, size_t len)
     sigaction (SIGINT, &sa, &old_int);
     sigaction (SIGTERM, &sa, &old_term);
     s_tty_fd = fd;
-    fputs (prompt, stderr);
-    fflush (stderr);
+    /* Echo off before the prompt shows, and TCSANOW rather than
+       TCSAFLUSH: what is typed (or pasted) as soon as the prompt appears
+       must be read, not discarded.                                     */
     long n = -1;
-    if (tcsetattr (fd, TCSAFLUSH, &quiet) == 0) {
+    if (tcsetattr (fd, TCSANOW, &quiet) == 0) {
+        fputs (prompt, stderr);
+        fflush (stderr);
         n = cli_password_read_line (fd, buf, len);
     }
     s_tty_restore ();
