@@ -114,8 +114,10 @@ cm_db_open (const char *url)
     /* WAL for concurrent readers (CLI beside a running service);
        synchronous=FULL because a committed file or queued mail must
        survive power loss, not just a process crash.                    */
+    /* secure_delete: deleted or overwritten cells are zeroed, so a secret
+       erased from a row (a mailed link) is not left in a free page.    */
     if (s_exec_script (self, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                             "PRAGMA foreign_keys=ON;") != 0) {
+                             "PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;") != 0) {
         goto fail;
     }
     return self;
@@ -265,6 +267,27 @@ cm_db_res_free (cm_db_res_t **res_p)
         free (res);
         *res_p = NULL;
     }
+}
+
+int
+cm_db_scrub (cm_db_t *self)
+{
+    if (self->backend == S_PG) {
+        return 0; /* see cm_db.h: dead row versions go with VACUUM */
+    }
+    /* The WAL still holds the page images from before the erase: copy
+       the current pages back and truncate the log to nothing.          */
+    int busy = 0, logged = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2 (self->sqlite, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+                                        &logged, &done);
+    if (rc != SQLITE_OK) {
+        busy = (rc & 0xff) == SQLITE_BUSY;
+        cm_log (busy ? CM_LOG_DEBUG : CM_LOG_WARN, NULL,
+                "sqlite3_wal_checkpoint_v2(TRUNCATE) on %s: %s", self->path,
+                sqlite3_errmsg (self->sqlite));
+        return -1;
+    }
+    return 0;
 }
 
 int

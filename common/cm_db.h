@@ -50,6 +50,14 @@ int cm_db_res_changes (const cm_db_res_t *res);
 const char *cm_db_res_get (const cm_db_res_t *res, int row, int col);
 void cm_db_res_free (cm_db_res_t **res_p);
 
+/* After a secret was erased from a row: make the old bytes unreadable
+   from the database files as far as the backend allows. SQLite zeroes
+   deleted cells (secure_delete, always on) and here checkpoints and
+   truncates the WAL, which still holds old page images (-1 if a reader
+   kept it busy; the next scrub or checkpoint finishes the job).
+   PostgreSQL: no-op; old row versions stay until VACUUM reclaims them. */
+int cm_db_scrub (cm_db_t *self);
+
 /* Transactions (BEGIN IMMEDIATE on SQLite, BEGIN at READ COMMITTED on
    PostgreSQL). 0 / -1. A commit that fails rolls the transaction back,
    so the connection stays usable. On PostgreSQL a failed statement

@@ -17,6 +17,23 @@ import time
 import uuid
 
 
+def pg_schema(base_url):
+    """A fresh schema on the test cluster (or drop it): returns the URL
+    that selects it, for SAFESHARE_*_DB. Uses psql, which comes with the
+    postgresql package the test command installs."""
+    name = "ss_" + uuid.uuid4().hex[:12]
+    subprocess.run(["psql", base_url, "-v", "ON_ERROR_STOP=1", "-qc", "CREATE SCHEMA " + name],
+                   check=True,
+                   capture_output=True, timeout=30)
+    sep = "&" if "?" in base_url else "?"
+    return name, "%s%soptions=-csearch_path%%3D%s" % (base_url, sep, name)
+
+
+def pg_drop_schema(base_url, name):
+    subprocess.run(["psql", base_url, "-qc", "DROP SCHEMA IF EXISTS %s CASCADE" % name],
+                   capture_output=True, timeout=30)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -138,6 +138,7 @@ s_job_dead (authd_outbox_t *self, const char *job_id, const char *why)
                     2, p) != CM_DB_OK) {
         cm_error (NULL, "UPDATE mail_outbox (dead job=%s) failed", job_id);
     }
+    cm_db_scrub (self->db);
     cm_error (NULL, "mail job=%s given up: %s", job_id, why);
 }
 
@@ -255,6 +256,7 @@ s_mark_sent (authd_outbox_t *self, const char *job_id)
                     2, p) != CM_DB_OK) {
         cm_error (NULL, "UPDATE mail_outbox (sent job=%s) failed", job_id);
     }
+    cm_db_scrub (self->db);
 }
 
 void
