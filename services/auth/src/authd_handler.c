@@ -1,6 +1,7 @@
 /*  authd_handler -- one AuthRequest in, one AuthReply out.              */
 #include "authd_handler.h"
 #include "authd_policy.h"
+#include "authd_throttle.h"
 #include "cm_log.h"
 #include "cm_util.h"
 
@@ -82,6 +83,8 @@ s_message (const char *code)
         {"user_not_found", "no such user"},
         {"missing_body", "request has no body"},
         {"database_busy", "try again"},
+        {"too_many_attempts", "too many failed logins: wait before trying again"},
+        {"invalid_client_addr", "client address is too long"},
     };
     for (size_t i = 0; code && i < sizeof table / sizeof table[0]; i++) {
         if (strcmp (table[i].code, code) == 0) {
@@ -167,8 +170,43 @@ s_login (authd_handler_t *self, const Safeshare__LoginRequest *rq, const char *r
          authd_reply_t *out)
 {
     const char *code = NULL;
+    /* Throttle keys: the normalised e-mail (none if malformed: that
+       attempt fails without touching any account) and the address. */
+    char account[AUTHD_EMAIL_MAX + 1] = "";
+    if (authd_email_normalize (rq->email, account) != 0) {
+        account[0] = '\0';
+    }
+    const char *addr = rq->client_addr ? rq->client_addr : "";
+    if (strnlen (addr, AUTHD_CLIENT_ADDR_MAX + 1) > AUTHD_CLIENT_ADDR_MAX) {
+        s_fail (out, CM_INVALID, "invalid_client_addr");
+        return;
+    }
+    uint64_t now_s = cm_now_s ();
+    uint32_t retry_after = 0;
+    /* Before any Argon2 work: a refused attempt costs one SELECT. */
     cm_status_t st =
-        authd_user_login (self->db, req, rq->email, rq->password, &out->u, &code);
+        authd_throttle_check (self->db, req, account, addr, now_s, &retry_after);
+    if (st == CM_RATE_LIMITED) {
+        cm_info (req, "login refused: too_many_attempts retry_after_s=%u", retry_after);
+        s_fail (out, st, "too_many_attempts");
+        out->error.retry_after_s = retry_after;
+        return;
+    }
+    if (st != CM_OK) {
+        s_fail (out, CM_UNAVAILABLE, "database_busy");
+        return;
+    }
+    st = authd_user_login (self->db, req, rq->email, rq->password, &out->u, &code);
+    if (st == CM_UNAUTHENTICATED) {
+        /* A failure not counted would be a free guess: fail closed. */
+        if (authd_throttle_fail (self->db, req, account, addr, cm_now_s ()) != 0) {
+            s_fail (out, CM_UNAVAILABLE, "database_busy");
+            return;
+        }
+    } else if (st == CM_OK && authd_throttle_clear (self->db, req, account) != 0) {
+        s_fail (out, CM_UNAVAILABLE, "database_busy");
+        return;
+    }
     if (st != CM_OK) {
         cm_info (req, "login refused: %s", code ? code : "?");
         s_fail (out, st, code);

@@ -58,6 +58,16 @@ static const char *const s_migrations[] = {
     " email TEXT NOT NULL,"
     " at BIGINT NOT NULL);"
     "CREATE INDEX verify_resends_email ON verify_resends (email, at);",
+    /* 3: failed logins per account ('account', normalised e-mail, known
+       or not) and per client address ('addr'); see authd_throttle.h.
+       Rows idle for a day are deleted as failures come in. */
+    "CREATE TABLE login_failures ("
+    " kind TEXT NOT NULL CHECK (kind IN ('account', 'addr')),"
+    " subject TEXT NOT NULL,"
+    " failures INTEGER NOT NULL,"
+    " last_at BIGINT NOT NULL,"
+    " PRIMARY KEY (kind, subject));"
+    "CREATE INDEX login_failures_last ON login_failures (last_at);",
 };
 
 #define S_USER_COLS "id, email, role, verified, disabled, created_at"

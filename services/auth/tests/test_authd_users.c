@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "authd_handler.h"
+#include "authd_throttle.h"
 #include "authd_users.h"
 #include "cm_db.h"
 #include "cm_log.h"
@@ -125,7 +127,7 @@ test_migrate_twice (void **state)
     assert_int_equal (authd_store_migrate (f->db), 0);
     assert_int_equal (
         s_count (f->db, "SELECT COUNT(*) FROM schema_migrations WHERE service = 'auth'"),
-        2);
+        3);
 }
 
 static void
@@ -666,6 +668,195 @@ test_user_get (void **state)
     assert_string_equal (code, "invalid_user_id");
 }
 
+/* ---- login throttling (authd_throttle) ------------------------------- */
+
+static void
+test_throttle_delay (void **state)
+{
+    (void)state;
+    assert_int_equal (authd_throttle_delay_s (0, 5), 0);
+    assert_int_equal (authd_throttle_delay_s (4, 5), 0);
+    assert_int_equal (authd_throttle_delay_s (5, 5), 1);
+    assert_int_equal (authd_throttle_delay_s (6, 5), 2);
+    assert_int_equal (authd_throttle_delay_s (7, 5), 4);
+    assert_int_equal (authd_throttle_delay_s (14, 5), 512);
+    assert_int_equal (authd_throttle_delay_s (15, 5), AUTHD_LOGIN_DELAY_CAP_S);
+    assert_int_equal (authd_throttle_delay_s (1000, 5), AUTHD_LOGIN_DELAY_CAP_S);
+    assert_int_equal (authd_throttle_delay_s (UINT32_MAX, 5), AUTHD_LOGIN_DELAY_CAP_S);
+    assert_int_equal (authd_throttle_delay_s (19, 20), 0);
+    assert_int_equal (authd_throttle_delay_s (20, 20), 1);
+}
+
+static void
+s_fail_n (cm_db_t *db, const char *account, const char *addr, int n, uint64_t now)
+{
+    for (int i = 0; i < n; i++) {
+        assert_int_equal (authd_throttle_fail (db, "t", account, addr, now), 0);
+    }
+}
+
+static cm_status_t
+s_check (cm_db_t *db, const char *account, const char *addr, uint64_t now,
+         uint32_t *retry)
+{
+    return authd_throttle_check (db, "t", account, addr, now, retry);
+}
+
+/* Per account: the allowance, then 1, 2, 4 s ... from the last failure,
+   the cap; a success clears the account, not the address. */
+static void
+test_throttle_account (void **state)
+{
+    fixture_t *f = *state;
+    const uint64_t t0 = 1700000000;
+    uint32_t retry = 99;
+    assert_int_equal (s_check (f->db, "a@example.org", "10.0.0.1", t0, &retry), CM_OK);
+    assert_int_equal (retry, 0);
+    s_fail_n (f->db, "a@example.org", "10.0.0.1", AUTHD_LOGIN_ACCOUNT_FREE - 1, t0);
+    assert_int_equal (s_check (f->db, "a@example.org", "10.0.0.1", t0, &retry), CM_OK);
+    s_fail_n (f->db, "a@example.org", "10.0.0.1", 1, t0);
+    /* Another address, same account: refused; the account is the key. */
+    assert_int_equal (s_check (f->db, "a@example.org", "10.9.9.9", t0, &retry),
+                      CM_RATE_LIMITED);
+    assert_int_equal (retry, 1);
+    assert_int_equal (s_check (f->db, "a@example.org", "10.0.0.1", t0 + 1, &retry),
+                      CM_OK);
+    /* Another account from the same address is not concerned. */
+    assert_int_equal (s_check (f->db, "b@example.org", "10.0.0.1", t0, &retry), CM_OK);
+    s_fail_n (f->db, "a@example.org", "10.0.0.1", 1, t0 + 1);
+    assert_int_equal (s_check (f->db, "a@example.org", NULL, t0 + 1, &retry),
+                      CM_RATE_LIMITED);
+    assert_int_equal (retry, 2);
+    assert_int_equal (s_check (f->db, "a@example.org", NULL, t0 + 2, &retry),
+                      CM_RATE_LIMITED);
+    assert_int_equal (retry, 1);
+    s_fail_n (f->db, "a@example.org", "10.0.0.1", 1, t0 + 3);
+    assert_int_equal (s_check (f->db, "a@example.org", NULL, t0 + 3, &retry),
+                      CM_RATE_LIMITED);
+    assert_int_equal (retry, 4);
+    /* The cap. */
+    s_fail_n (f->db, "a@example.org", "10.0.0.1", 20, t0 + 10);
+    assert_int_equal (s_check (f->db, "a@example.org", NULL, t0 + 10, &retry),
+                      CM_RATE_LIMITED);
+    assert_int_equal (retry, AUTHD_LOGIN_DELAY_CAP_S);
+    /* A clock that went back never waits longer than the delay. */
+    assert_int_equal (s_check (f->db, "a@example.org", NULL, t0, &retry),
+                      CM_RATE_LIMITED);
+    assert_int_equal (retry, AUTHD_LOGIN_DELAY_CAP_S);
+
+    /* Success clears the account; the address (27 failures) stays. */
+    assert_int_equal (authd_throttle_clear (f->db, "t", "a@example.org"), 0);
+    assert_int_equal (s_check (f->db, "a@example.org", NULL, t0 + 10, &retry), CM_OK);
+    assert_int_equal (s_check (f->db, NULL, "10.0.0.1", t0 + 10, &retry),
+                      CM_RATE_LIMITED);
+    assert_int_equal (retry, authd_throttle_delay_s (27, AUTHD_LOGIN_ADDR_FREE));
+    assert_int_equal (s_count (f->db, "SELECT failures FROM login_failures"
+                                      " WHERE kind = 'addr' AND subject = '10.0.0.1'"),
+                      27);
+    /* Idle a day: pruned by the next failure anywhere. */
+    s_fail_n (f->db, "c@example.org", NULL, 1, t0 + 10 + AUTHD_LOGIN_FORGET_S);
+    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM login_failures"), 1);
+}
+
+/* Per address: AUTHD_LOGIN_ADDR_FREE failures over many accounts (each
+   under its own allowance), then refused for any account. */
+static void
+test_throttle_address (void **state)
+{
+    fixture_t *f = *state;
+    const uint64_t t0 = 1700000000;
+    uint32_t retry = 0;
+    char email[64];
+    for (int i = 0; i < AUTHD_LOGIN_ADDR_FREE; i++) {
+        snprintf (email, sizeof email, "u%d@example.org", i);
+        assert_int_equal (s_check (f->db, email, "192.0.2.7", t0, &retry), CM_OK);
+        s_fail_n (f->db, email, "192.0.2.7", 1, t0);
+    }
+    assert_int_equal (s_check (f->db, "fresh@example.org", "192.0.2.7", t0, &retry),
+                      CM_RATE_LIMITED);
+    assert_int_equal (retry, 1);
+    assert_int_equal (s_check (f->db, "fresh@example.org", "192.0.2.8", t0, &retry),
+                      CM_OK);
+    assert_int_equal (s_check (f->db, "fresh@example.org", "192.0.2.7", t0 + 1, &retry),
+                      CM_OK);
+}
+
+static Safeshare__AuthReply *
+s_handler_login (authd_handler_t *h, const char *email, const char *password,
+                 const char *addr, authd_reply_t *out)
+{
+    Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__LoginRequest b = SAFESHARE__LOGIN_REQUEST__INIT;
+    b.email = (char *)email;
+    b.password = (char *)password;
+    b.client_addr = (char *)addr;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGIN;
+    rq.login = &b;
+    authd_handler_handle (h, &rq, "t", out);
+    return &out->reply;
+}
+
+/* Through the handler: unknown addresses are counted like known ones
+   (normalised), a throttled account is refused even with the right
+   password, with retry_after_s; a success clears the account. */
+static void
+test_throttle_handler (void **state)
+{
+    fixture_t *f = *state;
+    char id[33];
+    const char *code = NULL;
+    assert_int_equal (authd_user_create (f->db, "known@example.org", GOOD_PW, "client",
+                                         true, id, &code),
+                      CM_OK);
+    authd_handler_config_t hc = {
+        .public_url = PUBLIC_URL, .access_ttl_s = 900, .verify_ttl_s = 3600};
+    cm_jwt_signer_t *signer = NULL; /* no success reaches signing here */
+    authd_handler_t *h = authd_handler_new (f->db, signer, &hc);
+    assert_non_null (h);
+    authd_reply_t out;
+    for (int i = 0; i < 3; i++) {
+        Safeshare__AuthReply *r =
+            s_handler_login (h, i ? " Nobody@Example.org" : "nobody@example.org", GOOD_PW,
+                             "198.51.100.1", &out);
+        assert_int_equal (r->status, CM_UNAUTHENTICATED);
+        assert_string_equal (r->error->code, "invalid_credentials");
+        assert_int_equal (r->error->retry_after_s, 0);
+        authd_reply_release (&out);
+    }
+    assert_int_equal (s_count (f->db, "SELECT failures FROM login_failures"
+                                      " WHERE kind = 'account'"
+                                      " AND subject = 'nobody@example.org'"),
+                      3);
+    assert_int_equal (s_count (f->db, "SELECT failures FROM login_failures"
+                                      " WHERE kind = 'addr'"
+                                      " AND subject = '198.51.100.1'"),
+                      3);
+    /* A wrong password on a known account counts the same way. */
+    s_handler_login (h, "known@example.org", "wrong password", "198.51.100.2", &out);
+    assert_int_equal (out.reply.status, CM_UNAUTHENTICATED);
+    authd_reply_release (&out);
+    assert_int_equal (s_count (f->db, "SELECT failures FROM login_failures"
+                                      " WHERE kind = 'account'"
+                                      " AND subject = 'known@example.org'"),
+                      1);
+
+    /* Throttled now (10 failures: 32 s): the right password is refused
+       before it is checked. */
+    s_fail_n (f->db, "known@example.org", NULL, 9, cm_now_s ());
+    Safeshare__AuthReply *r =
+        s_handler_login (h, "Known@example.org", GOOD_PW, "203.0.113.9", &out);
+    assert_int_equal (r->status, CM_RATE_LIMITED);
+    assert_string_equal (r->error->code, "too_many_attempts");
+    assert_in_range (r->error->retry_after_s, 30, 32);
+    authd_reply_release (&out);
+    /* The refusal itself was not counted. */
+    assert_int_equal (s_count (f->db, "SELECT failures FROM login_failures"
+                                      " WHERE kind = 'account'"
+                                      " AND subject = 'known@example.org'"),
+                      10);
+    authd_handler_destroy (&h);
+}
+
 int
 main (void)
 {
@@ -683,6 +874,10 @@ main (void)
         cmocka_unit_test_setup_teardown (test_rehash, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_resend, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_resend_rate_limit, s_setup, s_teardown),
+        cmocka_unit_test (test_throttle_delay),
+        cmocka_unit_test_setup_teardown (test_throttle_account, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_throttle_address, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_throttle_handler, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -526,6 +526,41 @@ test_resend (void **state)
     zsock_destroy (&mailer);
 }
 
+/* Over the socket: after the account allowance of failures (unknown
+   address, so existence is not told), RATE_LIMITED too_many_attempts
+   with retry_after_s; the first AUTHD-allowance attempts are plain
+   invalid_credentials. */
+static void
+test_login_throttled (void **state)
+{
+    pid_t pid = s_spawn (s_env);
+    zsock_t *client = cm_sock_client (s_auth_ep);
+    assert_non_null (client);
+    s_wait_ready (pid, client);
+    for (int i = 0; i < 5; i++) {
+        s_expect_error (s_login (client, "throttle-me@example.org", GOOD_PW),
+                        CM_UNAUTHENTICATED, "invalid_credentials");
+    }
+    /* 1 s after the 5th, 2 s after the 6th: refused within a few tries
+       whatever second boundaries fall in between. */
+    bool limited = false;
+    for (int i = 0; i < 3 && !limited; i++) {
+        Safeshare__AuthReply *r = s_login (client, "Throttle-Me@example.org", GOOD_PW);
+        if (r->status == CM_RATE_LIMITED) {
+            limited = true;
+            assert_non_null (r->error);
+            assert_string_equal (r->error->code, "too_many_attempts");
+            assert_in_range (r->error->retry_after_s, 1, 4);
+        } else {
+            assert_int_equal (r->status, CM_UNAUTHENTICATED);
+        }
+        safeshare__auth_reply__free_unpacked (r, NULL);
+    }
+    assert_true (limited);
+    assert_int_equal (cm_test_stop (pid, 10000), 0);
+    zsock_destroy (&client);
+}
+
 /* SAFESHARE_PASSWORD_DENYLIST: a missing file stops the service (exit
    2); a given file replaces the built-in list. */
 static void
@@ -734,6 +769,7 @@ main (int argc, char **argv)
         cmocka_unit_test (test_missing_key_exits_2),
         cmocka_unit_test (test_flow),
         cmocka_unit_test (test_resend),
+        cmocka_unit_test (test_login_throttled),
         cmocka_unit_test (test_denylist_config),
         cmocka_unit_test (test_garbage_in),
     };

@@ -129,6 +129,11 @@ s_send (gw_req_t *req, int status, const char *body, size_t len)
     if (status == 401 && req->www_authenticate) {
         mg_response_header_add (conn, "WWW-Authenticate", "Bearer", -1);
     }
+    if ((status == 429 || status == 503) && req->retry_after_s > 0) {
+        char retry[16];
+        snprintf (retry, sizeof retry, "%u", (unsigned)req->retry_after_s);
+        mg_response_header_add (conn, "Retry-After", retry, -1);
+    }
     mg_response_header_send (conn);
     req->responded = true;
     req->status = status;
@@ -190,6 +195,7 @@ gw_reply_service (gw_req_t *req, cm_status_t rc, const ProtobufCMessage *reply)
     const char *message = NULL;
     cm_status_t status = gw_rpc_status (reply, &code, &message);
     int http = cm_status_http (status);
+    req->retry_after_s = gw_rpc_retry_after (reply);
     if (status == CM_OK) {
         /* Caller's bug: an OK reply is not an error. */
         http = 500;

@@ -25,12 +25,13 @@ typedef struct {
     char req_id[65];
     cm_jwt_claims_t claims; /* valid when authed */
     bool authed;
-    bool must_close;       /* body not (fully) read: answer, then close */
-    bool responded;        /* headers went out */
-    int status;            /* HTTP status sent, for the access log */
-    const char *allow;     /* Allow header on 405 */
-    bool www_authenticate; /* WWW-Authenticate: Bearer on 401 */
-    int watch_slot;        /* gw_watchdog slot while a body read is armed, else -1 */
+    bool must_close;        /* body not (fully) read: answer, then close */
+    bool responded;         /* headers went out */
+    int status;             /* HTTP status sent, for the access log */
+    const char *allow;      /* Allow header on 405 */
+    bool www_authenticate;  /* WWW-Authenticate: Bearer on 401 */
+    uint32_t retry_after_s; /* Retry-After on 429/503 when > 0 */
+    int watch_slot;         /* gw_watchdog slot while a body read is armed, else -1 */
 } gw_req_t;
 
 /* Sends status + body (borrowed) as compact JSON with the common headers.
@@ -44,7 +45,8 @@ int gw_reply_error (gw_req_t *req, int status, const char *code, const char *fmt
 
 /* Answers a service's non-OK reply (or a transport failure rc): HTTP from
    cm_status_http, code from the reply's Error.code (fallback
-   cm_status_code); timeouts become 503 service_unavailable.           */
+   cm_status_code), Retry-After from Error.retry_after_s; timeouts
+   become 503 service_unavailable.                                     */
 int gw_reply_service (gw_req_t *req, cm_status_t rc, const ProtobufCMessage *reply);
 
 /* Adds the headers every response carries (after mg_response_header_start). */

@@ -138,6 +138,20 @@ gw_rpc_status (const ProtobufCMessage *reply, const char **code, const char **me
     return status;
 }
 
+uint32_t
+gw_rpc_retry_after (const ProtobufCMessage *reply)
+{
+    const ProtobufCFieldDescriptor *fe =
+        protobuf_c_message_descriptor_get_field (reply->descriptor, 3);
+    if (fe == NULL || fe->type != PROTOBUF_C_TYPE_MESSAGE ||
+        fe->descriptor != &safeshare__error__descriptor) {
+        return 0;
+    }
+    const Safeshare__Error *err =
+        *(Safeshare__Error *const *)((const char *)reply + fe->offset);
+    return err ? err->retry_after_s : 0;
+}
+
 void
 gw_rpc_health_all (gw_rpc_t *self, const char *req_id, int timeout_ms,
                    bool ok[GW_SVC_COUNT], uint64_t latency_ms[GW_SVC_COUNT])

@@ -40,6 +40,9 @@ void gw_rpc_wire_id (char buf[65], const char *req_id, uint64_t seq);
    and message are borrowed from reply, NULL when absent.              */
 cm_status_t gw_rpc_status (const ProtobufCMessage *reply, const char **code,
                            const char **message);
+/* Error.retry_after_s of any reply (0 when absent): the wait a
+   RATE_LIMITED answer asks for, sent as HTTP Retry-After.             */
+uint32_t gw_rpc_retry_after (const ProtobufCMessage *reply);
 
 /* HEALTH to every service at once, waiting at most timeout_ms overall.
    ok[i] / latency_ms[i] per gw_svc_t.                                  */

@@ -1590,7 +1590,30 @@ s_fake_auth_fn (zsock_t *pipe, void *args)
             continue;
         }
         Safeshare__AuthRequest *r = (Safeshare__AuthRequest *)call.request;
-        if (r->body_case != SAFESHARE__AUTH_REQUEST__BODY_RESEND) {
+        if (r->body_case == SAFESHARE__AUTH_REQUEST__BODY_HEALTH) {
+            /* Up: lets the test wait for the gateway to see it (readyz). */
+            Safeshare__AuthReply reply = SAFESHARE__AUTH_REPLY__INIT;
+            Safeshare__Meta meta = SAFESHARE__META__INIT;
+            Safeshare__HealthReply health = SAFESHARE__HEALTH_REPLY__INIT;
+            health.service = "auth";
+            health.version = "fake";
+            reply.meta = &meta;
+            reply.body_case = SAFESHARE__AUTH_REPLY__BODY_HEALTH;
+            reply.health = &health;
+            cm_call_reply (auth, &call, &reply.base, NULL);
+        } else if (r->body_case == SAFESHARE__AUTH_REQUEST__BODY_LOGIN) {
+            /* Throttled as auth does it: RATE_LIMITED with the wait. */
+            Safeshare__AuthReply reply = SAFESHARE__AUTH_REPLY__INIT;
+            Safeshare__Meta meta = SAFESHARE__META__INIT;
+            Safeshare__Error err = SAFESHARE__ERROR__INIT;
+            reply.meta = &meta;
+            reply.status = SAFESHARE__STATUS__STATUS_RATE_LIMITED;
+            err.code = "too_many_attempts";
+            err.message = "too many failed logins";
+            err.retry_after_s = 42;
+            reply.error = &err;
+            cm_call_reply (auth, &call, &reply.base, NULL);
+        } else if (r->body_case != SAFESHARE__AUTH_REQUEST__BODY_RESEND) {
             cm_call_reply_error (auth, &call, &safeshare__auth_reply__descriptor,
                                  CM_UNAVAILABLE, "fake", "only RESEND here");
         } else {
@@ -1619,6 +1642,29 @@ s_fake_auth_fn (zsock_t *pipe, void *args)
     zsock_destroy (&auth);
 }
 
+/* Waits (at most 10 s) until the gateway's /readyz reports the fake
+   auth up: its sockets reconnect on their own schedule, which a loaded
+   machine can stretch past one RPC timeout.                            */
+static void
+s_wait_auth_up (void)
+{
+    for (int i = 0; i < 100; i++) {
+        s_resp_t r;
+        assert_int_equal (s_get ("/readyz", NULL, &r), 0);
+        json_t *root = r.body ? json_loads (r.body, 0, NULL) : NULL;
+        json_t *ok = json_object_get (
+            json_object_get (json_object_get (root, "services"), "auth"), "ok");
+        bool up = json_is_true (ok);
+        json_decref (root);
+        s_resp_free (&r);
+        if (up) {
+            return;
+        }
+        usleep (100 * 1000);
+    }
+    fail_msg ("the gateway never saw the fake auth up");
+}
+
 static int
 s_resend_post (const char *body, s_resp_t *r)
 {
@@ -1633,6 +1679,7 @@ test_verify_resend (void **state)
     snprintf (ep, sizeof ep, "ipc://%s/run/auth.sock", s_dir);
     zactor_t *fake_auth = zactor_new (s_fake_auth_fn, ep);
     assert_non_null (fake_auth);
+    s_wait_auth_up ();
     s_resend_count = 0;
 
     /* 202, the same body whatever auth did; the address passed on as is. */
@@ -1689,6 +1736,33 @@ test_verify_resend (void **state)
     s_assert_alive ();
 }
 
+/* A throttled login: 429, Retry-After from Error.retry_after_s, the
+   JSON error code; other errors carry no Retry-After. */
+static void
+test_login_rate_limited (void **state)
+{
+    char ep[600];
+    snprintf (ep, sizeof ep, "ipc://%s/run/auth.sock", s_dir);
+    zactor_t *fake_auth = zactor_new (s_fake_auth_fn, ep);
+    assert_non_null (fake_auth);
+    s_wait_auth_up ();
+    const char *login = "{\"email\":\"a@example.org\",\"password\":\"whatever12\"}";
+    s_resp_t r;
+    assert_int_equal (
+        s_post ("/api/auth/login", NULL, "application/json", login, strlen (login), &r),
+        0);
+    s_assert_error (&r, 429, "too_many_attempts");
+    assert_non_null (strcasestr (r.head, "\r\nRetry-After: 42\r\n"));
+    s_resp_free (&r);
+    /* A 400 from auth (same fake, RESEND) has none. */
+    assert_int_equal (s_resend_post ("{\"email\":\"not-an-address\"}", &r), 0);
+    s_assert_error (&r, 400, "invalid_email");
+    assert_null (strcasestr (r.head, "Retry-After"));
+    s_resp_free (&r);
+    zactor_destroy (&fake_auth);
+    s_assert_alive ();
+}
+
 static void
 test_sigterm (void **state)
 {
@@ -1715,7 +1789,8 @@ main (int argc, char **argv)
         cmocka_unit_test (test_slow_body),     cmocka_unit_test (test_commit_reply_lost),
         cmocka_unit_test (test_active_types),  cmocka_unit_test (test_upload_max),
         cmocka_unit_test (test_wire_ids),      cmocka_unit_test (test_multipart_params),
-        cmocka_unit_test (test_verify_resend), cmocka_unit_test (test_sigterm),
+        cmocka_unit_test (test_verify_resend), cmocka_unit_test (test_login_rate_limited),
+        cmocka_unit_test (test_sigterm),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }
