@@ -1,5 +1,7 @@
 /*  cm_testing -- start and stop real binaries from tests.               */
 #include "cm_testing.h"
+#include "cm_db.h"
+#include "cm_util.h"
 
 #define _XOPEN_SOURCE 700
 #include <errno.h>
@@ -134,4 +136,45 @@ cm_test_exited (pid_t pid)
 {
     int status;
     return waitpid (pid, &status, WNOHANG) == pid;
+}
+
+int
+cm_test_pg_schema_url (char schema[40], char *url, size_t url_len)
+{
+    const char *mode = getenv ("SAFESHARE_TEST_DB");
+    if (!mode || strcmp (mode, "pg") != 0) {
+        return 1;
+    }
+    const char *base = getenv ("SAFESHARE_TEST_PG_URL");
+    if (!base || !*base) {
+        fprintf (stderr, "FAIL: SAFESHARE_TEST_DB=pg needs SAFESHARE_TEST_PG_URL"
+                         " (scripts/test.sh starts a cluster and sets it)\n");
+        return -1;
+    }
+    char hex[17], sql[80];
+    if (cm_random_hex (hex, 8) != 0) {
+        return -1;
+    }
+    snprintf (schema, 40, "t_%s", hex);
+    snprintf (url, url_len, "%s%soptions=-csearch_path%%3D%s", base,
+              strchr (base, '?') ? "&" : "?", schema);
+    snprintf (sql, sizeof sql, "CREATE SCHEMA %s", schema);
+    cm_db_t *admin = cm_db_open (base);
+    int rc = admin && cm_db_exec (admin, sql, 0, NULL) == CM_DB_OK ? 0 : -1;
+    cm_db_destroy (&admin);
+    return rc;
+}
+
+int
+cm_test_pg_schema_drop (const char *schema)
+{
+    if (!schema[0]) {
+        return 0;
+    }
+    char sql[80];
+    snprintf (sql, sizeof sql, "DROP SCHEMA %s CASCADE", schema);
+    cm_db_t *admin = cm_db_open (getenv ("SAFESHARE_TEST_PG_URL"));
+    int rc = admin && cm_db_exec (admin, sql, 0, NULL) == CM_DB_OK ? 0 : -1;
+    cm_db_destroy (&admin);
+    return rc;
 }

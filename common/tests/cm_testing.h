@@ -3,6 +3,7 @@
 #ifndef CM_TESTING_H
 #define CM_TESTING_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 /* mkdtemp("/tmp/safeshare-test-XXXXXX"); caller frees. */
@@ -20,5 +21,14 @@ pid_t cm_test_spawn (const char *binary, char *const argv[], char *const env_ext
 int cm_test_stop (pid_t pid, int timeout_ms);
 /* True if pid has exited (reaps it). */
 int cm_test_exited (pid_t pid);
+
+/* SAFESHARE_TEST_DB=pg runs a DB test on PostgreSQL: a fresh schema of
+   SAFESHARE_TEST_PG_URL (named into schema), selected by search_path in
+   the URL written to url. 1 = not asked (use SQLite), 0 = url set,
+   -1 = failed; a missing SAFESHARE_TEST_PG_URL is a failure, said on
+   stderr, so a PostgreSQL run never passes without a server.          */
+int cm_test_pg_schema_url (char schema[40], char *url, size_t url_len);
+/* Drops the schema made above (no-op for ""). 0 / -1. */
+int cm_test_pg_schema_drop (const char *schema);
 
 #endif

@@ -27,50 +27,6 @@ typedef struct {
     char schema[40]; /* PostgreSQL run: this test's schema */
 } fixture_t;
 
-/* SAFESHARE_TEST_DB=pg (the pg_ registrations in tests/CMakeLists.txt):
-   the same tests on a fresh schema of SAFESHARE_TEST_PG_URL, selected by
-   search_path in the URL and dropped at teardown. 1 = not asked (use
-   SQLite), 0 = url set, -1 = failed (a missing URL fails the test).    */
-static int
-s_pg_fixture_url (char schema[40], char *url, size_t url_len)
-{
-    const char *mode = getenv ("SAFESHARE_TEST_DB");
-    if (!mode || strcmp (mode, "pg") != 0) {
-        return 1;
-    }
-    const char *base = getenv ("SAFESHARE_TEST_PG_URL");
-    if (!base || !*base) {
-        fprintf (stderr, "FAIL: SAFESHARE_TEST_DB=pg needs SAFESHARE_TEST_PG_URL"
-                         " (scripts/test.sh starts a cluster and sets it)\n");
-        return -1;
-    }
-    char hex[17], sql[80];
-    if (cm_random_hex (hex, 8) != 0) {
-        return -1;
-    }
-    snprintf (schema, 40, "t_%s", hex);
-    snprintf (url, url_len, "%s%soptions=-csearch_path%%3D%s", base,
-              strchr (base, '?') ? "&" : "?", schema);
-    snprintf (sql, sizeof sql, "CREATE SCHEMA %s", schema);
-    cm_db_t *admin = cm_db_open (base);
-    int rc = admin && cm_db_exec (admin, sql, 0, NULL) == CM_DB_OK ? 0 : -1;
-    cm_db_destroy (&admin);
-    return rc;
-}
-
-static void
-s_pg_fixture_drop (const char *schema)
-{
-    if (schema[0]) {
-        char sql[80];
-        snprintf (sql, sizeof sql, "DROP SCHEMA %s CASCADE", schema);
-        cm_db_t *admin = cm_db_open (getenv ("SAFESHARE_TEST_PG_URL"));
-        assert_non_null (admin);
-        assert_int_equal (cm_db_exec (admin, sql, 0, NULL), CM_DB_OK);
-        cm_db_destroy (&admin);
-    }
-}
-
 static int
 setup (void **state)
 {
@@ -78,7 +34,7 @@ setup (void **state)
     f->tmp = cm_test_tmpdir ();
     assert_non_null (f->tmp);
     snprintf (f->url, sizeof f->url, "sqlite:%s/storage.db", f->tmp);
-    assert_int_not_equal (s_pg_fixture_url (f->schema, f->url, sizeof f->url), -1);
+    assert_int_not_equal (cm_test_pg_schema_url (f->schema, f->url, sizeof f->url), -1);
     f->meta = stord_meta_new (f->url);
     assert_non_null (f->meta);
     *state = f;
@@ -91,7 +47,7 @@ teardown (void **state)
     fixture_t *f = *state;
     stord_meta_destroy (&f->meta);
     stord_meta_destroy (&f->meta);
-    s_pg_fixture_drop (f->schema);
+    assert_int_equal (cm_test_pg_schema_drop (f->schema), 0);
     cm_test_rmrf (f->tmp);
     free (f->tmp);
     free (f);
