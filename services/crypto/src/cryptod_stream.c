@@ -158,33 +158,17 @@ cryptod_chunk_open (const uint8_t dek[CRYPTOD_DEK_LEN],
 }
 
 uint64_t
-cryptod_blob_offset (uint32_t chunk_size, uint64_t index)
-{
-    return CRYPTOD_HEADER_LEN + index * ((uint64_t)chunk_size + CRYPTOD_TAG_LEN);
-}
-
-uint64_t
 cryptod_chunk_count (uint64_t plaintext_size, uint32_t chunk_size)
 {
-    if (!s_chunk_size_ok (chunk_size)) {
-        return 0;
-    }
-    if (plaintext_size == 0) {
-        return 1;
-    }
-    uint64_t count = plaintext_size / chunk_size + (plaintext_size % chunk_size ? 1 : 0);
-    return count > CRYPTOD_MAX_CHUNKS ? 0 : count;
+    /* The format's chunk-size bounds on top of the shared arithmetic. */
+    return s_chunk_size_ok (chunk_size) ? cm_blob_chunk_count (plaintext_size, chunk_size)
+                                        : 0;
 }
 
 uint64_t
 cryptod_blob_size (uint64_t plaintext_size, uint32_t chunk_size)
 {
-    uint64_t count = cryptod_chunk_count (plaintext_size, chunk_size);
-    if (count == 0) {
-        return 0;
-    }
-    /* count <= 2^32-1 and tags add 16 per chunk: fits easily in 64 bits. */
-    return CRYPTOD_HEADER_LEN + plaintext_size + count * CRYPTOD_TAG_LEN;
+    return s_chunk_size_ok (chunk_size) ? cm_blob_size (plaintext_size, chunk_size) : 0;
 }
 
 uint64_t

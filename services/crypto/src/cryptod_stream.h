@@ -18,8 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CRYPTOD_HEADER_LEN     48
-#define CRYPTOD_TAG_LEN        16
+#include "cm_layout.h"
+
+#define CRYPTOD_HEADER_LEN     CM_BLOB_HEADER_LEN
+#define CRYPTOD_TAG_LEN        CM_BLOB_TAG_LEN
 #define CRYPTOD_DEK_LEN        32
 #define CRYPTOD_NONCE_LEN      12
 #define CRYPTOD_PREFIX_LEN     7
@@ -28,7 +30,7 @@
 #define CRYPTOD_MIN_CHUNK      4096u
 #define CRYPTOD_MAX_CHUNK      (16u * 1024u * 1024u)
 /* The counter is a u32; a blob has at most 2^32-1 chunks (index < this). */
-#define CRYPTOD_MAX_CHUNKS 0xFFFFFFFFull
+#define CRYPTOD_MAX_CHUNKS CM_BLOB_MAX_CHUNKS
 
 /* Writes a fresh header: random nonce prefix, chunk_size (4096..16 MiB),
    file id (32 lowercase hex). 0 / -1 (bad argument or no randomness). */
@@ -55,9 +57,6 @@ int cryptod_chunk_seal (const uint8_t dek[CRYPTOD_DEK_LEN],
 int cryptod_chunk_open (const uint8_t dek[CRYPTOD_DEK_LEN],
                         const uint8_t header[CRYPTOD_HEADER_LEN], uint64_t index,
                         bool last, const uint8_t *ct, size_t len, uint8_t *out);
-
-/* Byte offset of chunk `index` in the blob: 48 + index * (chunk_size + 16). */
-uint64_t cryptod_blob_offset (uint32_t chunk_size, uint64_t index);
 
 /* Number of chunks for a plaintext of `plaintext_size` bytes: 1 for an
    empty file, else ceil(size / chunk_size). 0 if chunk_size is out of

@@ -46,7 +46,7 @@ s_encrypt (const uint8_t dek[32], const char *file_id, const uint8_t *pt, size_t
     for (uint64_t i = 0; i < b.chunks; i++) {
         bool last = i + 1 == b.chunks;
         size_t n = last ? size - i * CS : CS;
-        uint64_t off = cryptod_blob_offset (CS, i);
+        uint64_t off = cm_blob_offset (CS, i);
         assert_int_equal (off, CRYPTOD_HEADER_LEN + i * (CS + CRYPTOD_TAG_LEN));
         assert_true (off + n + CRYPTOD_TAG_LEN <= b.len);
         assert_int_equal (
@@ -64,7 +64,7 @@ s_decrypt (const uint8_t dek[32], const s_blob_t *b, size_t size, uint8_t *out)
     for (uint64_t i = 0; i < chunks; i++) {
         bool last = i + 1 == chunks;
         size_t n = last ? size - i * CS : CS;
-        uint64_t off = cryptod_blob_offset (CS, i);
+        uint64_t off = cm_blob_offset (CS, i);
         if (off + n + CRYPTOD_TAG_LEN > b->len) {
             return -1;
         }
@@ -117,8 +117,8 @@ test_chunk_counts (void **state)
     assert_int_equal (cryptod_chunk_count ((uint64_t)CS * 0xFFFFFFFFull + 1, CS), 0);
     assert_int_equal (cryptod_chunk_count (10, 100), 0); /* chunk size too small */
     assert_int_equal (cryptod_chunk_count (10, CRYPTOD_MAX_CHUNK + 1), 0);
-    assert_int_equal (cryptod_blob_offset (1048576, 0), 48);
-    assert_int_equal (cryptod_blob_offset (1048576, 2), 48 + 2 * (1048576 + 16));
+    assert_int_equal (cm_blob_offset (1048576, 0), 48);
+    assert_int_equal (cm_blob_offset (1048576, 2), 48 + 2 * (1048576 + 16));
     assert_int_equal (cryptod_blob_size (0, CS), 48 + 16);
     assert_int_equal (cryptod_chunk_index (CS - 1, CS), 0);
     assert_int_equal (cryptod_chunk_index (CS, CS), 1);
@@ -193,8 +193,8 @@ test_tamper (void **state)
                                 48 + CS - 1,
                                 48 + CS,
                                 48 + CS + 15,
-                                cryptod_blob_offset (CS, 1) + 100,
-                                cryptod_blob_offset (CS, 3) + 3,
+                                cm_blob_offset (CS, 1) + 100,
+                                cm_blob_offset (CS, 3) + 3,
                                 b.len - 1};
     for (size_t k = 0; k < sizeof positions / sizeof positions[0]; k++) {
         memcpy (b.bytes, orig.bytes, b.len);
@@ -205,7 +205,7 @@ test_tamper (void **state)
 
     /* Swapped chunks 0 and 1.                                          */
     memcpy (b.bytes, orig.bytes, b.len);
-    uint64_t o0 = cryptod_blob_offset (CS, 0), o1 = cryptod_blob_offset (CS, 1);
+    uint64_t o0 = cm_blob_offset (CS, 0), o1 = cm_blob_offset (CS, 1);
     memcpy (b.bytes + o0, orig.bytes + o1, CS + 16);
     memcpy (b.bytes + o1, orig.bytes + o0, CS + 16);
     assert_int_equal (s_decrypt (dek, &b, size, out), -1);
@@ -213,9 +213,9 @@ test_tamper (void **state)
     /* Dropped last chunk: the reader is told the file is 3*CS bytes, so
        chunk 2 must open as last -- it was sealed as not last.          */
     memcpy (b.bytes, orig.bytes, b.len);
-    b.len = cryptod_blob_offset (CS, 3);
+    b.len = cm_blob_offset (CS, 3);
     assert_int_equal (s_decrypt (dek, &b, 3 * CS, out), -1);
-    uint64_t o2 = cryptod_blob_offset (CS, 2);
+    uint64_t o2 = cm_blob_offset (CS, 2);
     assert_int_equal (
         cryptod_chunk_open (dek, b.bytes, 2, true, b.bytes + o2, CS + 16, out), -1);
     /* ... while it opens in its right place.                           */
@@ -224,7 +224,7 @@ test_tamper (void **state)
     b.len = orig.len;
 
     /* Truncated last chunk (one byte short).                           */
-    uint64_t o3 = cryptod_blob_offset (CS, 3);
+    uint64_t o3 = cm_blob_offset (CS, 3);
     assert_int_equal (
         cryptod_chunk_open (dek, orig.bytes, 3, true, orig.bytes + o3, 7 + 16 - 1, out),
         -1);

@@ -80,7 +80,7 @@ s_decrypt (gw_req_t *req, const Safeshare__FileInfo *file, const uint8_t *header
     chunk.kek_id = file->kek_id;
     chunk.wrapped_dek = file->wrapped_dek;
     chunk.header.data = (uint8_t *)header;
-    chunk.header.len = GW_BLOB_HEADER_LEN;
+    chunk.header.len = CM_BLOB_HEADER_LEN;
     chunk.index = index;
     chunk.last = last;
     ProtobufCMessage *reply = NULL;
@@ -163,9 +163,9 @@ gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file)
     bool sane = file->id && cm_is_hex_id (file->id, 32) && file->sha256 &&
                 cm_is_hex_id (file->sha256, 64) && file->kek_id && *file->kek_id &&
                 file->wrapped_dek.len > 0 && cs >= 4096 && cs <= 16 * 1024 * 1024 &&
-                file->chunk_count == gw_blob_chunk_count (file->size, cs) &&
+                file->chunk_count == cm_blob_chunk_count (file->size, cs) &&
                 file->blob_size ==
-                    GW_BLOB_HEADER_LEN + file->size + GW_BLOB_TAG_LEN * file->chunk_count;
+                    CM_BLOB_HEADER_LEN + file->size + CM_BLOB_TAG_LEN * file->chunk_count;
     if (!sane) {
         cm_error (req->req_id, "file=%s: stored metadata is inconsistent",
                   file->id ? file->id : "");
@@ -175,11 +175,11 @@ gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file)
     cm_status_t rc = CM_OK;
     ProtobufCMessage *reply = NULL;
     zmsg_t *frames = NULL;
-    if (s_blob_read (req, file->id, 0, GW_BLOB_HEADER_LEN, &frames, &rc, &reply) != 0) {
+    if (s_blob_read (req, file->id, 0, CM_BLOB_HEADER_LEN, &frames, &rc, &reply) != 0) {
         return s_fail (req, rc, reply);
     }
-    uint8_t header[GW_BLOB_HEADER_LEN];
-    memcpy (header, zframe_data (zmsg_first (frames)), GW_BLOB_HEADER_LEN);
+    uint8_t header[CM_BLOB_HEADER_LEN];
+    memcpy (header, zframe_data (zmsg_first (frames)), CM_BLOB_HEADER_LEN);
     zmsg_destroy (&frames);
 
     uint64_t sent = 0;
@@ -188,8 +188,8 @@ gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file)
         uint64_t plain_len = last ? file->size - i * cs : cs;
         zmsg_t *plain = NULL;
         int failed =
-            s_blob_read (req, file->id, gw_blob_offset (cs, i),
-                         (uint32_t)(plain_len + GW_BLOB_TAG_LEN), &frames, &rc, &reply) ||
+            s_blob_read (req, file->id, cm_blob_offset (cs, i),
+                         (uint32_t)(plain_len + CM_BLOB_TAG_LEN), &frames, &rc, &reply) ||
             s_decrypt (req, file, header, i, last, &frames, &plain, &rc, &reply);
         if (!failed && zframe_size (zmsg_first (plain)) != plain_len) {
             cm_error (req->req_id, "DECRYPT file=%s chunk=%llu: wrong length", file->id,

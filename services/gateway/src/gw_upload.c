@@ -24,7 +24,7 @@ struct gw_upload_t {
     char kek_id[65];
     uint8_t wrapped[S_MAX_WRAPPED];
     size_t wrapped_len;
-    uint8_t header[GW_BLOB_HEADER_LEN];
+    uint8_t header[CM_BLOB_HEADER_LEN];
     zframe_t *chunk; /* plaintext being filled: chunk_size bytes, moved when sealed */
     size_t fill;
     uint64_t index;  /* next chunk index */
@@ -36,21 +36,6 @@ struct gw_upload_t {
     char err_code[64];
     char err_message[256];
 };
-
-uint64_t
-gw_blob_offset (uint32_t chunk_size, uint64_t index)
-{
-    return GW_BLOB_HEADER_LEN + index * ((uint64_t)chunk_size + GW_BLOB_TAG_LEN);
-}
-
-uint64_t
-gw_blob_chunk_count (uint64_t size, uint32_t chunk_size)
-{
-    if (size == 0 || chunk_size == 0) {
-        return 1;
-    }
-    return (size + chunk_size - 1) / chunk_size;
-}
 
 gw_upload_t *
 gw_upload_new (gw_rpc_t *rpc, const char *req_id, uint32_t chunk_size)
@@ -223,12 +208,12 @@ gw_upload_begin (gw_upload_t *self, const char *name, const char *content_type,
         cr->body_case == SAFESHARE__CRYPTO_REPLY__BODY_KEY_NEW ? cr->key_new : NULL;
     ok = kn && kn->kek_id && *kn->kek_id && strlen (kn->kek_id) < sizeof self->kek_id &&
          kn->wrapped_dek.len > 0 && kn->wrapped_dek.len <= S_MAX_WRAPPED &&
-         kn->header.len == GW_BLOB_HEADER_LEN;
+         kn->header.len == CM_BLOB_HEADER_LEN;
     if (ok) {
         strcpy (self->kek_id, kn->kek_id);
         memcpy (self->wrapped, kn->wrapped_dek.data, kn->wrapped_dek.len);
         self->wrapped_len = kn->wrapped_dek.len;
-        memcpy (self->header, kn->header.data, GW_BLOB_HEADER_LEN);
+        memcpy (self->header, kn->header.data, CM_BLOB_HEADER_LEN);
     }
     protobuf_c_message_free_unpacked (reply, NULL);
     if (!ok) {
@@ -237,8 +222,8 @@ gw_upload_begin (gw_upload_t *self, const char *name, const char *content_type,
 
     /* 3. the header opens the blob */
     zmsg_t *frames = zmsg_new ();
-    zmsg_addmem (frames, self->header, GW_BLOB_HEADER_LEN);
-    return s_append (self, &frames, GW_BLOB_HEADER_LEN);
+    zmsg_addmem (frames, self->header, CM_BLOB_HEADER_LEN);
+    return s_append (self, &frames, CM_BLOB_HEADER_LEN);
 }
 
 /* Encrypts the pending chunk (moved out) and appends its ciphertext. */
@@ -273,7 +258,7 @@ s_seal (gw_upload_t *self, bool last)
     chunk.wrapped_dek.data = self->wrapped;
     chunk.wrapped_dek.len = self->wrapped_len;
     chunk.header.data = self->header;
-    chunk.header.len = GW_BLOB_HEADER_LEN;
+    chunk.header.len = CM_BLOB_HEADER_LEN;
     chunk.index = self->index;
     chunk.last = last;
     ProtobufCMessage *reply = NULL;
@@ -285,14 +270,14 @@ s_seal (gw_upload_t *self, bool last)
     Safeshare__CryptoReply *cr = (Safeshare__CryptoReply *)reply;
     bool ok = cr->body_case == SAFESHARE__CRYPTO_REPLY__BODY_ENCRYPT && cr->encrypt &&
               cr->encrypt->index == self->index && cipher && zmsg_size (cipher) == 1 &&
-              zframe_size (zmsg_first (cipher)) == len + GW_BLOB_TAG_LEN;
+              zframe_size (zmsg_first (cipher)) == len + CM_BLOB_TAG_LEN;
     protobuf_c_message_free_unpacked (reply, NULL);
     if (!ok) {
         zmsg_destroy (&cipher);
         return s_bad_reply (self, "ENCRYPT");
     }
     /* The ciphertext frame moves on to storage as received. */
-    if (s_append (self, &cipher, len + GW_BLOB_TAG_LEN) != 0) {
+    if (s_append (self, &cipher, len + CM_BLOB_TAG_LEN) != 0) {
         return -1;
     }
     self->index++;

@@ -18,17 +18,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "cm_layout.h"
 #include "cm_status.h"
 #include "gw_rpc.h"
 #include "storage.pb-c.h"
-
-/* Blob layout (docs/format.md; same formulas as cryptod_stream.h):
-   header 48 bytes, chunk i at 48 + i * (chunk_size + 16).             */
-#define GW_BLOB_HEADER_LEN 48
-#define GW_BLOB_TAG_LEN    16
-uint64_t gw_blob_offset (uint32_t chunk_size, uint64_t index);
-/* Chunks of a file of `size` plaintext bytes (1 for an empty file). */
-uint64_t gw_blob_chunk_count (uint64_t size, uint32_t chunk_size);
 
 typedef struct gw_upload_t gw_upload_t;
 

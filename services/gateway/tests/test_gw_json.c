@@ -90,12 +90,12 @@ static void
 test_layout (void **state)
 {
     /* docs/format.md: header 48, chunk i at 48 + i*(chunk_size+16). */
-    assert_int_equal (gw_blob_offset (4096, 0), 48);
-    assert_int_equal (gw_blob_offset (4096, 3), 48 + 3 * 4112);
-    assert_int_equal (gw_blob_chunk_count (0, 4096), 1);
-    assert_int_equal (gw_blob_chunk_count (1, 4096), 1);
-    assert_int_equal (gw_blob_chunk_count (4096, 4096), 1);
-    assert_int_equal (gw_blob_chunk_count (4097, 4096), 2);
+    assert_int_equal (cm_blob_offset (4096, 0), 48);
+    assert_int_equal (cm_blob_offset (4096, 3), 48 + 3 * 4112);
+    assert_int_equal (cm_blob_chunk_count (0, 4096), 1);
+    assert_int_equal (cm_blob_chunk_count (1, 4096), 1);
+    assert_int_equal (cm_blob_chunk_count (4096, 4096), 1);
+    assert_int_equal (cm_blob_chunk_count (4097, 4096), 2);
 }
 
 int

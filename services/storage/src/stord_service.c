@@ -1,6 +1,7 @@
 /*  stord_service -- the storage protocol's handlers (proto/storage.md).  */
 #include "stord_service.h"
 #include "stord_sweep.h"
+#include "cm_layout.h"
 #include "cm_log.h"
 #include "cm_util.h"
 #include "storage.pb-c.h"
@@ -408,31 +409,21 @@ s_reply_file (zsock_t *router, cm_call_t *call, const stord_file_t *file, bool c
     s_reply (router, call, &reply, NULL);
 }
 
-/* The layout arithmetic of docs/format.md, nothing more of the format:
-   chunk_count = max(1, ceil(size / chunk_size)) (at most 2^32-1) and
-   blob_size = header + size + one tag per chunk. A count with an empty
-   last chunk (size = k * chunk_size, k + 1 chunks) never decrypts.     */
-#define STORD_BLOB_HEADER 48
-#define STORD_CHUNK_TAG   16
-
+/* The layout arithmetic of docs/format.md (common/cm_layout.h), nothing
+   more of the format. A count with an empty last chunk (size = k *
+   chunk_size, k + 1 chunks) never decrypts, so it is refused.          */
 static bool
 s_chunk_count_ok (uint64_t size, uint64_t chunk_count, uint32_t chunk_size)
 {
-    if (chunk_size == 0) {
-        return false;
-    }
-    uint64_t n = size / chunk_size + (size % chunk_size != 0);
-    if (n == 0) {
-        n = 1; /* an empty file is one empty last chunk */
-    }
-    return n <= UINT32_MAX && chunk_count == n;
+    uint64_t n = cm_blob_chunk_count (size, chunk_size);
+    return n != 0 && chunk_count == n;
 }
 
 /* size <= INT64_MAX and chunk_count <= 2^32-1 here: no overflow.      */
 static bool
 s_blob_size_ok (uint64_t size, uint64_t chunk_count, uint64_t blob_size)
 {
-    return blob_size == STORD_BLOB_HEADER + size + STORD_CHUNK_TAG * chunk_count;
+    return blob_size == CM_BLOB_HEADER_LEN + size + CM_BLOB_TAG_LEN * chunk_count;
 }
 
 static void
