@@ -45,6 +45,9 @@ long cm_config_int (cm_config_t *self, const char *key);
      SAFESHARE_MAX_UPLOAD_BYTES    10737418240
      SAFESHARE_ACCESS_TTL          900        access JWT lifetime, seconds
      SAFESHARE_VERIFY_TTL          86400      e-mail verification token lifetime
+     SAFESHARE_REFRESH_TTL         1209600    refresh token lifetime (60..31536000)
+     SAFESHARE_SESSION_TTL         2592000    session lifetime from login (60..31536000)
+     SAFESHARE_USER_CACHE_TTL      5          gateway user-state cache, s (0..60)
      SAFESHARE_LINK_MAX_TTL        604800     longest share link expiry
      SAFESHARE_JWT_ISSUER          safeshare
      SAFESHARE_JWT_AUDIENCE        safeshare-api

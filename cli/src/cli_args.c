@@ -11,8 +11,16 @@ const char *const cli_args_usage =
     "                                   (Ctrl-C stops it)\n"
     "  keys generate                    make a new current KEK, and the JWT signing\n"
     "                                   key pair if it does not exist yet\n"
+    "  keys rotate-jwt                  replace the JWT signing key pair; tokens\n"
+    "                                   signed with the old key stay valid until\n"
+    "                                   they expire\n"
     "  user add EMAIL --role ROLE       create a verified user; ROLE is ops, admin\n"
     "                                   or client; the password is read from stdin\n"
+    "  user list [--role ROLE] [--email PART]\n"
+    "                                   list users, newest first; PART: a part of\n"
+    "                                   the address (any case)\n"
+    "  user disable EMAIL               disable a user and end its sessions\n"
+    "  user enable EMAIL                enable a disabled user again\n"
     "  version                          print the version\n"
     "  help                             this text\n"
     "\n"
@@ -22,7 +30,6 @@ const char *const cli_args_usage =
    instead of calling them unknown.                                     */
 static const char *const s_later[] = {"decrypt", "fsck", NULL};
 static const char *const s_later_keys[] = {"list", "rotate", "retire", NULL};
-static const char *const s_later_user[] = {"list", "disable", NULL};
 
 static int s_fail (char *err, size_t errlen, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
@@ -55,20 +62,46 @@ cli_args_role_valid (const char *role)
                     strcmp (role, "client") == 0);
 }
 
+/* "--NAME VALUE" or "--NAME=VALUE" at argv[*i]: 1 with *value set (and
+   *i past it), 0 when argv[*i] is not that option, -1 (err set) when the
+   value is missing.                                                    */
+static int
+s_option (int argc, char *const *argv, int *i, const char *name, const char **value,
+          const char *what, char *err, size_t errlen)
+{
+    const char *a = argv[*i];
+    size_t len = strlen (name);
+    if (strncmp (a, name, len) != 0) {
+        return 0;
+    }
+    if (a[len] == '=') {
+        *value = a + len + 1;
+        return 1;
+    }
+    if (a[len] != '\0') {
+        return 0;
+    }
+    if (*i + 1 >= argc) {
+        return s_fail (err, errlen, "%s needs a value (%s)", name, what);
+    }
+    *value = argv[++*i];
+    return 1;
+}
+
 static int
 s_parse_user_add (int argc, char *const *argv, cli_args_t *out, char *err, size_t errlen)
 {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp (a, "--role") == 0) {
-            if (i + 1 >= argc) {
-                return s_fail (err, errlen,
-                               "--role needs a value (ops, admin or client)");
-            }
-            out->role = argv[++i];
-        } else if (strncmp (a, "--role=", 7) == 0) {
-            out->role = a + 7;
-        } else if (a[0] == '-') {
+        int o = s_option (argc, argv, &i, "--role", &out->role, "ops, admin or client",
+                          err, errlen);
+        if (o < 0) {
+            return -1;
+        }
+        if (o > 0) {
+            continue;
+        }
+        if (a[0] == '-') {
             return s_fail (err, errlen, "user add: unknown option %.64s", a);
         } else if (out->email) {
             return s_fail (err, errlen, "user add: unexpected argument %.64s", a);
@@ -85,6 +118,60 @@ s_parse_user_add (int argc, char *const *argv, cli_args_t *out, char *err, size_
     if (!cli_args_role_valid (out->role)) {
         return s_fail (err, errlen, "unknown role '%.64s' (ops, admin or client)",
                        out->role);
+    }
+    return 0;
+}
+
+static int
+s_parse_user_list (int argc, char *const *argv, cli_args_t *out, char *err, size_t errlen)
+{
+    for (int i = 0; i < argc; i++) {
+        int o = s_option (argc, argv, &i, "--role", &out->role, "ops, admin or client",
+                          err, errlen);
+        if (o == 0) {
+            o = s_option (argc, argv, &i, "--email", &out->email,
+                          "a part of the e-mail address", err, errlen);
+        }
+        if (o < 0) {
+            return -1;
+        }
+        if (o == 0) {
+            return s_fail (err, errlen, "user list: %s %.64s",
+                           argv[i][0] == '-' ? "unknown option" : "unexpected argument",
+                           argv[i]);
+        }
+    }
+    if (out->role && !cli_args_role_valid (out->role)) {
+        return s_fail (err, errlen, "unknown role '%.64s' (ops, admin or client)",
+                       out->role);
+    }
+    if (out->email && strlen (out->email) > CLI_EMAIL_PART_MAX) {
+        return s_fail (err, errlen, "user list: --email is longer than %d bytes",
+                       CLI_EMAIL_PART_MAX);
+    }
+    if (out->email && !out->email[0]) {
+        out->email = NULL; /* "" matches every address: no filter */
+    }
+    return 0;
+}
+
+/* `user disable|enable EMAIL`: exactly one address, no options. */
+static int
+s_parse_user_email (const char *sub, int argc, char *const *argv, cli_args_t *out,
+                    char *err, size_t errlen)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] == '-') {
+            return s_fail (err, errlen, "user %s: unknown option %.64s", sub, a);
+        }
+        if (out->email) {
+            return s_fail (err, errlen, "user %s: unexpected argument %.64s", sub, a);
+        }
+        out->email = a;
+    }
+    if (!out->email || !out->email[0]) {
+        return s_fail (err, errlen, "user %s needs an EMAIL", sub);
     }
     return 0;
 }
@@ -111,14 +198,14 @@ cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err, size_t 
     }
     if (strcmp (cmd, "keys") == 0) {
         if (!sub) {
-            return s_fail (err, errlen, "keys needs a subcommand (generate)");
+            return s_fail (err, errlen, "keys needs a subcommand (generate, rotate-jwt)");
         }
-        if (strcmp (sub, "generate") == 0) {
+        if (strcmp (sub, "generate") == 0 || strcmp (sub, "rotate-jwt") == 0) {
             if (argc > 3) {
-                return s_fail (err, errlen, "keys generate: unexpected argument %.64s",
+                return s_fail (err, errlen, "keys %s: unexpected argument %.64s", sub,
                                argv[3]);
             }
-            out->cmd = CLI_CMD_KEYS_GENERATE;
+            out->cmd = sub[0] == 'g' ? CLI_CMD_KEYS_GENERATE : CLI_CMD_KEYS_ROTATE_JWT;
             return 0;
         }
         if (s_listed (s_later_keys, sub)) {
@@ -129,15 +216,20 @@ cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err, size_t 
     }
     if (strcmp (cmd, "user") == 0) {
         if (!sub) {
-            return s_fail (err, errlen, "user needs a subcommand (add)");
+            return s_fail (err, errlen,
+                           "user needs a subcommand (add, list, disable, enable)");
         }
         if (strcmp (sub, "add") == 0) {
             out->cmd = CLI_CMD_USER_ADD;
             return s_parse_user_add (argc - 3, argv + 3, out, err, errlen);
         }
-        if (s_listed (s_later_user, sub)) {
-            return s_fail (err, errlen, "user %.64s is not available in this version",
-                           sub);
+        if (strcmp (sub, "list") == 0) {
+            out->cmd = CLI_CMD_USER_LIST;
+            return s_parse_user_list (argc - 3, argv + 3, out, err, errlen);
+        }
+        if (strcmp (sub, "disable") == 0 || strcmp (sub, "enable") == 0) {
+            out->cmd = sub[0] == 'd' ? CLI_CMD_USER_DISABLE : CLI_CMD_USER_ENABLE;
+            return s_parse_user_email (sub, argc - 3, argv + 3, out, err, errlen);
         }
         return s_fail (err, errlen, "user: unknown subcommand %.64s", sub);
     }

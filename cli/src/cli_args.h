@@ -12,13 +12,24 @@ typedef enum {
     CLI_CMD_VERSION,
     CLI_CMD_UP,
     CLI_CMD_KEYS_GENERATE,
-    CLI_CMD_USER_ADD
+    CLI_CMD_KEYS_ROTATE_JWT,
+    CLI_CMD_USER_ADD,
+    CLI_CMD_USER_LIST,
+    CLI_CMD_USER_DISABLE,
+    CLI_CMD_USER_ENABLE
 } cli_cmd_t;
+
+/* Longest `user list --email` part (an e-mail address is at most 254). */
+#define CLI_EMAIL_PART_MAX 254
 
 typedef struct {
     cli_cmd_t cmd;
-    const char *email; /* USER_ADD: borrowed from argv */
-    const char *role;  /* USER_ADD: "ops" | "admin" | "client" */
+    /* Borrowed from argv. USER_ADD, USER_DISABLE, USER_ENABLE: the
+       address; USER_LIST: the --email substring, NULL for any.         */
+    const char *email;
+    /* USER_ADD: the new user's role; USER_LIST: the --role filter, NULL
+       for any. "ops" | "admin" | "client".                             */
+    const char *role;
 } cli_args_t;
 
 /* The command list for --help and `safeshare help`. */
@@ -30,7 +41,7 @@ extern const char *const cli_args_usage;
 int cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err,
                     size_t errlen);
 
-/* True for the roles `user add` accepts. */
+/* True for the roles `user add` and `user list --role` accept. */
 int cli_args_role_valid (const char *role);
 
 #endif

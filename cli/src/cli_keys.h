@@ -15,4 +15,14 @@
    key bytes. 0 / -1 (one line on stderr).                              */
 int cli_keys_prepare (cm_config_t *config, bool new_kek, FILE *out);
 
+/* `keys rotate-jwt`: replaces the JWT pair (jwt-es256.pem / .pub, each
+   written atomically by cm_jwt_keygen) with a new one and prints the
+   old and the new kid. Auth notices the new private key within 5 s (or
+   at its next start) and keeps publishing the old public key for the
+   grace period, so tokens already issued stay valid until they expire.
+   Refused (nothing written) without an existing, readable pair or with
+   a key dir others can read: `keys generate` makes the first pair.
+   0 / -1 (one line on stderr).                                         */
+int cli_keys_rotate_jwt (cm_config_t *config, FILE *out);
+
 #endif

@@ -67,8 +67,19 @@ main (int argc, char **argv)
         case CLI_CMD_KEYS_GENERATE:
             rc = cli_keys_prepare (config, true, stdout) == 0 ? 0 : 1;
             break;
+        case CLI_CMD_KEYS_ROTATE_JWT:
+            rc = cli_keys_rotate_jwt (config, stdout) == 0 ? 0 : 1;
+            break;
         case CLI_CMD_USER_ADD:
             rc = cli_user_add (config, args.email, args.role, STDIN_FILENO);
+            break;
+        case CLI_CMD_USER_LIST:
+            rc = cli_user_list (config, args.role, args.email, stdout);
+            break;
+        case CLI_CMD_USER_DISABLE:
+        case CLI_CMD_USER_ENABLE:
+            rc = cli_user_set_disabled (config, args.email,
+                                        args.cmd == CLI_CMD_USER_DISABLE, stdout);
             break;
         case CLI_CMD_UP:
             rc = cli_up (config, config_file);

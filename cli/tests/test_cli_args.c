@@ -27,6 +27,113 @@ test_simple_commands (void **state)
     assert_int_equal (a.cmd, CLI_CMD_VERSION);
     assert_int_equal (PARSE (&a, err, "keys", "generate"), 0);
     assert_int_equal (a.cmd, CLI_CMD_KEYS_GENERATE);
+    assert_int_equal (PARSE (&a, err, "keys", "rotate-jwt"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_KEYS_ROTATE_JWT);
+    assert_null (a.email);
+    assert_null (a.role);
+}
+
+static void
+test_keys_errors (void **state)
+{
+    cli_args_t a;
+    char err[256];
+    assert_int_equal (PARSE (&a, err, "keys"), -1);
+    assert_string_equal (err, "keys needs a subcommand (generate, rotate-jwt)");
+    assert_int_equal (PARSE (&a, err, "keys", "rotate-jwt", "now"), -1);
+    assert_string_equal (err, "keys rotate-jwt: unexpected argument now");
+    assert_int_equal (PARSE (&a, err, "keys", "rotate-jwt", "--force"), -1);
+    assert_string_equal (err, "keys rotate-jwt: unexpected argument --force");
+    assert_int_equal (PARSE (&a, err, "keys", "rotate-JWT"), -1);
+    assert_string_equal (err, "keys: unknown subcommand rotate-JWT");
+    assert_int_equal (PARSE (&a, err, "keys", "rotate-jw"), -1);
+}
+
+static void
+test_user_list (void **state)
+{
+    cli_args_t a;
+    char err[256];
+    assert_int_equal (PARSE (&a, err, "user", "list"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_USER_LIST);
+    assert_null (a.role);
+    assert_null (a.email);
+    assert_int_equal (PARSE (&a, err, "user", "list", "--role", "ops"), 0);
+    assert_string_equal (a.role, "ops");
+    assert_null (a.email);
+    assert_int_equal (PARSE (&a, err, "user", "list", "--email", "Example.COM"), 0);
+    assert_null (a.role);
+    assert_string_equal (a.email, "Example.COM");
+    assert_int_equal (PARSE (&a, err, "user", "list", "--email=%_x", "--role=client"), 0);
+    assert_string_equal (a.email, "%_x");
+    assert_string_equal (a.role, "client");
+    assert_int_equal (
+        PARSE (&a, err, "user", "list", "--role", "admin", "--email", "-dash"), 0);
+    assert_string_equal (a.role, "admin");
+    assert_string_equal (a.email, "-dash"); /* a value, not an option */
+    /* an empty part matches everything: no filter */
+    assert_int_equal (PARSE (&a, err, "user", "list", "--email="), 0);
+    assert_null (a.email);
+    /* 254 bytes is the longest address, and the longest part */
+    char part[CLI_EMAIL_PART_MAX + 2];
+    memset (part, 'p', sizeof part);
+    part[CLI_EMAIL_PART_MAX] = '\0';
+    assert_int_equal (PARSE (&a, err, "user", "list", "--email", part), 0);
+    assert_int_equal (strlen (a.email), CLI_EMAIL_PART_MAX);
+    part[CLI_EMAIL_PART_MAX] = 'p';
+    part[CLI_EMAIL_PART_MAX + 1] = '\0';
+    assert_int_equal (PARSE (&a, err, "user", "list", "--email", part), -1);
+    assert_string_equal (err, "user list: --email is longer than 254 bytes");
+}
+
+static void
+test_user_list_errors (void **state)
+{
+    cli_args_t a;
+    char err[256];
+    assert_int_equal (PARSE (&a, err, "user", "list", "--role", "root"), -1);
+    assert_string_equal (err, "unknown role 'root' (ops, admin or client)");
+    assert_int_equal (PARSE (&a, err, "user", "list", "--role=Admin"), -1);
+    assert_string_equal (err, "unknown role 'Admin' (ops, admin or client)");
+    assert_int_equal (PARSE (&a, err, "user", "list", "--role"), -1);
+    assert_string_equal (err, "--role needs a value (ops, admin or client)");
+    assert_int_equal (PARSE (&a, err, "user", "list", "--email"), -1);
+    assert_string_equal (err, "--email needs a value (a part of the e-mail address)");
+    assert_int_equal (PARSE (&a, err, "user", "list", "a@b.example"), -1);
+    assert_string_equal (err, "user list: unexpected argument a@b.example");
+    assert_int_equal (PARSE (&a, err, "user", "list", "--all"), -1);
+    assert_string_equal (err, "user list: unknown option --all");
+    assert_int_equal (PARSE (&a, err, "user", "list", "--emails", "x"), -1);
+    assert_string_equal (err, "user list: unknown option --emails");
+}
+
+static void
+test_user_disable_enable (void **state)
+{
+    cli_args_t a;
+    char err[256];
+    assert_int_equal (PARSE (&a, err, "user", "disable", "a@b.example"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_USER_DISABLE);
+    assert_string_equal (a.email, "a@b.example");
+    assert_null (a.role);
+    assert_int_equal (PARSE (&a, err, "user", "enable", "A@B.example"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_USER_ENABLE);
+    assert_string_equal (a.email, "A@B.example");
+
+    assert_int_equal (PARSE (&a, err, "user", "disable"), -1);
+    assert_string_equal (err, "user disable needs an EMAIL");
+    assert_int_equal (PARSE (&a, err, "user", "enable", ""), -1);
+    assert_string_equal (err, "user enable needs an EMAIL");
+    assert_int_equal (PARSE (&a, err, "user", "disable", "a@b.example", "c@d.example"),
+                      -1);
+    assert_string_equal (err, "user disable: unexpected argument c@d.example");
+    assert_int_equal (PARSE (&a, err, "user", "enable", "--role", "ops", "a@b.example"),
+                      -1);
+    assert_string_equal (err, "user enable: unknown option --role");
+    assert_int_equal (PARSE (&a, err, "user", "delete", "a@b.example"), -1);
+    assert_string_equal (err, "user: unknown subcommand delete");
+    assert_int_equal (PARSE (&a, err, "user"), -1);
+    assert_string_equal (err, "user needs a subcommand (add, list, disable, enable)");
 }
 
 static void
@@ -56,8 +163,8 @@ test_later_commands (void **state)
     char err[256];
     assert_int_equal (PARSE (&a, err, "keys", "rotate"), -1);
     assert_string_equal (err, "keys rotate is not available in this version");
-    assert_int_equal (PARSE (&a, err, "user", "list"), -1);
-    assert_string_equal (err, "user list is not available in this version");
+    assert_int_equal (PARSE (&a, err, "keys", "list"), -1);
+    assert_string_equal (err, "keys list is not available in this version");
     assert_int_equal (PARSE (&a, err, "fsck"), -1);
     assert_string_equal (err, "fsck is not available in this version");
 }
@@ -124,6 +231,10 @@ main (void)
         cmocka_unit_test (test_simple_commands),
         cmocka_unit_test (test_missing_and_unknown),
         cmocka_unit_test (test_later_commands),
+        cmocka_unit_test (test_keys_errors),
+        cmocka_unit_test (test_user_list),
+        cmocka_unit_test (test_user_list_errors),
+        cmocka_unit_test (test_user_disable_enable),
         cmocka_unit_test (test_user_add),
         cmocka_unit_test (test_user_add_errors),
         cmocka_unit_test (test_long_argument),

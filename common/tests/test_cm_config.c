@@ -25,6 +25,9 @@ s_setup (void **state)
     unsetenv ("SAFESHARE_HTTP_ADDR");
     unsetenv ("SAFESHARE_CHUNK_SIZE");
     unsetenv ("SAFESHARE_AUTH_DB");
+    unsetenv ("SAFESHARE_REFRESH_TTL");
+    unsetenv ("SAFESHARE_SESSION_TTL");
+    unsetenv ("SAFESHARE_USER_CACHE_TTL");
     return 0;
 }
 
@@ -61,6 +64,10 @@ test_defaults (void **state)
                          "ipc://./var/run/crypto.sock");
     assert_int_equal (cm_config_int (c, "SAFESHARE_CHUNK_SIZE"), 1048576);
     assert_null (cm_config_get (c, "SAFESHARE_NO_SUCH_KEY"));
+    /* Sessions: refresh tokens 14 days, sessions 30 days, user cache 5 s. */
+    assert_int_equal (cm_config_int (c, "SAFESHARE_REFRESH_TTL"), 1209600);
+    assert_int_equal (cm_config_int (c, "SAFESHARE_SESSION_TTL"), 2592000);
+    assert_int_equal (cm_config_int (c, "SAFESHARE_USER_CACHE_TTL"), 5);
     cm_config_destroy (&c);
     assert_null (c);
     cm_config_destroy (&c); /* safe twice */
@@ -128,6 +135,42 @@ test_validation (void **state)
     s_expect_error ("SAFESHARE_PUBLIC_URL", "http://x/", "must not end");
     s_expect_error ("SAFESHARE_JWT_ISSUER", "a\tb", "printable");
     s_expect_error ("SAFESHARE_JWT_ISSUER", "", "non-empty");
+    s_expect_error ("SAFESHARE_REFRESH_TTL", "59", "integer from 60 to 31536000");
+    s_expect_error ("SAFESHARE_REFRESH_TTL", "31536001", "integer from 60 to 31536000");
+    s_expect_error ("SAFESHARE_SESSION_TTL", "59", "integer from 60 to 31536000");
+    s_expect_error ("SAFESHARE_SESSION_TTL", "31536001", "integer from 60 to 31536000");
+    s_expect_error ("SAFESHARE_USER_CACHE_TTL", "-1", "integer from 0 to 60");
+    s_expect_error ("SAFESHARE_USER_CACHE_TTL", "61", "integer from 0 to 60");
+    s_expect_error ("SAFESHARE_USER_CACHE_TTL", "5s", "integer from 0 to 60");
+}
+
+/* The edges of each new range load, from the file and the environment. */
+static void
+test_session_ttls (void **state)
+{
+    (void)state;
+    char err[256] = "";
+    char *path = s_write ("ttl.conf", "SAFESHARE_REFRESH_TTL=60\n"
+                                      "SAFESHARE_SESSION_TTL=31536000\n"
+                                      "SAFESHARE_USER_CACHE_TTL=0\n");
+    cm_config_t *c = cm_config_load (path, err, sizeof err);
+    assert_non_null (c);
+    assert_int_equal (cm_config_int (c, "SAFESHARE_REFRESH_TTL"), 60);
+    assert_int_equal (cm_config_int (c, "SAFESHARE_SESSION_TTL"), 31536000);
+    assert_int_equal (cm_config_int (c, "SAFESHARE_USER_CACHE_TTL"), 0);
+    cm_config_destroy (&c);
+    setenv ("SAFESHARE_REFRESH_TTL", "31536000", 1);
+    setenv ("SAFESHARE_SESSION_TTL", "60", 1);
+    setenv ("SAFESHARE_USER_CACHE_TTL", "60", 1);
+    c = cm_config_load (path, err, sizeof err);
+    unsetenv ("SAFESHARE_REFRESH_TTL");
+    unsetenv ("SAFESHARE_SESSION_TTL");
+    unsetenv ("SAFESHARE_USER_CACHE_TTL");
+    assert_non_null (c);
+    assert_int_equal (cm_config_int (c, "SAFESHARE_REFRESH_TTL"), 31536000);
+    assert_int_equal (cm_config_int (c, "SAFESHARE_SESSION_TTL"), 60);
+    assert_int_equal (cm_config_int (c, "SAFESHARE_USER_CACHE_TTL"), 60);
+    cm_config_destroy (&c);
 }
 
 static void
@@ -155,9 +198,8 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test (test_defaults),
-        cmocka_unit_test (test_file_then_env_wins),
-        cmocka_unit_test (test_validation),
+        cmocka_unit_test (test_defaults),   cmocka_unit_test (test_file_then_env_wins),
+        cmocka_unit_test (test_validation), cmocka_unit_test (test_session_ttls),
         cmocka_unit_test (test_bad_files),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);

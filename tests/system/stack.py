@@ -8,6 +8,7 @@ after a deadline, and a check that no service of this data dir survived.
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -60,10 +61,22 @@ class Response:
 
 
 class Stack:
-    def __init__(self, bin_dir, extra_env=None):
+    """extra_env: SAFESHARE_* variables for every process; config: keys
+    written to a `--config FILE` that `safeshare up` (and so every
+    service) and every CLI call get, the way an operator sets them."""
+
+    def __init__(self, bin_dir, extra_env=None, config=None):
         self.bin_dir = os.path.abspath(bin_dir)
         # Short path: ipc:// socket paths must stay under 100 characters.
         self.data_dir = tempfile.mkdtemp(prefix="ss-", dir="/tmp")
+        self.key_dir = os.path.join(self.data_dir, "keys")
+        self.config_path = None
+        if config:
+            self.config_path = os.path.join(self.data_dir, "safeshare.conf")
+            with open(self.config_path, "w") as f:
+                f.write("# system test overrides\n")
+                for k, v in config.items():
+                    f.write("%s=%s\n" % (k, v))
         self.port = free_port()
         self.base = "http://127.0.0.1:%d" % self.port
         self.env = dict(os.environ)
@@ -80,8 +93,14 @@ class Stack:
         self.proc = None
         self.log_path = os.path.join(self.data_dir, "stack.log")
 
+    def _safeshare(self):
+        argv = [os.path.join(self.bin_dir, "safeshare")]
+        if self.config_path:
+            argv += ["--config", self.config_path]
+        return argv
+
     def cli(self, *args, stdin=None, check=True):
-        r = subprocess.run([os.path.join(self.bin_dir, "safeshare")] + list(args),
+        r = subprocess.run(self._safeshare() + list(args),
                            input=stdin, env=self.env, capture_output=True, timeout=60)
         if check and r.returncode != 0:
             raise AssertionError("safeshare %s failed (%d): %s" % (
@@ -90,7 +109,7 @@ class Stack:
 
     def start(self, timeout=60):
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([os.path.join(self.bin_dir, "safeshare"), "up"],
+        self.proc = subprocess.Popen(self._safeshare() + ["up"],
                                      env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -110,6 +129,14 @@ class Stack:
         try:
             with open(self.log_path, "rb") as f:
                 return f.read().decode(errors="replace")[-20000:]
+        except OSError:
+            return ""
+
+    def logs_all(self):
+        """The whole log of `safeshare up` and every service it ran."""
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
         except OSError:
             return ""
 
@@ -146,11 +173,28 @@ class Stack:
     def cleanup(self):
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def request(self, method, path, body=None, headers=None, token=None, timeout=30):
+    def add_user(self, email, password, role):
+        """`safeshare user add` (the operator's way in, e.g. the first
+        admin); returns the new user's id."""
+        r = self.cli("user", "add", email, "--role", role, stdin=(password + "\n").encode())
+        m = re.search(r"\(id ([0-9a-f]{32})\)", r.stdout.decode(errors="replace"))
+        if not m:
+            raise AssertionError("safeshare user add printed no id: %r" % r.stdout)
+        return m.group(1)
+
+    def login(self, email, password, rid=None):
+        return self.request("POST", "/api/auth/login", {"email": email, "password": password},
+                            rid=rid)
+
+    def request(self, method, path, body=None, headers=None, token=None, timeout=30,
+                rid=None):
+        """rid: sent as X-Request-Id (the gateway adopts a well-formed one)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         h = dict(headers or {})
         if token:
             h["Authorization"] = "Bearer " + token
+        if rid:
+            h["X-Request-Id"] = rid
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             h.setdefault("Content-Type", "application/json")

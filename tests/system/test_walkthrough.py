@@ -62,9 +62,10 @@ def read_mail(stack, address, timeout=20):
     return None, None
 
 
-def forge(bin_dir, key, sub, role, offset, ttl):
+def forge(bin_dir, key, sub, role, offset, ttl, gen=0):
     r = subprocess.run([os.path.join(bin_dir, "jwt_forge"), key, "safeshare", "safeshare-api",
-                        sub, role, str(offset), str(ttl)], capture_output=True, check=True)
+                        sub, role, str(offset), str(ttl), str(gen)], capture_output=True,
+                       check=True)
     return r.stdout.decode().strip()
 
 
@@ -175,7 +176,12 @@ def run(stack, bin_dir):
     expect_error(stack.request("POST", "/api/auth/login", {"email": cl_email, "password": "wrong"}),
                  401, "invalid_credentials", "wrong password")
     r = stack.request("POST", "/api/auth/login", {"email": cl_email, "password": cl_pw})
-    check(r.status == 200 and r.json().get("token_type") == "Bearer", "client logs in", repr(r))
+    login = r.json() if r.status == 200 else {}
+    check(r.status == 200 and login.get("token_type") == "Bearer" and
+          isinstance(login.get("access"), str) and isinstance(login.get("refresh"), str) and
+          isinstance(login.get("expires_in"), int) and
+          isinstance(login.get("refresh_expires_in"), int),
+          "client logs in (access and refresh token)", repr(r))
     client = r.json()["access"]
     r = stack.request("POST", "/api/auth/login", {"email": ops_email, "password": ops_pw})
     check(r.status == 200, "ops logs in", repr(r))

@@ -2,6 +2,7 @@
     outbox rows written with them. SQL is the common dialect of SQLite and
     PostgreSQL (text parameters, RETURNING, no AUTOINCREMENT).           */
 #include "authd_users.h"
+#include "authd_audit.h"
 #include "authd_policy.h"
 #include "cm_log.h"
 #include "cm_util.h"
@@ -68,9 +69,45 @@ static const char *const s_migrations[] = {
     " last_at BIGINT NOT NULL,"
     " PRIMARY KEY (kind, subject));"
     "CREATE INDEX login_failures_last ON login_failures (last_at);",
+    /* 4: sessions (refresh-token families), refresh tokens (hashes
+       only), the per-user access-token generation, the JWT public keys
+       auth has signed with, and the audit log (authd_sessions.h,
+       authd_admin.h, authd_audit.h). */
+    "ALTER TABLE users ADD COLUMN token_gen BIGINT NOT NULL DEFAULT 0;"
+    "CREATE TABLE sessions ("
+    " id TEXT PRIMARY KEY,"
+    " user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,"
+    " created_at BIGINT NOT NULL,"
+    " expires_at BIGINT NOT NULL,"
+    " revoked_at BIGINT,"
+    " revoke_reason TEXT);"
+    "CREATE INDEX sessions_user ON sessions (user_id);"
+    "CREATE TABLE refresh_tokens ("
+    " token_hash TEXT PRIMARY KEY,"
+    " session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,"
+    " issued_at BIGINT NOT NULL,"
+    " expires_at BIGINT NOT NULL,"
+    " used_at BIGINT);"
+    "CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);"
+    "CREATE TABLE jwt_keys ("
+    " kid TEXT PRIMARY KEY,"
+    " public_pem TEXT NOT NULL,"
+    " first_used_at BIGINT NOT NULL,"
+    " retired_at BIGINT);"
+    "CREATE TABLE audit_log ("
+    " id TEXT PRIMARY KEY,"
+    " at_ms BIGINT NOT NULL,"
+    " event TEXT NOT NULL,"
+    " outcome TEXT NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " subject TEXT NOT NULL,"
+    " client_addr TEXT NOT NULL,"
+    " request_id TEXT NOT NULL,"
+    " detail TEXT NOT NULL);"
+    "CREATE INDEX audit_log_at ON audit_log (at_ms);",
 };
 
-#define S_USER_COLS "id, email, role, verified, disabled, created_at"
+#define S_USER_COLS AUTHD_USER_COLS
 
 int
 authd_store_migrate (cm_db_t *db)
@@ -197,16 +234,16 @@ s_spend_hash (const char *password)
 
 /* ---- rows ------------------------------------------------------------ */
 
-static void
-s_user_from_row (const cm_db_res_t *res, int row, authd_user_t *user)
+void
+authd_user_from_row (const cm_db_res_t *res, int row, int col, authd_user_t *user)
 {
     memset (user, 0, sizeof *user);
-    const char *id = cm_db_res_get (res, row, 0);
-    const char *email = cm_db_res_get (res, row, 1);
-    const char *role = cm_db_res_get (res, row, 2);
-    const char *verified = cm_db_res_get (res, row, 3);
-    const char *disabled = cm_db_res_get (res, row, 4);
-    const char *created = cm_db_res_get (res, row, 5);
+    const char *id = cm_db_res_get (res, row, col);
+    const char *email = cm_db_res_get (res, row, col + 1);
+    const char *role = cm_db_res_get (res, row, col + 2);
+    const char *verified = cm_db_res_get (res, row, col + 3);
+    const char *disabled = cm_db_res_get (res, row, col + 4);
+    const char *created = cm_db_res_get (res, row, col + 5);
     snprintf (user->id, sizeof user->id, "%s", id ? id : "");
     snprintf (user->email, sizeof user->email, "%s", email ? email : "");
     snprintf (user->role, sizeof user->role, "%s", role ? role : "");
@@ -391,10 +428,11 @@ s_verify_job_insert (cm_db_t *db, const char *req, const char *user_id, const ch
 }
 
 cm_status_t
-authd_user_signup (cm_db_t *db, const char *req, const char *email, const char *password,
-                   const char *public_url, unsigned verify_ttl_s, authd_user_t *user_out,
-                   const char **err_code)
+authd_user_signup (cm_db_t *db, const authd_origin_t *o, const char *email,
+                   const char *password, const char *public_url, unsigned verify_ttl_s,
+                   authd_user_t *user_out, const char **err_code)
 {
+    const char *req = o ? o->req_id : NULL;
     authd_user_t user;
     char *hash = NULL;
     s_verify_job_t job = {.vars = NULL};
@@ -423,6 +461,10 @@ authd_user_signup (cm_db_t *db, const char *req, const char *email, const char *
     }
     st = s_verify_job_insert (db, req, user.id, user.email, &job, err_code);
     if (st != CM_OK) {
+        goto cleanup;
+    }
+    if (authd_audit (db, o, "signup", "ok", user.id, NULL) != 0) {
+        st = CM_INTERNAL, *err_code = "internal_error";
         goto cleanup;
     }
     if (cm_db_commit (db) != 0) {
@@ -471,7 +513,7 @@ s_select_user (cm_db_t *db, const char *where_sql, const char *value, authd_user
     } else if (cm_db_res_rows (res) == 0) {
         st = CM_NOT_FOUND;
     } else {
-        s_user_from_row (res, 0, user);
+        authd_user_from_row (res, 0, 0, user);
         if (hash_out) {
             const char *h = cm_db_res_get (res, 0, 6);
             *hash_out = h ? strdup (h) : NULL;
@@ -482,9 +524,10 @@ s_select_user (cm_db_t *db, const char *where_sql, const char *value, authd_user
 }
 
 cm_status_t
-authd_user_verify (cm_db_t *db, const char *req, const char *token,
+authd_user_verify (cm_db_t *db, const authd_origin_t *o, const char *token,
                    authd_user_t *user_out, const char **err_code)
 {
+    const char *req = o ? o->req_id : NULL;
     *err_code = NULL;
     if (!s_token_shape_ok (token)) {
         *err_code = "invalid_verification_token";
@@ -515,7 +558,8 @@ authd_user_verify (cm_db_t *db, const char *req, const char *token,
         const char *pu[] = {cm_db_res_get (res, 0, 0)};
         if (cm_db_exec (db, "UPDATE users SET verified = 1 WHERE id = $1", 1, pu) !=
                 CM_DB_OK ||
-            s_select_user (db, "id = $1", pu[0], user_out, NULL) != CM_OK) {
+            s_select_user (db, "id = $1", pu[0], user_out, NULL) != CM_OK ||
+            authd_audit (db, o, "verify", "ok", user_out->id, NULL) != 0) {
             st = CM_INTERNAL, *err_code = "internal_error";
         }
         goto cleanup;
@@ -710,6 +754,7 @@ authd_user_login (cm_db_t *db, const char *req, const char *email, const char *p
                   authd_user_t *user_out, const char **err_code)
 {
     *err_code = NULL;
+    memset (user_out, 0, sizeof *user_out);
     /* The dummy hash is made on the first login whatever its outcome, so
        that first login does not tell known from unknown e-mails either. */
     pthread_once (&s_dummy_once, s_dummy_init);
@@ -733,6 +778,7 @@ authd_user_login (cm_db_t *db, const char *req, const char *email, const char *p
         *err_code = "invalid_credentials";
         return CM_UNAUTHENTICATED;
     }
+    *user_out = user; /* the account named, for the caller's audit row */
     int rc = argon2id_verify (hash, password, pwlen);
     if (rc != ARGON2_OK) {
         if (rc != ARGON2_VERIFY_MISMATCH) {
@@ -756,7 +802,6 @@ authd_user_login (cm_db_t *db, const char *req, const char *email, const char *p
         *err_code = "email_not_verified";
         return CM_FORBIDDEN;
     }
-    *user_out = user;
     return CM_OK;
 }
 

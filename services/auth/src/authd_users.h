@@ -11,6 +11,7 @@
 #ifndef AUTHD_USERS_H
 #define AUTHD_USERS_H
 
+#include "authd_audit.h"
 #include "cm_db.h"
 #include "cm_status.h"
 
@@ -33,7 +34,14 @@ typedef struct {
     uint64_t created_at; /* unix seconds */
 } authd_user_t;
 
-/* Creates or upgrades the auth schema (users, verify_tokens, mail_outbox). */
+/* The users columns authd_user_from_row reads, in this order. */
+#define AUTHD_USER_COLS "id, email, role, verified, disabled, created_at"
+
+/* Fills user from the AUTHD_USER_COLS at columns col..col+5 of row. */
+void authd_user_from_row (const cm_db_res_t *res, int row, int col, authd_user_t *user);
+
+/* Creates or upgrades the auth schema (users, verify_tokens, mail_outbox,
+   login_failures, sessions, refresh_tokens, jwt_keys, audit_log). */
 int authd_store_migrate (cm_db_t *db);
 
 /* Creates a user (the CLI's `safeshare user add`, and admins later).
@@ -46,15 +54,17 @@ cm_status_t authd_user_create (cm_db_t *db, const char *email, const char *passw
 /* SIGNUP: an unverified client, its verification token (stored as its
    SHA-256 only, valid verify_ttl_s) and a "verify_email" job in
    mail_outbox whose link is public_url + "/api/auth/verify?token=...",
-   all in one transaction. The token itself is never returned.        */
-cm_status_t authd_user_signup (cm_db_t *db, const char *req, const char *email,
+   all in one transaction with its `signup` audit row (origin o). The
+   token itself is never returned.                                      */
+cm_status_t authd_user_signup (cm_db_t *db, const authd_origin_t *o, const char *email,
                                const char *password, const char *public_url,
                                unsigned verify_ttl_s, authd_user_t *user_out,
                                const char **err_code);
 
 /* VERIFY: single use; CM_INVALID "invalid_verification_token" (unknown,
-   malformed or used), CM_GONE "verification_token_expired".          */
-cm_status_t authd_user_verify (cm_db_t *db, const char *req, const char *token,
+   malformed or used), CM_GONE "verification_token_expired". A success
+   is audited (`verify`) in its transaction.                            */
+cm_status_t authd_user_verify (cm_db_t *db, const authd_origin_t *o, const char *token,
                                authd_user_t *user_out, const char **err_code);
 
 /* Verification-mail resends granted per address: at most one a minute
@@ -81,7 +91,9 @@ bool authd_hash_needs_rehash (const char *encoded);
    e-mail or password (an unknown e-mail still spends one Argon2id
    verification), then CM_FORBIDDEN "account_disabled" /
    "email_not_verified". CM_OK fills user_out. After a good password, a
-   hash with weaker parameters than today's is replaced (same request). */
+   hash with weaker parameters than today's is replaced (same request).
+   Whatever the answer, user_out holds the account the e-mail names
+   (id "" when none), for the audit row.                                */
 cm_status_t authd_user_login (cm_db_t *db, const char *req, const char *email,
                               const char *password, authd_user_t *user_out,
                               const char **err_code);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #define GOOD_PW "correct horse battery"
+#define O(r)    (&(authd_origin_t){(r), "", ""})
 #define ACK_MS  200
 
 typedef struct {
@@ -164,9 +165,9 @@ s_signup (fixture_t *f, const char *email)
 {
     authd_user_t user;
     const char *code = NULL;
-    assert_int_equal (
-        authd_user_signup (f->db, "t", email, GOOD_PW, "http://x", 3600, &user, &code),
-        CM_OK);
+    assert_int_equal (authd_user_signup (f->db, O ("t"), email, GOOD_PW, "http://x", 3600,
+                                         &user, &code),
+                      CM_OK);
     authd_outbox_kick (f->outbox);
 }
 

@@ -21,6 +21,8 @@
 
 #define PUBLIC_URL "https://share.example.com/"
 #define GOOD_PW    "correct horse battery"
+/* An origin for audit rows: request id r, no client address, anonymous. */
+#define O(r) (&(authd_origin_t){(r), "", ""})
 
 typedef struct {
     char *dir;
@@ -83,7 +85,7 @@ test_migrate_twice (void **state)
     assert_int_equal (authd_store_migrate (f->db), 0);
     assert_int_equal (
         s_count (f->db, "SELECT COUNT(*) FROM schema_migrations WHERE service = 'auth'"),
-        3);
+        4);
 }
 
 static void
@@ -198,15 +200,18 @@ test_login (void **state)
     assert_string_equal (user.role, "ops");
     assert_true (user.verified);
 
-    /* Wrong password and unknown e-mail: the same answer. */
+    /* Wrong password and unknown e-mail: the same answer (user_out names
+       the account for the audit row, or nothing). */
     assert_int_equal (
         authd_user_login (f->db, "t2", "ops@x.org", "wrong password", &user, &code),
         CM_UNAUTHENTICATED);
     assert_string_equal (code, "invalid_credentials");
+    assert_string_equal (user.id, id);
     assert_int_equal (
         authd_user_login (f->db, "t3", "nobody@x.org", GOOD_PW, &user, &code),
         CM_UNAUTHENTICATED);
     assert_string_equal (code, "invalid_credentials");
+    assert_string_equal (user.id, "");
     assert_int_equal (
         authd_user_login (f->db, "t4", "not an email", GOOD_PW, &user, &code),
         CM_UNAUTHENTICATED);
@@ -264,8 +269,8 @@ test_signup_and_verify (void **state)
     fixture_t *f = *state;
     authd_user_t user, verified;
     const char *code = NULL;
-    assert_int_equal (authd_user_signup (f->db, "r1", "Carol@X.org", GOOD_PW, PUBLIC_URL,
-                                         3600, &user, &code),
+    assert_int_equal (authd_user_signup (f->db, O ("r1"), "Carol@X.org", GOOD_PW,
+                                         PUBLIC_URL, 3600, &user, &code),
                       CM_OK);
     assert_string_equal (user.email, "carol@x.org");
     assert_string_equal (user.role, "client");
@@ -297,45 +302,61 @@ test_signup_and_verify (void **state)
         CM_FORBIDDEN);
     assert_string_equal (code, "email_not_verified");
 
-    assert_int_equal (authd_user_verify (f->db, "r3", token, &verified, &code), CM_OK);
+    assert_int_equal (authd_user_verify (f->db, O ("r3"), token, &verified, &code),
+                      CM_OK);
     assert_string_equal (verified.id, user.id);
     assert_true (verified.verified);
+    /* Audited, each with its request id. */
+    char buf[64];
+    s_scalar (f->db,
+              "SELECT request_id FROM audit_log WHERE event = 'signup'"
+              " AND outcome = 'ok' AND subject = $1",
+              user.id, buf, sizeof buf);
+    assert_string_equal (buf, "r1");
+    s_scalar (f->db,
+              "SELECT request_id FROM audit_log WHERE event = 'verify'"
+              " AND outcome = 'ok' AND subject = $1",
+              user.id, buf, sizeof buf);
+    assert_string_equal (buf, "r3");
     assert_int_equal (
         authd_user_login (f->db, "r4", "carol@x.org", GOOD_PW, &verified, &code), CM_OK);
 
     /* Single use. */
-    assert_int_equal (authd_user_verify (f->db, "r5", token, &verified, &code),
+    assert_int_equal (authd_user_verify (f->db, O ("r5"), token, &verified, &code),
                       CM_INVALID);
     assert_string_equal (code, "invalid_verification_token");
 
     /* Garbage tokens. */
     const char *garbage[] = {"", "short", "../../etc/passwd", NULL};
     for (int i = 0; garbage[i]; i++) {
-        assert_int_equal (authd_user_verify (f->db, "r6", garbage[i], &verified, &code),
-                          CM_INVALID);
+        assert_int_equal (
+            authd_user_verify (f->db, O ("r6"), garbage[i], &verified, &code),
+            CM_INVALID);
         assert_string_equal (code, "invalid_verification_token");
     }
     /* Right shape, unknown. */
     char unknown[64];
     assert_int_equal (cm_random_token (unknown, sizeof unknown, 32), 0);
-    assert_int_equal (authd_user_verify (f->db, "r7", unknown, &verified, &code),
+    assert_int_equal (authd_user_verify (f->db, O ("r7"), unknown, &verified, &code),
                       CM_INVALID);
 
     /* Signing up again with the same address: taken, and nothing else
        written (the transaction rolled back). */
-    assert_int_equal (authd_user_signup (f->db, "r8", "carol@x.org", GOOD_PW, PUBLIC_URL,
-                                         3600, &user, &code),
+    assert_int_equal (authd_user_signup (f->db, O ("r8"), "carol@x.org", GOOD_PW,
+                                         PUBLIC_URL, 3600, &user, &code),
                       CM_CONFLICT);
     assert_string_equal (code, "email_taken");
     assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM mail_outbox"), 1);
     assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM verify_tokens"), 1);
+    assert_int_equal (
+        s_count (f->db, "SELECT COUNT(*) FROM audit_log WHERE event = 'signup'"), 1);
 
     /* Bad input never reaches the database. */
-    assert_int_equal (authd_user_signup (f->db, "r9", "dave@x.org", "short", PUBLIC_URL,
-                                         3600, &user, &code),
+    assert_int_equal (authd_user_signup (f->db, O ("r9"), "dave@x.org", "short",
+                                         PUBLIC_URL, 3600, &user, &code),
                       CM_INVALID);
     assert_string_equal (code, "weak_password");
-    assert_int_equal (authd_user_signup (f->db, "r10", "dave@x.org", "Sunshine123",
+    assert_int_equal (authd_user_signup (f->db, O ("r10"), "dave@x.org", "Sunshine123",
                                          PUBLIC_URL, 3600, &user, &code),
                       CM_INVALID);
     assert_string_equal (code, "weak_password");
@@ -429,8 +450,8 @@ test_resend (void **state)
     authd_user_t user, out;
     const char *code = NULL;
     bool queued = true;
-    assert_int_equal (authd_user_signup (f->db, "s1", "hal@x.org", GOOD_PW, PUBLIC_URL,
-                                         3600, &user, &code),
+    assert_int_equal (authd_user_signup (f->db, O ("s1"), "hal@x.org", GOOD_PW,
+                                         PUBLIC_URL, 3600, &user, &code),
                       CM_OK);
     char old_token[64], new_token[64];
     s_outbox_token (f->db, "hal@x.org", old_token);
@@ -448,12 +469,12 @@ test_resend (void **state)
     assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM verify_tokens"), 2);
 
     /* The old link no longer verifies; the new one does, once. */
-    assert_int_equal (authd_user_verify (f->db, "s3", old_token, &out, &code),
+    assert_int_equal (authd_user_verify (f->db, O ("s3"), old_token, &out, &code),
                       CM_INVALID);
     assert_string_equal (code, "invalid_verification_token");
-    assert_int_equal (authd_user_verify (f->db, "s4", new_token, &out, &code), CM_OK);
+    assert_int_equal (authd_user_verify (f->db, O ("s4"), new_token, &out, &code), CM_OK);
     assert_true (out.verified);
-    assert_int_equal (authd_user_verify (f->db, "s5", new_token, &out, &code),
+    assert_int_equal (authd_user_verify (f->db, O ("s5"), new_token, &out, &code),
                       CM_INVALID);
 
     /* Verified, unknown, disabled: OK, no mail (and past the minute). */
@@ -503,8 +524,8 @@ test_resend_rate_limit (void **state)
     authd_user_t user;
     const char *code = NULL;
     bool queued = false;
-    assert_int_equal (authd_user_signup (f->db, "l1", "ivy@x.org", GOOD_PW, PUBLIC_URL,
-                                         3600, &user, &code),
+    assert_int_equal (authd_user_signup (f->db, O ("l1"), "ivy@x.org", GOOD_PW,
+                                         PUBLIC_URL, 3600, &user, &code),
                       CM_OK);
     s_outbox_sent (f->db);
     for (int i = 0; i < AUTHD_RESEND_PER_DAY; i++) {
@@ -553,8 +574,8 @@ test_verify_expired (void **state)
     fixture_t *f = *state;
     authd_user_t user, out;
     const char *code = NULL;
-    assert_int_equal (authd_user_signup (f->db, "e1", "erin@x.org", GOOD_PW, PUBLIC_URL,
-                                         3600, &user, &code),
+    assert_int_equal (authd_user_signup (f->db, O ("e1"), "erin@x.org", GOOD_PW,
+                                         PUBLIC_URL, 3600, &user, &code),
                       CM_OK);
     char token[64];
     s_outbox_token (f->db, "erin@x.org", token);
@@ -565,11 +586,11 @@ test_verify_expired (void **state)
                     " WHERE user_id = $1",
                     1, p),
         CM_DB_OK);
-    assert_int_equal (authd_user_verify (f->db, "e2", token, &out, &code), CM_GONE);
+    assert_int_equal (authd_user_verify (f->db, O ("e2"), token, &out, &code), CM_GONE);
     assert_string_equal (code, "verification_token_expired");
     /* Still expired (not consumed into "unknown"), and the user stays
        unverified. */
-    assert_int_equal (authd_user_verify (f->db, "e3", token, &out, &code), CM_GONE);
+    assert_int_equal (authd_user_verify (f->db, O ("e3"), token, &out, &code), CM_GONE);
     assert_int_equal (authd_user_get (f->db, "e4", user.id, &out, &code), CM_OK);
     assert_false (out.verified);
 }
@@ -585,7 +606,7 @@ test_signup_one_transaction (void **state)
         CM_DB_OK);
     authd_user_t user;
     const char *code = NULL;
-    assert_int_not_equal (authd_user_signup (f->db, "x1", "frank@x.org", GOOD_PW,
+    assert_int_not_equal (authd_user_signup (f->db, O ("x1"), "frank@x.org", GOOD_PW,
                                              PUBLIC_URL, 3600, &user, &code),
                           CM_OK);
     assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM users"), 0);
@@ -593,8 +614,8 @@ test_signup_one_transaction (void **state)
     assert_int_equal (
         cm_db_exec (f->db, "ALTER TABLE mail_outbox_gone RENAME TO mail_outbox", 0, NULL),
         CM_DB_OK);
-    assert_int_equal (authd_user_signup (f->db, "x2", "frank@x.org", GOOD_PW, PUBLIC_URL,
-                                         3600, &user, &code),
+    assert_int_equal (authd_user_signup (f->db, O ("x2"), "frank@x.org", GOOD_PW,
+                                         PUBLIC_URL, 3600, &user, &code),
                       CM_OK);
     assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM users"), 1);
     assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM verify_tokens"), 1);
@@ -743,9 +764,11 @@ s_handler_login (authd_handler_t *h, const char *email, const char *password,
 {
     Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;
     Safeshare__LoginRequest b = SAFESHARE__LOGIN_REQUEST__INIT;
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    meta.client_addr = (char *)addr;
+    rq.meta = &meta;
     b.email = (char *)email;
     b.password = (char *)password;
-    b.client_addr = (char *)addr;
     rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGIN;
     rq.login = &b;
     authd_handler_handle (h, &rq, "t", out);
@@ -810,6 +833,49 @@ test_throttle_handler (void **state)
                                       " WHERE kind = 'account'"
                                       " AND subject = 'known@example.org'"),
                       10);
+
+    /* Every refusal audited: outcome = the code, subject = the account
+       id when the e-mail names one, else the normalised e-mail; no actor
+       (the password did not check out), the client's address. */
+    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM audit_log"
+                                      " WHERE event = 'login'"
+                                      " AND outcome = 'invalid_credentials'"
+                                      " AND subject = 'nobody@example.org'"
+                                      " AND actor = '' AND client_addr = '198.51.100.1'"),
+                      3);
+    char want[256];
+    snprintf (want, sizeof want,
+              "SELECT COUNT(*) FROM audit_log WHERE event = 'login'"
+              " AND outcome = 'invalid_credentials' AND subject = '%s'"
+              " AND client_addr = '198.51.100.2'",
+              id);
+    assert_int_equal (s_count (f->db, want), 1);
+    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM audit_log"
+                                      " WHERE event = 'login'"
+                                      " AND outcome = 'too_many_attempts'"
+                                      " AND subject = 'known@example.org'"
+                                      " AND client_addr = '203.0.113.9'"),
+                      1);
+
+    /* meta.client_addr longer than 64 bytes, or not printable: refused
+       before anything is looked at or counted. */
+    char long_addr[80];
+    memset (long_addr, '1', 65);
+    long_addr[65] = '\0';
+    const char *bad_addrs[] = {long_addr, "10.0.0.1 x", "10.0.0.\x01", NULL};
+    for (int i = 0; bad_addrs[i]; i++) {
+        r = s_handler_login (h, "other@example.org", GOOD_PW, bad_addrs[i], &out);
+        assert_int_equal (r->status, CM_INVALID);
+        assert_string_equal (r->error->code, "invalid_client_addr");
+        authd_reply_release (&out);
+    }
+    long_addr[64] = '\0'; /* 64 is fine */
+    r = s_handler_login (h, "other@example.org", GOOD_PW, long_addr, &out);
+    assert_string_equal (r->error->code, "invalid_credentials");
+    authd_reply_release (&out);
+    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM login_failures"
+                                      " WHERE subject = 'other@example.org'"),
+                      1);
     authd_handler_destroy (&h);
 }
 

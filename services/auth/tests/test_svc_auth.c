@@ -2,7 +2,8 @@
     signup -> the verification mail job reaches a mailer socket -> the
     mailed link verifies the user -> login gives a JWT the gateway's
     verifier accepts; garbage frames; an unacked job survives a restart;
-    SIGTERM exits 0.
+    refresh / reuse / logout / logout-all over the wire; KEYS and a signing
+    key replaced under the running service; SIGTERM exits 0.
 
     Usage: test_svc_auth PATH/TO/safeshare-auth                          */
 #include <setjmp.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include "auth.pb-c.h"
+#include "authd_users.h"
 #include "cm_config.h"
 #include "cm_db.h"
 #include "cm_jwt.h"
@@ -34,6 +36,8 @@
 #define CALL_MS    20000 /* Argon2 under ASan is slow; this is a bound, not a wait */
 
 static const char *s_binary;
+/* meta.client_addr of every call (the gateway sets it from HTTP). */
+static const char *s_client_addr = "127.0.0.1";
 static char *s_dir;
 static char s_auth_ep[512], s_mailer_ep[512], s_pub[700], s_db_url[512];
 static char s_env_data[600], s_env_auth[600], s_env_mailer[600];
@@ -83,6 +87,7 @@ s_call (zsock_t *client, Safeshare__AuthRequest *request, int timeout_ms)
     char reqbuf[65];
     Safeshare__Meta meta;
     cm_meta_init (&meta, reqbuf, NULL, timeout_ms);
+    meta.client_addr = (char *)s_client_addr;
     request->meta = &meta;
     ProtobufCMessage *reply = NULL;
     cm_status_t st =
@@ -144,7 +149,6 @@ s_login (zsock_t *client, const char *email, const char *password)
     Safeshare__LoginRequest b = SAFESHARE__LOGIN_REQUEST__INIT;
     b.email = (char *)email;
     b.password = (char *)password;
-    b.client_addr = "127.0.0.1";
     rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGIN;
     rq.login = &b;
     Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
@@ -188,6 +192,59 @@ s_resend (zsock_t *client, const char *email)
     rq.resend = &b;
     Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
     assert_non_null (r);
+    return r;
+}
+
+static Safeshare__AuthReply *
+s_refresh (zsock_t *client, const char *token)
+{
+    Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__RefreshRequest b = SAFESHARE__REFRESH_REQUEST__INIT;
+    b.refresh = (char *)token;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_REFRESH;
+    rq.refresh = &b;
+    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
+    assert_non_null (r);
+    return r;
+}
+
+static Safeshare__AuthReply *
+s_logout (zsock_t *client, const char *token)
+{
+    Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__LogoutRequest b = SAFESHARE__LOGOUT_REQUEST__INIT;
+    b.refresh = (char *)token;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGOUT;
+    rq.logout = &b;
+    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
+    assert_non_null (r);
+    return r;
+}
+
+static Safeshare__AuthReply *
+s_logout_all (zsock_t *client, const char *user_id)
+{
+    Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__LogoutAllRequest b = SAFESHARE__LOGOUT_ALL_REQUEST__INIT;
+    b.user_id = (char *)user_id;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGOUT_ALL;
+    rq.logout_all = &b;
+    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
+    assert_non_null (r);
+    return r;
+}
+
+static Safeshare__AuthReply *
+s_keys (zsock_t *client)
+{
+    Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__KeysRequest b = SAFESHARE__KEYS_REQUEST__INIT;
+    rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_KEYS;
+    rq.keys = &b;
+    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
+    assert_non_null (r);
+    assert_int_equal (r->status, CM_OK);
+    assert_int_equal (r->body_case, SAFESHARE__AUTH_REPLY__BODY_KEYS);
     return r;
 }
 
@@ -407,15 +464,18 @@ test_flow (void **state)
     assert_int_equal (r->body_case, SAFESHARE__AUTH_REPLY__BODY_LOGIN);
     assert_int_equal (r->login->expires_in, 900);
     assert_string_equal (r->login->user->id, user_id);
-    cm_jwt_verifier_t *verifier =
-        cm_jwt_verifier_new (s_pub, "safeshare", "safeshare-api");
+    assert_int_equal (strlen (r->login->refresh), 43);
+    assert_int_equal (r->login->refresh_expires_in, 1209600);
+    cm_jwt_verifier_t *verifier = cm_jwt_verifier_new ("safeshare", "safeshare-api");
     assert_non_null (verifier);
+    assert_int_equal (cm_jwt_verifier_load_file (verifier, s_pub), 0);
     cm_jwt_claims_t claims;
     const char *reason = NULL;
     assert_int_equal (
         cm_jwt_verify (verifier, r->login->access, cm_now_s (), &claims, &reason), 0);
     assert_string_equal (claims.sub, user_id);
     assert_string_equal (claims.role, "client");
+    assert_int_equal (claims.gen, 0);
     assert_true (claims.exp >= cm_now_s () + 890 && claims.exp <= cm_now_s () + 900);
     cm_jwt_verifier_destroy (&verifier);
     safeshare__auth_reply__free_unpacked (r, NULL);
@@ -425,6 +485,7 @@ test_flow (void **state)
     assert_int_equal (r->status, CM_OK);
     assert_string_equal (r->user_get->user->email, "client@example.org");
     assert_true (r->user_get->user->verified);
+    assert_int_equal (r->user_get->token_gen, 0);
     safeshare__auth_reply__free_unpacked (r, NULL);
     s_expect_error (s_user_get (client, "ffffffffffffffffffffffffffffffff"), CM_NOT_FOUND,
                     "user_not_found");
@@ -737,6 +798,242 @@ test_garbage_in (void **state)
     zsock_destroy (&mailer);
 }
 
+/* A verified user made straight in auth's database (the service is
+   running: SQLite WAL takes a second writer). */
+static void
+s_make_user (const char *email, char id[33])
+{
+    cm_db_t *db = cm_db_open (s_db_url);
+    assert_non_null (db);
+    const char *code = NULL;
+    assert_int_equal (authd_user_create (db, email, GOOD_PW, "client", true, id, &code),
+                      CM_OK);
+    cm_db_destroy (&db);
+}
+
+static long
+s_db_count (const char *sql, const char *param)
+{
+    cm_db_t *db = cm_db_open (s_db_url);
+    assert_non_null (db);
+    const char *p[] = {param};
+    cm_db_res_t *res = cm_db_query (db, sql, param ? 1 : 0, param ? p : NULL);
+    assert_int_equal (cm_db_res_status (res), CM_DB_OK);
+    const char *v = cm_db_res_get (res, 0, 0);
+    long n = v ? strtol (v, NULL, 10) : -1;
+    cm_db_res_free (&res);
+    cm_db_destroy (&db);
+    return n;
+}
+
+/* Refresh, reuse, logout, logout-all over the socket. */
+static void
+test_sessions (void **state)
+{
+    pid_t pid = s_spawn (s_env);
+    zsock_t *client = cm_sock_client (s_auth_ep);
+    assert_non_null (client);
+    s_wait_ready (pid, client);
+    char user_id[33];
+    s_make_user ("sess@example.org", user_id);
+
+    Safeshare__AuthReply *r = s_login (client, "sess@example.org", GOOD_PW);
+    assert_int_equal (r->status, CM_OK);
+    char r1[64], r2[64];
+    snprintf (r1, sizeof r1, "%s", r->login->refresh);
+    assert_int_equal (strlen (r1), 43);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+
+    r = s_refresh (client, r1);
+    assert_int_equal (r->status, CM_OK);
+    assert_int_equal (r->body_case, SAFESHARE__AUTH_REPLY__BODY_REFRESH);
+    assert_int_equal (r->refresh->expires_in, 900);
+    assert_string_equal (r->refresh->user->id, user_id);
+    assert_int_equal (strlen (r->refresh->refresh), 43);
+    assert_string_not_equal (r->refresh->refresh, r1);
+    assert_true (strlen (r->refresh->access) > 100);
+    snprintf (r2, sizeof r2, "%s", r->refresh->refresh);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    /* r1 again: reuse; the family (r2 too) is dead. */
+    s_expect_error (s_refresh (client, r1), CM_UNAUTHENTICATED, "refresh_token_reused");
+    s_expect_error (s_refresh (client, r2), CM_UNAUTHENTICATED, "invalid_refresh_token");
+    s_expect_error (s_refresh (client, "garbage"), CM_UNAUTHENTICATED,
+                    "invalid_refresh_token");
+
+    /* Logout: OK twice, then the token is dead. */
+    r = s_login (client, "sess@example.org", GOOD_PW);
+    assert_int_equal (r->status, CM_OK);
+    snprintf (r1, sizeof r1, "%s", r->login->refresh);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    for (int i = 0; i < 2; i++) {
+        r = s_logout (client, r1);
+        assert_int_equal (r->status, CM_OK);
+        assert_int_equal (r->body_case, SAFESHARE__AUTH_REPLY__BODY_LOGOUT);
+        safeshare__auth_reply__free_unpacked (r, NULL);
+    }
+    s_expect_error (s_refresh (client, r1), CM_UNAUTHENTICATED, "invalid_refresh_token");
+    s_expect_error (s_logout (client, "x"), CM_UNAUTHENTICATED, "invalid_refresh_token");
+
+    /* Logout-all: the generation moves, new tokens carry it. */
+    r = s_login (client, "sess@example.org", GOOD_PW);
+    snprintf (r1, sizeof r1, "%s", r->login->refresh);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    r = s_logout_all (client, user_id);
+    assert_int_equal (r->status, CM_OK);
+    assert_int_equal (r->logout_all->token_gen, 1);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    s_expect_error (s_refresh (client, r1), CM_UNAUTHENTICATED, "invalid_refresh_token");
+    r = s_user_get (client, user_id);
+    assert_int_equal (r->user_get->token_gen, 1);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    r = s_login (client, "sess@example.org", GOOD_PW);
+    cm_jwt_verifier_t *verifier = cm_jwt_verifier_new ("safeshare", "safeshare-api");
+    assert_int_equal (cm_jwt_verifier_load_file (verifier, s_pub), 0);
+    cm_jwt_claims_t claims;
+    const char *reason = NULL;
+    assert_int_equal (
+        cm_jwt_verify (verifier, r->login->access, cm_now_s (), &claims, &reason), 0);
+    assert_int_equal (claims.gen, 1);
+    cm_jwt_verifier_destroy (&verifier);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    s_expect_error (s_logout_all (client, "nope"), CM_INVALID, "invalid_user_id");
+    s_expect_error (s_logout_all (client, "ffffffffffffffffffffffffffffffff"),
+                    CM_NOT_FOUND, "user_not_found");
+
+    /* The client address is audited; an over-long one is refused. */
+    assert_true (s_db_count ("SELECT COUNT(*) FROM audit_log WHERE event = 'logout_all'"
+                             " AND subject = $1 AND client_addr = '127.0.0.1'",
+                             user_id) == 1);
+    char long_addr[70];
+    memset (long_addr, '9', 65);
+    long_addr[65] = '\0';
+    s_client_addr = long_addr;
+    s_expect_error (s_login (client, "sess@example.org", GOOD_PW), CM_INVALID,
+                    "invalid_client_addr");
+    s_client_addr = "127.0.0.1";
+
+    assert_int_equal (cm_test_stop (pid, 10000), 0);
+    zsock_destroy (&client);
+}
+
+/* The kid of a PEM file. */
+static void
+s_file_kid (const char *path, char kid[CM_JWT_KID_LEN + 1])
+{
+    size_t len = 0;
+    char *pem = cm_file_read (path, 8192, &len);
+    assert_non_null (pem);
+    assert_int_equal (cm_jwt_kid ((const unsigned char *)pem, len, kid), 0);
+    free (pem);
+}
+
+/* The verifier gets exactly what KEYS answered (as the gateway does). */
+static void
+s_verifier_from_keys (cm_jwt_verifier_t *v, const Safeshare__KeysReply *k)
+{
+    cm_jwt_key_t keys[CM_JWT_MAX_KEYS];
+    assert_true (k->n_keys <= CM_JWT_MAX_KEYS);
+    for (size_t i = 0; i < k->n_keys; i++) {
+        keys[i].kid = k->keys[i]->kid;
+        keys[i].public_pem = k->keys[i]->public_pem;
+        keys[i].not_after = k->keys[i]->not_after;
+    }
+    assert_int_equal (cm_jwt_verifier_set_keys (v, keys, k->n_keys), 0);
+}
+
+/* KEYS answers the current kid; a new jwt-es256.pem is picked up within
+   one 5 s check: KEYS lists both (the old one in grace), new logins carry
+   the new kid, old tokens still verify. A broken key file is refused and
+   the service keeps signing with the key it has. Runs last: it changes
+   the shared key. */
+static void
+test_key_rotation (void **state)
+{
+    pid_t pid = s_spawn (s_env);
+    zsock_t *client = cm_sock_client (s_auth_ep);
+    assert_non_null (client);
+    s_wait_ready (pid, client);
+    char priv[700], kid1[17], kid2[17];
+    snprintf (priv, sizeof priv, "%s/keys/jwt-es256.pem", s_dir);
+    s_file_kid (s_pub, kid1);
+    char user_id[33];
+    s_make_user ("keys@example.org", user_id);
+
+    Safeshare__AuthReply *k = s_keys (client);
+    assert_int_equal (k->keys->n_keys, 1);
+    assert_string_equal (k->keys->keys[0]->kid, kid1);
+    assert_int_equal (k->keys->keys[0]->not_after, 0);
+    cm_jwt_verifier_t *verifier = cm_jwt_verifier_new ("safeshare", "safeshare-api");
+    s_verifier_from_keys (verifier, k->keys);
+    safeshare__auth_reply__free_unpacked (k, NULL);
+    Safeshare__AuthReply *old = s_login (client, "keys@example.org", GOOD_PW);
+    assert_int_equal (old->status, CM_OK);
+    cm_jwt_claims_t claims;
+    const char *reason = NULL;
+    assert_int_equal (
+        cm_jwt_verify (verifier, old->login->access, cm_now_s (), &claims, &reason), 0);
+    assert_string_equal (claims.kid, kid1);
+
+    /* Rotate (as `safeshare keys rotate-jwt` does: atomic replace). */
+    assert_int_equal (cm_jwt_keygen (priv, s_pub), 0);
+    s_file_kid (s_pub, kid2);
+    assert_string_not_equal (kid1, kid2);
+    uint64_t rotated = cm_now_s ();
+    size_t n = 0;
+    for (int i = 0; i < 40 && n != 2; i++) {
+        k = s_keys (client);
+        n = k->keys->n_keys;
+        if (n != 2) {
+            safeshare__auth_reply__free_unpacked (k, NULL);
+            s_sleep_ms (200);
+        }
+    }
+    assert_int_equal (n, 2); /* within ~6 s */
+    assert_string_equal (k->keys->keys[0]->kid, kid2);
+    assert_int_equal (k->keys->keys[0]->not_after, 0);
+    assert_string_equal (k->keys->keys[1]->kid, kid1);
+    assert_in_range (k->keys->keys[1]->not_after, rotated + 900 + CM_JWT_LEEWAY_S,
+                     cm_now_s () + 900 + CM_JWT_LEEWAY_S);
+    s_verifier_from_keys (verifier, k->keys);
+    safeshare__auth_reply__free_unpacked (k, NULL);
+    Safeshare__AuthReply *r = s_login (client, "keys@example.org", GOOD_PW);
+    assert_int_equal (r->status, CM_OK);
+    assert_int_equal (
+        cm_jwt_verify (verifier, r->login->access, cm_now_s (), &claims, &reason), 0);
+    assert_string_equal (claims.kid, kid2);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    /* The token signed before the rotation is still good (grace). */
+    assert_int_equal (
+        cm_jwt_verify (verifier, old->login->access, cm_now_s (), &claims, &reason), 0);
+    assert_string_equal (claims.kid, kid1);
+    safeshare__auth_reply__free_unpacked (old, NULL);
+    assert_true (s_db_count ("SELECT COUNT(*) FROM audit_log"
+                             " WHERE event = 'jwt_key_rotated' AND subject = $1",
+                             kid2) == 1);
+
+    /* A broken key file: refused, the service goes on with kid2. */
+    const char junk[] =
+        "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n";
+    assert_int_equal (cm_file_write_atomic (priv, junk, sizeof junk - 1, 0600), 0);
+    s_sleep_ms (6000);
+    assert_false (cm_test_exited (pid));
+    r = s_login (client, "keys@example.org", GOOD_PW);
+    assert_int_equal (r->status, CM_OK);
+    assert_int_equal (
+        cm_jwt_verify (verifier, r->login->access, cm_now_s (), &claims, &reason), 0);
+    assert_string_equal (claims.kid, kid2);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+    k = s_keys (client);
+    assert_string_equal (k->keys->keys[0]->kid, kid2);
+    safeshare__auth_reply__free_unpacked (k, NULL);
+
+    cm_jwt_verifier_destroy (&verifier);
+    assert_int_equal (cm_test_stop (pid, 10000), 0);
+    /* Leave a usable key behind. */
+    assert_int_equal (cm_jwt_keygen (priv, s_pub), 0);
+    zsock_destroy (&client);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -772,6 +1069,8 @@ main (int argc, char **argv)
         cmocka_unit_test (test_login_throttled),
         cmocka_unit_test (test_denylist_config),
         cmocka_unit_test (test_garbage_in),
+        cmocka_unit_test (test_sessions),
+        cmocka_unit_test (test_key_rotation),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
     cm_test_rmrf (s_dir);

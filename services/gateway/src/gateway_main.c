@@ -1,8 +1,8 @@
 /*  safeshare-gateway -- the REST API in front of the services.
-    Thin main: config -> key check -> civetweb -> wait for SIGTERM -> stop. */
+    Thin main: config -> civetweb -> wait for SIGTERM -> stop. The JWT
+    keys come from auth on first need, so auth may start later.        */
 #include <pthread.h>
 #include <signal.h>
-#include <unistd.h>
 #include <stdio.h>
 #include "cm_log.h"
 #include "cm_service.h"
@@ -33,13 +33,6 @@ main (int argc, char **argv)
         return 2;
     }
     cm_config_destroy (&config);
-    if (access (settings.jwt_public_key, R_OK) != 0) {
-        fprintf (
-            stderr,
-            "safeshare-gateway: no JWT public key at %s: run `safeshare keys generate`\n",
-            settings.jwt_public_key);
-        return 2;
-    }
 
     /* Block the stop signals before civetweb's threads exist, so they
        inherit the mask and only sigsuspend below ever takes them.      */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <openssl/crypto.h>
 #include "auth.pb-c.h"
 #include "storage.pb-c.h"
 #include "cm_log.h"
@@ -24,8 +25,15 @@
 #define S_READY_TIMEOUT_MS   1000
 #define S_LIST_LIMIT_MAX     200
 #define S_LINK_DOWNLOADS_MAX 10000
+/* Longest "refresh" passed on (auth's are 43 chars; the rest is auth's
+   to judge).                                                          */
+#define S_REFRESH_MAX 256
+/* Longest "email" passed on to auth (it allows 254 after trimming). */
+#define S_EMAIL_FIELD_MAX 1024
 
 /* ---- helpers --------------------------------------------------------- */
+
+static int s_bad_reply (gw_req_t *req, ProtobufCMessage *reply, const char *what);
 
 static bool
 s_role_is (gw_req_t *req, const char *role)
@@ -33,7 +41,136 @@ s_role_is (gw_req_t *req, const char *role)
     return req->authed && strcmp (req->claims.role, role) == 0;
 }
 
-/* Verifies the bearer token. 0, or -1 after answering 401. */
+static const char *
+s_client_addr (gw_req_t *req)
+{
+    return mg_get_request_info (req->conn)->remote_addr;
+}
+
+/* A call to auth on behalf of this request: its client address goes in
+   Meta (auth's throttling and audit). As gw_rpc_call.                 */
+static cm_status_t
+s_auth_rpc (gw_req_t *req, Safeshare__AuthRequest *r, Safeshare__AuthReply **reply)
+{
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    meta.client_addr = (char *)s_client_addr (req);
+    r->meta = &meta;
+    cm_status_t rc = gw_rpc_call (req->rpc, GW_SVC_AUTH, req->req_id, &r->base, NULL,
+                                  &safeshare__auth_reply__descriptor, 0,
+                                  (ProtobufCMessage **)reply, NULL);
+    r->meta = NULL;
+    return rc;
+}
+
+/* gw_keys_fetch_fn: auth's KEYS answer into the verifier. arg: the
+   gw_req_t whose token needs them.                                    */
+static int
+s_keys_fetch (gw_keys_t *keys, void *arg)
+{
+    gw_req_t *req = arg;
+    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__KeysRequest get = SAFESHARE__KEYS_REQUEST__INIT;
+    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_KEYS;
+    r.keys = &get;
+    Safeshare__AuthReply *reply = NULL;
+    if (s_auth_rpc (req, &r, &reply) != CM_OK) {
+        return -1; /* logged by gw_rpc_call */
+    }
+    int rc = -1;
+    const char *code = NULL;
+    cm_status_t status = gw_rpc_status (&reply->base, &code, NULL);
+    if (status != CM_OK) {
+        cm_error (req->req_id, "KEYS failed: %s %s", cm_status_name (status),
+                  code ? code : "");
+    } else if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_KEYS) {
+        cm_error (req->req_id, "KEYS: malformed reply");
+    } else {
+        cm_jwt_key_t set[CM_JWT_MAX_KEYS];
+        size_t n = reply->keys->n_keys;
+        n = n > CM_JWT_MAX_KEYS ? CM_JWT_MAX_KEYS : n;
+        for (size_t i = 0; i < n; i++) {
+            const Safeshare__JwtKey *k = reply->keys->keys[i];
+            set[i] = (cm_jwt_key_t){k->kid, k->public_pem, k->not_after};
+        }
+        if (gw_keys_install (keys, set, n) != 0) {
+            cm_error (req->req_id,
+                      "gw_keys_install() failed: auth listed %zu keys, none or an "
+                      "unusable one; keeping the previous set",
+                      reply->keys->n_keys);
+        } else {
+            cm_info (req->req_id, "JWT keys fetched from auth: %zu, current kid=%s", n,
+                     set[0].kid);
+            rc = 0;
+        }
+    }
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return rc;
+}
+
+/* The token's subject as auth knows it now (gw_users, else USER_GET):
+   0, or -1 after answering 401 invalid_token (no such user), 403
+   account_disabled, 401 token_revoked or 503 (auth unreachable and no
+   fresh entry).                                                       */
+static int
+s_user_check (gw_req_t *req)
+{
+    gw_user_state_t state;
+    uint64_t now = cm_mono_ms ();
+    if (!gw_users_get (req->users, req->claims.sub, now, &state)) {
+        uint64_t epoch = gw_users_epoch (req->users);
+        Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+        Safeshare__UserGetRequest get = SAFESHARE__USER_GET_REQUEST__INIT;
+        get.id = req->claims.sub;
+        r.body_case = SAFESHARE__AUTH_REQUEST__BODY_USER_GET;
+        r.user_get = &get;
+        Safeshare__AuthReply *reply = NULL;
+        cm_status_t rc = s_auth_rpc (req, &r, &reply);
+        if (rc != CM_OK) {
+            return gw_reply_service (req, rc, NULL), -1;
+        }
+        cm_status_t status = gw_rpc_status (&reply->base, NULL, NULL);
+        if (status == CM_NOT_FOUND) {
+            protobuf_c_message_free_unpacked (&reply->base, NULL);
+            cm_info (req->req_id, "token rejected: unknown_user");
+            return gw_reply_error (req, 401, "invalid_token",
+                                   "the access token is invalid or expired"),
+                   -1;
+        }
+        if (status != CM_OK) {
+            gw_reply_service (req, CM_OK, &reply->base);
+            protobuf_c_message_free_unpacked (&reply->base, NULL);
+            return -1;
+        }
+        if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_USER_GET ||
+            !reply->user_get->user) {
+            return s_bad_reply (req, &reply->base, "USER_GET"), -1;
+        }
+        memset (&state, 0, sizeof state);
+        state.token_gen = reply->user_get->token_gen;
+        state.disabled = reply->user_get->user->disabled;
+        snprintf (state.role, sizeof state.role, "%s",
+                  gw_role_name (reply->user_get->user->role));
+        protobuf_c_message_free_unpacked (&reply->base, NULL);
+        gw_users_put (req->users, req->claims.sub, &state, now, epoch);
+    }
+    /* Disabled first: disabling may also bump the generation. */
+    if (state.disabled) {
+        cm_info (req->req_id, "token rejected: account_disabled user=%s",
+                 req->claims.sub);
+        return gw_reply_error (req, 403, "account_disabled", "this account is disabled"),
+               -1;
+    }
+    if (state.token_gen != req->claims.gen) {
+        cm_info (req->req_id, "token rejected: token_revoked user=%s", req->claims.sub);
+        return gw_reply_error (req, 401, "token_revoked",
+                               "the access token was revoked; log in again"),
+               -1;
+    }
+    return 0;
+}
+
+/* Verifies the bearer token and its subject's state. 0, or -1 after
+   answering (401, 403 account_disabled, 503).                        */
 static int
 s_authenticate (gw_req_t *req)
 {
@@ -56,19 +193,62 @@ s_authenticate (gw_req_t *req)
     while (*token == ' ') {
         token++;
     }
-    const char *reason = "unknown";
-    if (strlen (token) > CM_JWT_MAX_LEN ||
-        cm_jwt_verify (req->verifier, token, cm_now_s (), &req->claims, &reason) != 0) {
-        cm_info (req->req_id, "token rejected: %s",
-                 strlen (token) > CM_JWT_MAX_LEN ? "too_long" : reason);
+    const char *reason = "too_long";
+    cm_status_t rc = CM_UNAUTHENTICATED;
+    if (strlen (token) <= CM_JWT_MAX_LEN) {
+        rc = gw_keys_verify (req->keys, token, cm_now_s (), s_keys_fetch, req,
+                             &req->claims, &reason);
+    }
+    if (rc == CM_UNAVAILABLE) {
+        return gw_reply_error (req, 503, "service_unavailable",
+                               "the token signing keys could not be had from auth"),
+               -1;
+    }
+    if (rc != CM_OK) {
+        cm_info (req->req_id, "token rejected: %s", reason);
         return gw_reply_error (req, 401, "invalid_token",
                                "the access token is invalid or expired"),
                -1;
+    }
+    if (s_user_check (req) != 0) {
+        return -1;
     }
     req->authed = true;
     req->www_authenticate = false;
     req->must_close = false;
     return 0;
+}
+
+/* Routes for admins only: 0, or -1 after 403 forbidden (the body, if
+   any, left unread). auth checks the actor again.                    */
+static int
+s_require_admin (gw_req_t *req)
+{
+    if (s_role_is (req, "admin")) {
+        return 0;
+    }
+    req->must_close = gw_has_body (req);
+    return gw_reply_error (req, 403, "forbidden", "only admins may manage users"), -1;
+}
+
+/* Drops a request body or answer that held secrets (a password, a
+   refresh or access token): its strings wiped, then freed.           */
+static void
+s_json_drop (json_t **body)
+{
+    if (body == NULL || *body == NULL) {
+        return;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach (*body, key, v)
+    {
+        if (json_is_string (v)) {
+            OPENSSL_cleanse ((char *)json_string_value (v), json_string_length (v));
+        }
+    }
+    json_decref (*body);
+    *body = NULL;
 }
 
 /* Required string field of 1..max bytes. 0, or -1 after answering 400. */
@@ -171,9 +351,12 @@ static int
 s_auth_call (gw_req_t *req, Safeshare__AuthRequest *r, Safeshare__AuthReply **reply)
 {
     Safeshare__Meta meta = SAFESHARE__META__INIT;
+    meta.client_addr = (char *)s_client_addr (req);
     r->meta = &meta;
-    return s_call (req, GW_SVC_AUTH, &r->base, &safeshare__auth_reply__descriptor,
-                   (ProtobufCMessage **)reply);
+    int rc = s_call (req, GW_SVC_AUTH, &r->base, &safeshare__auth_reply__descriptor,
+                     (ProtobufCMessage **)reply);
+    r->meta = NULL;
+    return rc;
 }
 
 /* {"email", "password"} of signup and login. On success *body holds
@@ -187,8 +370,7 @@ s_credentials (gw_req_t *req, json_t **body, const char **email, const char **pa
     }
     if (s_field_string (req, *body, "email", 254, email) != 0 ||
         s_field_string (req, *body, "password", 1024, password) != 0) {
-        json_decref (*body);
-        *body = NULL;
+        s_json_drop (body);
         return -1;
     }
     return 0;
@@ -210,7 +392,7 @@ s_signup (gw_req_t *req)
     r.signup = &signup;
     Safeshare__AuthReply *reply = NULL;
     int rc = s_auth_call (req, &r, &reply);
-    json_decref (body); /* holds the password: gone as soon as sent */
+    s_json_drop (&body); /* holds the password: gone as soon as sent */
     if (rc != 0) {
         return req->status;
     }
@@ -249,9 +431,6 @@ s_verify (gw_req_t *req)
     protobuf_c_message_free_unpacked (&reply->base, NULL);
     return status;
 }
-
-/* Longest "email" passed on to auth (it allows 254 after trimming). */
-#define S_EMAIL_FIELD_MAX 1024
 
 /* Always 202 for a well-formed address, whether a mail goes out or not
    (auth decides; the answer must not tell which addresses exist). */
@@ -295,6 +474,41 @@ s_resend (gw_req_t *req)
     return s_reply_owned (req, 202, json_pack ("{s:s}", "status", "accepted"));
 }
 
+/* The token pair of a LOGIN or REFRESH answer:
+   {"access", "refresh", "token_type", "expires_in", "refresh_expires_in"}.
+   Frees reply; the tokens are wiped from it and from the JSON.       */
+static int
+s_reply_tokens (gw_req_t *req, Safeshare__AuthReply *reply, Safeshare__LoginReply *tokens,
+                const char *what)
+{
+    bool ok = tokens && tokens->access && *tokens->access && tokens->refresh &&
+              *tokens->refresh;
+    json_t *out = NULL;
+    int status;
+    if (!ok) {
+        cm_error (req->req_id, "%s: malformed reply", what);
+        status =
+            gw_reply_error (req, 502, "bad_gateway", "a backend service answered badly");
+    } else {
+        out = json_pack ("{s:s, s:s, s:s, s:I, s:I}", "access", tokens->access, "refresh",
+                         tokens->refresh, "token_type", "Bearer", "expires_in",
+                         (json_int_t)tokens->expires_in, "refresh_expires_in",
+                         (json_int_t)tokens->refresh_expires_in);
+        status = out ? gw_reply_json (req, 200, out)
+                     : gw_reply_error (req, 502, "bad_gateway",
+                                       "a backend service answered badly");
+    }
+    s_json_drop (&out);
+    if (tokens && tokens->access) {
+        OPENSSL_cleanse (tokens->access, strlen (tokens->access));
+    }
+    if (tokens && tokens->refresh) {
+        OPENSSL_cleanse (tokens->refresh, strlen (tokens->refresh));
+    }
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
 static int
 s_login (gw_req_t *req)
 {
@@ -307,25 +521,126 @@ s_login (gw_req_t *req)
     Safeshare__LoginRequest login = SAFESHARE__LOGIN_REQUEST__INIT;
     login.email = (char *)email;
     login.password = (char *)password;
-    login.client_addr = (char *)mg_get_request_info (req->conn)->remote_addr;
     r.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGIN;
     r.login = &login;
     Safeshare__AuthReply *reply = NULL;
     int rc = s_auth_call (req, &r, &reply);
-    json_decref (body);
+    s_json_drop (&body);
     if (rc != 0) {
         return req->status;
     }
-    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_LOGIN || !reply->login->access ||
-        !*reply->login->access) {
-        return s_bad_reply (req, &reply->base, "LOGIN");
+    return s_reply_tokens (
+        req, reply,
+        reply->body_case == SAFESHARE__AUTH_REPLY__BODY_LOGIN ? reply->login : NULL,
+        "LOGIN");
+}
+
+/* {"refresh": "..."} of refresh and logout. 0 with *body (drop it with
+   s_json_drop as soon as the token is sent) and *token; -1 after 400.  */
+static int
+s_refresh_field (gw_req_t *req, json_t **body, const char **token)
+{
+    if (gw_body_json (req, body) != 0) {
+        return -1;
     }
-    int status = s_reply_owned (
-        req, 200,
-        json_pack ("{s:s, s:s, s:I}", "access", reply->login->access, "token_type",
-                   "Bearer", "expires_in", (json_int_t)reply->login->expires_in));
+    json_t *v = json_object_get (*body, "refresh");
+    /* A NUL inside would cut the token short on the wire. */
+    if (!json_is_string (v) || json_string_length (v) > S_REFRESH_MAX ||
+        strlen (json_string_value (v)) != json_string_length (v)) {
+        s_json_drop (body);
+        gw_reply_error (req, 400, "invalid_request",
+                        "field 'refresh' must be a string of at most %d bytes",
+                        S_REFRESH_MAX);
+        return -1;
+    }
+    *token = json_string_value (v);
+    return 0;
+}
+
+static int
+s_refresh (gw_req_t *req)
+{
+    json_t *body = NULL;
+    const char *token;
+    if (s_refresh_field (req, &body, &token) != 0) {
+        return req->status;
+    }
+    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__RefreshRequest refresh = SAFESHARE__REFRESH_REQUEST__INIT;
+    refresh.refresh = (char *)token;
+    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_REFRESH;
+    r.refresh = &refresh;
+    Safeshare__AuthReply *reply = NULL;
+    int rc = s_auth_call (req, &r, &reply);
+    s_json_drop (&body);
+    if (rc != 0) {
+        return req->status;
+    }
+    return s_reply_tokens (
+        req, reply,
+        reply->body_case == SAFESHARE__AUTH_REPLY__BODY_REFRESH ? reply->refresh : NULL,
+        "REFRESH");
+}
+
+static int
+s_logout (gw_req_t *req)
+{
+    json_t *body = NULL;
+    const char *token;
+    if (s_refresh_field (req, &body, &token) != 0) {
+        return req->status;
+    }
+    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__LogoutRequest logout = SAFESHARE__LOGOUT_REQUEST__INIT;
+    logout.refresh = (char *)token;
+    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGOUT;
+    r.logout = &logout;
+    Safeshare__AuthReply *reply = NULL;
+    int rc = s_auth_call (req, &r, &reply);
+    s_json_drop (&body);
+    if (rc != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_LOGOUT) {
+        return s_bad_reply (req, &reply->base, "LOGOUT");
+    }
     protobuf_c_message_free_unpacked (&reply->base, NULL);
-    return status;
+    return gw_reply_empty (req, 204);
+}
+
+/* Every session of the caller ends and every access token of the
+   caller, this one included, is refused from now on: at once here (the
+   cache entry goes), within SAFESHARE_USER_CACHE_TTL elsewhere.       */
+static int
+s_logout_all (gw_req_t *req)
+{
+    json_t *body = NULL;
+    if (gw_body_json (req, &body) != 0) {
+        return req->status;
+    }
+    size_t fields = json_object_size (body);
+    json_decref (body);
+    if (fields != 0) {
+        return gw_reply_error (req, 400, "invalid_request",
+                               "the body must be empty or {}");
+    }
+    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__LogoutAllRequest all = SAFESHARE__LOGOUT_ALL_REQUEST__INIT;
+    all.user_id = req->claims.sub;
+    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGOUT_ALL;
+    r.logout_all = &all;
+    Safeshare__AuthReply *reply = NULL;
+    if (s_auth_call (req, &r, &reply) != 0) {
+        return req->status;
+    }
+    gw_users_drop (req->users, req->claims.sub);
+    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_LOGOUT_ALL) {
+        return s_bad_reply (req, &reply->base, "LOGOUT_ALL");
+    }
+    cm_info (req->req_id, "logged out everywhere user=%s token_gen=%llu", req->claims.sub,
+             (unsigned long long)reply->logout_all->token_gen);
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return gw_reply_empty (req, 204);
 }
 
 static int
@@ -345,6 +660,216 @@ s_me (gw_req_t *req)
         return s_bad_reply (req, &reply->base, "USER_GET");
     }
     int status = s_reply_owned (req, 200, gw_json_user (reply->user_get->user));
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
+/* ---- users (admin) ----------------------------------------------------- */
+
+static int
+s_user_create (gw_req_t *req)
+{
+    if (s_require_admin (req) != 0) {
+        return req->status;
+    }
+    json_t *body = NULL;
+    const char *email, *password;
+    if (s_credentials (req, &body, &email, &password) != 0) {
+        return req->status;
+    }
+    json_t *v = json_object_get (body, "role");
+    if (!json_is_string (v)) {
+        s_json_drop (&body);
+        return gw_reply_error (req, 400, "invalid_request",
+                               "field 'role' must be \"ops\" or \"admin\"");
+    }
+    Safeshare__Role role = gw_role_parse (json_string_value (v));
+    if (role != SAFESHARE__ROLE__ROLE_OPS && role != SAFESHARE__ROLE__ROLE_ADMIN) {
+        s_json_drop (&body);
+        return gw_reply_error (req, 400, "invalid_role",
+                               "role must be \"ops\" or \"admin\" (clients sign up)");
+    }
+    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__UserCreateRequest create = SAFESHARE__USER_CREATE_REQUEST__INIT;
+    create.actor_id = req->claims.sub;
+    create.email = (char *)email;
+    create.password = (char *)password;
+    create.role = role;
+    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_USER_CREATE;
+    r.user_create = &create;
+    Safeshare__AuthReply *reply = NULL;
+    int rc = s_auth_call (req, &r, &reply);
+    s_json_drop (&body); /* holds the password */
+    if (rc != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_USER_CREATE ||
+        !reply->user_create->user) {
+        return s_bad_reply (req, &reply->base, "USER_CREATE");
+    }
+    int status = s_reply_owned (req, 201, gw_json_user (reply->user_create->user));
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
+static int
+s_users_list (gw_req_t *req)
+{
+    if (s_require_admin (req) != 0) {
+        return req->status;
+    }
+    char limit_s[16];
+    char cursor[257];
+    char email[S_EMAIL_FIELD_MAX + 1];
+    char role_s[16];
+    long limit = 0;
+    int found = s_query (req, "limit", limit_s, sizeof limit_s);
+    if (found > 0) {
+        char *end = NULL;
+        limit = strtol (limit_s, &end, 10);
+        found = end != limit_s && *end == '\0' && limit >= 1 && limit <= S_LIST_LIMIT_MAX
+                    ? 1
+                    : -1;
+    }
+    if (found < 0) {
+        return gw_reply_error (req, 400, "invalid_limit",
+                               "query parameter 'limit' must be 1..%d", S_LIST_LIMIT_MAX);
+    }
+    int has_cursor = s_query (req, "cursor", cursor, sizeof cursor);
+    if (has_cursor < 0) {
+        return gw_reply_error (req, 400, "invalid_cursor",
+                               "query parameter 'cursor' is malformed");
+    }
+    int has_email = s_query (req, "email", email, sizeof email);
+    if (has_email < 0) {
+        return gw_reply_error (req, 400, "invalid_request",
+                               "query parameter 'email' is longer than %d bytes",
+                               S_EMAIL_FIELD_MAX);
+    }
+    Safeshare__Role role = SAFESHARE__ROLE__ROLE_NONE;
+    found = s_query (req, "role", role_s, sizeof role_s);
+    if (found > 0 && *role_s) {
+        role = gw_role_parse (role_s);
+    }
+    if (found < 0 || (found > 0 && *role_s && role == SAFESHARE__ROLE__ROLE_NONE)) {
+        return gw_reply_error (req, 400, "invalid_role",
+                               "query parameter 'role' must be client, ops or admin");
+    }
+    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__UserListRequest list = SAFESHARE__USER_LIST_REQUEST__INIT;
+    list.actor_id = req->claims.sub;
+    list.limit = (uint32_t)limit;
+    list.cursor = has_cursor > 0 ? cursor : "";
+    list.email = has_email > 0 ? email : "";
+    list.role = role;
+    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_USER_LIST;
+    r.user_list = &list;
+    Safeshare__AuthReply *reply = NULL;
+    if (s_auth_call (req, &r, &reply) != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_USER_LIST) {
+        return s_bad_reply (req, &reply->base, "USER_LIST");
+    }
+    json_t *users = json_array ();
+    for (size_t i = 0; i < reply->user_list->n_users; i++) {
+        json_t *u = gw_json_user (reply->user_list->users[i]);
+        if (u == NULL) {
+            json_decref (users);
+            return s_bad_reply (req, &reply->base, "USER_LIST");
+        }
+        json_array_append_new (users, u);
+    }
+    const char *next = reply->user_list->next_cursor;
+    json_t *out = json_pack ("{s:o, s:o}", "users", users, "next_cursor",
+                             next && *next ? json_string (next) : json_null ());
+    int status = s_reply_owned (req, 200, out);
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
+/* PATCH {"disabled": bool} and/or {"role": "client"|"ops"|"admin"};
+   any other field is refused, so a typo never passes for a no-op.    */
+static int
+s_user_update (gw_req_t *req)
+{
+    if (s_require_admin (req) != 0) {
+        return req->status;
+    }
+    if (!req->route.param_valid) {
+        req->must_close = gw_has_body (req);
+        return gw_reply_error (req, 404, "user_not_found", "no such user");
+    }
+    json_t *body = NULL;
+    if (gw_body_json (req, &body) != 0) {
+        return req->status;
+    }
+    bool change_disabled = false;
+    bool disabled = false;
+    Safeshare__Role role = SAFESHARE__ROLE__ROLE_NONE;
+    const char *bad = NULL; /* the invalid_request message, if any */
+    bool bad_role = false;
+    const char *key;
+    json_t *v;
+    json_object_foreach (body, key, v)
+    {
+        if (strcmp (key, "disabled") == 0) {
+            if (!json_is_boolean (v)) {
+                bad = "field 'disabled' must be true or false";
+                break;
+            }
+            change_disabled = true;
+            disabled = json_is_true (v);
+        } else if (strcmp (key, "role") == 0) {
+            if (!json_is_string (v)) {
+                bad = "field 'role' must be a string";
+                break;
+            }
+            role = gw_role_parse (json_string_value (v));
+            if (role == SAFESHARE__ROLE__ROLE_NONE) {
+                bad_role = true;
+                break;
+            }
+        } else {
+            /* The name is not echoed: it is the client's text. */
+            bad = "unknown field: only 'disabled' and 'role' may be changed";
+            break;
+        }
+    }
+    json_decref (body);
+    if (bad) {
+        return gw_reply_error (req, 400, "invalid_request", "%s", bad);
+    }
+    if (bad_role) {
+        return gw_reply_error (req, 400, "invalid_role",
+                               "role must be client, ops or admin");
+    }
+    if (!change_disabled && role == SAFESHARE__ROLE__ROLE_NONE) {
+        return gw_reply_error (req, 400, "invalid_request",
+                               "give 'disabled' (true or false) and/or 'role'");
+    }
+    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__UserUpdateRequest update = SAFESHARE__USER_UPDATE_REQUEST__INIT;
+    update.actor_id = req->claims.sub;
+    update.id = req->route.param;
+    update.change_disabled = change_disabled;
+    update.disabled = disabled;
+    update.role = role;
+    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_USER_UPDATE;
+    r.user_update = &update;
+    Safeshare__AuthReply *reply = NULL;
+    if (s_auth_call (req, &r, &reply) != 0) {
+        return req->status;
+    }
+    /* Changed: this gateway forgets what it knew at once. */
+    gw_users_drop (req->users, req->route.param);
+    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_USER_UPDATE ||
+        !reply->user_update->user) {
+        return s_bad_reply (req, &reply->base, "USER_UPDATE");
+    }
+    cm_info (req->req_id, "user updated user=%s by=%s", req->route.param,
+             req->claims.sub);
+    int status = s_reply_owned (req, 200, gw_json_user (reply->user_update->user));
     protobuf_c_message_free_unpacked (&reply->base, NULL);
     return status;
 }
@@ -844,6 +1369,18 @@ gw_api_handle (gw_req_t *req)
             return s_link_create (req);
         case GW_ROUTE_DOWNLOAD:
             return s_download (req);
+        case GW_ROUTE_REFRESH:
+            return s_refresh (req);
+        case GW_ROUTE_LOGOUT:
+            return s_logout (req);
+        case GW_ROUTE_LOGOUT_ALL:
+            return s_logout_all (req);
+        case GW_ROUTE_USERS_LIST:
+            return s_users_list (req);
+        case GW_ROUTE_USER_CREATE:
+            return s_user_create (req);
+        case GW_ROUTE_USER_UPDATE:
+            return s_user_update (req);
         default:
             return gw_reply_error (req, 404, "not_found", "no such endpoint");
     }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <openssl/crypto.h>
 #include "cm_log.h"
 #include "cm_util.h"
 
@@ -157,8 +158,29 @@ gw_reply_json (gw_req_t *req, int status, json_t *body)
         return gw_reply_error (req, 500, "internal_error",
                                "response could not be encoded");
     }
-    s_send (req, status, text, strlen (text));
+    size_t len = strlen (text);
+    s_send (req, status, text, len);
+    /* Login and refresh answers carry tokens. */
+    OPENSSL_cleanse (text, len);
     free (text);
+    return status;
+}
+
+int
+gw_reply_empty (gw_req_t *req, int status)
+{
+    struct mg_connection *conn = req->conn;
+    if (req->responded) {
+        return req->status;
+    }
+    mg_response_header_start (conn, status);
+    gw_headers_common (req);
+    mg_response_header_send (conn);
+    req->responded = true;
+    req->status = status;
+    if (req->must_close) {
+        gw_conn_close (req);
+    }
     return status;
 }
 
@@ -238,6 +260,14 @@ s_content_type_is (gw_req_t *req, const char *type)
     return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
 }
 
+/* A body buffer may hold a password or a refresh token. */
+static void
+s_free_wiped (char *buf, size_t len)
+{
+    OPENSSL_cleanse (buf, len);
+    free (buf);
+}
+
 int
 gw_body_json (gw_req_t *req, json_t **out)
 {
@@ -275,20 +305,20 @@ gw_body_json (gw_req_t *req, json_t **out)
         used += n > 0 ? (size_t)n : 0;
     } while (n > 0 && used <= GW_JSON_BODY_MAX);
     if (gw_body_unwatch (req)) {
-        free (buf);
+        s_free_wiped (buf, used);
         gw_reply_slow (req);
         return -1;
     }
     if (used > GW_JSON_BODY_MAX) {
         req->must_close = true;
-        free (buf);
+        s_free_wiped (buf, used);
         gw_reply_error (req, 413, "too_large", "request body is larger than %d bytes",
                         GW_JSON_BODY_MAX);
         return -1;
     }
     if (n < 0 || (ri->content_length > 0 && used != (size_t)ri->content_length)) {
         req->must_close = true;
-        free (buf);
+        s_free_wiped (buf, used);
         gw_reply_error (req, 400, "invalid_request",
                         n < 0 ? "request body could not be read"
                               : "request body is shorter than its length");
@@ -296,7 +326,8 @@ gw_body_json (gw_req_t *req, json_t **out)
     }
     json_error_t jerr;
     json_t *root = json_loadb (buf, used, JSON_REJECT_DUPLICATES, &jerr);
-    free (buf);
+    s_free_wiped (buf, used);
+    OPENSSL_cleanse (&jerr, sizeof jerr); /* may quote the body */
     if (root == NULL || !json_is_object (root)) {
         json_decref (root);
         gw_reply_error (req, 400, "invalid_json", "request body must be a JSON object");

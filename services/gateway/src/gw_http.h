@@ -10,16 +10,19 @@
 #include <stdbool.h>
 #include "cm_jwt.h"
 #include "cm_status.h"
+#include "gw_keys.h"
 #include "gw_route.h"
 #include "gw_rpc.h"
 #include "gw_settings.h"
+#include "gw_users.h"
 #include "gw_watchdog.h"
 
 typedef struct {
     struct mg_connection *conn;
     const gw_settings_t *settings;
-    cm_jwt_verifier_t *verifier;
-    gw_rpc_t *rpc; /* this worker thread's sockets */
+    gw_keys_t *keys;   /* the token verifier, shared */
+    gw_users_t *users; /* user-state cache, shared */
+    gw_rpc_t *rpc;     /* this worker thread's sockets */
     gw_watchdog_t *watchdog;
     gw_route_t route;
     char req_id[65];
@@ -38,6 +41,10 @@ typedef struct {
    Returns status.                                                      */
 int gw_reply_json (gw_req_t *req, int status, json_t *body);
 
+/* A status without a body (204): no Content-Type, no Content-Length
+   (RFC 9110 forbids it on 204), the common headers. Returns status.  */
+int gw_reply_empty (gw_req_t *req, int status);
+
 /* The one error shape: {"error": {"code", "message", "request_id"}}.
    Returns status.                                                      */
 int gw_reply_error (gw_req_t *req, int status, const char *code, const char *fmt, ...)
@@ -53,7 +60,9 @@ int gw_reply_service (gw_req_t *req, cm_status_t rc, const ProtobufCMessage *rep
 void gw_headers_common (gw_req_t *req);
 
 /* Reads a JSON object body of at most GW_JSON_BODY_MAX bytes within
-   GW_JSON_BODY_DEADLINE_MS. An empty body gives an empty object. 0 with
+   GW_JSON_BODY_DEADLINE_MS (the raw bytes are wiped once parsed: they
+   may hold a password or refresh token). An empty body gives an empty
+   object. 0 with
    *out set; -1 after answering the error (413 too_large, 415
    unsupported_media_type, 400 invalid_json, 408 request_timeout).      */
 int gw_body_json (gw_req_t *req, json_t **out);

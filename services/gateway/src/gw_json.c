@@ -54,12 +54,27 @@ gw_role_name (Safeshare__Role role)
     }
 }
 
+Safeshare__Role
+gw_role_parse (const char *name)
+{
+    static const Safeshare__Role roles[] = {SAFESHARE__ROLE__ROLE_CLIENT,
+                                            SAFESHARE__ROLE__ROLE_OPS,
+                                            SAFESHARE__ROLE__ROLE_ADMIN};
+    for (size_t i = 0; name && i < sizeof roles / sizeof roles[0]; i++) {
+        if (strcmp (name, gw_role_name (roles[i])) == 0) {
+            return roles[i];
+        }
+    }
+    return SAFESHARE__ROLE__ROLE_NONE;
+}
+
 json_t *
 gw_json_user (const Safeshare__User *user)
 {
     char created[32];
     gw_iso8601 (user->created_at, created);
-    return json_pack ("{s:s, s:s, s:s, s:b, s:s}", "id", s_str (user->id), "email",
+    return json_pack ("{s:s, s:s, s:s, s:b, s:b, s:s}", "id", s_str (user->id), "email",
                       s_str (user->email), "role", gw_role_name (user->role), "verified",
-                      user->verified ? 1 : 0, "created_at", created);
+                      user->verified ? 1 : 0, "disabled", user->disabled ? 1 : 0,
+                      "created_at", created);
 }

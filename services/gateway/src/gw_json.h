@@ -15,10 +15,14 @@ char *gw_json_error (const char *code, const char *message, const char *req_id);
    never the wrapped DEK or the KEK id. New reference.                  */
 json_t *gw_json_file (const Safeshare__FileInfo *file);
 
-/* {"id","email","role","verified","created_at"}. New reference.       */
+/* {"id","email","role","verified","disabled","created_at"}. New
+   reference.                                                          */
 json_t *gw_json_user (const Safeshare__User *user);
 
 /* "client" | "ops" | "admin" | "none". */
 const char *gw_role_name (Safeshare__Role role);
+/* The role named exactly "client", "ops" or "admin"; ROLE_NONE for
+   anything else (NULL included).                                      */
+Safeshare__Role gw_role_parse (const char *name);
 
 #endif

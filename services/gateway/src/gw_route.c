@@ -5,7 +5,7 @@
 #include <string.h>
 #include "cm_util.h"
 
-/* A path pattern: literal segments, "{id}" (file id) or "{token}". */
+/* A path pattern: literal segments, "{id}" (file or user id) or "{token}". */
 typedef struct {
     const char *method;
     const char *pattern;
@@ -31,6 +31,13 @@ static const s_entry_t s_table[] = {
      false},
     {"POST", "/api/files/{id}/links", GW_ROUTE_LINK_CREATE, "link_create", true, true},
     {"GET", "/api/download/{token}", GW_ROUTE_DOWNLOAD, "download", false, false},
+    /* Refresh and logout present a refresh token, not a bearer one. */
+    {"POST", "/api/auth/refresh", GW_ROUTE_REFRESH, "refresh", false, true},
+    {"POST", "/api/auth/logout", GW_ROUTE_LOGOUT, "logout", false, true},
+    {"POST", "/api/auth/logout-all", GW_ROUTE_LOGOUT_ALL, "logout_all", true, true},
+    {"GET", "/api/users", GW_ROUTE_USERS_LIST, "users_list", true, false},
+    {"POST", "/api/users", GW_ROUTE_USER_CREATE, "user_create", true, true},
+    {"PATCH", "/api/users/{id}", GW_ROUTE_USER_UPDATE, "user_update", true, true},
 };
 #define S_TABLE_LEN (sizeof s_table / sizeof s_table[0])
 

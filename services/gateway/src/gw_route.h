@@ -23,6 +23,12 @@ typedef enum {
     GW_ROUTE_FILE_CONTENT, /* GET /api/files/{id}/content */
     GW_ROUTE_LINK_CREATE,  /* POST /api/files/{id}/links */
     GW_ROUTE_DOWNLOAD,     /* GET /api/download/{token} */
+    GW_ROUTE_REFRESH,      /* POST /api/auth/refresh */
+    GW_ROUTE_LOGOUT,       /* POST /api/auth/logout */
+    GW_ROUTE_LOGOUT_ALL,   /* POST /api/auth/logout-all */
+    GW_ROUTE_USERS_LIST,   /* GET /api/users (admin) */
+    GW_ROUTE_USER_CREATE,  /* POST /api/users (admin) */
+    GW_ROUTE_USER_UPDATE,  /* PATCH /api/users/{id} (admin) */
 } gw_route_id_t;
 
 typedef enum {
@@ -38,7 +44,7 @@ typedef struct {
     gw_route_id_t id;
     const char *name;             /* for logs: never contains the parameter */
     bool auth;                    /* needs a bearer token */
-    bool json_body;               /* POST with a JSON body */
+    bool json_body;               /* POST/PATCH with a JSON body */
     char param[GW_PARAM_MAX + 1]; /* {id} or {token}, "" if none */
     bool param_valid;             /* {id}: 32 lowercase hex; {token}: 1..128 base64url */
     char allow[32];               /* on GW_MATCH_BAD_METHOD: the Allow header value */

@@ -92,7 +92,13 @@ gw_rpc_call (gw_rpc_t *self, gw_svc_t svc, const char *req_id, ProtobufCMessage 
     char wire[65];
     char reqbuf[65];
     gw_rpc_wire_id (wire, req_id, ++self->seq);
+    /* cm_meta_init starts Meta afresh: the caller's client address
+       (auth's throttling and audit) is carried across it.            */
+    char *client_addr = meta->client_addr;
     cm_meta_init (meta, reqbuf, wire, timeout_ms);
+    if (client_addr) {
+        meta->client_addr = client_addr;
+    }
     cm_status_t rc =
         cm_rpc_call (sock, request, blobs, reply_desc, timeout_ms, reply, blobs_out);
     meta->request_id = NULL; /* reqbuf goes out of scope */

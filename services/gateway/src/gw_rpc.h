@@ -18,8 +18,9 @@ gw_rpc_t *gw_rpc_new (const gw_settings_t *settings);
 void gw_rpc_destroy (gw_rpc_t **self_p);
 
 /* Calls svc: fills request's Meta (field 1 must point at a Meta struct)
-   with a wire id (see gw_rpc_wire_id) and a deadline timeout_ms from now (<= 0: the configured
-   SAFESHARE_RPC_TIMEOUT_MS), sends it plus *blobs (consumed, may be NULL)
+   with a wire id (see gw_rpc_wire_id) and a deadline timeout_ms from now
+   (<= 0: the configured SAFESHARE_RPC_TIMEOUT_MS), keeping the caller's
+   Meta.client_addr (borrowed; NULL = ""), sends it plus *blobs (consumed, may be NULL)
    and waits for the reply. As cm_rpc_call: CM_OK with *reply (free with
    protobuf_c_message_free_unpacked) and *blobs_out (may be NULL when no
    frames are expected, else always set, maybe empty); CM_UNAVAILABLE on

@@ -20,7 +20,8 @@
 
 struct gw_server_t {
     gw_settings_t settings;
-    cm_jwt_verifier_t *verifier;
+    gw_keys_t *keys;   /* filled from auth's KEYS on first need */
+    gw_users_t *users; /* user state, SAFESHARE_USER_CACHE_TTL */
     gw_watchdog_t *watchdog;
     struct mg_context *ctx;
 };
@@ -78,7 +79,8 @@ s_handle (struct mg_connection *conn, void *cbdata)
     memset (&req, 0, sizeof req);
     req.conn = conn;
     req.settings = &self->settings;
-    req.verifier = self->verifier;
+    req.keys = self->keys;
+    req.users = self->users;
     req.rpc = mg_get_thread_pointer (conn);
     req.watchdog = self->watchdog;
     req.watch_slot = -1;
@@ -147,12 +149,12 @@ gw_server_new (const gw_settings_t *settings, char *err, size_t errlen)
         return NULL;
     }
     self->settings = *settings;
-    self->verifier = cm_jwt_verifier_new (settings->jwt_public_key, settings->jwt_issuer,
-                                          settings->jwt_audience);
-    if (self->verifier == NULL) {
-        snprintf (err, errlen,
-                  "no usable JWT public key at %s: run `safeshare keys generate`",
-                  settings->jwt_public_key);
+    /* No key yet: the first authenticated request asks auth (gw_keys),
+       so the gateway starts whether or not auth is up.                */
+    self->keys = gw_keys_new (settings->jwt_issuer, settings->jwt_audience, NULL);
+    self->users = gw_users_new (GW_USERS_SLOTS, settings->user_cache_ttl_s);
+    if (self->keys == NULL || self->users == NULL) {
+        snprintf (err, errlen, "cannot create the token verifier or the user cache");
         gw_server_destroy (&self);
         return NULL;
     }
@@ -202,7 +204,8 @@ gw_server_destroy (gw_server_t **self_p)
             mg_stop (self->ctx);
         }
         gw_watchdog_destroy (&self->watchdog);
-        cm_jwt_verifier_destroy (&self->verifier);
+        gw_users_destroy (&self->users);
+        gw_keys_destroy (&self->keys);
         free (self);
         *self_p = NULL;
     }

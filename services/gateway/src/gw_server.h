@@ -12,8 +12,8 @@
 
 typedef struct gw_server_t gw_server_t;
 
-/* Loads the JWT public key and starts listening. Settings are copied.
-   NULL with a one-line reason in err.                                 */
+/* Starts listening (the JWT keys come from auth later, see gw_keys).
+   Settings are copied. NULL with a one-line reason in err.            */
 gw_server_t *gw_server_new (const gw_settings_t *settings, char *err, size_t errlen);
 /* Stops civetweb (finishes in-flight requests), frees everything. */
 void gw_server_destroy (gw_server_t **self_p);

@@ -65,22 +65,12 @@ gw_settings_load (gw_settings_t *settings, cm_config_t *config, char *err, size_
                   settings->http_addr);
         return -1;
     }
-    const char *key_dir = cm_config_get (config, "SAFESHARE_KEY_DIR");
-    if (key_dir == NULL || *key_dir == '\0') {
-        snprintf (err, errlen, "SAFESHARE_KEY_DIR is not set");
-        return -1;
-    }
-    int n = snprintf (settings->jwt_public_key, sizeof settings->jwt_public_key,
-                      "%s/jwt-es256.pub", key_dir);
-    if (n < 0 || (size_t)n >= sizeof settings->jwt_public_key) {
-        snprintf (err, errlen, "SAFESHARE_KEY_DIR is too long");
-        return -1;
-    }
     long threads = cm_config_int (config, "SAFESHARE_HTTP_THREADS");
     long timeout = cm_config_int (config, "SAFESHARE_RPC_TIMEOUT_MS");
     long chunk = cm_config_int (config, "SAFESHARE_CHUNK_SIZE");
     long max_upload = cm_config_int (config, "SAFESHARE_MAX_UPLOAD_BYTES");
     long link_ttl = cm_config_int (config, "SAFESHARE_LINK_MAX_TTL");
+    long user_ttl = cm_config_int (config, "SAFESHARE_USER_CACHE_TTL");
     /* cm_config validates ranges; these guard the gateway's own needs. */
     if (threads < 1 || threads > 1024) {
         snprintf (err, errlen, "SAFESHARE_HTTP_THREADS must be 1..1024, got %ld",
@@ -102,10 +92,16 @@ gw_settings_load (gw_settings_t *settings, cm_config_t *config, char *err, size_
                   "SAFESHARE_MAX_UPLOAD_BYTES / SAFESHARE_LINK_MAX_TTL out of range");
         return -1;
     }
+    if (user_ttl < 0 || user_ttl > 60) {
+        snprintf (err, errlen, "SAFESHARE_USER_CACHE_TTL must be 0..60, got %ld",
+                  user_ttl);
+        return -1;
+    }
     settings->http_threads = (int)threads;
     settings->rpc_timeout_ms = (int)timeout;
     settings->chunk_size = (uint32_t)chunk;
     settings->max_upload_bytes = (uint64_t)max_upload;
     settings->link_max_ttl = (uint64_t)link_ttl;
+    settings->user_cache_ttl_s = (unsigned)user_ttl;
     return 0;
 }

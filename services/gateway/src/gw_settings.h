@@ -28,9 +28,9 @@ typedef struct {
     uint32_t chunk_size;
     uint64_t max_upload_bytes;
     uint64_t link_max_ttl;
-    char jwt_public_key[1024]; /* $KEY_DIR/jwt-es256.pub */
     char jwt_issuer[256];
     char jwt_audience[256];
+    unsigned user_cache_ttl_s; /* SAFESHARE_USER_CACHE_TTL: see gw_users */
 } gw_settings_t;
 
 /* Fills settings from config. 0, or -1 with a one-line reason in err. */

@@ -75,12 +75,28 @@ test_user_json (void **state)
     u.email = "a@b.example";
     u.role = SAFESHARE__ROLE__ROLE_OPS;
     u.verified = true;
+    u.disabled = true;
+    u.created_at = 1790000000;
     json_t *j = gw_json_user (&u);
     assert_non_null (j);
-    assert_int_equal (json_object_size (j), 5);
-    assert_string_equal (json_string_value (json_object_get (j, "role")), "ops");
-    assert_true (json_is_true (json_object_get (j, "verified")));
+    char *text = json_dumps (j, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal (text, "{\"created_at\":\"2026-09-21T14:13:20Z\","
+                               "\"disabled\":true,\"email\":\"a@b.example\","
+                               "\"id\":\"0123456789abcdef0123456789abcdef\","
+                               "\"role\":\"ops\",\"verified\":true}");
+    free (text);
     json_decref (j);
+    u.disabled = false;
+    j = gw_json_user (&u);
+    assert_true (json_is_false (json_object_get (j, "disabled")));
+    json_decref (j);
+    assert_int_equal (gw_role_parse ("client"), SAFESHARE__ROLE__ROLE_CLIENT);
+    assert_int_equal (gw_role_parse ("ops"), SAFESHARE__ROLE__ROLE_OPS);
+    assert_int_equal (gw_role_parse ("admin"), SAFESHARE__ROLE__ROLE_ADMIN);
+    assert_int_equal (gw_role_parse ("Admin"), SAFESHARE__ROLE__ROLE_NONE);
+    assert_int_equal (gw_role_parse ("none"), SAFESHARE__ROLE__ROLE_NONE);
+    assert_int_equal (gw_role_parse (""), SAFESHARE__ROLE__ROLE_NONE);
+    assert_int_equal (gw_role_parse (NULL), SAFESHARE__ROLE__ROLE_NONE);
     assert_string_equal (gw_role_name (SAFESHARE__ROLE__ROLE_CLIENT), "client");
     assert_string_equal (gw_role_name (SAFESHARE__ROLE__ROLE_ADMIN), "admin");
     assert_string_equal (gw_role_name ((Safeshare__Role)99), "none");

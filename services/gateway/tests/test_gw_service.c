@@ -1,14 +1,19 @@
 /*  svc_gateway -- the real safeshare-gateway binary over plain HTTP.
 
-    No other service runs: auth and mailer are down (their endpoints are
-    never bound), so calls to them must come back 503 in time. Storage and
-    crypto are stood in for by a fake peer in this test (two ROUTER
-    sockets on their endpoints, see s_fake_*): it records what the gateway
-    sends and answers like the real services would, with a fake "cipher"
-    (plaintext + 16 tag bytes) -- it tests the gateway's pipeline (chunk
-    boundaries, last flags, offsets, SHA-256, commit/abort, download
-    headers and integrity failures), not the crypto. The fake never
-    answers HEALTH, so /readyz sees every service down.
+    No real service runs. The mailer is down (its endpoint is never
+    bound), so calls to it must come back 503 in time. Storage and crypto
+    are stood in for by a fake peer in this test (two ROUTER sockets on
+    their endpoints, see s_fake_*): it records what the gateway sends and
+    answers like the real services would, with a fake "cipher" (plaintext
+    + 16 tag bytes) -- it tests the gateway's pipeline (chunk boundaries,
+    last flags, offsets, SHA-256, commit/abort, download headers and
+    integrity failures), not the crypto. Auth is a fake too (s_auth_*):
+    it serves KEYS from real ES256 key pairs the test rotates, USER_GET
+    from a table the test edits (token_gen, disabled, role), and answers
+    the session and admin requests the way proto/auth.md says, so the
+    gateway's key fetching, user-state cache and error mapping are
+    checked against it. The fakes never answer HEALTH (unless a test asks
+    auth to), so /readyz sees every service down.
     Usage: test_gw_service PATH/TO/safeshare-gateway                    */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -45,6 +50,10 @@
 #define OPS_ID     "0123456789abcdef0123456789abcdef"
 #define CLIENT_ID  "fedcba9876543210fedcba9876543210"
 #define FILE_ID    "00112233445566778899aabbccddeeff"
+#define ADMIN_ID   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+/* An admin in its token whom auth knows as ops: auth's own check. */
+#define DEMOTED_ID "abababababababababababababababab"
+#define NOBODY_ID  "99999999999999999999999999999999" /* unknown to auth */
 
 static const char *s_binary;
 static char *s_dir;
@@ -52,7 +61,12 @@ static int s_port;
 static pid_t s_pid = -1;
 static char s_ops_token[CM_JWT_MAX_LEN];
 static char s_client_token[CM_JWT_MAX_LEN];
+static char s_admin_token[CM_JWT_MAX_LEN];
+/* Auth's signing keys: A (the current one at start), B (rotated to),
+   C (never listed by auth: a forger's).                              */
 static cm_jwt_signer_t *s_signer;
+static cm_jwt_signer_t *s_signer_b;
+static cm_jwt_signer_t *s_signer_c;
 
 /* ---- the fake storage + crypto peer ------------------------------------ */
 
@@ -375,6 +389,418 @@ s_fake_actor_fn (zsock_t *pipe, void *args)
     zsock_destroy (&crypto);
 }
 
+/* ---- the fake auth ----------------------------------------------------- */
+
+typedef struct {
+    char id[33];
+    Safeshare__Role role;
+    uint64_t token_gen;
+    bool disabled;
+    int gets; /* USER_GETs asked for this user */
+} s_user_t;
+
+typedef struct {
+    pthread_mutex_t lock;
+    bool down;                /* receives and drops everything: auth "unreachable" */
+    bool health;              /* answers HEALTH */
+    cm_jwt_signer_t *keys[3]; /* listed by KEYS, newest first */
+    int n_keys;
+    int keys_calls;
+    s_user_t users[32];
+    int n_users;
+    int calls;    /* requests other than HEALTH */
+    int addr_bad; /* ... whose meta.client_addr was not 127.0.0.1 */
+    char refresh_seen[300];
+    char logout_seen[300];
+    char logout_all_seen[65];
+    int creates, lists, updates;
+    char actor_seen[65]; /* actor_id of the last admin request */
+    char create_email[300];
+    Safeshare__Role create_role;
+    uint32_t list_limit;
+    char list_cursor[300];
+    char list_email[1100];
+    Safeshare__Role list_role;
+    char update_id[65];
+    bool update_change_disabled;
+    bool update_disabled;
+    Safeshare__Role update_role;
+    char resend_seen[8][300];
+    int resend_count;
+} s_auth_t;
+
+static s_auth_t s_auth = {.lock = PTHREAD_MUTEX_INITIALIZER};
+static zactor_t *s_auth_actor;
+
+/* Adds (or resets) a user auth knows. */
+static void
+s_auth_user (const char *id, Safeshare__Role role, uint64_t gen, bool disabled)
+{
+    pthread_mutex_lock (&s_auth.lock);
+    s_user_t *u = NULL;
+    for (int i = 0; i < s_auth.n_users; i++) {
+        if (strcmp (s_auth.users[i].id, id) == 0) {
+            u = &s_auth.users[i];
+        }
+    }
+    if (u == NULL && s_auth.n_users < 32) {
+        u = &s_auth.users[s_auth.n_users++];
+    }
+    if (u) {
+        snprintf (u->id, sizeof u->id, "%s", id);
+        u->role = role;
+        u->token_gen = gen;
+        u->disabled = disabled;
+        u->gets = 0;
+    }
+    pthread_mutex_unlock (&s_auth.lock);
+}
+
+/* Lock held. */
+static s_user_t *
+s_auth_find (const char *id)
+{
+    for (int i = 0; id && i < s_auth.n_users; i++) {
+        if (strcmp (s_auth.users[i].id, id) == 0) {
+            return &s_auth.users[i];
+        }
+    }
+    return NULL;
+}
+
+static s_auth_t
+s_auth_snapshot (void)
+{
+    pthread_mutex_lock (&s_auth.lock);
+    s_auth_t copy = s_auth;
+    pthread_mutex_unlock (&s_auth.lock);
+    return copy;
+}
+
+static int
+s_auth_gets (const char *id)
+{
+    pthread_mutex_lock (&s_auth.lock);
+    s_user_t *u = s_auth_find (id);
+    int gets = u ? u->gets : -1;
+    pthread_mutex_unlock (&s_auth.lock);
+    return gets;
+}
+
+static void
+s_auth_set (bool *flag, bool value)
+{
+    pthread_mutex_lock (&s_auth.lock);
+    *flag = value;
+    pthread_mutex_unlock (&s_auth.lock);
+}
+
+/* The set KEYS lists from now on. */
+static void
+s_auth_keys (cm_jwt_signer_t *k0, cm_jwt_signer_t *k1)
+{
+    pthread_mutex_lock (&s_auth.lock);
+    s_auth.keys[0] = k0;
+    s_auth.keys[1] = k1;
+    s_auth.n_keys = k1 ? 2 : 1;
+    pthread_mutex_unlock (&s_auth.lock);
+}
+
+static void
+s_fill_user (Safeshare__User *out, const s_user_t *u)
+{
+    out->id = (char *)u->id;
+    out->email = "someone@example.org";
+    out->role = u->role;
+    out->verified = true;
+    out->disabled = u->disabled;
+    out->created_at = 1790000000;
+}
+
+/* Auth's check of an admin request's actor. Lock held. */
+static bool
+s_auth_actor_ok (const char *actor)
+{
+    snprintf (s_auth.actor_seen, sizeof s_auth.actor_seen, "%s", actor);
+    s_user_t *u = s_auth_find (actor);
+    return u && u->role == SAFESHARE__ROLE__ROLE_ADMIN && !u->disabled;
+}
+
+/* Answers one request the way proto/auth.md says; the lock is held
+   while the table is read or changed, never across a reply.          */
+static void
+s_auth_serve (zsock_t *sock)
+{
+    cm_call_t call;
+    if (cm_call_recv (sock, &safeshare__auth_request__descriptor,
+                      &safeshare__auth_reply__descriptor, &call) != 0) {
+        return;
+    }
+    Safeshare__AuthRequest *r = (Safeshare__AuthRequest *)call.request;
+    Safeshare__AuthReply reply = SAFESHARE__AUTH_REPLY__INIT;
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    reply.meta = &meta;
+    Safeshare__HealthReply health = SAFESHARE__HEALTH_REPLY__INIT;
+    Safeshare__KeysReply keys = SAFESHARE__KEYS_REPLY__INIT;
+    Safeshare__JwtKey key[3];
+    Safeshare__JwtKey *keyp[3];
+    Safeshare__UserGetReply get = SAFESHARE__USER_GET_REPLY__INIT;
+    Safeshare__User user = SAFESHARE__USER__INIT;
+    Safeshare__User user2 = SAFESHARE__USER__INIT;
+    Safeshare__User *userp[2] = {&user, &user2};
+    s_user_t copy, copy2;
+    Safeshare__LoginReply tokens = SAFESHARE__LOGIN_REPLY__INIT;
+    Safeshare__LogoutReply logout = SAFESHARE__LOGOUT_REPLY__INIT;
+    Safeshare__LogoutAllReply all = SAFESHARE__LOGOUT_ALL_REPLY__INIT;
+    Safeshare__ResendReply resend = SAFESHARE__RESEND_REPLY__INIT;
+    Safeshare__UserCreateReply create = SAFESHARE__USER_CREATE_REPLY__INIT;
+    Safeshare__UserListReply list = SAFESHARE__USER_LIST_REPLY__INIT;
+    Safeshare__UserUpdateReply update = SAFESHARE__USER_UPDATE_REPLY__INIT;
+    cm_status_t err = CM_OK;
+    const char *code = NULL;
+    uint32_t retry_after = 0;
+
+    pthread_mutex_lock (&s_auth.lock);
+    bool is_health = r->body_case == SAFESHARE__AUTH_REQUEST__BODY_HEALTH;
+    if (s_auth.down || (is_health && !s_auth.health)) {
+        pthread_mutex_unlock (&s_auth.lock);
+        cm_call_release (&call);
+        return;
+    }
+    if (!is_health) {
+        s_auth.calls++;
+        const char *addr = r->meta && r->meta->client_addr ? r->meta->client_addr : "";
+        s_auth.addr_bad += strcmp (addr, "127.0.0.1") != 0;
+    }
+    switch (r->body_case) {
+        case SAFESHARE__AUTH_REQUEST__BODY_HEALTH:
+            health.service = "auth";
+            health.version = "fake";
+            reply.body_case = SAFESHARE__AUTH_REPLY__BODY_HEALTH;
+            reply.health = &health;
+            break;
+        case SAFESHARE__AUTH_REQUEST__BODY_KEYS:
+            s_auth.keys_calls++;
+            for (int i = 0; i < s_auth.n_keys; i++) {
+                safeshare__jwt_key__init (&key[i]);
+                key[i].kid = (char *)cm_jwt_signer_kid (s_auth.keys[i]);
+                key[i].public_pem = (char *)cm_jwt_signer_public_pem (s_auth.keys[i]);
+                /* The older one is in its grace period. */
+                key[i].not_after = i == 0 ? 0 : cm_now_s () + 930;
+                keyp[i] = &key[i];
+            }
+            keys.n_keys = (size_t)s_auth.n_keys;
+            keys.keys = keyp;
+            reply.body_case = SAFESHARE__AUTH_REPLY__BODY_KEYS;
+            reply.keys = &keys;
+            break;
+        case SAFESHARE__AUTH_REQUEST__BODY_USER_GET: {
+            s_user_t *u = s_auth_find (r->user_get->id);
+            if (u == NULL) {
+                err = CM_NOT_FOUND, code = "user_not_found";
+                break;
+            }
+            u->gets++;
+            copy = *u;
+            s_fill_user (&user, &copy);
+            get.user = &user;
+            get.token_gen = copy.token_gen;
+            reply.body_case = SAFESHARE__AUTH_REPLY__BODY_USER_GET;
+            reply.user_get = &get;
+            break;
+        }
+        case SAFESHARE__AUTH_REQUEST__BODY_LOGIN:
+            if (strcmp (r->login->email, "ok@example.org") == 0) {
+                tokens.access = "access.login.token";
+                tokens.expires_in = 900;
+                tokens.refresh = "refresh-from-login-0123456789abcdefghijklmno";
+                tokens.refresh_expires_in = 1209600;
+                reply.body_case = SAFESHARE__AUTH_REPLY__BODY_LOGIN;
+                reply.login = &tokens;
+            } else if (strcmp (r->login->email, "a@example.org") == 0) {
+                /* Throttled as auth does it: RATE_LIMITED with the wait. */
+                err = CM_RATE_LIMITED, code = "too_many_attempts", retry_after = 42;
+            } else {
+                err = CM_UNAUTHENTICATED, code = "invalid_credentials";
+            }
+            break;
+        case SAFESHARE__AUTH_REQUEST__BODY_REFRESH: {
+            const char *t = r->refresh->refresh;
+            snprintf (s_auth.refresh_seen, sizeof s_auth.refresh_seen, "%s", t);
+            if (strncmp (t, "good", 4) == 0) {
+                tokens.access = "access.refreshed.token";
+                tokens.expires_in = 900;
+                tokens.refresh = "refresh-rotated-0123456789abcdefghijklmnopqr";
+                tokens.refresh_expires_in = 1200000;
+                reply.body_case = SAFESHARE__AUTH_REPLY__BODY_REFRESH;
+                reply.refresh = &tokens;
+            } else if (strncmp (t, "reused", 6) == 0) {
+                err = CM_UNAUTHENTICATED, code = "refresh_token_reused";
+            } else if (strncmp (t, "expired", 7) == 0) {
+                err = CM_UNAUTHENTICATED, code = "refresh_token_expired";
+            } else if (strncmp (t, "disabled", 8) == 0) {
+                err = CM_FORBIDDEN, code = "account_disabled";
+            } else {
+                err = CM_UNAUTHENTICATED, code = "invalid_refresh_token";
+            }
+            break;
+        }
+        case SAFESHARE__AUTH_REQUEST__BODY_LOGOUT:
+            snprintf (s_auth.logout_seen, sizeof s_auth.logout_seen, "%s",
+                      r->logout->refresh);
+            if (strncmp (r->logout->refresh, "good", 4) == 0) {
+                reply.body_case = SAFESHARE__AUTH_REPLY__BODY_LOGOUT;
+                reply.logout = &logout;
+            } else {
+                err = CM_UNAUTHENTICATED, code = "invalid_refresh_token";
+            }
+            break;
+        case SAFESHARE__AUTH_REQUEST__BODY_LOGOUT_ALL: {
+            snprintf (s_auth.logout_all_seen, sizeof s_auth.logout_all_seen, "%s",
+                      r->logout_all->user_id);
+            s_user_t *u = s_auth_find (r->logout_all->user_id);
+            if (u == NULL) {
+                err = CM_NOT_FOUND, code = "user_not_found";
+                break;
+            }
+            all.token_gen = ++u->token_gen;
+            reply.body_case = SAFESHARE__AUTH_REPLY__BODY_LOGOUT_ALL;
+            reply.logout_all = &all;
+            break;
+        }
+        case SAFESHARE__AUTH_REQUEST__BODY_RESEND:
+            if (s_auth.resend_count < 8) {
+                snprintf (s_auth.resend_seen[s_auth.resend_count++], 300, "%s",
+                          r->resend->email);
+            }
+            if (strchr (r->resend->email, '@') == NULL) {
+                err = CM_INVALID, code = "invalid_email";
+            } else {
+                reply.body_case = SAFESHARE__AUTH_REPLY__BODY_RESEND;
+                reply.resend = &resend;
+            }
+            break;
+        case SAFESHARE__AUTH_REQUEST__BODY_USER_CREATE: {
+            Safeshare__UserCreateRequest *c = r->user_create;
+            s_auth.creates++;
+            snprintf (s_auth.create_email, sizeof s_auth.create_email, "%s", c->email);
+            s_auth.create_role = c->role;
+            if (!s_auth_actor_ok (c->actor_id)) {
+                err = CM_FORBIDDEN, code = "forbidden";
+            } else if (strchr (c->email, '@') == NULL) {
+                err = CM_INVALID, code = "invalid_email";
+            } else if (strcmp (c->email, "taken@example.org") == 0) {
+                err = CM_CONFLICT, code = "email_taken";
+            } else if (strlen (c->password) < 8) {
+                err = CM_INVALID, code = "weak_password";
+            } else {
+                memset (&copy, 0, sizeof copy);
+                snprintf (copy.id, sizeof copy.id, "%s",
+                          "cccccccccccccccccccccccccccccccc");
+                copy.role = c->role;
+                s_fill_user (&user, &copy);
+                user.email = c->email;
+                user.verified = true;
+                create.user = &user;
+                reply.body_case = SAFESHARE__AUTH_REPLY__BODY_USER_CREATE;
+                reply.user_create = &create;
+            }
+            break;
+        }
+        case SAFESHARE__AUTH_REQUEST__BODY_USER_LIST: {
+            Safeshare__UserListRequest *l = r->user_list;
+            s_auth.lists++;
+            s_auth.list_limit = l->limit;
+            snprintf (s_auth.list_cursor, sizeof s_auth.list_cursor, "%s", l->cursor);
+            snprintf (s_auth.list_email, sizeof s_auth.list_email, "%s", l->email);
+            s_auth.list_role = l->role;
+            if (!s_auth_actor_ok (l->actor_id)) {
+                err = CM_FORBIDDEN, code = "forbidden";
+            } else if (strcmp (l->cursor, "bad") == 0) {
+                err = CM_INVALID, code = "invalid_cursor";
+            } else {
+                copy = s_auth.users[0];
+                copy2 = s_auth.users[1];
+                s_fill_user (&user, &copy);
+                s_fill_user (&user2, &copy2);
+                list.users = userp;
+                list.n_users = 2;
+                list.next_cursor = *l->cursor ? "" : "page-2";
+                reply.body_case = SAFESHARE__AUTH_REPLY__BODY_USER_LIST;
+                reply.user_list = &list;
+            }
+            break;
+        }
+        case SAFESHARE__AUTH_REQUEST__BODY_USER_UPDATE: {
+            Safeshare__UserUpdateRequest *up = r->user_update;
+            s_auth.updates++;
+            snprintf (s_auth.update_id, sizeof s_auth.update_id, "%s", up->id);
+            s_auth.update_change_disabled = up->change_disabled;
+            s_auth.update_disabled = up->disabled;
+            s_auth.update_role = up->role;
+            s_user_t *u = s_auth_find (up->id);
+            if (!s_auth_actor_ok (up->actor_id)) {
+                err = CM_FORBIDDEN, code = "forbidden";
+            } else if (u == NULL) {
+                err = CM_NOT_FOUND, code = "user_not_found";
+            } else if (strcmp (up->id, ADMIN_ID) == 0 &&
+                       ((up->role && up->role != SAFESHARE__ROLE__ROLE_ADMIN) ||
+                        (up->change_disabled && up->disabled))) {
+                err = CM_CONFLICT, code = "last_admin";
+            } else {
+                if (up->change_disabled) {
+                    u->disabled = up->disabled;
+                }
+                if (up->role && up->role != u->role) {
+                    u->role = up->role;
+                    u->token_gen++; /* a stale role dies with its tokens */
+                }
+                copy = *u;
+                s_fill_user (&user, &copy);
+                update.user = &user;
+                reply.body_case = SAFESHARE__AUTH_REPLY__BODY_USER_UPDATE;
+                reply.user_update = &update;
+            }
+            break;
+        }
+        default:
+            err = CM_UNAVAILABLE, code = "fake";
+    }
+    pthread_mutex_unlock (&s_auth.lock);
+    if (err != CM_OK) {
+        Safeshare__Error e = SAFESHARE__ERROR__INIT;
+        e.code = (char *)code;
+        e.message = "from the fake auth";
+        e.retry_after_s = retry_after;
+        reply.status = (Safeshare__Status)err;
+        reply.error = &e;
+        reply.body_case = SAFESHARE__AUTH_REPLY__BODY__NOT_SET;
+        cm_call_reply (sock, &call, &reply.base, NULL);
+    } else {
+        cm_call_reply (sock, &call, &reply.base, NULL);
+    }
+    cm_call_release (&call);
+}
+
+static void
+s_auth_actor_fn (zsock_t *pipe, void *args)
+{
+    zsock_t *auth = cm_sock_server ((const char *)args);
+    zsock_signal (pipe, auth ? 0 : 1);
+    zpoller_t *poller = zpoller_new (pipe, auth, NULL);
+    while (auth) {
+        void *which = zpoller_wait (poller, 1000);
+        if (which == pipe || zpoller_terminated (poller)) {
+            break;
+        }
+        if (which == auth) {
+            s_auth_serve (auth);
+        }
+    }
+    zpoller_destroy (&poller);
+    zsock_destroy (&auth);
+}
+
 /* ---- a raw HTTP client ------------------------------------------------- */
 
 typedef struct {
@@ -480,11 +906,11 @@ s_read_response (int fd, s_resp_t *r, int timeout_ms)
     return body_start ? 0 : -1;
 }
 
-/* One request on a fresh connection. */
+/* One request on a fresh connection to the gateway on port. */
 static int
-s_http (const void *req, size_t len, s_resp_t *r, int timeout_ms)
+s_http_on (int port, const void *req, size_t len, s_resp_t *r, int timeout_ms)
 {
-    int fd = s_connect ();
+    int fd = s_connect_to (port);
     if (fd < 0) {
         memset (r, 0, sizeof *r);
         return -1;
@@ -496,13 +922,43 @@ s_http (const void *req, size_t len, s_resp_t *r, int timeout_ms)
 }
 
 static int
-s_get (const char *path, const char *token, s_resp_t *r)
+s_http (const void *req, size_t len, s_resp_t *r, int timeout_ms)
+{
+    return s_http_on (s_port, req, len, r, timeout_ms);
+}
+
+static int
+s_get_on (int port, const char *path, const char *token, s_resp_t *r)
 {
     char req[8192];
     int n = snprintf (req, sizeof req,
                       "GET %s HTTP/1.1\r\nHost: x\r\n%s%s%sConnection: close\r\n\r\n",
                       path, token ? "Authorization: Bearer " : "", token ? token : "",
                       token ? "\r\n" : "");
+    return s_http_on (port, req, (size_t)n, r, 10000);
+}
+
+static int
+s_get (const char *path, const char *token, s_resp_t *r)
+{
+    return s_get_on (s_port, path, token, r);
+}
+
+/* method + a JSON body (NULL: none, Content-Length: 0). */
+static int
+s_json (const char *method, const char *path, const char *token, const char *body,
+        s_resp_t *r)
+{
+    char req[16384];
+    size_t len = body ? strlen (body) : 0;
+    int n =
+        snprintf (req, sizeof req,
+                  "%s %s HTTP/1.1\r\nHost: x\r\n%s%s%s%sContent-Length: %zu\r\n"
+                  "Connection: close\r\n\r\n%s",
+                  method, path, token ? "Authorization: Bearer " : "", token ? token : "",
+                  token ? "\r\n" : "", body ? "Content-Type: application/json\r\n" : "",
+                  len, body ? body : "");
+    assert_true (n > 0 && (size_t)n < sizeof req);
     return s_http (req, (size_t)n, r, 10000);
 }
 
@@ -590,14 +1046,23 @@ s_free_port (void)
 }
 
 static char s_env[16][700];
-static char s_storage_ep[600], s_crypto_ep[600];
+static char s_storage_ep[600], s_crypto_ep[600], s_auth_ep[600];
 
-/* Starts a gateway on port with `threads` workers; ready when it accepts
-   connections (never a fixed sleep). The pid, or -1.                   */
+/* Starts a gateway on port with `threads` workers and up to two extra
+   KEY=value settings (NULL: none); ready when it accepts connections
+   (never a fixed sleep). The pid, or -1.                              */
 static pid_t
-s_spawn (int port, int threads)
+s_spawn_ex (int port, int threads, const char *extra1, const char *extra2)
 {
     int i = 0;
+    /* First: of two equal names getenv takes the first. */
+    if (extra1) {
+        snprintf (s_env[i++], 700, "%s", extra1);
+    }
+    if (extra2) {
+        snprintf (s_env[i++], 700, "%s", extra2);
+    }
+    snprintf (s_env[i++], 700, "SAFESHARE_AUTH_ENDPOINT=%s", s_auth_ep);
     snprintf (s_env[i++], 700, "SAFESHARE_DATA_DIR=%s", s_dir);
     snprintf (s_env[i++], 700, "SAFESHARE_HTTP_ADDR=127.0.0.1:%d", port);
     snprintf (s_env[i++], 700, "SAFESHARE_HTTP_THREADS=%d", threads);
@@ -635,6 +1100,36 @@ s_spawn (int port, int threads)
     return -1;
 }
 
+static pid_t
+s_spawn (int port, int threads)
+{
+    return s_spawn_ex (port, threads, NULL, NULL);
+}
+
+/* A key pair under the test's key directory, as a signer. */
+static cm_jwt_signer_t *
+s_keypair (const char *name)
+{
+    char priv[600], pub[600];
+    snprintf (priv, sizeof priv, "%s/keys/%s.pem", s_dir, name);
+    snprintf (pub, sizeof pub, "%s/keys/%s.pub", s_dir, name);
+    if (cm_jwt_keygen (priv, pub) != 0) {
+        return NULL;
+    }
+    return cm_jwt_signer_new (priv, "safeshare", "safeshare-api");
+}
+
+/* A 10-minute access token of signer for sub/role/gen into out. */
+static void
+s_sign (cm_jwt_signer_t *signer, const char *sub, const char *role, uint64_t gen,
+        char out[CM_JWT_MAX_LEN])
+{
+    char *t = cm_jwt_sign (signer, sub, role, gen, cm_now_s (), 600);
+    assert_non_null (t);
+    snprintf (out, CM_JWT_MAX_LEN, "%s", t);
+    free (t);
+}
+
 static int
 s_setup (void **state)
 {
@@ -642,30 +1137,34 @@ s_setup (void **state)
     if (!s_dir) {
         return -1;
     }
-    char keys[512], priv[600], pub[600];
+    char keys[512];
     snprintf (keys, sizeof keys, "%s/keys", s_dir);
     mkdir (keys, 0700);
-    snprintf (priv, sizeof priv, "%s/jwt-es256.pem", keys);
-    snprintf (pub, sizeof pub, "%s/jwt-es256.pub", keys);
-    if (cm_jwt_keygen (priv, pub) != 0) {
+    s_signer = s_keypair ("jwt-es256");
+    s_signer_b = s_keypair ("b");
+    s_signer_c = s_keypair ("c");
+    if (!s_signer || !s_signer_b || !s_signer_c) {
         return -1;
     }
-    s_signer = cm_jwt_signer_new (priv, "safeshare", "safeshare-api");
-    char *t = s_signer ? cm_jwt_sign (s_signer, OPS_ID, "ops", cm_now_s (), 600) : NULL;
-    char *c =
-        s_signer ? cm_jwt_sign (s_signer, CLIENT_ID, "client", cm_now_s (), 600) : NULL;
-    if (!t || !c) {
-        return -1;
-    }
-    snprintf (s_ops_token, sizeof s_ops_token, "%s", t);
-    snprintf (s_client_token, sizeof s_client_token, "%s", c);
-    free (t);
-    free (c);
+    s_sign (s_signer, OPS_ID, "ops", 0, s_ops_token);
+    s_sign (s_signer, CLIENT_ID, "client", 0, s_client_token);
+    s_sign (s_signer, ADMIN_ID, "admin", 0, s_admin_token);
+    /* users[0] and [1] are what USER_LIST answers. */
+    s_auth_user (ADMIN_ID, SAFESHARE__ROLE__ROLE_ADMIN, 0, false);
+    s_auth_user (OPS_ID, SAFESHARE__ROLE__ROLE_OPS, 0, false);
+    s_auth_user (CLIENT_ID, SAFESHARE__ROLE__ROLE_CLIENT, 0, false);
+    s_auth_user (DEMOTED_ID, SAFESHARE__ROLE__ROLE_OPS, 0, false);
+    s_auth_keys (s_signer, NULL);
 
     snprintf (s_storage_ep, sizeof s_storage_ep, "ipc://%s/run/storage.sock", s_dir);
     snprintf (s_crypto_ep, sizeof s_crypto_ep, "ipc://%s/run/crypto.sock", s_dir);
+    snprintf (s_auth_ep, sizeof s_auth_ep, "ipc://%s/run/auth.sock", s_dir);
     static char *endpoints[2] = {s_storage_ep, s_crypto_ep};
     s_fake_actor = zactor_new (s_fake_actor_fn, endpoints);
+    s_auth_actor = zactor_new (s_auth_actor_fn, s_auth_ep);
+    if (!s_fake_actor || !s_auth_actor) {
+        return -1;
+    }
 
     s_port = s_free_port ();
     s_pid = s_spawn (s_port, 4);
@@ -679,7 +1178,10 @@ s_teardown (void **state)
         cm_test_stop (s_pid, 5000);
     }
     zactor_destroy (&s_fake_actor);
+    zactor_destroy (&s_auth_actor);
     cm_jwt_signer_destroy (&s_signer);
+    cm_jwt_signer_destroy (&s_signer_b);
+    cm_jwt_signer_destroy (&s_signer_c);
     if (s_dir) {
         cm_test_rmrf (s_dir);
         free (s_dir);
@@ -777,7 +1279,7 @@ test_tokens (void **state)
     s_resp_free (&r);
 
     /* Expired, properly signed. */
-    char *expired = cm_jwt_sign (s_signer, OPS_ID, "ops", cm_now_s () - 7200, 60);
+    char *expired = cm_jwt_sign (s_signer, OPS_ID, "ops", 0, cm_now_s () - 7200, 60);
     assert_non_null (expired);
     assert_int_equal (s_get ("/api/files", expired, &r), 0);
     s_assert_error (&r, 401, "invalid_token");
@@ -875,9 +1377,11 @@ static void
 test_cve_nul_urlencoded (void **state)
 {
     static const char body[] = "a=1&b=\0\0&c=%00";
-    const char *paths[] = {"/api/auth/signup", "/api/auth/login", "/api/files",
-                           "/api/files/" FILE_ID "/links"};
-    const char *tokens[] = {NULL, s_ops_token, s_client_token};
+    const char *paths[] = {"/api/auth/signup",     "/api/auth/login",
+                           "/api/files",           "/api/files/" FILE_ID "/links",
+                           "/api/auth/refresh",    "/api/auth/logout",
+                           "/api/auth/logout-all", "/api/users"};
+    const char *tokens[] = {NULL, s_ops_token, s_client_token, s_admin_token};
     for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
         for (size_t t = 0; t < sizeof tokens / sizeof tokens[0]; t++) {
             s_resp_t r;
@@ -983,6 +1487,7 @@ test_roles (void **state)
 static void
 test_service_down (void **state)
 {
+    s_auth_set (&s_auth.down, true);
     s_resp_t r;
     const char *login = "{\"email\":\"a@b.example\",\"password\":\"correct horse\"}";
     uint64_t start = cm_mono_ms ();
@@ -995,6 +1500,18 @@ test_service_down (void **state)
     assert_int_equal (s_get ("/api/auth/me", s_ops_token, &r), 0);
     s_assert_error (&r, 503, "service_unavailable");
     s_resp_free (&r);
+    /* Keys held, user state not fresh, auth silent: 503, not a pass. */
+    char token[CM_JWT_MAX_LEN];
+    s_auth_user ("d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0", SAFESHARE__ROLE__ROLE_OPS, 0, false);
+    s_sign (s_signer, "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0", "ops", 0, token);
+    assert_int_equal (s_get ("/api/files/XYZ", token, &r), 0);
+    s_assert_error (&r, 503, "service_unavailable");
+    s_resp_free (&r);
+    const char *refresh = "{\"refresh\":\"good-1\"}";
+    assert_int_equal (s_json ("POST", "/api/auth/refresh", NULL, refresh, &r), 0);
+    s_assert_error (&r, 503, "service_unavailable");
+    s_resp_free (&r);
+    s_auth_set (&s_auth.down, false);
     s_assert_alive ();
 }
 
@@ -1562,108 +2079,7 @@ test_multipart_params (void **state)
     s_assert_alive ();
 }
 
-/* ---- a fake auth for /api/auth/verify/resend ---------------------------- */
-
-/* Answers RESEND as auth does: invalid_email for what is no address,
-   else OK (mail or not is auth's business). Remembers what it got. */
-static char s_resend_seen[8][300];
-static int s_resend_count;
-static pthread_mutex_t s_resend_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void
-s_fake_auth_fn (zsock_t *pipe, void *args)
-{
-    zsock_t *auth = cm_sock_server ((const char *)args);
-    zsock_signal (pipe, auth ? 0 : 1);
-    zpoller_t *poller = zpoller_new (pipe, auth, NULL);
-    while (auth) {
-        void *which = zpoller_wait (poller, 1000);
-        if (which == pipe || zpoller_terminated (poller)) {
-            break;
-        }
-        if (which != auth) {
-            continue;
-        }
-        cm_call_t call;
-        if (cm_call_recv (auth, &safeshare__auth_request__descriptor,
-                          &safeshare__auth_reply__descriptor, &call) != 0) {
-            continue;
-        }
-        Safeshare__AuthRequest *r = (Safeshare__AuthRequest *)call.request;
-        if (r->body_case == SAFESHARE__AUTH_REQUEST__BODY_HEALTH) {
-            /* Up: lets the test wait for the gateway to see it (readyz). */
-            Safeshare__AuthReply reply = SAFESHARE__AUTH_REPLY__INIT;
-            Safeshare__Meta meta = SAFESHARE__META__INIT;
-            Safeshare__HealthReply health = SAFESHARE__HEALTH_REPLY__INIT;
-            health.service = "auth";
-            health.version = "fake";
-            reply.meta = &meta;
-            reply.body_case = SAFESHARE__AUTH_REPLY__BODY_HEALTH;
-            reply.health = &health;
-            cm_call_reply (auth, &call, &reply.base, NULL);
-        } else if (r->body_case == SAFESHARE__AUTH_REQUEST__BODY_LOGIN) {
-            /* Throttled as auth does it: RATE_LIMITED with the wait. */
-            Safeshare__AuthReply reply = SAFESHARE__AUTH_REPLY__INIT;
-            Safeshare__Meta meta = SAFESHARE__META__INIT;
-            Safeshare__Error err = SAFESHARE__ERROR__INIT;
-            reply.meta = &meta;
-            reply.status = SAFESHARE__STATUS__STATUS_RATE_LIMITED;
-            err.code = "too_many_attempts";
-            err.message = "too many failed logins";
-            err.retry_after_s = 42;
-            reply.error = &err;
-            cm_call_reply (auth, &call, &reply.base, NULL);
-        } else if (r->body_case != SAFESHARE__AUTH_REQUEST__BODY_RESEND) {
-            cm_call_reply_error (auth, &call, &safeshare__auth_reply__descriptor,
-                                 CM_UNAVAILABLE, "fake", "only RESEND here");
-        } else {
-            pthread_mutex_lock (&s_resend_lock);
-            if (s_resend_count < 8) {
-                snprintf (s_resend_seen[s_resend_count++], 300, "%s", r->resend->email);
-            }
-            pthread_mutex_unlock (&s_resend_lock);
-            if (strchr (r->resend->email, '@') == NULL) {
-                cm_call_reply_error (auth, &call, &safeshare__auth_reply__descriptor,
-                                     CM_INVALID, "invalid_email",
-                                     "not a valid e-mail address");
-            } else {
-                Safeshare__AuthReply reply = SAFESHARE__AUTH_REPLY__INIT;
-                Safeshare__Meta meta = SAFESHARE__META__INIT;
-                Safeshare__ResendReply resend = SAFESHARE__RESEND_REPLY__INIT;
-                reply.meta = &meta;
-                reply.body_case = SAFESHARE__AUTH_REPLY__BODY_RESEND;
-                reply.resend = &resend;
-                cm_call_reply (auth, &call, &reply.base, NULL);
-            }
-        }
-        cm_call_release (&call);
-    }
-    zpoller_destroy (&poller);
-    zsock_destroy (&auth);
-}
-
-/* Waits (at most 10 s) until the gateway's /readyz reports the fake
-   auth up: its sockets reconnect on their own schedule, which a loaded
-   machine can stretch past one RPC timeout.                            */
-static void
-s_wait_auth_up (void)
-{
-    for (int i = 0; i < 100; i++) {
-        s_resp_t r;
-        assert_int_equal (s_get ("/readyz", NULL, &r), 0);
-        json_t *root = r.body ? json_loads (r.body, 0, NULL) : NULL;
-        json_t *ok = json_object_get (
-            json_object_get (json_object_get (root, "services"), "auth"), "ok");
-        bool up = json_is_true (ok);
-        json_decref (root);
-        s_resp_free (&r);
-        if (up) {
-            return;
-        }
-        usleep (100 * 1000);
-    }
-    fail_msg ("the gateway never saw the fake auth up");
-}
+/* ---- auth: resend and login throttling ---------------------------------- */
 
 static int
 s_resend_post (const char *body, s_resp_t *r)
@@ -1672,15 +2088,18 @@ s_resend_post (const char *body, s_resp_t *r)
                    strlen (body), r);
 }
 
+static int
+s_resend_count (void)
+{
+    return s_auth_snapshot ().resend_count;
+}
+
 static void
 test_verify_resend (void **state)
 {
-    char ep[600];
-    snprintf (ep, sizeof ep, "ipc://%s/run/auth.sock", s_dir);
-    zactor_t *fake_auth = zactor_new (s_fake_auth_fn, ep);
-    assert_non_null (fake_auth);
-    s_wait_auth_up ();
-    s_resend_count = 0;
+    pthread_mutex_lock (&s_auth.lock);
+    s_auth.resend_count = 0;
+    pthread_mutex_unlock (&s_auth.lock);
 
     /* 202, the same body whatever auth did; the address passed on as is. */
     s_resp_t r;
@@ -1689,13 +2108,9 @@ test_verify_resend (void **state)
     assert_string_equal (r.body, "{\"status\":\"accepted\"}");
     assert_non_null (strcasestr (r.head, "Content-Type: application/json"));
     s_resp_free (&r);
-    pthread_mutex_lock (&s_resend_lock);
-    int seen = s_resend_count;
-    char first[300];
-    snprintf (first, sizeof first, "%s", s_resend_seen[0]);
-    pthread_mutex_unlock (&s_resend_lock);
-    assert_int_equal (seen, 1);
-    assert_string_equal (first, " Someone@Example.org");
+    s_auth_t seen = s_auth_snapshot ();
+    assert_int_equal (seen.resend_count, 1);
+    assert_string_equal (seen.resend_seen[0], " Someone@Example.org");
 
     /* What auth calls no address: 400 invalid_email. */
     assert_int_equal (s_resend_post ("{\"email\":\"not-an-address\"}", &r), 0);
@@ -1713,10 +2128,7 @@ test_verify_resend (void **state)
     assert_int_equal (s_resend_post (big, &r), 0);
     s_assert_error (&r, 400, "invalid_email");
     s_resp_free (&r);
-    pthread_mutex_lock (&s_resend_lock);
-    seen = s_resend_count;
-    pthread_mutex_unlock (&s_resend_lock);
-    assert_int_equal (seen, 2);
+    assert_int_equal (s_resend_count (), 2);
 
     /* Not a string, missing, not JSON, wrong method. */
     assert_int_equal (s_resend_post ("{\"email\":5}", &r), 0);
@@ -1731,8 +2143,6 @@ test_verify_resend (void **state)
     assert_int_equal (s_get ("/api/auth/verify/resend", NULL, &r), 0);
     s_assert_error (&r, 405, "method_not_allowed");
     s_resp_free (&r);
-
-    zactor_destroy (&fake_auth);
     s_assert_alive ();
 }
 
@@ -1741,11 +2151,6 @@ test_verify_resend (void **state)
 static void
 test_login_rate_limited (void **state)
 {
-    char ep[600];
-    snprintf (ep, sizeof ep, "ipc://%s/run/auth.sock", s_dir);
-    zactor_t *fake_auth = zactor_new (s_fake_auth_fn, ep);
-    assert_non_null (fake_auth);
-    s_wait_auth_up ();
     const char *login = "{\"email\":\"a@example.org\",\"password\":\"whatever12\"}";
     s_resp_t r;
     assert_int_equal (
@@ -1759,7 +2164,749 @@ test_login_rate_limited (void **state)
     s_assert_error (&r, 400, "invalid_email");
     assert_null (strcasestr (r.head, "Retry-After"));
     s_resp_free (&r);
-    zactor_destroy (&fake_auth);
+    s_assert_alive ();
+}
+
+/* ---- keys from auth, user state ------------------------------------------ */
+
+/* A probe needing only a valid token: a malformed file id is answered
+   404 file_not_found after authentication, with no other service. */
+#define PROBE "/api/files/XYZ"
+
+static void
+s_assert_authed (int port, const char *token)
+{
+    s_resp_t r;
+    assert_int_equal (s_get_on (port, PROBE, token, &r), 0);
+    s_assert_error (&r, 404, "file_not_found");
+    s_resp_free (&r);
+}
+
+static void
+s_assert_refused (int port, const char *token, int status, const char *code)
+{
+    s_resp_t r;
+    assert_int_equal (s_get_on (port, PROBE, token, &r), 0);
+    s_assert_error (&r, status, code);
+    if (status == 401) {
+        assert_non_null (strcasestr (r.head, "WWW-Authenticate: Bearer"));
+    }
+    s_resp_free (&r);
+}
+
+static int
+s_keys_calls (void)
+{
+    return s_auth_snapshot ().keys_calls;
+}
+
+/* Lets the gateway's "at most one key fetch a second" window pass. */
+static void
+s_past_retry_window (void)
+{
+    poll (NULL, 0, 1100);
+}
+
+/* auth rotates A -> B: a B token makes the gateway refetch exactly once,
+   then passes; A tokens keep working (grace); a kid auth never lists
+   (C) costs one refetch and is refused, and a burst of them costs no
+   more fetches.                                                       */
+static void
+test_key_rotation (void **state)
+{
+    s_assert_authed (s_port, s_ops_token); /* keys held */
+    char tb[CM_JWT_MAX_LEN], tc[CM_JWT_MAX_LEN];
+    s_sign (s_signer_b, OPS_ID, "ops", 0, tb);
+    s_sign (s_signer_c, OPS_ID, "ops", 0, tc);
+    s_auth_keys (s_signer_b, s_signer);
+    s_past_retry_window ();
+    int before = s_keys_calls ();
+    s_assert_authed (s_port, tb);
+    assert_int_equal (s_keys_calls (), before + 1);
+    s_assert_authed (s_port, tb);
+    s_assert_authed (s_port, s_ops_token);
+    assert_int_equal (s_keys_calls (), before + 1);
+
+    s_past_retry_window ();
+    before = s_keys_calls ();
+    s_assert_refused (s_port, tc, 401, "invalid_token");
+    assert_int_equal (s_keys_calls (), before + 1);
+    for (int i = 0; i < 5; i++) {
+        s_assert_refused (s_port, tc, 401, "invalid_token");
+    }
+    assert_int_equal (s_keys_calls (), before + 1);
+    s_assert_authed (s_port, tb);
+}
+
+/* A gateway whose auth has never answered: it starts all the same,
+   answers what needs no token, and a token gets 503 (not 401: it may
+   be fine), at once on the second try (no fetch within the window). */
+static void
+test_auth_down_no_keys (void **state)
+{
+    int port = s_free_port ();
+    char ep[700];
+    snprintf (ep, sizeof ep, "SAFESHARE_AUTH_ENDPOINT=ipc://%s/run/nobody.sock", s_dir);
+    pid_t pid = s_spawn_ex (port, 2, ep, NULL);
+    assert_true (pid > 0);
+    s_resp_t r;
+    assert_int_equal (s_get_on (port, "/healthz", NULL, &r), 0);
+    assert_int_equal (r.status, 200);
+    s_resp_free (&r);
+    uint64_t start = cm_mono_ms ();
+    assert_int_equal (s_get_on (port, PROBE, s_ops_token, &r), 0);
+    s_assert_error (&r, 503, "service_unavailable");
+    assert_null (strcasestr (r.head, "WWW-Authenticate"));
+    s_resp_free (&r);
+    assert_true (cm_mono_ms () - start < 3000); /* one RPC timeout */
+    start = cm_mono_ms ();
+    assert_int_equal (s_get_on (port, PROBE, s_ops_token, &r), 0);
+    s_assert_error (&r, 503, "service_unavailable");
+    s_resp_free (&r);
+    assert_true (cm_mono_ms () - start < 500);
+    /* A token-less route needing no auth call is not affected. */
+    assert_int_equal (s_get_on (port, "/api/download/bad.token", NULL, &r), 0);
+    s_assert_error (&r, 404, "link_not_found");
+    s_resp_free (&r);
+    assert_int_equal (cm_test_stop (pid, 10000), 0);
+}
+
+#define USER_D "d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1"
+#define USER_G "e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2"
+
+/* After the signature: unknown subject -> 401 invalid_token, disabled
+   -> 403 account_disabled, an old generation -> 401 token_revoked.   */
+static void
+test_user_state (void **state)
+{
+    char t[CM_JWT_MAX_LEN];
+    s_sign (s_signer, NOBODY_ID, "ops", 0, t);
+    s_assert_refused (s_port, t, 401, "invalid_token");
+    s_auth_user (USER_D, SAFESHARE__ROLE__ROLE_OPS, 0, true);
+    s_sign (s_signer, USER_D, "ops", 0, t);
+    s_assert_refused (s_port, t, 403, "account_disabled");
+    /* Disabled wins over a stale generation. */
+    s_sign (s_signer, USER_D, "ops", 5, t);
+    s_assert_refused (s_port, t, 403, "account_disabled");
+    s_auth_user (USER_G, SAFESHARE__ROLE__ROLE_CLIENT, 3, false);
+    s_sign (s_signer, USER_G, "client", 2, t);
+    s_assert_refused (s_port, t, 401, "token_revoked");
+    s_sign (s_signer, USER_G, "client", 4, t);
+    s_assert_refused (s_port, t, 401, "token_revoked");
+    s_sign (s_signer, USER_G, "client", 3, t);
+    s_assert_authed (s_port, t);
+    /* Cached (TTL 5 s): the next requests do not ask auth again. */
+    int gets = s_auth_gets (USER_G);
+    s_assert_authed (s_port, t);
+    s_assert_authed (s_port, t);
+    assert_int_equal (s_auth_gets (USER_G), gets);
+    /* /api/auth/me answers with what auth says, disabled included. */
+    s_resp_t r;
+    assert_int_equal (s_get ("/api/auth/me", t, &r), 0);
+    assert_int_equal (r.status, 200);
+    json_t *me = json_loads (r.body, 0, NULL);
+    assert_string_equal (json_string_value (json_object_get (me, "id")), USER_G);
+    assert_true (json_is_false (json_object_get (me, "disabled")));
+    json_decref (me);
+    s_resp_free (&r);
+}
+
+#define USER_T "f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3"
+#define USER_Z "a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4"
+
+/* SAFESHARE_USER_CACHE_TTL=2: a change auth makes is not seen while the
+   entry is younger than 2 s (no USER_GET), and is seen once it is
+   older. With 0, at once, and every request asks auth.               */
+static void
+test_user_cache_ttl (void **state)
+{
+    int port = s_free_port ();
+    pid_t pid = s_spawn_ex (port, 2, "SAFESHARE_USER_CACHE_TTL=2", NULL);
+    assert_true (pid > 0);
+    s_auth_user (USER_T, SAFESHARE__ROLE__ROLE_OPS, 0, false);
+    char t[CM_JWT_MAX_LEN];
+    s_sign (s_signer, USER_T, "ops", 0, t);
+    uint64_t t0 = cm_mono_ms (); /* the entry is fetched after this */
+    s_assert_authed (port, t);
+    uint64_t t1 = cm_mono_ms (); /* ... and before this */
+    assert_int_equal (s_auth_gets (USER_T), 1);
+    s_auth_user (USER_T, SAFESHARE__ROLE__ROLE_OPS, 0, true); /* disabled now */
+    /* Answers that arrive before t0 + 2 s were decided on a fresh entry. */
+    int fresh_answers = 0;
+    while (true) {
+        s_resp_t r;
+        assert_int_equal (s_get_on (port, PROBE, t, &r), 0);
+        uint64_t got = cm_mono_ms ();
+        if (got >= t0 + 2000) {
+            s_resp_free (&r);
+            break;
+        }
+        s_assert_error (&r, 404, "file_not_found");
+        s_resp_free (&r);
+        assert_int_equal (s_auth_gets (USER_T), 0); /* reset by s_auth_user */
+        fresh_answers++;
+        poll (NULL, 0, 200);
+    }
+    assert_true (fresh_answers >= 3);
+    /* A request sent 2 s after the fetch finds the entry stale. */
+    uint64_t now = cm_mono_ms ();
+    if (now < t1 + 2000) {
+        poll (NULL, 0, (int)(t1 + 2000 - now));
+    }
+    s_assert_refused (port, t, 403, "account_disabled");
+    assert_true (s_auth_gets (USER_T) >= 1);
+    assert_int_equal (cm_test_stop (pid, 10000), 0);
+
+    port = s_free_port ();
+    pid = s_spawn_ex (port, 2, "SAFESHARE_USER_CACHE_TTL=0", NULL);
+    assert_true (pid > 0);
+    s_auth_user (USER_Z, SAFESHARE__ROLE__ROLE_OPS, 0, false);
+    s_sign (s_signer, USER_Z, "ops", 0, t);
+    s_assert_authed (port, t);
+    s_assert_authed (port, t);
+    assert_int_equal (s_auth_gets (USER_Z), 2);
+    s_auth_user (USER_Z, SAFESHARE__ROLE__ROLE_OPS, 1, false); /* logged out elsewhere */
+    s_assert_refused (port, t, 401, "token_revoked");
+    assert_int_equal (s_auth_gets (USER_Z), 1);
+    s_auth_user (USER_Z, SAFESHARE__ROLE__ROLE_OPS, 0, true);
+    s_assert_refused (port, t, 403, "account_disabled");
+    assert_int_equal (cm_test_stop (pid, 10000), 0);
+}
+
+/* Every call to auth carries the client's address in Meta. */
+static void
+test_client_addr (void **state)
+{
+    s_auth_t seen = s_auth_snapshot ();
+    assert_true (seen.calls >= 20);
+    assert_int_equal (seen.addr_bad, 0);
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+/* A 204: no body, no Content-Length, no Content-Type; the common
+   headers all the same.                                              */
+static void
+s_assert_no_content (s_resp_t *r)
+{
+    if (r->status != 204) {
+        fprintf (stderr, "expected 204, got %d: %s\n", r->status, r->body);
+    }
+    assert_int_equal (r->status, 204);
+    assert_int_equal (r->body_len, 0);
+    assert_null (strcasestr (r->head, "\r\nContent-Length:"));
+    assert_null (strcasestr (r->head, "\r\nContent-Type:"));
+    assert_non_null (strcasestr (r->head, "Cache-Control: no-store"));
+    assert_non_null (strcasestr (r->head, "X-Request-Id: "));
+}
+
+static void
+test_login_tokens (void **state)
+{
+    const char *login = "{\"email\":\"ok@example.org\",\"password\":\"whatever12\"}";
+    s_resp_t r;
+    assert_int_equal (s_json ("POST", "/api/auth/login", NULL, login, &r), 0);
+    assert_int_equal (r.status, 200);
+    assert_string_equal (r.body,
+                         "{\"access\":\"access.login.token\",\"refresh\":\"refresh-from-"
+                         "login-0123456789abcdefghijklmno\",\"token_type\":\"Bearer\","
+                         "\"expires_in\":900,\"refresh_expires_in\":1209600}");
+    assert_non_null (strcasestr (r.head, "Cache-Control: no-store"));
+    s_resp_free (&r);
+    login = "{\"email\":\"wrong@example.org\",\"password\":\"whatever12\"}";
+    assert_int_equal (s_json ("POST", "/api/auth/login", NULL, login, &r), 0);
+    s_assert_error (&r, 401, "invalid_credentials");
+    s_resp_free (&r);
+}
+
+static void
+test_refresh (void **state)
+{
+    s_resp_t r;
+    /* No bearer token needed; the answer has the login's shape. */
+    assert_int_equal (
+        s_json ("POST", "/api/auth/refresh", NULL, "{\"refresh\":\"good-1\"}", &r), 0);
+    assert_int_equal (r.status, 200);
+    assert_string_equal (
+        r.body, "{\"access\":\"access.refreshed.token\",\"refresh\":\"refresh-"
+                "rotated-0123456789abcdefghijklmnopqr\",\"token_type\":\"Bearer\","
+                "\"expires_in\":900,\"refresh_expires_in\":1200000}");
+    s_resp_free (&r);
+    assert_string_equal (s_auth_snapshot ().refresh_seen, "good-1");
+
+    struct {
+        const char *token;
+        int status;
+        const char *code;
+    } errors[] = {
+        {"reused-1", 401, "refresh_token_reused"},
+        {"expired-1", 401, "refresh_token_expired"},
+        {"unknown-1", 401, "invalid_refresh_token"},
+        {"", 401, "invalid_refresh_token"}, /* malformed: auth's to say */
+        {"disabled-1", 403, "account_disabled"},
+    };
+    for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++) {
+        char body[128];
+        snprintf (body, sizeof body, "{\"refresh\":\"%s\"}", errors[i].token);
+        assert_int_equal (s_json ("POST", "/api/auth/refresh", NULL, body, &r), 0);
+        s_assert_error (&r, errors[i].status, errors[i].code);
+        s_resp_free (&r);
+    }
+    /* 256 bytes are passed on, 257 are not. */
+    char body[400];
+    char token[300];
+    memset (token, 'x', 256);
+    token[256] = '\0';
+    snprintf (body, sizeof body, "{\"refresh\":\"%s\"}", token);
+    assert_int_equal (s_json ("POST", "/api/auth/refresh", NULL, body, &r), 0);
+    s_assert_error (&r, 401, "invalid_refresh_token");
+    s_resp_free (&r);
+    assert_string_equal (s_auth_snapshot ().refresh_seen, token);
+    int calls = s_auth_snapshot ().calls;
+    const char *bad[] = {"{}", "{\"refresh\":5}", "{\"refresh\":null}",
+                         "{\"refresh\":[\"good\"]}", NULL};
+    snprintf (body, sizeof body, "{\"refresh\":\"%sx\"}", token);
+    for (size_t i = 0; i <= sizeof bad / sizeof bad[0] - 1; i++) {
+        assert_int_equal (
+            s_json ("POST", "/api/auth/refresh", NULL, bad[i] ? bad[i] : body, &r), 0);
+        s_assert_error (&r, 400, "invalid_request");
+        s_resp_free (&r);
+    }
+    assert_int_equal (s_auth_snapshot ().calls, calls);
+    assert_int_equal (s_json ("POST", "/api/auth/refresh", NULL, "{\"refresh\":", &r), 0);
+    s_assert_error (&r, 400, "invalid_json");
+    s_resp_free (&r);
+    /* A NUL inside is refused before it could cut the token short. */
+    assert_int_equal (
+        s_json ("POST", "/api/auth/refresh", NULL, "{\"refresh\":\"good\\u0000x\"}", &r),
+        0);
+    assert_int_equal (r.status, 400);
+    s_resp_free (&r);
+    assert_int_equal (s_auth_snapshot ().calls, calls);
+    assert_int_equal (s_get ("/api/auth/refresh", NULL, &r), 0);
+    s_assert_error (&r, 405, "method_not_allowed");
+    assert_non_null (strstr (r.head, "Allow: POST"));
+    s_resp_free (&r);
+}
+
+static void
+test_logout (void **state)
+{
+    s_resp_t r;
+    assert_int_equal (
+        s_json ("POST", "/api/auth/logout", NULL, "{\"refresh\":\"good-2\"}", &r), 0);
+    s_assert_no_content (&r);
+    s_resp_free (&r);
+    assert_string_equal (s_auth_snapshot ().logout_seen, "good-2");
+    assert_int_equal (
+        s_json ("POST", "/api/auth/logout", NULL, "{\"refresh\":\"spent-2\"}", &r), 0);
+    s_assert_error (&r, 401, "invalid_refresh_token");
+    s_resp_free (&r);
+    assert_int_equal (s_json ("POST", "/api/auth/logout", NULL, "{}", &r), 0);
+    s_assert_error (&r, 400, "invalid_request");
+    s_resp_free (&r);
+    assert_int_equal (s_json ("POST", "/api/auth/logout", NULL, NULL, &r), 0);
+    s_assert_error (&r, 400, "invalid_request");
+    s_resp_free (&r);
+}
+
+/* Reads one response head (up to the blank line) from fd; nothing of
+   the next response may follow it. 0 / -1.                           */
+static int
+s_read_head (int fd, char *buf, size_t len)
+{
+    size_t used = 0;
+    uint64_t deadline = cm_mono_ms () + 5000;
+    while (used + 1 < len && cm_mono_ms () < deadline) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll (&p, 1, 100) <= 0) {
+            continue;
+        }
+        ssize_t n = recv (fd, buf + used, len - used - 1, 0);
+        if (n <= 0) {
+            return -1;
+        }
+        used += (size_t)n;
+        buf[used] = '\0';
+        char *end = strstr (buf, "\r\n\r\n");
+        if (end) {
+            return end + 4 == buf + used ? 0 : -1;
+        }
+    }
+    return -1;
+}
+
+#define USER_L "b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5"
+
+/* logout-all: 204; every access token of the caller refused at once on
+   this gateway (its cache entry is dropped), though the entry was
+   fresh; a token of the new generation passes.                      */
+static void
+test_logout_all (void **state)
+{
+    s_auth_user (USER_L, SAFESHARE__ROLE__ROLE_OPS, 0, false);
+    char t0[CM_JWT_MAX_LEN], t1[CM_JWT_MAX_LEN], t2[CM_JWT_MAX_LEN];
+    s_sign (s_signer, USER_L, "ops", 0, t0);
+    s_sign (s_signer, USER_L, "ops", 1, t1);
+    s_sign (s_signer, USER_L, "ops", 2, t2);
+    s_assert_authed (s_port, t0); /* cached now, for 5 s */
+    s_resp_t r;
+    assert_int_equal (s_json ("POST", "/api/auth/logout-all", t0, NULL, &r), 0);
+    s_assert_no_content (&r);
+    s_resp_free (&r);
+    assert_string_equal (s_auth_snapshot ().logout_all_seen, USER_L);
+    s_assert_refused (s_port, t0, 401, "token_revoked");
+    s_assert_authed (s_port, t1);
+    /* "{}" is fine too; anything else in the body is not. */
+    assert_int_equal (s_json ("POST", "/api/auth/logout-all", t1, "{\"all\":true}", &r),
+                      0);
+    s_assert_error (&r, 400, "invalid_request");
+    s_resp_free (&r);
+    s_assert_authed (s_port, t1);
+    /* On a kept-alive connection: the 204 ends where its head does and
+       the next request is answered.                                   */
+    int fd = s_connect ();
+    assert_true (fd >= 0);
+    char req[4096];
+    int n = snprintf (req, sizeof req,
+                      "POST /api/auth/logout-all HTTP/1.1\r\nHost: x\r\n"
+                      "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 2\r\n\r\n{}",
+                      t1);
+    send (fd, req, (size_t)n, MSG_NOSIGNAL);
+    char head[4096];
+    assert_int_equal (s_read_head (fd, head, sizeof head), 0);
+    assert_non_null (strstr (head, "HTTP/1.1 204"));
+    assert_null (strcasestr (head, "Connection: close"));
+    const char health[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    send (fd, health, sizeof health - 1, MSG_NOSIGNAL);
+    assert_int_equal (s_read_response (fd, &r, 5000), 0);
+    assert_int_equal (r.status, 200);
+    assert_string_equal (r.body, "{\"status\":\"ok\"}");
+    s_resp_free (&r);
+    close (fd);
+    s_assert_refused (s_port, t1, 401, "token_revoked");
+    s_assert_authed (s_port, t2);
+    /* Without a token: 401 like every bearer route. */
+    assert_int_equal (s_json ("POST", "/api/auth/logout-all", NULL, NULL, &r), 0);
+    s_assert_error (&r, 401, "missing_token");
+    s_resp_free (&r);
+}
+
+/* ---- users (admin) ------------------------------------------------------- */
+
+static void
+test_users_create (void **state)
+{
+    const char *body = "{\"email\":\"new@example.org\",\"password\":\"long password "
+                       "1\",\"role\":\"ops\"}";
+    s_resp_t r;
+    int creates = s_auth_snapshot ().creates;
+    /* Not admins: refused by the gateway, auth never asked. */
+    assert_int_equal (s_json ("POST", "/api/users", s_ops_token, body, &r), 0);
+    s_assert_error (&r, 403, "forbidden");
+    s_resp_free (&r);
+    assert_int_equal (s_json ("POST", "/api/users", s_client_token, body, &r), 0);
+    s_assert_error (&r, 403, "forbidden");
+    s_resp_free (&r);
+    assert_int_equal (s_json ("POST", "/api/users", NULL, body, &r), 0);
+    s_assert_error (&r, 401, "missing_token");
+    s_resp_free (&r);
+    assert_int_equal (s_auth_snapshot ().creates, creates);
+
+    assert_int_equal (s_json ("POST", "/api/users", s_admin_token, body, &r), 0);
+    assert_int_equal (r.status, 201);
+    json_t *u = json_loads (r.body, 0, NULL);
+    assert_non_null (u);
+    assert_int_equal (json_object_size (u), 6);
+    assert_string_equal (json_string_value (json_object_get (u, "email")),
+                         "new@example.org");
+    assert_string_equal (json_string_value (json_object_get (u, "role")), "ops");
+    assert_true (json_is_false (json_object_get (u, "disabled")));
+    assert_true (json_is_true (json_object_get (u, "verified")));
+    assert_non_null (json_object_get (u, "created_at"));
+    assert_null (json_object_get (u, "password"));
+    json_decref (u);
+    s_resp_free (&r);
+    s_auth_t seen = s_auth_snapshot ();
+    assert_string_equal (seen.actor_seen, ADMIN_ID);
+    assert_int_equal (seen.create_role, SAFESHARE__ROLE__ROLE_OPS);
+    assert_string_equal (seen.create_email, "new@example.org");
+
+    body = "{\"email\":\"a2@example.org\",\"password\":\"long password 1\","
+           "\"role\":\"admin\"}";
+    assert_int_equal (s_json ("POST", "/api/users", s_admin_token, body, &r), 0);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    assert_int_equal (s_auth_snapshot ().create_role, SAFESHARE__ROLE__ROLE_ADMIN);
+
+    struct {
+        const char *body;
+        int status;
+        const char *code;
+    } errors[] = {
+        {"{\"email\":\"x@example.org\",\"password\":\"long password 1\",\"role\":"
+         "\"client\"}",
+         400, "invalid_role"},
+        {"{\"email\":\"x@example.org\",\"password\":\"long password 1\",\"role\":"
+         "\"root\"}",
+         400, "invalid_role"},
+        {"{\"email\":\"x@example.org\",\"password\":\"long password 1\"}", 400,
+         "invalid_request"},
+        {"{\"email\":\"x@example.org\",\"password\":\"long password 1\",\"role\":3}", 400,
+         "invalid_request"},
+        {"{\"password\":\"long password 1\",\"role\":\"ops\"}", 400, "invalid_request"},
+        {"{\"email\":\"taken@example.org\",\"password\":\"long password 1\",\"role\":"
+         "\"ops\"}",
+         409, "email_taken"},
+        {"{\"email\":\"x@example.org\",\"password\":\"short\",\"role\":\"ops\"}", 400,
+         "weak_password"},
+        {"{\"email\":\"not-an-address\",\"password\":\"long password 1\",\"role\":"
+         "\"ops\"}",
+         400, "invalid_email"},
+    };
+    for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++) {
+        assert_int_equal (
+            s_json ("POST", "/api/users", s_admin_token, errors[i].body, &r), 0);
+        s_assert_error (&r, errors[i].status, errors[i].code);
+        s_resp_free (&r);
+    }
+    /* Auth checks the actor again: an admin token of someone auth knows
+       as ops is refused there.                                        */
+    char demoted[CM_JWT_MAX_LEN];
+    s_sign (s_signer, DEMOTED_ID, "admin", 0, demoted);
+    body =
+        "{\"email\":\"y@example.org\",\"password\":\"long password 1\",\"role\":\"ops\"}";
+    assert_int_equal (s_json ("POST", "/api/users", demoted, body, &r), 0);
+    s_assert_error (&r, 403, "forbidden");
+    s_resp_free (&r);
+    assert_string_equal (s_auth_snapshot ().actor_seen, DEMOTED_ID);
+}
+
+static void
+test_users_list (void **state)
+{
+    s_resp_t r;
+    assert_int_equal (s_get ("/api/users", s_admin_token, &r), 0);
+    assert_int_equal (r.status, 200);
+    json_t *root = json_loads (r.body, 0, NULL);
+    assert_non_null (root);
+    assert_int_equal (json_object_size (root), 2);
+    json_t *users = json_object_get (root, "users");
+    assert_int_equal (json_array_size (users), 2);
+    assert_string_equal (
+        json_string_value (json_object_get (json_array_get (users, 0), "id")), ADMIN_ID);
+    assert_string_equal (
+        json_string_value (json_object_get (json_array_get (users, 1), "role")), "ops");
+    assert_string_equal (json_string_value (json_object_get (root, "next_cursor")),
+                         "page-2");
+    json_decref (root);
+    s_resp_free (&r);
+    s_auth_t seen = s_auth_snapshot ();
+    assert_int_equal (seen.list_limit, 0);
+    assert_string_equal (seen.list_cursor, "");
+    assert_string_equal (seen.list_email, "");
+    assert_int_equal (seen.list_role, SAFESHARE__ROLE__ROLE_NONE);
+    assert_string_equal (seen.actor_seen, ADMIN_ID);
+
+    /* The last page: next_cursor null. Parameters passed on decoded. */
+    assert_int_equal (
+        s_get ("/api/users?limit=200&cursor=page-2&email=Ex%40mple&role=ops",
+               s_admin_token, &r),
+        0);
+    assert_int_equal (r.status, 200);
+    assert_non_null (strstr (r.body, "\"next_cursor\":null"));
+    s_resp_free (&r);
+    seen = s_auth_snapshot ();
+    assert_int_equal (seen.list_limit, 200);
+    assert_string_equal (seen.list_cursor, "page-2");
+    assert_string_equal (seen.list_email, "Ex@mple");
+    assert_int_equal (seen.list_role, SAFESHARE__ROLE__ROLE_OPS);
+
+    int lists = seen.lists;
+    struct {
+        const char *path;
+        const char *code;
+    } errors[] = {
+        {"/api/users?limit=0", "invalid_limit"},
+        {"/api/users?limit=201", "invalid_limit"},
+        {"/api/users?limit=ten", "invalid_limit"},
+        {"/api/users?limit=", "invalid_limit"},
+        {"/api/users?limit=5x", "invalid_limit"},
+        {"/api/users?role=root", "invalid_role"},
+        {"/api/users?role=Admin", "invalid_role"},
+    };
+    for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++) {
+        assert_int_equal (s_get (errors[i].path, s_admin_token, &r), 0);
+        s_assert_error (&r, 400, errors[i].code);
+        s_resp_free (&r);
+    }
+    char path[2000] = "/api/users?cursor=";
+    memset (path + strlen (path), 'c', 300);
+    assert_int_equal (s_get (path, s_admin_token, &r), 0);
+    s_assert_error (&r, 400, "invalid_cursor");
+    s_resp_free (&r);
+    snprintf (path, sizeof path, "/api/users?email=");
+    memset (path + strlen (path), 'e', 1100);
+    assert_int_equal (s_get (path, s_admin_token, &r), 0);
+    s_assert_error (&r, 400, "invalid_request");
+    s_resp_free (&r);
+    assert_int_equal (s_auth_snapshot ().lists, lists);
+    /* A cursor auth does not take: its error. */
+    assert_int_equal (s_get ("/api/users?cursor=bad", s_admin_token, &r), 0);
+    s_assert_error (&r, 400, "invalid_cursor");
+    s_resp_free (&r);
+
+    assert_int_equal (s_get ("/api/users", s_ops_token, &r), 0);
+    s_assert_error (&r, 403, "forbidden");
+    s_resp_free (&r);
+    assert_int_equal (s_get ("/api/users", s_client_token, &r), 0);
+    s_assert_error (&r, 403, "forbidden");
+    s_resp_free (&r);
+    assert_int_equal (s_auth_snapshot ().lists, lists + 1);
+}
+
+#define USER_P  "c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6c6"
+#define USER_P2 "c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7c7"
+
+static void
+test_users_patch (void **state)
+{
+    s_auth_user (USER_P, SAFESHARE__ROLE__ROLE_CLIENT, 0, false);
+    s_auth_user (USER_P2, SAFESHARE__ROLE__ROLE_OPS, 0, false);
+    char tp[CM_JWT_MAX_LEN], tp2[CM_JWT_MAX_LEN];
+    s_sign (s_signer, USER_P, "client", 0, tp);
+    s_sign (s_signer, USER_P2, "ops", 0, tp2);
+    s_assert_authed (s_port, tp); /* both cached, for 5 s */
+    s_assert_authed (s_port, tp2);
+    s_resp_t r;
+    int updates = s_auth_snapshot ().updates;
+
+    /* Not admins; bad ids (404 like files); bad bodies: auth never asked. */
+    assert_int_equal (
+        s_json ("PATCH", "/api/users/" USER_P, s_ops_token, "{\"disabled\":true}", &r),
+        0);
+    s_assert_error (&r, 403, "forbidden");
+    s_resp_free (&r);
+    assert_int_equal (
+        s_json ("PATCH", "/api/users/" USER_P, tp, "{\"disabled\":true}", &r), 0);
+    s_assert_error (&r, 403, "forbidden");
+    s_resp_free (&r);
+    const char *bad_ids[] = {"/api/users/nobody",
+                             "/api/users/C6C6C6C6C6C6C6C6C6C6C6C6C6C6C6C6",
+                             "/api/users/" USER_P "0"};
+    for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
+        assert_int_equal (
+            s_json ("PATCH", bad_ids[i], s_admin_token, "{\"disabled\":true}", &r), 0);
+        s_assert_error (&r, 404, "user_not_found");
+        s_resp_free (&r);
+    }
+    struct {
+        const char *body;
+        const char *code;
+    } bad[] = {
+        {"{}", "invalid_request"},
+        {"{\"disabled\":\"yes\"}", "invalid_request"},
+        {"{\"disabled\":1}", "invalid_request"},
+        {"{\"disabled\":null}", "invalid_request"},
+        {"{\"role\":5}", "invalid_request"},
+        {"{\"role\":null}", "invalid_request"},
+        {"{\"disabled\":true,\"email\":\"x@example.org\"}", "invalid_request"},
+        {"{\"Disabled\":true}", "invalid_request"},
+        {"{\"role\":\"root\"}", "invalid_role"},
+        {"{\"role\":\"\"}", "invalid_role"},
+        {"{\"role\":\"none\",\"disabled\":false}", "invalid_role"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal (
+            s_json ("PATCH", "/api/users/" USER_P, s_admin_token, bad[i].body, &r), 0);
+        s_assert_error (&r, 400, bad[i].code);
+        s_resp_free (&r);
+    }
+    assert_int_equal (s_json ("PATCH", "/api/users/" USER_P, s_admin_token, NULL, &r), 0);
+    s_assert_error (&r, 400, "invalid_request");
+    s_resp_free (&r);
+    assert_int_equal (s_json ("PATCH", "/api/users/" USER_P, s_admin_token, "[true]", &r),
+                      0);
+    s_assert_error (&r, 400, "invalid_json");
+    s_resp_free (&r);
+    assert_int_equal (s_auth_snapshot ().updates, updates);
+
+    /* Disable: 200 user object; refused at once on this gateway. */
+    assert_int_equal (
+        s_json ("PATCH", "/api/users/" USER_P, s_admin_token, "{\"disabled\":true}", &r),
+        0);
+    assert_int_equal (r.status, 200);
+    json_t *u = json_loads (r.body, 0, NULL);
+    assert_string_equal (json_string_value (json_object_get (u, "id")), USER_P);
+    assert_true (json_is_true (json_object_get (u, "disabled")));
+    assert_string_equal (json_string_value (json_object_get (u, "role")), "client");
+    json_decref (u);
+    s_resp_free (&r);
+    s_auth_t seen = s_auth_snapshot ();
+    assert_string_equal (seen.update_id, USER_P);
+    assert_string_equal (seen.actor_seen, ADMIN_ID);
+    assert_true (seen.update_change_disabled);
+    assert_true (seen.update_disabled);
+    assert_int_equal (seen.update_role, SAFESHARE__ROLE__ROLE_NONE);
+    s_assert_refused (s_port, tp, 403, "account_disabled");
+
+    /* Role: the old tokens die with the old role, at once here. */
+    assert_int_equal (s_json ("PATCH", "/api/users/" USER_P2, s_admin_token,
+                              "{\"role\":\"admin\"}", &r),
+                      0);
+    assert_int_equal (r.status, 200);
+    assert_non_null (strstr (r.body, "\"role\":\"admin\""));
+    s_resp_free (&r);
+    seen = s_auth_snapshot ();
+    assert_false (seen.update_change_disabled);
+    assert_int_equal (seen.update_role, SAFESHARE__ROLE__ROLE_ADMIN);
+    s_assert_refused (s_port, tp2, 401, "token_revoked");
+
+    /* Both at once. */
+    assert_int_equal (s_json ("PATCH", "/api/users/" USER_P, s_admin_token,
+                              "{\"role\":\"ops\",\"disabled\":false}", &r),
+                      0);
+    assert_int_equal (r.status, 200);
+    s_resp_free (&r);
+    seen = s_auth_snapshot ();
+    assert_true (seen.update_change_disabled);
+    assert_false (seen.update_disabled);
+    assert_int_equal (seen.update_role, SAFESHARE__ROLE__ROLE_OPS);
+
+    /* Auth's answers: unknown id, the last admin. */
+    assert_int_equal (s_json ("PATCH", "/api/users/" NOBODY_ID, s_admin_token,
+                              "{\"disabled\":true}", &r),
+                      0);
+    s_assert_error (&r, 404, "user_not_found");
+    s_resp_free (&r);
+    assert_int_equal (
+        s_json ("PATCH", "/api/users/" ADMIN_ID, s_admin_token, "{\"role\":\"ops\"}", &r),
+        0);
+    s_assert_error (&r, 409, "last_admin");
+    s_resp_free (&r);
+    s_assert_authed (s_port, s_admin_token);
+
+    /* Not JSON; the wrong method (Allow names PATCH). */
+    assert_int_equal (s_post ("/api/users/" USER_P, s_admin_token,
+                              "application/x-www-form-urlencoded", "disabled=1", 10, &r),
+                      0);
+    s_assert_error (&r, 405, "method_not_allowed");
+    assert_non_null (strstr (r.head, "Allow: PATCH"));
+    s_resp_free (&r);
+    char req[4096];
+    int n = snprintf (req, sizeof req,
+                      "PATCH /api/users/" USER_P " HTTP/1.1\r\nHost: x\r\n"
+                      "Authorization: Bearer %s\r\nContent-Type: text/plain\r\n"
+                      "Content-Length: 4\r\nConnection: close\r\n\r\ntrue",
+                      s_admin_token);
+    assert_int_equal (s_http (req, (size_t)n, &r, 5000), 0);
+    s_assert_error (&r, 415, "unsupported_media_type");
+    s_resp_free (&r);
+    assert_int_equal (s_get ("/api/users/" USER_P, s_admin_token, &r), 0);
+    s_assert_error (&r, 405, "method_not_allowed");
+    assert_non_null (strstr (r.head, "Allow: PATCH"));
+    s_resp_free (&r);
     s_assert_alive ();
 }
 
@@ -1790,6 +2937,12 @@ main (int argc, char **argv)
         cmocka_unit_test (test_active_types),  cmocka_unit_test (test_upload_max),
         cmocka_unit_test (test_wire_ids),      cmocka_unit_test (test_multipart_params),
         cmocka_unit_test (test_verify_resend), cmocka_unit_test (test_login_rate_limited),
+        cmocka_unit_test (test_key_rotation),  cmocka_unit_test (test_auth_down_no_keys),
+        cmocka_unit_test (test_user_state),    cmocka_unit_test (test_user_cache_ttl),
+        cmocka_unit_test (test_login_tokens),  cmocka_unit_test (test_refresh),
+        cmocka_unit_test (test_logout),        cmocka_unit_test (test_logout_all),
+        cmocka_unit_test (test_users_create),  cmocka_unit_test (test_users_list),
+        cmocka_unit_test (test_users_patch),   cmocka_unit_test (test_client_addr),
         cmocka_unit_test (test_sigterm),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
