@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -141,4 +142,29 @@ cli_test_run (const char *binary, char *const argv[], const char *stdin_data, ch
         free (e);
     }
     return rc;
+}
+
+int
+cli_test_vrun (const char *binary, const char *stdin_data, char **out, char **err,
+               va_list args)
+{
+    char *argv[16] = {"safeshare"};
+    int n = 1;
+    for (const char *a; n < 15 && (a = va_arg (args, const char *));) {
+        argv[n++] = (char *)a;
+    }
+    argv[n] = NULL;
+    return cli_test_run (binary, argv, stdin_data, out, err);
+}
+
+unsigned
+cli_test_mode (const char *dir, const char *rel)
+{
+    char path[4096];
+    struct stat st;
+    if ((size_t)snprintf (path, sizeof path, "%s/%s", dir, rel) >= sizeof path ||
+        stat (path, &st) != 0) {
+        return 0xffffffffu;
+    }
+    return (unsigned)(st.st_mode & 07777);
 }

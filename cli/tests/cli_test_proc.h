@@ -3,6 +3,7 @@
 #ifndef CLI_TEST_PROC_H
 #define CLI_TEST_PROC_H
 
+#include <stdarg.h>
 #include <sys/types.h>
 
 /* Starts binary with argv; stdin gets stdin_data (NULL: /dev/null) then
@@ -16,7 +17,13 @@ int cli_test_wait (pid_t pid, int timeout_ms);
    malloc'd strings (caller frees). Returns the exit status as above.  */
 int cli_test_run (const char *binary, char *const argv[], const char *stdin_data,
                   char **out, char **err);
+/* cli_test_run with argv "safeshare" and then the const char * of args
+   up to a NULL (at most 14): a test's variadic s_run passes its own.  */
+int cli_test_vrun (const char *binary, const char *stdin_data, char **out, char **err,
+                   va_list args);
 /* The whole file as a string (caller frees), NULL if unreadable.       */
 char *cli_test_slurp (const char *path, size_t *len_out);
+/* Permission bits of dir/rel, 0xffffffff if it cannot be stat'ed.     */
+unsigned cli_test_mode (const char *dir, const char *rel);
 
 #endif

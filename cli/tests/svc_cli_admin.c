@@ -32,19 +32,15 @@ static char s_url[700];   /* the auth DB, as the CLI sees it */
 static char s_schema[40]; /* PostgreSQL run: the schema */
 static char s_ids[3][33]; /* admin@, ops@, client@ */
 
+/* `safeshare` with the arguments after err, up to a NULL. */
 static int
 s_run (const char *stdin_data, char **out, char **err, ...)
 {
-    char *argv[16] = {"safeshare"};
-    int n = 1;
     va_list ap;
     va_start (ap, err);
-    for (const char *a; n < 15 && (a = va_arg (ap, const char *));) {
-        argv[n++] = (char *)a;
-    }
+    int rc = cli_test_vrun (s_bin, stdin_data, out, err, ap);
     va_end (ap);
-    argv[n] = NULL;
-    return cli_test_run (s_bin, argv, stdin_data, out, err);
+    return rc;
 }
 
 static void
@@ -66,11 +62,7 @@ s_path (const char *rel)
 static unsigned
 s_mode (const char *rel)
 {
-    char *p = s_path (rel);
-    struct stat st;
-    int rc = stat (p, &st);
-    free (p);
-    return rc == 0 ? (unsigned)(st.st_mode & 07777) : 0xffffffffu;
+    return cli_test_mode (s_dir, rel);
 }
 
 /* First column of the first row ("" for none or NULL). */

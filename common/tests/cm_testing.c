@@ -178,3 +178,45 @@ cm_test_pg_schema_drop (const char *schema)
     cm_db_destroy (&admin);
     return rc;
 }
+
+char *
+cm_test_b64url (const void *data, size_t len)
+{
+    static const char tbl[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const unsigned char *in = data;
+    char *out = malloc ((len + 2) / 3 * 4 + 1);
+    if (!out) {
+        return NULL;
+    }
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[o++] = tbl[(acc >> bits) & 63];
+        }
+    }
+    if (bits > 0) {
+        out[o++] = tbl[(acc << (6 - bits)) & 63];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+char *
+cm_test_jws_input (const char *header, const char *payload)
+{
+    char *h = cm_test_b64url (header, strlen (header));
+    char *p = cm_test_b64url (payload, strlen (payload));
+    char *out = NULL;
+    if (h && p && asprintf (&out, "%s.%s", h, p) < 0) {
+        out = NULL;
+    }
+    free (h);
+    free (p);
+    return out;
+}

@@ -13,6 +13,7 @@
 
 #include "cm_jwt.h"
 #include "cm_log.h"
+#include "cm_testing.h"
 #include "cm_util.h"
 
 #include <jansson.h>
@@ -124,48 +125,10 @@ s_teardown (void **state)
 /* ---- token forging helpers ------------------------------------------- */
 
 static char *
-s_b64url (const void *data, size_t len)
-{
-    static const char tbl[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    const unsigned char *in = data;
-    char *out = malloc (len * 4 / 3 + 4);
-    assert_non_null (out);
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        acc = (acc << 8) | in[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = tbl[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0) {
-        out[o++] = tbl[(acc << (6 - bits)) & 63];
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/* "b64(header).b64(payload)" */
-static char *
-s_signing_input (const char *header, const char *payload)
-{
-    char *h = s_b64url (header, strlen (header));
-    char *p = s_b64url (payload, strlen (payload));
-    char *out = malloc (strlen (h) + strlen (p) + 2);
-    assert_non_null (out);
-    sprintf (out, "%s.%s", h, p);
-    free (h);
-    free (p);
-    return out;
-}
-
-static char *
 s_join (const char *input, const char *sig_b64)
 {
+    assert_non_null (input);
+    assert_non_null (sig_b64);
     char *out = malloc (strlen (input) + strlen (sig_b64) + 2);
     assert_non_null (out);
     sprintf (out, "%s.%s", input, sig_b64);
@@ -532,7 +495,7 @@ test_reject_alg_none (void **state)
     char hdr[128];
     snprintf (hdr, sizeof hdr, "{\"alg\":\"none\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
               f->kid);
-    char *input = s_signing_input (hdr, claims);
+    char *input = cm_test_jws_input (hdr, claims);
     char *token = s_join (input, "");
     /* An empty signature part is malformed on its own ... */
     s_expect_reject (f, token, "malformed");
@@ -540,7 +503,7 @@ test_reject_alg_none (void **state)
     char *token2 = s_join (input, "AAAA");
     s_expect_reject (f, token2, "bad_alg");
     /* Case games do not help either. */
-    char *input3 = s_signing_input ("{\"alg\":\"es256\",\"typ\":\"JWT\"}", claims);
+    char *input3 = cm_test_jws_input ("{\"alg\":\"es256\",\"typ\":\"JWT\"}", claims);
     char *token3 = s_join (input3, "AAAA");
     s_expect_reject (f, token3, "bad_alg");
     free (token);
@@ -559,12 +522,12 @@ test_reject_hs256_public_key (void **state)
     char hdr[128];
     snprintf (hdr, sizeof hdr, "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
               f->kid);
-    char *input = s_signing_input (hdr, claims);
+    char *input = cm_test_jws_input (hdr, claims);
     unsigned char mac[32];
     unsigned int mac_len = 0;
     assert_non_null (HMAC (EVP_sha256 (), f->pub_pem, (int)f->pub_len,
                            (const unsigned char *)input, strlen (input), mac, &mac_len));
-    char *sig = s_b64url (mac, mac_len);
+    char *sig = cm_test_b64url (mac, mac_len);
     char *token = s_join (input, sig);
 
     /* The attack is real: raw libjwt accepts this forgery with our public
@@ -595,25 +558,25 @@ test_reject_other_algs (void **state)
                              "{\"alg\":\"ES512\",\"typ\":\"JWT\"}", "{\"typ\":\"JWT\"}",
                              "{\"alg\":[\"ES256\"]}"};
     for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
-        char *input = s_signing_input (headers[i], claims);
+        char *input = cm_test_jws_input (headers[i], claims);
         char *token = s_join (input, sig);
         s_expect_reject (f, token, "bad_alg");
         free (token);
         free (input);
     }
     /* Duplicate alg members (parsers disagree which wins): refused. */
-    char *input = s_signing_input ("{\"alg\":\"ES256\",\"alg\":\"HS256\"}", claims);
+    char *input = cm_test_jws_input ("{\"alg\":\"ES256\",\"alg\":\"HS256\"}", claims);
     char *token = s_join (input, sig);
     s_expect_reject (f, token, "malformed");
     free (token);
     free (input);
     /* A wrong typ or a crit extension: refused. */
-    input = s_signing_input ("{\"alg\":\"ES256\",\"typ\":\"JWE\"}", claims);
+    input = cm_test_jws_input ("{\"alg\":\"ES256\",\"typ\":\"JWE\"}", claims);
     token = s_join (input, sig);
     s_expect_reject (f, token, "bad_typ");
     free (token);
     free (input);
-    input = s_signing_input ("{\"alg\":\"ES256\",\"crit\":[\"x\"],\"x\":1}", claims);
+    input = cm_test_jws_input ("{\"alg\":\"ES256\",\"crit\":[\"x\"],\"x\":1}", claims);
     token = s_join (input, sig);
     s_expect_reject (f, token, "bad_header");
     free (token);
@@ -661,7 +624,7 @@ test_reject_kid_header (void **state)
     }
     char *good = s_es256 (f->priv_pem, f->priv_len, f->kid, claims);
     const char *sig = strrchr (good, '.') + 1;
-    char *input = s_signing_input ("{\"alg\":\"ES256\",\"kid\":12345}", claims);
+    char *input = cm_test_jws_input ("{\"alg\":\"ES256\",\"kid\":12345}", claims);
     token = s_join (input, sig);
     s_expect_reject (f, token, "bad_header");
     free (token);
@@ -698,7 +661,8 @@ test_reject_tampered (void **state)
     char *good = s_es256 (f->priv_pem, f->priv_len, f->kid, claims);
     /* Same header and signature, payload upgraded to admin. */
     char *evil = s_claims (NULL, "role", json_string ("admin"));
-    char *evil_b64 = s_b64url (evil, strlen (evil));
+    char *evil_b64 = cm_test_b64url (evil, strlen (evil));
+    assert_non_null (evil_b64);
     const char *dot1 = strchr (good, '.');
     const char *dot2 = strrchr (good, '.');
     size_t hlen = (size_t)(dot1 - good);

@@ -18,6 +18,7 @@
     Exit 0 with the token (or kid) on stdout, 1 on failure, 2 on usage. */
 #include "cm_jwt.h"
 #include "cm_log.h"
+#include "cm_testing.h"
 #include "cm_util.h"
 
 #include <errno.h>
@@ -47,55 +48,11 @@ s_usage (void)
     return 2;
 }
 
-/* Unpadded base64url of data[0..len) (caller frees). */
-static char *
-s_b64url (const void *data, size_t len)
-{
-    static const char tbl[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    const unsigned char *in = data;
-    char *out = malloc (len / 3 * 4 + 5);
-    if (!out) {
-        return NULL;
-    }
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        acc = (acc << 8) | in[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = tbl[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0) {
-        out[o++] = tbl[(acc << (6 - bits)) & 63];
-    }
-    out[o] = '\0';
-    return out;
-}
-
-/* "b64(header).b64(payload)" (caller frees). */
-static char *
-s_signing_input (const char *header, const char *payload)
-{
-    char *h = s_b64url (header, strlen (header));
-    char *p = s_b64url (payload, strlen (payload));
-    char *out = NULL;
-    if (h && p && asprintf (&out, "%s.%s", h, p) < 0) {
-        out = NULL;
-    }
-    free (h);
-    free (p);
-    return out;
-}
-
 /* Prints input "." b64url(sig). */
 static int
 s_print_token (const char *input, const unsigned char *sig, size_t sig_len)
 {
-    char *s = s_b64url (sig, sig_len);
+    char *s = cm_test_b64url (sig, sig_len);
     if (!s) {
         return 1;
     }
@@ -159,7 +116,7 @@ cleanup:
 static int
 s_raw (const char *pem_path, const char *header, const char *payload)
 {
-    char *input = s_signing_input (header, payload);
+    char *input = cm_test_jws_input (header, payload);
     unsigned char sig[64];
     int rc = 1;
     if (input && s_sign_es256 (pem_path, input, sig) == 0) {
@@ -178,7 +135,7 @@ s_hs256 (const char *secret_path, const char *header, const char *payload)
         fprintf (stderr, "jwt_forge: cannot read %s\n", secret_path);
         return 1;
     }
-    char *input = s_signing_input (header, payload);
+    char *input = cm_test_jws_input (header, payload);
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int mac_len = 0;
     int rc = 1;

@@ -5,6 +5,7 @@ ephemeral port. Readiness is the gateway's /readyz answering 200, polled;
 a child that dies fails the wait at once. Stopping is SIGTERM, then SIGKILL
 after a deadline, and a check that no service of this data dir survived.
 """
+import argparse
 import http.client
 import json
 import os
@@ -33,6 +34,33 @@ def pg_schema(base_url):
 def pg_drop_schema(base_url, name):
     subprocess.run(["psql", base_url, "-qc", "DROP SCHEMA IF EXISTS %s CASCADE" % name],
                    capture_output=True, timeout=30)
+
+
+def stack_args():
+    """The command line of a stack test: --bin-dir (the built binaries)
+    and --db sqlite|pg (see db_env)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--db", choices=("sqlite", "pg"), default="sqlite",
+                    help="pg: auth and storage on the cluster in SAFESHARE_TEST_PG_URL")
+    return ap.parse_args()
+
+
+def db_env(db):
+    """What --db asks for: ({}, None, None) for "sqlite"; for "pg" the env
+    that puts auth and storage on a fresh schema of SAFESHARE_TEST_PG_URL,
+    the schema and its URL. None, said as a failure, when that variable is
+    not set: a PostgreSQL run never passes without a server."""
+    if db != "pg":
+        return {}, None, None
+    base = os.environ.get("SAFESHARE_TEST_PG_URL")
+    if not base:
+        print("FAIL - SAFESHARE_TEST_PG_URL is not set: run scripts/test.sh, which "
+              "starts a PostgreSQL cluster\n0 passed, 1 failed")
+        return None
+    schema, url = pg_schema(base)
+    print("auth and storage on PostgreSQL, schema %s" % schema)
+    return {"SAFESHARE_AUTH_DB": url, "SAFESHARE_STORAGE_DB": url}, schema, url
 
 
 def free_port():

@@ -21,7 +21,6 @@ Forged tokens are signed with the stack's own key (jwt_forge --raw), next
 to a positive control signed the same way, so each refusal is caused by the
 one defect it names.
 """
-import argparse
 import base64
 import glob
 import hashlib
@@ -39,40 +38,14 @@ import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stack import Stack, pg_drop_schema, pg_schema  # noqa: E402
+from checks import FAILURES, PASSED, check, expect_error  # noqa: E402
+from stack import Stack, db_env, pg_drop_schema, stack_args  # noqa: E402
 
 ISS, AUD = "safeshare", "safeshare-api"
 ACCESS_TTL = 600      # not the default (900): the claims must follow the config
 SHORT_TTL = 60        # verification links and refresh tokens (the minimum allowed)
 CACHE_TTL = 1         # gateway user-state cache
 LOGIN_FIELDS = {"access", "refresh", "token_type", "expires_in", "refresh_expires_in"}
-
-FAILURES = []
-PASSED = [0]
-
-
-def check(cond, what, detail=""):
-    if cond:
-        PASSED[0] += 1
-        print("ok   - %s" % what)
-    else:
-        FAILURES.append(what)
-        print("FAIL - %s %s" % (what, detail))
-    return bool(cond)
-
-
-def expect_error(r, status, code, what):
-    ok = r.status == status
-    body = {}
-    try:
-        body = r.json()
-    except ValueError:
-        ok = False
-    err = body.get("error") if isinstance(body, dict) else None
-    ok = ok and isinstance(err, dict) and err.get("code") == code \
-        and isinstance(err.get("message"), str) and err.get("message") != ""
-    return check(ok, "%s -> %d %s" % (what, status, code), repr(r))
-
 
 def as_json(r):
     try:
@@ -1056,22 +1029,11 @@ def bootstrap(t):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("--db", choices=("sqlite", "pg"), default="sqlite",
-                    help="pg: auth and storage on the cluster in SAFESHARE_TEST_PG_URL")
-    args = ap.parse_args()
-
-    env, schema, url = {}, None, None
-    if args.db == "pg":
-        base = os.environ.get("SAFESHARE_TEST_PG_URL")
-        if not base:
-            print("FAIL - SAFESHARE_TEST_PG_URL is not set: run scripts/test.sh, which "
-                  "starts a PostgreSQL cluster\n0 passed, 1 failed")
-            return 1
-        schema, url = pg_schema(base)
-        env = {"SAFESHARE_AUTH_DB": url, "SAFESHARE_STORAGE_DB": url}
-        print("auth and storage on PostgreSQL, schema %s" % schema)
+    args = stack_args()
+    db = db_env(args.db)
+    if db is None:
+        return 1
+    env, schema, url = db
     config = {"SAFESHARE_ACCESS_TTL": ACCESS_TTL, "SAFESHARE_VERIFY_TTL": SHORT_TTL,
               "SAFESHARE_REFRESH_TTL": SHORT_TTL, "SAFESHARE_USER_CACHE_TTL": CACHE_TTL}
     stack = Stack(args.bin_dir, env, config=config)

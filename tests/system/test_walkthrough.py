@@ -8,7 +8,6 @@ the link returns the same bytes and a second use is refused; ops deletes it.
 Around that: no plaintext under the data dir, role and token refusals, and
 one JSON error shape with stable codes.
 """
-import argparse
 import glob
 import hashlib
 import os
@@ -19,33 +18,8 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stack import Stack, pg_drop_schema, pg_schema  # noqa: E402
-
-FAILURES = []
-PASSED = [0]
-
-
-def check(cond, what, detail=""):
-    if cond:
-        PASSED[0] += 1
-        print("ok   - %s" % what)
-    else:
-        FAILURES.append(what)
-        print("FAIL - %s %s" % (what, detail))
-
-
-def expect_error(r, status, code, what):
-    ok = r.status == status
-    body = {}
-    try:
-        body = r.json()
-    except ValueError:
-        ok = False
-    err = body.get("error") if isinstance(body, dict) else None
-    ok = ok and isinstance(err, dict) and err.get("code") == code \
-        and isinstance(err.get("message"), str) and err.get("message") != ""
-    check(ok, "%s -> %d %s" % (what, status, code), repr(r))
-
+from checks import FAILURES, PASSED, check, expect_error  # noqa: E402
+from stack import Stack, db_env, pg_drop_schema, stack_args  # noqa: E402
 
 def read_mail(stack, address, timeout=20):
     """The verification link from the mail drop (one .eml per message)."""
@@ -92,23 +66,12 @@ def files_under(root):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bin-dir", required=True)
-    ap.add_argument("--db", choices=("sqlite", "pg"), default="sqlite",
-                    help="pg: auth and storage on the cluster in SAFESHARE_TEST_PG_URL")
-    args = ap.parse_args()
-
-    env, schema = {}, None
-    if args.db == "pg":
-        base = os.environ.get("SAFESHARE_TEST_PG_URL")
-        if not base:
-            print("FAIL - SAFESHARE_TEST_PG_URL is not set: run scripts/test.sh, which "
-                  "starts a PostgreSQL cluster\n0 passed, 1 failed")
-            return 1
-        schema, url = pg_schema(base)
-        SCHEMA[0] = schema
-        env = {"SAFESHARE_AUTH_DB": url, "SAFESHARE_STORAGE_DB": url}
-        print("auth and storage on PostgreSQL, schema %s" % schema)
+    args = stack_args()
+    db = db_env(args.db)
+    if db is None:
+        return 1
+    env, schema, _ = db
+    SCHEMA[0] = schema
     stack = Stack(args.bin_dir, env)
     try:
         run(stack, args.bin_dir)

@@ -94,6 +94,18 @@ s_db_fail (cm_db_status_t st, const char **err_code)
     return CM_INTERNAL;
 }
 
+/* Opens the transaction of a session function: CM_OK, or
+   CM_UNAVAILABLE "database_busy".                                    */
+static cm_status_t
+s_begin (cm_db_t *db, const char **err_code)
+{
+    if (cm_db_begin (db) != 0) {
+        *err_code = "database_busy";
+        return CM_UNAVAILABLE;
+    }
+    return CM_OK;
+}
+
 /* 43 chars of the base64url alphabet (what authd_session_open hands out). */
 static bool
 s_refresh_shape_ok (const char *token)
@@ -111,6 +123,22 @@ s_refresh_shape_ok (const char *token)
         }
     }
     return true;
+}
+
+/* A presented refresh token: its shape checked, its hash into hash, now_s
+   as text into now, and the transaction opened. CM_OK, or the refusal
+   (CM_UNAUTHENTICATED "invalid_refresh_token", or as s_begin).        */
+static cm_status_t
+s_token_begin (cm_db_t *db, const char *refresh, uint64_t now_s, char hash[65],
+               char now[24], const char **err_code)
+{
+    if (!s_refresh_shape_ok (refresh)) {
+        *err_code = "invalid_refresh_token";
+        return CM_UNAUTHENTICATED;
+    }
+    cm_sha256_hex (hash, refresh, AUTHD_REFRESH_TOKEN_LEN);
+    s_num (now, now_s);
+    return s_begin (db, err_code);
 }
 
 void
@@ -222,11 +250,10 @@ authd_session_open (cm_db_t *db, const authd_origin_t *o, cm_jwt_signer_t *signe
        token left that could still be presented. */
     s_num (forget, now_s > ttl->refresh_ttl_s ? now_s - ttl->refresh_ttl_s : 0);
 
-    if (cm_db_begin (db) != 0) {
-        *err_code = "database_busy";
-        return CM_UNAVAILABLE;
+    cm_status_t st = s_begin (db, err_code);
+    if (st != CM_OK) {
+        return st;
     }
-    cm_status_t st = CM_OK;
     cm_db_status_t dst;
     const char *pp[] = {user->id, now, forget};
     dst = cm_db_exec (db,
@@ -248,8 +275,7 @@ authd_session_open (cm_db_t *db, const authd_origin_t *o, cm_jwt_signer_t *signe
     if (dst != CM_DB_OK || cm_db_res_rows (res) != 1) {
         cm_error (req, "SELECT FROM users failed for user=%s", user->id);
         cm_db_res_free (&res);
-        st = dst != CM_DB_OK ? s_db_fail (dst, err_code) : CM_INTERNAL;
-        *err_code = dst != CM_DB_OK ? *err_code : "internal_error";
+        st = s_db_fail (dst, err_code); /* none found: internal_error */
         goto cleanup;
     }
     authd_user_from_row (res, 0, 0, &out->user);
@@ -298,13 +324,13 @@ cleanup:
 
 /* ---- REFRESH ---------------------------------------------------------- */
 
-/* The presented token was not claimable: unknown, or spent (reuse: the
-   session dies, and that change commits). Inside the transaction.     */
+/* Inside the transaction: the session and user of the token whose hash
+   is given (when spent, only if it was used). CM_OK, CM_UNAUTHENTICATED
+   "invalid_refresh_token" if there is none, or the DB failure.        */
 static cm_status_t
-s_refresh_unclaimed (cm_db_t *db, const authd_origin_t *o, const char *hash,
-                     const char *now, bool *keep, const char **err_code)
+s_token_session (cm_db_t *db, const char *req, const char *hash, bool spent,
+                 char session_id[33], char user_id[33], const char **err_code)
 {
-    const char *req = o ? o->req_id : NULL;
     const char *p[] = {hash};
     cm_db_res_t *res = cm_db_query (db,
                                     "SELECT r.session_id, s.user_id, r.used_at"
@@ -317,47 +343,74 @@ s_refresh_unclaimed (cm_db_t *db, const authd_origin_t *o, const char *hash,
     if (dst != CM_DB_OK) {
         cm_error (req, "SELECT FROM refresh_tokens failed");
         st = s_db_fail (dst, err_code);
-        goto cleanup;
-    }
-    if (cm_db_res_rows (res) != 1 || !cm_db_res_get (res, 0, 0) ||
-        !cm_db_res_get (res, 0, 1) || !cm_db_res_get (res, 0, 2)) {
+    } else if (cm_db_res_rows (res) != 1 || !cm_db_res_get (res, 0, 0) ||
+               !cm_db_res_get (res, 0, 1) || (spent && !cm_db_res_get (res, 0, 2))) {
         st = CM_UNAUTHENTICATED, *err_code = "invalid_refresh_token";
-        goto cleanup;
+    } else {
+        snprintf (session_id, 33, "%s", cm_db_res_get (res, 0, 0));
+        snprintf (user_id, 33, "%s", cm_db_res_get (res, 0, 1));
     }
-    char session_id[33], user_id[33];
-    snprintf (session_id, sizeof session_id, "%s", cm_db_res_get (res, 0, 0));
-    snprintf (user_id, sizeof user_id, "%s", cm_db_res_get (res, 0, 1));
-    const char *pr[] = {session_id, now};
-    cm_db_res_t *upd = cm_db_query (db,
-                                    "UPDATE sessions SET revoked_at = $2,"
-                                    " revoke_reason = 'reuse'"
-                                    " WHERE id = $1 AND revoked_at IS NULL",
-                                    2, pr);
-    dst = cm_db_res_status (upd);
-    int changed = cm_db_res_changes (upd);
-    cm_db_res_free (&upd);
+    cm_db_res_free (&res);
+    return st;
+}
+
+/* Inside the transaction: ends session_id (revoke_reason `reason`; one
+   already ended stays as it was) and audits `event` / `outcome` on
+   user_id by who, detail "session=<id>" plus ",already_ended" if so.
+   CM_OK or the failure.                                               */
+static cm_status_t
+s_session_end (cm_db_t *db, const authd_origin_t *who, const char *session_id,
+               const char *user_id, const char *now, const char *reason,
+               const char *event, const char *outcome, const char **err_code)
+{
+    const char *p[] = {session_id, now, reason};
+    cm_db_res_t *res =
+        cm_db_query (db,
+                     "UPDATE sessions SET revoked_at = $2, revoke_reason = $3"
+                     " WHERE id = $1 AND revoked_at IS NULL",
+                     3, p);
+    cm_db_status_t dst = cm_db_res_status (res);
+    int changed = cm_db_res_changes (res);
+    cm_db_res_free (&res);
     if (dst != CM_DB_OK) {
-        cm_error (req, "UPDATE sessions (reuse) failed session=%s", session_id);
-        st = s_db_fail (dst, err_code);
-        goto cleanup;
+        cm_error (who->req_id, "UPDATE sessions (%s) failed session=%s", reason,
+                  session_id);
+        return s_db_fail (dst, err_code);
     }
     char detail[64];
     snprintf (detail, sizeof detail, "session=%s%s", session_id,
               changed > 0 ? "" : ",already_ended");
+    if (authd_audit (db, who, event, outcome, user_id, detail) != 0) {
+        *err_code = "internal_error";
+        return CM_INTERNAL;
+    }
+    return CM_OK;
+}
+
+/* The presented token was not claimable: unknown, or spent (reuse: the
+   session dies, and that change commits). Inside the transaction.     */
+static cm_status_t
+s_refresh_unclaimed (cm_db_t *db, const authd_origin_t *o, const char *hash,
+                     const char *now, bool *keep, const char **err_code)
+{
+    const char *req = o ? o->req_id : NULL;
+    char session_id[33], user_id[33];
+    cm_status_t st = s_token_session (db, req, hash, true, session_id, user_id, err_code);
+    if (st != CM_OK) {
+        return st;
+    }
     /* Whoever presents a spent token may be the thief: no actor. */
     authd_origin_t who = {req, o ? o->client_addr : NULL, ""};
-    if (authd_audit (db, &who, "refresh_reuse", "refresh_token_reused", user_id,
-                     detail) != 0) {
-        st = CM_INTERNAL, *err_code = "internal_error";
-        goto cleanup;
+    st = s_session_end (db, &who, session_id, user_id, now, "reuse", "refresh_reuse",
+                        "refresh_token_reused", err_code);
+    if (st != CM_OK) {
+        return st;
     }
     cm_warn (req, "refresh token reused: session=%s of user=%s revoked", session_id,
              user_id);
     *keep = true;
-    st = CM_UNAUTHENTICATED, *err_code = "refresh_token_reused";
-cleanup:
-    cm_db_res_free (&res);
-    return st;
+    *err_code = "refresh_token_reused";
+    return CM_UNAUTHENTICATED;
 }
 
 cm_status_t
@@ -368,18 +421,11 @@ authd_session_refresh (cm_db_t *db, const authd_origin_t *o, cm_jwt_signer_t *si
     const char *req = o ? o->req_id : NULL;
     memset (out, 0, sizeof *out);
     *err_code = NULL;
-    if (!s_refresh_shape_ok (refresh)) {
-        *err_code = "invalid_refresh_token";
-        return CM_UNAUTHENTICATED;
-    }
     char hash[65], now[24];
-    cm_sha256_hex (hash, refresh, AUTHD_REFRESH_TOKEN_LEN);
-    s_num (now, now_s);
-    if (cm_db_begin (db) != 0) {
-        *err_code = "database_busy";
-        return CM_UNAVAILABLE;
+    cm_status_t st = s_token_begin (db, refresh, now_s, hash, now, err_code);
+    if (st != CM_OK) {
+        return st;
     }
-    cm_status_t st = CM_OK;
     bool keep = false;
     cm_db_res_t *res = NULL;
     /* The claim is one statement: of two concurrent uses exactly one
@@ -424,10 +470,7 @@ authd_session_refresh (cm_db_t *db, const authd_origin_t *o, cm_jwt_signer_t *si
     uint64_t session_expires = 0;
     if (dst != CM_DB_OK || cm_db_res_rows (res) != 1) {
         cm_error (req, "SELECT FROM sessions failed session=%s", session_id);
-        st = dst != CM_DB_OK ? s_db_fail (dst, err_code) : CM_INTERNAL;
-        if (dst == CM_DB_OK) {
-            *err_code = "internal_error";
-        }
+        st = s_db_fail (dst, err_code); /* none found: internal_error */
         goto cleanup;
     }
     authd_user_from_row (res, 0, 0, &out->user);
@@ -474,61 +517,19 @@ authd_session_logout (cm_db_t *db, const authd_origin_t *o, uint64_t now_s,
 {
     const char *req = o ? o->req_id : NULL;
     *err_code = NULL;
-    if (!s_refresh_shape_ok (refresh)) {
-        *err_code = "invalid_refresh_token";
-        return CM_UNAUTHENTICATED;
-    }
     char hash[65], now[24];
-    cm_sha256_hex (hash, refresh, AUTHD_REFRESH_TOKEN_LEN);
-    s_num (now, now_s);
-    if (cm_db_begin (db) != 0) {
-        *err_code = "database_busy";
-        return CM_UNAVAILABLE;
-    }
-    cm_status_t st = CM_OK;
-    const char *p[] = {hash};
-    cm_db_res_t *res = cm_db_query (db,
-                                    "SELECT r.session_id, s.user_id"
-                                    " FROM refresh_tokens r"
-                                    " JOIN sessions s ON s.id = r.session_id"
-                                    " WHERE r.token_hash = $1",
-                                    1, p);
-    cm_db_status_t dst = cm_db_res_status (res);
-    if (dst != CM_DB_OK) {
-        cm_error (req, "SELECT FROM refresh_tokens failed");
-        st = s_db_fail (dst, err_code);
-        goto cleanup;
-    }
-    if (cm_db_res_rows (res) != 1 || !cm_db_res_get (res, 0, 0) ||
-        !cm_db_res_get (res, 0, 1)) {
-        st = CM_UNAUTHENTICATED, *err_code = "invalid_refresh_token";
-        goto cleanup;
+    cm_status_t st = s_token_begin (db, refresh, now_s, hash, now, err_code);
+    if (st != CM_OK) {
+        return st;
     }
     char session_id[33], user_id[33];
-    snprintf (session_id, sizeof session_id, "%s", cm_db_res_get (res, 0, 0));
-    snprintf (user_id, sizeof user_id, "%s", cm_db_res_get (res, 0, 1));
-    cm_db_res_free (&res);
-    const char *pr[] = {session_id, now};
-    res = cm_db_query (db,
-                       "UPDATE sessions SET revoked_at = $2, revoke_reason = 'logout'"
-                       " WHERE id = $1 AND revoked_at IS NULL",
-                       2, pr);
-    dst = cm_db_res_status (res);
-    if (dst != CM_DB_OK) {
-        cm_error (req, "UPDATE sessions (logout) failed session=%s", session_id);
-        st = s_db_fail (dst, err_code);
-        goto cleanup;
+    st = s_token_session (db, req, hash, false, session_id, user_id, err_code);
+    if (st == CM_OK) {
+        /* The holder of one of the session's tokens acts for its user. */
+        authd_origin_t who = {req, o ? o->client_addr : NULL, user_id};
+        st = s_session_end (db, &who, session_id, user_id, now, "logout", "logout", "ok",
+                            err_code);
     }
-    char detail[64];
-    snprintf (detail, sizeof detail, "session=%s%s", session_id,
-              cm_db_res_changes (res) > 0 ? "" : ",already_ended");
-    /* The holder of one of the session's tokens acts for its user. */
-    authd_origin_t who = {req, o ? o->client_addr : NULL, user_id};
-    if (authd_audit (db, &who, "logout", "ok", user_id, detail) != 0) {
-        st = CM_INTERNAL, *err_code = "internal_error";
-    }
-cleanup:
-    cm_db_res_free (&res);
     return s_finish (db, req, st, false, err_code);
 }
 
@@ -542,11 +543,10 @@ authd_session_logout_all (cm_db_t *db, const authd_origin_t *o, const char *user
         *err_code = "invalid_user_id";
         return CM_INVALID;
     }
-    if (cm_db_begin (db) != 0) {
-        *err_code = "database_busy";
-        return CM_UNAVAILABLE;
+    cm_status_t st = s_begin (db, err_code);
+    if (st != CM_OK) {
+        return st;
     }
-    cm_status_t st = CM_OK;
     uint64_t before = 0;
     /* Unknown user first: revoke_user would fail on it anyway, but that
        must answer NOT_FOUND, not INTERNAL. */

@@ -10,9 +10,9 @@
 
 #include "authd_admin.h"
 #include "authd_sessions.h"
+#include "authd_test_db.h"
 #include "authd_users.h"
 #include "cm_db.h"
-#include "cm_testing.h"
 #include "cm_util.h"
 
 #include <pthread.h>
@@ -22,72 +22,22 @@
 
 #define GOOD_PW "correct horse battery"
 
-typedef struct {
-    char *dir;
-    char url[700];
-    cm_db_t *db;
-    char schema[40]; /* PostgreSQL run: this test's schema */
-} fixture_t;
+/* The store alone (authd_test_db_setup / _teardown). */
+typedef authd_test_db_t fixture_t;
 
 static const authd_origin_t s_admin_origin = {"req-admin-1", "192.0.2.7", NULL};
-
-static int
-s_setup (void **state)
-{
-    fixture_t *f = calloc (1, sizeof *f);
-    f->dir = cm_test_tmpdir ();
-    assert_non_null (f->dir);
-    snprintf (f->url, sizeof f->url, "sqlite:%s/auth.db", f->dir);
-    assert_int_not_equal (cm_test_pg_schema_url (f->schema, f->url, sizeof f->url), -1);
-    f->db = cm_db_open (f->url);
-    assert_non_null (f->db);
-    assert_int_equal (authd_store_migrate (f->db), 0);
-    *state = f;
-    return 0;
-}
-
-static int
-s_teardown (void **state)
-{
-    fixture_t *f = *state;
-    cm_db_destroy (&f->db);
-    assert_int_equal (cm_test_pg_schema_drop (f->schema), 0);
-    cm_test_rmrf (f->dir);
-    free (f->dir);
-    free (f);
-    return 0;
-}
-
-/* First column of the first row of a query, copied ("" for none). */
-static void
-s_scalar (cm_db_t *db, const char *sql, const char *param, char *out, size_t outlen)
-{
-    const char *p[] = {param};
-    cm_db_res_t *res = cm_db_query (db, sql, param ? 1 : 0, param ? p : NULL);
-    assert_int_equal (cm_db_res_status (res), CM_DB_OK);
-    const char *v = cm_db_res_get (res, 0, 0);
-    snprintf (out, outlen, "%s", v ? v : "");
-    cm_db_res_free (&res);
-}
-
-static long
-s_count (cm_db_t *db, const char *sql, const char *param)
-{
-    char buf[32];
-    s_scalar (db, sql, param, buf, sizeof buf);
-    return strtol (buf, NULL, 10);
-}
 
 static long
 s_gen (cm_db_t *db, const char *id)
 {
-    return s_count (db, "SELECT token_gen FROM users WHERE id = $1", id);
+    return authd_test_count (db, "SELECT token_gen FROM users WHERE id = $1", id);
 }
 
 static long
 s_audits (cm_db_t *db, const char *event)
 {
-    return s_count (db, "SELECT COUNT(*) FROM audit_log WHERE event = $1", event);
+    return authd_test_count (db, "SELECT COUNT(*) FROM audit_log WHERE event = $1",
+                             event);
 }
 
 /* A user through the plain store (no audit), id into id_out. */
@@ -219,18 +169,20 @@ test_create (void **state)
     assert_false (u.disabled);
     assert_true (u.created_at >= before && u.created_at <= cm_now_s ());
     char buf[512];
-    s_scalar (f->db, "SELECT password_hash FROM users WHERE id = $1", u.id, buf,
-              sizeof buf);
+    authd_test_scalar (f->db, "SELECT password_hash FROM users WHERE id = $1", u.id, buf,
+                       sizeof buf);
     assert_true (strncmp (buf, "$argon2id$", 10) == 0);
-    s_scalar (f->db, "SELECT verified FROM users WHERE id = $1", u.id, buf, sizeof buf);
+    authd_test_scalar (f->db, "SELECT verified FROM users WHERE id = $1", u.id, buf,
+                       sizeof buf);
     assert_string_equal (buf, "1");
     s_audit_row (f->db, "user_create", u.id, admin, "192.0.2.7", "req-admin-1", "ops");
     /* never the password in the audit log */
-    assert_int_equal (s_count (f->db,
-                               "SELECT COUNT(*) FROM audit_log WHERE detail LIKE $1"
-                               " OR subject LIKE $1",
-                               "%horse%"),
-                      0);
+    assert_int_equal (
+        authd_test_count (f->db,
+                          "SELECT COUNT(*) FROM audit_log WHERE detail LIKE $1"
+                          " OR subject LIKE $1",
+                          "%horse%"),
+        0);
 
     authd_user_t a;
     assert_int_equal (
@@ -269,9 +221,10 @@ test_create (void **state)
                           bad[i].st);
         assert_string_equal (code, bad[i].code);
     }
-    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM users", NULL), 4);
+    assert_int_equal (authd_test_count (f->db, "SELECT COUNT(*) FROM users", NULL), 4);
     assert_int_equal (s_audits (f->db, "user_create"), 3);
-    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL), 3);
+    assert_int_equal (authd_test_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL),
+                      3);
     /* The connection is still usable after the refused duplicate (on
        PostgreSQL a failed statement aborts its transaction). */
     assert_int_equal (
@@ -556,19 +509,21 @@ test_disable_enable (void **state)
     assert_int_equal (s_gen (f->db, other), 0);
     assert_int_equal (s_gen (f->db, admin), 0);
     assert_int_equal (
-        s_count (f->db,
-                 "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NOT"
-                 " NULL AND revoke_reason = 'disabled'",
-                 ops),
+        authd_test_count (
+            f->db,
+            "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NOT"
+            " NULL AND revoke_reason = 'disabled'",
+            ops),
         2);
     char buf[32];
-    s_scalar (f->db, "SELECT revoke_reason FROM sessions WHERE id = $1", "s3", buf,
-              sizeof buf);
+    authd_test_scalar (f->db, "SELECT revoke_reason FROM sessions WHERE id = $1", "s3",
+                       buf, sizeof buf);
     assert_string_equal (buf, "logout"); /* already ended: left as it was */
-    s_scalar (f->db, "SELECT revoked_at FROM sessions WHERE id = $1", "s4", buf,
-              sizeof buf);
+    authd_test_scalar (f->db, "SELECT revoked_at FROM sessions WHERE id = $1", "s4", buf,
+                       sizeof buf);
     assert_string_equal (buf, ""); /* someone else's */
-    s_scalar (f->db, "SELECT disabled FROM users WHERE id = $1", ops, buf, sizeof buf);
+    authd_test_scalar (f->db, "SELECT disabled FROM users WHERE id = $1", ops, buf,
+                       sizeof buf);
     assert_string_equal (buf, "1");
     s_audit_row (f->db, "user_disable", ops, admin, "192.0.2.7", "req-admin-1", "");
     const char *none = NULL;
@@ -583,11 +538,12 @@ test_disable_enable (void **state)
     /* Enable: sessions stay ended, the generation stays. */
     assert_int_equal (authd_admin_update (f->db, &o, ops, 0, NULL, &u, &code), CM_OK);
     assert_false (u.disabled);
-    s_scalar (f->db, "SELECT disabled FROM users WHERE id = $1", ops, buf, sizeof buf);
+    authd_test_scalar (f->db, "SELECT disabled FROM users WHERE id = $1", ops, buf,
+                       sizeof buf);
     assert_string_equal (buf, "0");
     assert_int_equal (s_gen (f->db, ops), 1);
     assert_int_equal (
-        s_count (
+        authd_test_count (
             f->db,
             "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL",
             ops),
@@ -595,7 +551,8 @@ test_disable_enable (void **state)
     s_audit_row (f->db, "user_enable", ops, admin, "192.0.2.7", "req-admin-1", "");
     assert_int_equal (authd_admin_update (f->db, &o, ops, 0, NULL, &u, &code), CM_OK);
     assert_int_equal (s_audits (f->db, "user_enable"), 1);
-    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL), 2);
+    assert_int_equal (authd_test_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL),
+                      2);
 }
 
 static void
@@ -618,7 +575,8 @@ test_role_change (void **state)
     assert_int_equal (s_gen (f->db, user), 1);
     /* sessions stay: the next refresh carries the new role */
     assert_int_equal (
-        s_count (f->db, "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL", NULL),
+        authd_test_count (f->db, "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL",
+                          NULL),
         1);
     s_audit_row (f->db, "role_change", user, "cli", "", "", "client->ops");
 
@@ -629,7 +587,8 @@ test_role_change (void **state)
     assert_int_equal (s_audits (f->db, "role_change"), 1);
     /* same role and same disabled state: still a no-op */
     assert_int_equal (authd_admin_update (f->db, &cli, user, 0, "ops", &u, &code), CM_OK);
-    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL), 1);
+    assert_int_equal (authd_test_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL),
+                      1);
 
     /* Promote to admin: the new admin passes require. */
     assert_int_equal (authd_admin_update (f->db, &cli, user, -1, "admin", &u, &code),
@@ -646,11 +605,12 @@ test_role_change (void **state)
     assert_int_equal (s_audits (f->db, "role_change"), 3);
     assert_int_equal (s_audits (f->db, "user_disable"), 1);
     assert_int_equal (
-        s_count (f->db, "SELECT COUNT(*) FROM audit_log WHERE detail = 'admin->client'",
-                 NULL),
+        authd_test_count (
+            f->db, "SELECT COUNT(*) FROM audit_log WHERE detail = 'admin->client'", NULL),
         1);
     assert_int_equal (
-        s_count (f->db, "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL", NULL),
+        authd_test_count (f->db, "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL",
+                          NULL),
         0);
 }
 
@@ -666,7 +626,7 @@ test_last_admin (void **state)
     const char *code = NULL;
     /* b disabled: a is the last enabled admin */
     assert_int_equal (authd_admin_update (f->db, &cli, b, 1, NULL, &u, &code), CM_OK);
-    long audits = s_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL);
+    long audits = authd_test_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL);
 
     assert_int_equal (authd_admin_update (f->db, &cli, a, 1, NULL, &u, &code),
                       CM_CONFLICT);
@@ -682,7 +642,8 @@ test_last_admin (void **state)
     /* nothing changed, nothing audited */
     assert_int_equal (authd_admin_require (f->db, a, &code), CM_OK);
     assert_int_equal (s_gen (f->db, a), 0);
-    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL), audits);
+    assert_int_equal (authd_test_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL),
+                      audits);
     /* the last admin may still be "changed" to what it is */
     assert_int_equal (authd_admin_update (f->db, &cli, a, 0, "admin", &u, &code), CM_OK);
 
@@ -759,9 +720,9 @@ test_last_admin_race (void **state)
         s_racer_t *loser = ra.st == CM_OK ? &rb : &ra;
         assert_true (loser->st == CM_CONFLICT || loser->st == CM_UNAVAILABLE);
         assert_int_equal (
-            s_count (f->db,
-                     "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0",
-                     NULL),
+            authd_test_count (
+                f->db, "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0",
+                NULL),
             1);
     }
 }
@@ -818,9 +779,11 @@ test_update_errors (void **state)
         assert_string_equal (code, "invalid_role");
     }
     /* none of it changed or audited anything */
-    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL), 0);
+    assert_int_equal (authd_test_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL),
+                      0);
     assert_int_equal (
-        s_count (f->db, "SELECT COUNT(*) FROM users WHERE disabled = 1", NULL), 0);
+        authd_test_count (f->db, "SELECT COUNT(*) FROM users WHERE disabled = 1", NULL),
+        0);
     assert_int_equal (s_gen (f->db, ops), 0);
 }
 
@@ -855,17 +818,12 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_require, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_create, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_list_paging, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_list_filters, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_list_errors, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_disable_enable, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_role_change, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_last_admin, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_last_admin_race, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_update_errors, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_by_email, s_setup, s_teardown),
+        AUTHD_TEST_DB (test_require),         AUTHD_TEST_DB (test_create),
+        AUTHD_TEST_DB (test_list_paging),     AUTHD_TEST_DB (test_list_filters),
+        AUTHD_TEST_DB (test_list_errors),     AUTHD_TEST_DB (test_disable_enable),
+        AUTHD_TEST_DB (test_role_change),     AUTHD_TEST_DB (test_last_admin),
+        AUTHD_TEST_DB (test_last_admin_race), AUTHD_TEST_DB (test_update_errors),
+        AUTHD_TEST_DB (test_by_email),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -11,11 +11,11 @@
 #include "authd_audit.h"
 #include "authd_handler.h"
 #include "authd_sessions.h"
+#include "authd_test_db.h"
 #include "authd_users.h"
 #include "cm_db.h"
 #include "cm_jwt.h"
 #include "cm_log.h"
-#include "cm_testing.h"
 #include "cm_util.h"
 
 #include <jansson.h>
@@ -32,10 +32,7 @@
 #define T0         1700000000ull
 
 typedef struct {
-    char *dir;
-    char url[700];
-    cm_db_t *db;
-    char schema[40];
+    authd_test_db_t store;
     cm_jwt_signer_t *signer;
     cm_jwt_verifier_t *verifier;
     char priv[600], pub[600];
@@ -48,15 +45,10 @@ static int
 s_setup (void **state)
 {
     fixture_t *f = calloc (1, sizeof *f);
-    f->dir = cm_test_tmpdir ();
-    assert_non_null (f->dir);
-    snprintf (f->url, sizeof f->url, "sqlite:%s/auth.db", f->dir);
-    assert_int_not_equal (cm_test_pg_schema_url (f->schema, f->url, sizeof f->url), -1);
-    f->db = cm_db_open (f->url);
-    assert_non_null (f->db);
-    assert_int_equal (authd_store_migrate (f->db), 0);
-    snprintf (f->priv, sizeof f->priv, "%s/jwt-es256.pem", f->dir);
-    snprintf (f->pub, sizeof f->pub, "%s/jwt-es256.pub", f->dir);
+    assert_non_null (f);
+    authd_test_db_open (&f->store);
+    snprintf (f->priv, sizeof f->priv, "%s/jwt-es256.pem", f->store.dir);
+    snprintf (f->pub, sizeof f->pub, "%s/jwt-es256.pub", f->store.dir);
     assert_int_equal (cm_jwt_keygen (f->priv, f->pub), 0);
     f->signer = cm_jwt_signer_new (f->priv, ISS, AUD);
     assert_non_null (f->signer);
@@ -73,32 +65,9 @@ s_teardown (void **state)
     fixture_t *f = *state;
     cm_jwt_verifier_destroy (&f->verifier);
     cm_jwt_signer_destroy (&f->signer);
-    cm_db_destroy (&f->db);
-    assert_int_equal (cm_test_pg_schema_drop (f->schema), 0);
-    cm_test_rmrf (f->dir);
-    free (f->dir);
+    authd_test_db_close (&f->store);
     free (f);
     return 0;
-}
-
-/* First column of the first row ("" for none or NULL). */
-static void
-s_scalar (cm_db_t *db, const char *sql, const char *param, char *out, size_t outlen)
-{
-    const char *p[] = {param};
-    cm_db_res_t *res = cm_db_query (db, sql, param ? 1 : 0, param ? p : NULL);
-    assert_int_equal (cm_db_res_status (res), CM_DB_OK);
-    const char *v = cm_db_res_get (res, 0, 0);
-    snprintf (out, outlen, "%s", v ? v : "");
-    cm_db_res_free (&res);
-}
-
-static long
-s_count (cm_db_t *db, const char *sql, const char *param)
-{
-    char buf[32];
-    s_scalar (db, sql, param, buf, sizeof buf);
-    return strtol (buf, NULL, 10);
 }
 
 static void
@@ -106,9 +75,9 @@ s_user (fixture_t *f, const char *email, const char *role, authd_user_t *user)
 {
     char id[33];
     const char *code = NULL;
-    assert_int_equal (authd_user_create (f->db, email, GOOD_PW, role, true, id, &code),
-                      CM_OK);
-    assert_int_equal (authd_user_get (f->db, "t", id, user, &code), CM_OK);
+    assert_int_equal (
+        authd_user_create (f->store.db, email, GOOD_PW, role, true, id, &code), CM_OK);
+    assert_int_equal (authd_user_get (f->store.db, "t", id, user, &code), CM_OK);
 }
 
 /* Verifies an access token; returns its claims. */
@@ -128,9 +97,9 @@ static void
 s_open (fixture_t *f, const authd_user_t *user, uint64_t now, authd_tokens_t *t)
 {
     const char *code = NULL;
-    assert_int_equal (
-        authd_session_open (f->db, &s_origin, f->signer, &s_ttl, now, user, t, &code),
-        CM_OK);
+    assert_int_equal (authd_session_open (f->store.db, &s_origin, f->signer, &s_ttl, now,
+                                          user, t, &code),
+                      CM_OK);
     assert_null (code);
 }
 
@@ -138,7 +107,8 @@ static cm_status_t
 s_refresh (fixture_t *f, const authd_session_ttl_t *ttl, uint64_t now, const char *token,
            authd_tokens_t *t, const char **code)
 {
-    return authd_session_refresh (f->db, &s_origin, f->signer, ttl, now, token, t, code);
+    return authd_session_refresh (f->store.db, &s_origin, f->signer, ttl, now, token, t,
+                                  code);
 }
 
 /* ---- LOGIN through the handler ------------------------------------- */
@@ -151,7 +121,7 @@ s_handler (fixture_t *f)
                                  .verify_ttl_s = 3600,
                                  .refresh_ttl_s = 1209600,
                                  .session_ttl_s = 2592000};
-    authd_handler_t *h = authd_handler_new (f->db, f->signer, &hc);
+    authd_handler_t *h = authd_handler_new (f->store.db, f->signer, &hc);
     assert_non_null (h);
     return h;
 }
@@ -207,28 +177,33 @@ test_login_opens_session (void **state)
     char hash[65], buf[128];
     cm_sha256_hex (hash, lr->refresh, strlen (lr->refresh));
     assert_int_equal (
-        s_count (f->db, "SELECT COUNT(*) FROM sessions WHERE user_id = $1", user.id), 1);
-    s_scalar (f->db, "SELECT session_id FROM refresh_tokens WHERE token_hash = $1", hash,
-              buf, sizeof buf);
+        authd_test_count (f->store.db, "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
+                          user.id),
+        1);
+    authd_test_scalar (f->store.db,
+                       "SELECT session_id FROM refresh_tokens WHERE token_hash = $1",
+                       hash, buf, sizeof buf);
     assert_true (cm_is_hex_id (buf, 32));
     char sid[33];
     snprintf (sid, sizeof sid, "%.32s", buf);
-    s_scalar (f->db, "SELECT expires_at FROM sessions WHERE id = $1", sid, buf,
-              sizeof buf);
+    authd_test_scalar (f->store.db, "SELECT expires_at FROM sessions WHERE id = $1", sid,
+                       buf, sizeof buf);
     uint64_t exp = strtoull (buf, NULL, 10);
     assert_true (exp >= before + 2592000 && exp <= cm_now_s () + 2592000);
     assert_int_equal (
-        s_count (f->db, "SELECT COUNT(*) FROM refresh_tokens WHERE token_hash = $1",
-                 lr->refresh),
+        authd_test_count (f->store.db,
+                          "SELECT COUNT(*) FROM refresh_tokens WHERE token_hash = $1",
+                          lr->refresh),
         0);
     /* Audited with the client's address and the user as actor. */
-    assert_int_equal (s_count (f->db,
-                               "SELECT COUNT(*) FROM audit_log WHERE event = 'login'"
-                               " AND outcome = 'ok' AND actor = $1 AND subject = actor"
-                               " AND client_addr = '198.51.100.7'"
-                               " AND request_id = 'req-h'",
-                               user.id),
-                      1);
+    assert_int_equal (
+        authd_test_count (f->store.db,
+                          "SELECT COUNT(*) FROM audit_log WHERE event = 'login'"
+                          " AND outcome = 'ok' AND actor = $1 AND subject = actor"
+                          " AND client_addr = '198.51.100.7'"
+                          " AND request_id = 'req-h'",
+                          user.id),
+        1);
     authd_reply_release (&out);
     /* Released: the secrets are gone from the reply. */
     assert_null (out.tokens.access);
@@ -238,7 +213,8 @@ test_login_opens_session (void **state)
     s_handler_login (h, "ann@x.org", WRONG_PW, &out);
     assert_int_equal (out.reply.status, CM_UNAUTHENTICATED);
     authd_reply_release (&out);
-    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM sessions", NULL), 1);
+    assert_int_equal (
+        authd_test_count (f->store.db, "SELECT COUNT(*) FROM sessions", NULL), 1);
     authd_handler_destroy (&h);
 }
 
@@ -262,10 +238,10 @@ test_refresh_rotates_and_reuse (void **state)
     assert_string_equal (c.sub, user.id);
     assert_int_equal (c.iat, T0 + 60);
     assert_string_equal (t2.user.role, "client");
-    assert_int_equal (s_count (f->db,
-                               "SELECT COUNT(*) FROM refresh_tokens"
-                               " WHERE used_at IS NOT NULL",
-                               NULL),
+    assert_int_equal (authd_test_count (f->store.db,
+                                        "SELECT COUNT(*) FROM refresh_tokens"
+                                        " WHERE used_at IS NOT NULL",
+                                        NULL),
                       1);
 
     /* The spent token again: reuse. The whole family dies, so the
@@ -275,15 +251,15 @@ test_refresh_rotates_and_reuse (void **state)
     assert_string_equal (code, "refresh_token_reused");
     assert_null (t3.access);
     char buf[64];
-    s_scalar (f->db, "SELECT revoke_reason FROM sessions WHERE id = $1", t1.session_id,
-              buf, sizeof buf);
+    authd_test_scalar (f->store.db, "SELECT revoke_reason FROM sessions WHERE id = $1",
+                       t1.session_id, buf, sizeof buf);
     assert_string_equal (buf, "reuse");
     assert_int_equal (
-        s_count (f->db,
-                 "SELECT COUNT(*) FROM audit_log WHERE event = 'refresh_reuse'"
-                 " AND subject = $1 AND actor = ''"
-                 " AND client_addr = '192.0.2.10'",
-                 user.id),
+        authd_test_count (f->store.db,
+                          "SELECT COUNT(*) FROM audit_log WHERE event = 'refresh_reuse'"
+                          " AND subject = $1 AND actor = ''"
+                          " AND client_addr = '192.0.2.10'",
+                          user.id),
         1);
     assert_int_equal (s_refresh (f, &s_ttl, T0 + 80, t2.refresh, &t3, &code),
                       CM_UNAUTHENTICATED);
@@ -321,9 +297,9 @@ test_refresh_expired (void **state)
     authd_session_ttl_t ttl = {900, 100, 10000};
     authd_tokens_t t1, t2;
     const char *code = NULL;
-    assert_int_equal (
-        authd_session_open (f->db, &s_origin, f->signer, &ttl, T0, &user, &t1, &code),
-        CM_OK);
+    assert_int_equal (authd_session_open (f->store.db, &s_origin, f->signer, &ttl, T0,
+                                          &user, &t1, &code),
+                      CM_OK);
     assert_int_equal (t1.refresh_expires_in, 100);
     assert_int_equal (s_refresh (f, &ttl, T0 + 100, t1.refresh, &t2, &code),
                       CM_UNAUTHENTICATED);
@@ -331,15 +307,15 @@ test_refresh_expired (void **state)
     assert_int_equal (s_refresh (f, &ttl, T0 + 5000, t1.refresh, &t2, &code),
                       CM_UNAUTHENTICATED);
     assert_string_equal (code, "refresh_token_expired");
-    assert_int_equal (s_count (f->db,
-                               "SELECT COUNT(*) FROM refresh_tokens"
-                               " WHERE used_at IS NULL",
-                               NULL),
+    assert_int_equal (authd_test_count (f->store.db,
+                                        "SELECT COUNT(*) FROM refresh_tokens"
+                                        " WHERE used_at IS NULL",
+                                        NULL),
                       1);
-    assert_int_equal (s_count (f->db,
-                               "SELECT COUNT(*) FROM sessions"
-                               " WHERE revoked_at IS NULL",
-                               NULL),
+    assert_int_equal (authd_test_count (f->store.db,
+                                        "SELECT COUNT(*) FROM sessions"
+                                        " WHERE revoked_at IS NULL",
+                                        NULL),
                       1);
     /* One second before: fine. */
     assert_int_equal (s_refresh (f, &ttl, T0 + 99, t1.refresh, &t2, &code), CM_OK);
@@ -357,28 +333,31 @@ test_session_absolute_expiry (void **state)
     authd_session_ttl_t ttl = {900, 100, 250};
     authd_tokens_t t1, t2, t3, t4;
     const char *code = NULL;
-    assert_int_equal (
-        authd_session_open (f->db, &s_origin, f->signer, &ttl, T0, &user, &t1, &code),
-        CM_OK);
+    assert_int_equal (authd_session_open (f->store.db, &s_origin, f->signer, &ttl, T0,
+                                          &user, &t1, &code),
+                      CM_OK);
     assert_int_equal (s_refresh (f, &ttl, T0 + 90, t1.refresh, &t2, &code), CM_OK);
     assert_int_equal (t2.refresh_expires_in, 100);
     assert_int_equal (s_refresh (f, &ttl, T0 + 180, t2.refresh, &t3, &code), CM_OK);
     assert_int_equal (t3.refresh_expires_in, 70); /* T0 + 250 - (T0 + 180) */
     char hash[65], buf[32];
     cm_sha256_hex (hash, t3.refresh, strlen (t3.refresh));
-    s_scalar (f->db, "SELECT expires_at FROM refresh_tokens WHERE token_hash = $1", hash,
-              buf, sizeof buf);
+    authd_test_scalar (f->store.db,
+                       "SELECT expires_at FROM refresh_tokens WHERE token_hash = $1",
+                       hash, buf, sizeof buf);
     assert_int_equal (strtoull (buf, NULL, 10), T0 + 250);
     assert_int_equal (s_refresh (f, &ttl, T0 + 250, t3.refresh, &t4, &code),
                       CM_UNAUTHENTICATED);
     assert_string_equal (code, "refresh_token_expired");
     /* A login after the end prunes the dead session, opens a new one. */
     authd_tokens_t t5;
-    assert_int_equal (authd_session_open (f->db, &s_origin, f->signer, &ttl, T0 + 300,
-                                          &user, &t5, &code),
+    assert_int_equal (authd_session_open (f->store.db, &s_origin, f->signer, &ttl,
+                                          T0 + 300, &user, &t5, &code),
                       CM_OK);
-    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM sessions", NULL), 1);
-    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM refresh_tokens", NULL), 1);
+    assert_int_equal (
+        authd_test_count (f->store.db, "SELECT COUNT(*) FROM sessions", NULL), 1);
+    assert_int_equal (
+        authd_test_count (f->store.db, "SELECT COUNT(*) FROM refresh_tokens", NULL), 1);
     authd_tokens_wipe (&t1);
     authd_tokens_wipe (&t2);
     authd_tokens_wipe (&t3);
@@ -397,38 +376,39 @@ test_logout (void **state)
     const char *code = NULL;
     s_open (f, &user, T0, &t1);
     s_open (f, &user, T0, &other);
-    assert_int_equal (authd_session_logout (f->db, &s_origin, T0 + 5, t1.refresh, &code),
-                      CM_OK);
+    assert_int_equal (
+        authd_session_logout (f->store.db, &s_origin, T0 + 5, t1.refresh, &code), CM_OK);
     char buf[64];
-    s_scalar (f->db, "SELECT revoke_reason FROM sessions WHERE id = $1", t1.session_id,
-              buf, sizeof buf);
+    authd_test_scalar (f->store.db, "SELECT revoke_reason FROM sessions WHERE id = $1",
+                       t1.session_id, buf, sizeof buf);
     assert_string_equal (buf, "logout");
-    s_scalar (f->db, "SELECT revoked_at FROM sessions WHERE id = $1", t1.session_id, buf,
-              sizeof buf);
+    authd_test_scalar (f->store.db, "SELECT revoked_at FROM sessions WHERE id = $1",
+                       t1.session_id, buf, sizeof buf);
     assert_int_equal (strtoull (buf, NULL, 10), T0 + 5);
     /* Idempotent: OK again, the first end stands. */
-    assert_int_equal (authd_session_logout (f->db, &s_origin, T0 + 9, t1.refresh, &code),
-                      CM_OK);
-    s_scalar (f->db, "SELECT revoked_at FROM sessions WHERE id = $1", t1.session_id, buf,
-              sizeof buf);
+    assert_int_equal (
+        authd_session_logout (f->store.db, &s_origin, T0 + 9, t1.refresh, &code), CM_OK);
+    authd_test_scalar (f->store.db, "SELECT revoked_at FROM sessions WHERE id = $1",
+                       t1.session_id, buf, sizeof buf);
     assert_int_equal (strtoull (buf, NULL, 10), T0 + 5);
-    assert_int_equal (s_count (f->db,
-                               "SELECT COUNT(*) FROM audit_log WHERE event = 'logout'"
-                               " AND actor = $1 AND subject = $1",
-                               user.id),
-                      2);
+    assert_int_equal (
+        authd_test_count (f->store.db,
+                          "SELECT COUNT(*) FROM audit_log WHERE event = 'logout'"
+                          " AND actor = $1 AND subject = $1",
+                          user.id),
+        2);
     /* Ended: its token no longer refreshes; the other session lives. */
     assert_int_equal (s_refresh (f, &s_ttl, T0 + 10, t1.refresh, &t2, &code),
                       CM_UNAUTHENTICATED);
     assert_string_equal (code, "invalid_refresh_token");
     assert_int_equal (s_refresh (f, &s_ttl, T0 + 10, other.refresh, &t2, &code), CM_OK);
     /* Malformed / unknown. */
-    assert_int_equal (authd_session_logout (f->db, &s_origin, T0, "nope", &code),
+    assert_int_equal (authd_session_logout (f->store.db, &s_origin, T0, "nope", &code),
                       CM_UNAUTHENTICATED);
     assert_string_equal (code, "invalid_refresh_token");
     char unknown[64];
     assert_int_equal (cm_random_token (unknown, sizeof unknown, 32), 0);
-    assert_int_equal (authd_session_logout (f->db, &s_origin, T0, unknown, &code),
+    assert_int_equal (authd_session_logout (f->store.db, &s_origin, T0, unknown, &code),
                       CM_UNAUTHENTICATED);
     assert_string_equal (code, "invalid_refresh_token");
     authd_tokens_wipe (&t1);
@@ -449,17 +429,17 @@ test_logout_all (void **state)
     s_open (f, &user, T0, &b);
     s_open (f, &bystander, T0, &c);
     uint64_t gen = 99;
-    assert_int_equal (authd_session_logout_all (f->db, &s_origin, user.id, &gen, &code),
-                      CM_OK);
+    assert_int_equal (
+        authd_session_logout_all (f->store.db, &s_origin, user.id, &gen, &code), CM_OK);
     assert_int_equal (gen, 1);
-    assert_int_equal (authd_user_token_gen (f->db, user.id, &gen), 0);
+    assert_int_equal (authd_user_token_gen (f->store.db, user.id, &gen), 0);
     assert_int_equal (gen, 1);
-    assert_int_equal (authd_user_token_gen (f->db, bystander.id, &gen), 0);
+    assert_int_equal (authd_user_token_gen (f->store.db, bystander.id, &gen), 0);
     assert_int_equal (gen, 0);
-    assert_int_equal (s_count (f->db,
-                               "SELECT COUNT(*) FROM sessions WHERE user_id = $1"
-                               " AND revoke_reason = 'logout_all'",
-                               user.id),
+    assert_int_equal (authd_test_count (f->store.db,
+                                        "SELECT COUNT(*) FROM sessions WHERE user_id = $1"
+                                        " AND revoke_reason = 'logout_all'",
+                                        user.id),
                       2);
     assert_int_equal (s_refresh (f, &s_ttl, T0 + 1, a.refresh, &t, &code),
                       CM_UNAUTHENTICATED);
@@ -468,11 +448,12 @@ test_logout_all (void **state)
                       CM_UNAUTHENTICATED);
     assert_int_equal (s_refresh (f, &s_ttl, T0 + 1, c.refresh, &t, &code), CM_OK);
     authd_tokens_wipe (&t);
-    assert_int_equal (s_count (f->db,
-                               "SELECT COUNT(*) FROM audit_log WHERE event = 'logout_all'"
-                               " AND actor = $1 AND subject = $1",
-                               user.id),
-                      1);
+    assert_int_equal (
+        authd_test_count (f->store.db,
+                          "SELECT COUNT(*) FROM audit_log WHERE event = 'logout_all'"
+                          " AND actor = $1 AND subject = $1",
+                          user.id),
+        1);
     /* New tokens carry the new generation. */
     s_open (f, &user, T0 + 2, &x);
     assert_int_equal (x.gen, 1);
@@ -531,28 +512,30 @@ test_disabled_refresh (void **state)
     s_open (f, &user, T0, &t1);
     const char *p[] = {user.id};
     assert_int_equal (
-        cm_db_exec (f->db, "UPDATE users SET disabled = 1 WHERE id = $1", 1, p),
+        cm_db_exec (f->store.db, "UPDATE users SET disabled = 1 WHERE id = $1", 1, p),
         CM_DB_OK);
     assert_int_equal (s_refresh (f, &s_ttl, T0 + 1, t1.refresh, &t2, &code),
                       CM_FORBIDDEN);
     assert_string_equal (code, "account_disabled");
-    assert_int_equal (s_count (f->db,
-                               "SELECT COUNT(*) FROM refresh_tokens"
-                               " WHERE used_at IS NULL",
-                               NULL),
+    assert_int_equal (authd_test_count (f->store.db,
+                                        "SELECT COUNT(*) FROM refresh_tokens"
+                                        " WHERE used_at IS NULL",
+                                        NULL),
                       1);
-    assert_int_equal (authd_sessions_revoke_user (f->db, user.id, "disabled", true), 0);
+    assert_int_equal (authd_sessions_revoke_user (f->store.db, user.id, "disabled", true),
+                      0);
     assert_int_equal (s_refresh (f, &s_ttl, T0 + 2, t1.refresh, &t2, &code),
                       CM_UNAUTHENTICATED);
     assert_string_equal (code, "invalid_refresh_token");
     uint64_t gen = 0;
-    assert_int_equal (authd_user_token_gen (f->db, user.id, &gen), 0);
+    assert_int_equal (authd_user_token_gen (f->store.db, user.id, &gen), 0);
     assert_int_equal (gen, 1);
     /* Unknown users: -1. */
     assert_int_equal (
-        authd_user_token_gen (f->db, "0123456789abcdef0123456789abcdef", &gen), -1);
-    assert_int_equal (authd_sessions_revoke_user (
-                          f->db, "0123456789abcdef0123456789abcdef", "disabled", true),
+        authd_user_token_gen (f->store.db, "0123456789abcdef0123456789abcdef", &gen), -1);
+    assert_int_equal (authd_sessions_revoke_user (f->store.db,
+                                                  "0123456789abcdef0123456789abcdef",
+                                                  "disabled", true),
                       -1);
     authd_tokens_wipe (&t1);
 }
@@ -588,15 +571,16 @@ test_concurrent_claim (void **state)
     fixture_t *f = *state;
     authd_user_t user;
     s_user (f, "ida@x.org", "client", &user);
-    cm_db_t *db2 = cm_db_open (f->url);
+    cm_db_t *db2 = cm_db_open (f->store.url);
     assert_non_null (db2);
     for (int round = 0; round < 5; round++) {
         authd_tokens_t t;
         s_open (f, &user, T0, &t);
         pthread_barrier_t barrier;
         pthread_barrier_init (&barrier, NULL, 2);
-        racer_t r[2] = {{.f = f, .db = f->db, .token = t.refresh, .barrier = &barrier},
-                        {.f = f, .db = db2, .token = t.refresh, .barrier = &barrier}};
+        racer_t r[2] = {
+            {.f = f, .db = f->store.db, .token = t.refresh, .barrier = &barrier},
+            {.f = f, .db = db2, .token = t.refresh, .barrier = &barrier}};
         pthread_t th[2];
         for (int i = 0; i < 2; i++) {
             assert_int_equal (pthread_create (&th[i], NULL, s_racer, &r[i]), 0);
@@ -621,10 +605,10 @@ test_concurrent_claim (void **state)
         }
         authd_tokens_wipe (&t);
     }
-    assert_int_equal (s_count (f->db,
-                               "SELECT COUNT(*) FROM sessions"
-                               " WHERE revoke_reason = 'reuse'",
-                               NULL),
+    assert_int_equal (authd_test_count (f->store.db,
+                                        "SELECT COUNT(*) FROM sessions"
+                                        " WHERE revoke_reason = 'reuse'",
+                                        NULL),
                       5);
     cm_db_destroy (&db2);
 }
@@ -693,8 +677,9 @@ test_audit_no_secrets (void **state)
     snprintf (user_id, sizeof user_id, "%s", out.reply.signup->user->id);
     authd_reply_release (&out);
     char vars[1024];
-    s_scalar (f->db, "SELECT vars FROM mail_outbox WHERE recipient = 'jo@x.org'", NULL,
-              vars, sizeof vars);
+    authd_test_scalar (f->store.db,
+                       "SELECT vars FROM mail_outbox WHERE recipient = 'jo@x.org'", NULL,
+                       vars, sizeof vars);
     json_t *obj = json_loads (vars, 0, NULL);
     assert_non_null (obj);
     const char *link = json_string_value (json_object_get (obj, "link"));
@@ -781,19 +766,20 @@ test_audit_no_secrets (void **state)
                   "SELECT COUNT(*) FROM audit_log WHERE event = '%s' AND outcome = '%s'"
                   " AND subject = $1",
                   want[i].event, want[i].outcome);
-        if (s_count (f->db, sql, user_id) != want[i].count) {
+        if (authd_test_count (f->store.db, sql, user_id) != want[i].count) {
             fail_msg ("audit event %s/%s: want %ld", want[i].event, want[i].outcome,
                       want[i].count);
         }
     }
-    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL), 8);
-    assert_int_equal (s_count (f->db,
-                               "SELECT COUNT(*) FROM audit_log"
-                               " WHERE client_addr <> '203.0.113.1'"
-                               " AND client_addr <> '198.51.100.7'",
-                               NULL),
+    assert_int_equal (
+        authd_test_count (f->store.db, "SELECT COUNT(*) FROM audit_log", NULL), 8);
+    assert_int_equal (authd_test_count (f->store.db,
+                                        "SELECT COUNT(*) FROM audit_log"
+                                        " WHERE client_addr <> '203.0.113.1'"
+                                        " AND client_addr <> '198.51.100.7'",
+                                        NULL),
                       0);
-    char *dump = s_audit_dump (f->db);
+    char *dump = s_audit_dump (f->store.db);
     for (int i = 0; i < n; i++) {
         s_no_secret (dump, secrets[i]);
     }
@@ -818,8 +804,8 @@ test_keys_rotation (void **state)
     fixture_t *f = *state;
     char pub2[700], priv2[700], kid1[17], kid2[17];
     char *pem1 = NULL, *pem2 = NULL;
-    snprintf (priv2, sizeof priv2, "%s/k2.pem", f->dir);
-    snprintf (pub2, sizeof pub2, "%s/k2.pub", f->dir);
+    snprintf (priv2, sizeof priv2, "%s/k2.pem", f->store.dir);
+    snprintf (pub2, sizeof pub2, "%s/k2.pub", f->store.dir);
     assert_int_equal (cm_jwt_keygen (priv2, pub2), 0);
     s_kid (f->pub, kid1, &pem1);
     s_kid (pub2, kid2, &pem2);
@@ -828,33 +814,35 @@ test_keys_rotation (void **state)
     authd_key_t keys[CM_JWT_MAX_KEYS];
     size_t n = 0;
 
-    assert_int_equal (authd_keys_sync (f->db, &sys, kid1, pem1, T0), 0);
-    assert_int_equal (authd_keys_sync (f->db, &sys, kid1, pem1, T0 + 5), 0); /* no-op */
-    assert_int_equal (authd_keys_list (f->db, T0 + 10, 900, keys, CM_JWT_MAX_KEYS, &n),
-                      0);
+    assert_int_equal (authd_keys_sync (f->store.db, &sys, kid1, pem1, T0), 0);
+    assert_int_equal (authd_keys_sync (f->store.db, &sys, kid1, pem1, T0 + 5),
+                      0); /* no-op */
+    assert_int_equal (
+        authd_keys_list (f->store.db, T0 + 10, 900, keys, CM_JWT_MAX_KEYS, &n), 0);
     assert_int_equal (n, 1);
     assert_string_equal (keys[0].kid, kid1);
     assert_string_equal (keys[0].public_pem, pem1);
     assert_int_equal (keys[0].not_after, 0);
     authd_keys_free (keys, n);
-    assert_int_equal (s_count (f->db, "SELECT COUNT(*) FROM audit_log", NULL), 0);
+    assert_int_equal (
+        authd_test_count (f->store.db, "SELECT COUNT(*) FROM audit_log", NULL), 0);
     char buf[64];
-    s_scalar (f->db, "SELECT first_used_at FROM jwt_keys WHERE kid = $1", kid1, buf,
-              sizeof buf);
+    authd_test_scalar (f->store.db, "SELECT first_used_at FROM jwt_keys WHERE kid = $1",
+                       kid1, buf, sizeof buf);
     assert_int_equal (strtoull (buf, NULL, 10), T0);
 
     /* Rotation at T0 + 100: the old key stays for ACCESS_TTL + leeway. */
-    assert_int_equal (authd_keys_sync (f->db, &sys, kid2, pem2, T0 + 100), 0);
+    assert_int_equal (authd_keys_sync (f->store.db, &sys, kid2, pem2, T0 + 100), 0);
     char detail[64];
     snprintf (detail, sizeof detail, "%s->%s", kid1, kid2);
-    assert_int_equal (s_count (f->db,
-                               "SELECT COUNT(*) FROM audit_log WHERE event ="
-                               " 'jwt_key_rotated' AND detail = $1",
-                               detail),
+    assert_int_equal (authd_test_count (f->store.db,
+                                        "SELECT COUNT(*) FROM audit_log WHERE event ="
+                                        " 'jwt_key_rotated' AND detail = $1",
+                                        detail),
                       1);
     uint64_t grace_end = T0 + 100 + 900 + CM_JWT_LEEWAY_S;
-    assert_int_equal (authd_keys_list (f->db, T0 + 100, 900, keys, CM_JWT_MAX_KEYS, &n),
-                      0);
+    assert_int_equal (
+        authd_keys_list (f->store.db, T0 + 100, 900, keys, CM_JWT_MAX_KEYS, &n), 0);
     assert_int_equal (n, 2);
     assert_string_equal (keys[0].kid, kid2);
     assert_int_equal (keys[0].not_after, 0);
@@ -862,19 +850,19 @@ test_keys_rotation (void **state)
     assert_int_equal (keys[1].not_after, grace_end);
     authd_keys_free (keys, n);
     assert_int_equal (
-        authd_keys_list (f->db, grace_end - 1, 900, keys, CM_JWT_MAX_KEYS, &n), 0);
+        authd_keys_list (f->store.db, grace_end - 1, 900, keys, CM_JWT_MAX_KEYS, &n), 0);
     assert_int_equal (n, 2);
     authd_keys_free (keys, n);
-    assert_int_equal (authd_keys_list (f->db, grace_end, 900, keys, CM_JWT_MAX_KEYS, &n),
-                      0);
+    assert_int_equal (
+        authd_keys_list (f->store.db, grace_end, 900, keys, CM_JWT_MAX_KEYS, &n), 0);
     assert_int_equal (n, 1);
     assert_string_equal (keys[0].kid, kid2);
     authd_keys_free (keys, n);
 
     /* The old key put back: current again, the other retired. */
-    assert_int_equal (authd_keys_sync (f->db, &sys, kid1, pem1, T0 + 5000), 0);
-    assert_int_equal (authd_keys_list (f->db, T0 + 5000, 900, keys, CM_JWT_MAX_KEYS, &n),
-                      0);
+    assert_int_equal (authd_keys_sync (f->store.db, &sys, kid1, pem1, T0 + 5000), 0);
+    assert_int_equal (
+        authd_keys_list (f->store.db, T0 + 5000, 900, keys, CM_JWT_MAX_KEYS, &n), 0);
     assert_int_equal (n, 2);
     assert_string_equal (keys[0].kid, kid1);
     assert_int_equal (keys[0].not_after, 0);
@@ -885,20 +873,20 @@ test_keys_rotation (void **state)
     for (int i = 0; i < 12; i++) {
         char kid[17];
         snprintf (kid, sizeof kid, "%016x", 0xabc000 + i);
-        assert_int_equal (authd_keys_sync (f->db, &sys, kid, "-----BEGIN PUBLIC KEY-----",
-                                           T0 + 6000 + i),
+        assert_int_equal (authd_keys_sync (f->store.db, &sys, kid,
+                                           "-----BEGIN PUBLIC KEY-----", T0 + 6000 + i),
                           0);
     }
-    assert_int_equal (authd_keys_list (f->db, T0 + 6020, 900, keys, CM_JWT_MAX_KEYS, &n),
-                      0);
+    assert_int_equal (
+        authd_keys_list (f->store.db, T0 + 6020, 900, keys, CM_JWT_MAX_KEYS, &n), 0);
     assert_int_equal (n, CM_JWT_MAX_KEYS);
     assert_string_equal (keys[0].kid, "0000000000abc00b"); /* newest first */
     assert_int_equal (keys[0].not_after, 0);
     assert_string_equal (keys[1].kid, "0000000000abc00a");
     authd_keys_free (keys, n);
     /* Bad input refused. */
-    assert_int_equal (authd_keys_sync (f->db, &sys, "not-a-kid", pem1, T0), -1);
-    assert_int_equal (authd_keys_sync (f->db, &sys, kid1, "", T0), -1);
+    assert_int_equal (authd_keys_sync (f->store.db, &sys, "not-a-kid", pem1, T0), -1);
+    assert_int_equal (authd_keys_sync (f->store.db, &sys, kid1, "", T0), -1);
     free (pem1);
     free (pem2);
 }
@@ -915,10 +903,12 @@ test_keys_handler (void **state)
     s_kid (f->pub, kid1, &pem1);
     uint64_t now = cm_now_s ();
     assert_int_equal (
-        authd_keys_sync (f->db, &sys, "00000000000000aa", "OLD PEM", now - 2000), 0);
+        authd_keys_sync (f->store.db, &sys, "00000000000000aa", "OLD PEM", now - 2000),
+        0);
     assert_int_equal (
-        authd_keys_sync (f->db, &sys, "00000000000000bb", "OLDER PEM", now - 1000), 0);
-    assert_int_equal (authd_keys_sync (f->db, &sys, kid1, pem1, now - 10), 0);
+        authd_keys_sync (f->store.db, &sys, "00000000000000bb", "OLDER PEM", now - 1000),
+        0);
+    assert_int_equal (authd_keys_sync (f->store.db, &sys, kid1, pem1, now - 10), 0);
     authd_handler_t *h = s_handler (f);
     authd_reply_t out;
     Safeshare__AuthRequest rq = SAFESHARE__AUTH_REQUEST__INIT;

@@ -7,10 +7,10 @@
 
 #include "authd_handler.h"
 #include "authd_throttle.h"
+#include "authd_test_db.h"
 #include "authd_users.h"
 #include "cm_db.h"
 #include "cm_log.h"
-#include "cm_testing.h"
 #include "cm_util.h"
 
 #include <argon2.h>
@@ -24,58 +24,14 @@
 /* An origin for audit rows: request id r, no client address, anonymous. */
 #define O(r) (&(authd_origin_t){(r), "", ""})
 
-typedef struct {
-    char *dir;
-    cm_db_t *db;
-    char schema[40]; /* PostgreSQL run: this test's schema */
-} fixture_t;
+/* The store alone (authd_test_db_setup / _teardown). */
+typedef authd_test_db_t fixture_t;
 
-static int
-s_setup (void **state)
-{
-    fixture_t *f = calloc (1, sizeof *f);
-    f->dir = cm_test_tmpdir ();
-    assert_non_null (f->dir);
-    char url[700];
-    snprintf (url, sizeof url, "sqlite:%s/auth.db", f->dir);
-    assert_int_not_equal (cm_test_pg_schema_url (f->schema, url, sizeof url), -1);
-    f->db = cm_db_open (url);
-    assert_non_null (f->db);
-    assert_int_equal (authd_store_migrate (f->db), 0);
-    *state = f;
-    return 0;
-}
-
-static int
-s_teardown (void **state)
-{
-    fixture_t *f = *state;
-    cm_db_destroy (&f->db);
-    assert_int_equal (cm_test_pg_schema_drop (f->schema), 0);
-    cm_test_rmrf (f->dir);
-    free (f->dir);
-    free (f);
-    return 0;
-}
-
-/* First column of the first row of a query, copied ("" for none). */
-static void
-s_scalar (cm_db_t *db, const char *sql, const char *param, char *out, size_t outlen)
-{
-    const char *p[] = {param};
-    cm_db_res_t *res = cm_db_query (db, sql, param ? 1 : 0, param ? p : NULL);
-    assert_int_equal (cm_db_res_status (res), CM_DB_OK);
-    const char *v = cm_db_res_get (res, 0, 0);
-    snprintf (out, outlen, "%s", v ? v : "");
-    cm_db_res_free (&res);
-}
-
+/* A parameterless COUNT(*) query. */
 static long
 s_count (cm_db_t *db, const char *sql)
 {
-    char buf[32];
-    s_scalar (db, sql, NULL, buf, sizeof buf);
-    return strtol (buf, NULL, 10);
+    return authd_test_count (db, sql, NULL);
 }
 
 static void
@@ -100,14 +56,16 @@ test_create (void **state)
     assert_null (code);
     assert_true (cm_is_hex_id (id, 32));
     char buf[512];
-    s_scalar (f->db, "SELECT email FROM users WHERE id = $1", id, buf, sizeof buf);
+    authd_test_scalar (f->db, "SELECT email FROM users WHERE id = $1", id, buf,
+                       sizeof buf);
     assert_string_equal (buf, "alice@example.com");
-    s_scalar (f->db, "SELECT role FROM users WHERE id = $1", id, buf, sizeof buf);
+    authd_test_scalar (f->db, "SELECT role FROM users WHERE id = $1", id, buf,
+                       sizeof buf);
     assert_string_equal (buf, "ops");
 
     /* The Argon2id encoded string is stored, never the password. */
-    s_scalar (f->db, "SELECT password_hash FROM users WHERE id = $1", id, buf,
-              sizeof buf);
+    authd_test_scalar (f->db, "SELECT password_hash FROM users WHERE id = $1", id, buf,
+                       sizeof buf);
     assert_true (strncmp (buf, "$argon2id$v=19$m=19456,t=2,p=1$", 31) == 0);
     assert_null (strstr (buf, GOOD_PW));
 
@@ -249,9 +207,9 @@ static void
 s_outbox_token (cm_db_t *db, const char *email, char token[64])
 {
     char vars[1024];
-    s_scalar (db,
-              "SELECT vars FROM mail_outbox WHERE recipient = $1 AND vars IS NOT NULL",
-              email, vars, sizeof vars);
+    authd_test_scalar (
+        db, "SELECT vars FROM mail_outbox WHERE recipient = $1 AND vars IS NOT NULL",
+        email, vars, sizeof vars);
     json_t *obj = json_loads (vars, 0, NULL);
     assert_non_null (obj);
     const char *link = json_string_value (json_object_get (obj, "link"));
@@ -286,8 +244,8 @@ test_signup_and_verify (void **state)
 
     /* Only the token's SHA-256 is stored. */
     char stored[128], want[65];
-    s_scalar (f->db, "SELECT token_hash FROM verify_tokens WHERE user_id = $1", user.id,
-              stored, sizeof stored);
+    authd_test_scalar (f->db, "SELECT token_hash FROM verify_tokens WHERE user_id = $1",
+                       user.id, stored, sizeof stored);
     cm_sha256_hex (want, token, strlen (token));
     assert_string_equal (stored, want);
     const char *p[] = {token};
@@ -308,15 +266,15 @@ test_signup_and_verify (void **state)
     assert_true (verified.verified);
     /* Audited, each with its request id. */
     char buf[64];
-    s_scalar (f->db,
-              "SELECT request_id FROM audit_log WHERE event = 'signup'"
-              " AND outcome = 'ok' AND subject = $1",
-              user.id, buf, sizeof buf);
+    authd_test_scalar (f->db,
+                       "SELECT request_id FROM audit_log WHERE event = 'signup'"
+                       " AND outcome = 'ok' AND subject = $1",
+                       user.id, buf, sizeof buf);
     assert_string_equal (buf, "r1");
-    s_scalar (f->db,
-              "SELECT request_id FROM audit_log WHERE event = 'verify'"
-              " AND outcome = 'ok' AND subject = $1",
-              user.id, buf, sizeof buf);
+    authd_test_scalar (f->db,
+                       "SELECT request_id FROM audit_log WHERE event = 'verify'"
+                       " AND outcome = 'ok' AND subject = $1",
+                       user.id, buf, sizeof buf);
     assert_string_equal (buf, "r3");
     assert_int_equal (
         authd_user_login (f->db, "r4", "carol@x.org", GOOD_PW, &verified, &code), CM_OK);
@@ -391,15 +349,15 @@ test_rehash (void **state)
     assert_int_equal (
         authd_user_login (f->db, "h1", "old@x.org", "wrong password", &user, &code),
         CM_UNAUTHENTICATED);
-    s_scalar (f->db, "SELECT password_hash FROM users WHERE id = $1", id, stored,
-              sizeof stored);
+    authd_test_scalar (f->db, "SELECT password_hash FROM users WHERE id = $1", id, stored,
+                       sizeof stored);
     assert_string_equal (stored, weak);
 
     /* The right one logs in and leaves a current hash behind. */
     assert_int_equal (authd_user_login (f->db, "h2", "old@x.org", GOOD_PW, &user, &code),
                       CM_OK);
-    s_scalar (f->db, "SELECT password_hash FROM users WHERE id = $1", id, stored,
-              sizeof stored);
+    authd_test_scalar (f->db, "SELECT password_hash FROM users WHERE id = $1", id, stored,
+                       sizeof stored);
     assert_true (strncmp (stored, "$argon2id$v=19$m=19456,t=2,p=1$", 31) == 0);
     assert_false (authd_hash_needs_rehash (stored));
     assert_int_equal (argon2id_verify (stored, GOOD_PW, strlen (GOOD_PW)), ARGON2_OK);
@@ -408,8 +366,8 @@ test_rehash (void **state)
     char again[256];
     assert_int_equal (authd_user_login (f->db, "h3", "old@x.org", GOOD_PW, &user, &code),
                       CM_OK);
-    s_scalar (f->db, "SELECT password_hash FROM users WHERE id = $1", id, again,
-              sizeof again);
+    authd_test_scalar (f->db, "SELECT password_hash FROM users WHERE id = $1", id, again,
+                       sizeof again);
     assert_string_equal (again, stored);
 
     /* Each parameter counts; stronger ones and garbage are left alone. */
@@ -884,22 +842,21 @@ main (void)
 {
     cm_log_init ("test_authd_users", CM_LOG_ERROR);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_migrate_twice, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_create, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_create_rejects, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_login, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_signup_and_verify, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_verify_expired, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_signup_one_transaction, s_setup,
-                                         s_teardown),
-        cmocka_unit_test_setup_teardown (test_user_get, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_rehash, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_resend, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_resend_rate_limit, s_setup, s_teardown),
+        AUTHD_TEST_DB (test_migrate_twice),
+        AUTHD_TEST_DB (test_create),
+        AUTHD_TEST_DB (test_create_rejects),
+        AUTHD_TEST_DB (test_login),
+        AUTHD_TEST_DB (test_signup_and_verify),
+        AUTHD_TEST_DB (test_verify_expired),
+        AUTHD_TEST_DB (test_signup_one_transaction),
+        AUTHD_TEST_DB (test_user_get),
+        AUTHD_TEST_DB (test_rehash),
+        AUTHD_TEST_DB (test_resend),
+        AUTHD_TEST_DB (test_resend_rate_limit),
         cmocka_unit_test (test_throttle_delay),
-        cmocka_unit_test_setup_teardown (test_throttle_account, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_throttle_address, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_throttle_handler, s_setup, s_teardown),
+        AUTHD_TEST_DB (test_throttle_account),
+        AUTHD_TEST_DB (test_throttle_address),
+        AUTHD_TEST_DB (test_throttle_handler),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

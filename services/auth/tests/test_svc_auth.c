@@ -99,6 +99,15 @@ s_call (zsock_t *client, Safeshare__AuthRequest *request, int timeout_ms)
     return (Safeshare__AuthReply *)reply;
 }
 
+/* s_call within CALL_MS, which must be answered. */
+static Safeshare__AuthReply *
+s_ask (zsock_t *client, Safeshare__AuthRequest *request)
+{
+    Safeshare__AuthReply *r = s_call (client, request, CALL_MS);
+    assert_non_null (r);
+    return r;
+}
+
 static Safeshare__AuthReply *
 s_health (zsock_t *client, int timeout_ms)
 {
@@ -137,9 +146,7 @@ s_signup (zsock_t *client, const char *email, const char *password)
     b.password = (char *)password;
     rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_SIGNUP;
     rq.signup = &b;
-    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
-    assert_non_null (r);
-    return r;
+    return s_ask (client, &rq);
 }
 
 static Safeshare__AuthReply *
@@ -151,9 +158,7 @@ s_login (zsock_t *client, const char *email, const char *password)
     b.password = (char *)password;
     rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGIN;
     rq.login = &b;
-    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
-    assert_non_null (r);
-    return r;
+    return s_ask (client, &rq);
 }
 
 static Safeshare__AuthReply *
@@ -164,9 +169,7 @@ s_verify (zsock_t *client, const char *token)
     b.token = (char *)token;
     rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_VERIFY;
     rq.verify = &b;
-    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
-    assert_non_null (r);
-    return r;
+    return s_ask (client, &rq);
 }
 
 static Safeshare__AuthReply *
@@ -177,9 +180,7 @@ s_user_get (zsock_t *client, const char *id)
     b.id = (char *)id;
     rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_USER_GET;
     rq.user_get = &b;
-    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
-    assert_non_null (r);
-    return r;
+    return s_ask (client, &rq);
 }
 
 static Safeshare__AuthReply *
@@ -190,9 +191,7 @@ s_resend (zsock_t *client, const char *email)
     b.email = (char *)email;
     rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_RESEND;
     rq.resend = &b;
-    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
-    assert_non_null (r);
-    return r;
+    return s_ask (client, &rq);
 }
 
 static Safeshare__AuthReply *
@@ -203,9 +202,7 @@ s_refresh (zsock_t *client, const char *token)
     b.refresh = (char *)token;
     rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_REFRESH;
     rq.refresh = &b;
-    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
-    assert_non_null (r);
-    return r;
+    return s_ask (client, &rq);
 }
 
 static Safeshare__AuthReply *
@@ -216,9 +213,7 @@ s_logout (zsock_t *client, const char *token)
     b.refresh = (char *)token;
     rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGOUT;
     rq.logout = &b;
-    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
-    assert_non_null (r);
-    return r;
+    return s_ask (client, &rq);
 }
 
 static Safeshare__AuthReply *
@@ -229,9 +224,7 @@ s_logout_all (zsock_t *client, const char *user_id)
     b.user_id = (char *)user_id;
     rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGOUT_ALL;
     rq.logout_all = &b;
-    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
-    assert_non_null (r);
-    return r;
+    return s_ask (client, &rq);
 }
 
 static Safeshare__AuthReply *
@@ -241,8 +234,7 @@ s_keys (zsock_t *client)
     Safeshare__KeysRequest b = SAFESHARE__KEYS_REQUEST__INIT;
     rq.body_case = SAFESHARE__AUTH_REQUEST__BODY_KEYS;
     rq.keys = &b;
-    Safeshare__AuthReply *r = s_call (client, &rq, CALL_MS);
-    assert_non_null (r);
+    Safeshare__AuthReply *r = s_ask (client, &rq);
     assert_int_equal (r->status, CM_OK);
     assert_int_equal (r->body_case, SAFESHARE__AUTH_REPLY__BODY_KEYS);
     return r;
@@ -377,6 +369,21 @@ s_expect_job_sent (const char *job_id)
     assert_true (done);
 }
 
+/* The claims of an access token that the gateway's verifier (the
+   public key file alone) accepts.                                     */
+static cm_jwt_claims_t
+s_access_claims (const char *access)
+{
+    cm_jwt_verifier_t *verifier = cm_jwt_verifier_new ("safeshare", "safeshare-api");
+    assert_non_null (verifier);
+    assert_int_equal (cm_jwt_verifier_load_file (verifier, s_pub), 0);
+    cm_jwt_claims_t claims;
+    const char *reason = NULL;
+    assert_int_equal (cm_jwt_verify (verifier, access, cm_now_s (), &claims, &reason), 0);
+    cm_jwt_verifier_destroy (&verifier);
+    return claims;
+}
+
 /* ---- tests ----------------------------------------------------------- */
 
 static void
@@ -466,18 +473,11 @@ test_flow (void **state)
     assert_string_equal (r->login->user->id, user_id);
     assert_int_equal (strlen (r->login->refresh), 43);
     assert_int_equal (r->login->refresh_expires_in, 1209600);
-    cm_jwt_verifier_t *verifier = cm_jwt_verifier_new ("safeshare", "safeshare-api");
-    assert_non_null (verifier);
-    assert_int_equal (cm_jwt_verifier_load_file (verifier, s_pub), 0);
-    cm_jwt_claims_t claims;
-    const char *reason = NULL;
-    assert_int_equal (
-        cm_jwt_verify (verifier, r->login->access, cm_now_s (), &claims, &reason), 0);
+    cm_jwt_claims_t claims = s_access_claims (r->login->access);
     assert_string_equal (claims.sub, user_id);
     assert_string_equal (claims.role, "client");
     assert_int_equal (claims.gen, 0);
     assert_true (claims.exp >= cm_now_s () + 890 && claims.exp <= cm_now_s () + 900);
-    cm_jwt_verifier_destroy (&verifier);
     safeshare__auth_reply__free_unpacked (r, NULL);
 
     /* USER_GET */
@@ -887,14 +887,7 @@ test_sessions (void **state)
     assert_int_equal (r->user_get->token_gen, 1);
     safeshare__auth_reply__free_unpacked (r, NULL);
     r = s_login (client, "sess@example.org", GOOD_PW);
-    cm_jwt_verifier_t *verifier = cm_jwt_verifier_new ("safeshare", "safeshare-api");
-    assert_int_equal (cm_jwt_verifier_load_file (verifier, s_pub), 0);
-    cm_jwt_claims_t claims;
-    const char *reason = NULL;
-    assert_int_equal (
-        cm_jwt_verify (verifier, r->login->access, cm_now_s (), &claims, &reason), 0);
-    assert_int_equal (claims.gen, 1);
-    cm_jwt_verifier_destroy (&verifier);
+    assert_int_equal (s_access_claims (r->login->access).gen, 1);
     safeshare__auth_reply__free_unpacked (r, NULL);
     s_expect_error (s_logout_all (client, "nope"), CM_INVALID, "invalid_user_id");
     s_expect_error (s_logout_all (client, "ffffffffffffffffffffffffffffffff"),
@@ -941,6 +934,26 @@ s_verifier_from_keys (cm_jwt_verifier_t *v, const Safeshare__KeysReply *k)
     assert_int_equal (cm_jwt_verifier_set_keys (v, keys, k->n_keys), 0);
 }
 
+/* verifier accepts the access token, which carries kid. */
+static void
+s_expect_kid (cm_jwt_verifier_t *verifier, const char *access, const char *kid)
+{
+    cm_jwt_claims_t claims;
+    const char *reason = NULL;
+    assert_int_equal (cm_jwt_verify (verifier, access, cm_now_s (), &claims, &reason), 0);
+    assert_string_equal (claims.kid, kid);
+}
+
+/* Logs keys@example.org in: the access token as s_expect_kid. */
+static void
+s_login_kid (zsock_t *client, cm_jwt_verifier_t *verifier, const char *kid)
+{
+    Safeshare__AuthReply *r = s_login (client, "keys@example.org", GOOD_PW);
+    assert_int_equal (r->status, CM_OK);
+    s_expect_kid (verifier, r->login->access, kid);
+    safeshare__auth_reply__free_unpacked (r, NULL);
+}
+
 /* KEYS answers the current kid; a new jwt-es256.pem is picked up within
    one 5 s check: KEYS lists both (the old one in grace), new logins carry
    the new kid, old tokens still verify. A broken key file is refused and
@@ -968,11 +981,7 @@ test_key_rotation (void **state)
     safeshare__auth_reply__free_unpacked (k, NULL);
     Safeshare__AuthReply *old = s_login (client, "keys@example.org", GOOD_PW);
     assert_int_equal (old->status, CM_OK);
-    cm_jwt_claims_t claims;
-    const char *reason = NULL;
-    assert_int_equal (
-        cm_jwt_verify (verifier, old->login->access, cm_now_s (), &claims, &reason), 0);
-    assert_string_equal (claims.kid, kid1);
+    s_expect_kid (verifier, old->login->access, kid1);
 
     /* Rotate (as `safeshare keys rotate-jwt` does: atomic replace). */
     assert_int_equal (cm_jwt_keygen (priv, s_pub), 0);
@@ -996,16 +1005,9 @@ test_key_rotation (void **state)
                      cm_now_s () + 900 + CM_JWT_LEEWAY_S);
     s_verifier_from_keys (verifier, k->keys);
     safeshare__auth_reply__free_unpacked (k, NULL);
-    Safeshare__AuthReply *r = s_login (client, "keys@example.org", GOOD_PW);
-    assert_int_equal (r->status, CM_OK);
-    assert_int_equal (
-        cm_jwt_verify (verifier, r->login->access, cm_now_s (), &claims, &reason), 0);
-    assert_string_equal (claims.kid, kid2);
-    safeshare__auth_reply__free_unpacked (r, NULL);
+    s_login_kid (client, verifier, kid2);
     /* The token signed before the rotation is still good (grace). */
-    assert_int_equal (
-        cm_jwt_verify (verifier, old->login->access, cm_now_s (), &claims, &reason), 0);
-    assert_string_equal (claims.kid, kid1);
+    s_expect_kid (verifier, old->login->access, kid1);
     safeshare__auth_reply__free_unpacked (old, NULL);
     assert_true (s_db_count ("SELECT COUNT(*) FROM audit_log"
                              " WHERE event = 'jwt_key_rotated' AND subject = $1",
@@ -1017,12 +1019,7 @@ test_key_rotation (void **state)
     assert_int_equal (cm_file_write_atomic (priv, junk, sizeof junk - 1, 0600), 0);
     s_sleep_ms (6000);
     assert_false (cm_test_exited (pid));
-    r = s_login (client, "keys@example.org", GOOD_PW);
-    assert_int_equal (r->status, CM_OK);
-    assert_int_equal (
-        cm_jwt_verify (verifier, r->login->access, cm_now_s (), &claims, &reason), 0);
-    assert_string_equal (claims.kid, kid2);
-    safeshare__auth_reply__free_unpacked (r, NULL);
+    s_login_kid (client, verifier, kid2);
     k = s_keys (client);
     assert_string_equal (k->keys->keys[0]->kid, kid2);
     safeshare__auth_reply__free_unpacked (k, NULL);

@@ -24,6 +24,7 @@
 /* readyz asks every service at once, each must answer within this. */
 #define S_READY_TIMEOUT_MS   1000
 #define S_LIST_LIMIT_MAX     200
+#define S_CURSOR_MAX         256
 #define S_LINK_DOWNLOADS_MAX 10000
 /* Longest "refresh" passed on (auth's are 43 chars; the rest is auth's
    to judge).                                                          */
@@ -60,6 +61,18 @@ s_auth_rpc (gw_req_t *req, Safeshare__AuthRequest *r, Safeshare__AuthReply **rep
                                   (ProtobufCMessage **)reply, NULL);
     r->meta = NULL;
     return rc;
+}
+
+/* USER_GET of the token's subject, as s_auth_rpc. */
+static cm_status_t
+s_user_get (gw_req_t *req, Safeshare__AuthReply **reply)
+{
+    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
+    Safeshare__UserGetRequest get = SAFESHARE__USER_GET_REQUEST__INIT;
+    get.id = req->claims.sub;
+    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_USER_GET;
+    r.user_get = &get;
+    return s_auth_rpc (req, &r, reply);
 }
 
 /* gw_keys_fetch_fn: auth's KEYS answer into the verifier. arg: the
@@ -118,13 +131,8 @@ s_user_check (gw_req_t *req)
     uint64_t now = cm_mono_ms ();
     if (!gw_users_get (req->users, req->claims.sub, now, &state)) {
         uint64_t epoch = gw_users_epoch (req->users);
-        Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
-        Safeshare__UserGetRequest get = SAFESHARE__USER_GET_REQUEST__INIT;
-        get.id = req->claims.sub;
-        r.body_case = SAFESHARE__AUTH_REQUEST__BODY_USER_GET;
-        r.user_get = &get;
         Safeshare__AuthReply *reply = NULL;
-        cm_status_t rc = s_auth_rpc (req, &r, &reply);
+        cm_status_t rc = s_user_get (req, &reply);
         if (rc != CM_OK) {
             return gw_reply_service (req, rc, NULL), -1;
         }
@@ -303,14 +311,45 @@ s_query (gw_req_t *req, const char *name, char *buf, size_t buflen)
     return n < 0 || strlen (buf) != (size_t)n ? -1 : 1;
 }
 
-/* Calls a service; on anything but an OK reply answers the error and
-   returns -1. The caller frees *reply.                                */
+/* The paging parameters of a list: 'limit' 1..S_LIST_LIMIT_MAX (0 when
+   absent) and 'cursor' ("" when absent). 0, or -1 after answering 400
+   limit_code (bad limit) or invalid_cursor.                           */
 static int
-s_call (gw_req_t *req, gw_svc_t svc, ProtobufCMessage *request,
-        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply)
+s_query_page (gw_req_t *req, const char *limit_code, uint32_t *limit,
+              char cursor[S_CURSOR_MAX + 1])
 {
-    cm_status_t rc =
-        gw_rpc_call (req->rpc, svc, req->req_id, request, NULL, desc, 0, reply, NULL);
+    char limit_s[16];
+    long v = 0;
+    int found = s_query (req, "limit", limit_s, sizeof limit_s);
+    if (found > 0) {
+        char *end = NULL;
+        v = strtol (limit_s, &end, 10);
+        found =
+            end != limit_s && *end == '\0' && v >= 1 && v <= S_LIST_LIMIT_MAX ? 1 : -1;
+    }
+    if (found < 0) {
+        gw_reply_error (req, 400, limit_code, "query parameter 'limit' must be 1..%d",
+                        S_LIST_LIMIT_MAX);
+        return -1;
+    }
+    *limit = (uint32_t)v;
+    found = s_query (req, "cursor", cursor, S_CURSOR_MAX + 1);
+    if (found < 0) {
+        gw_reply_error (req, 400, "invalid_cursor",
+                        "query parameter 'cursor' is malformed");
+        return -1;
+    }
+    if (found == 0) {
+        *cursor = '\0';
+    }
+    return 0;
+}
+
+/* After a call (rc as gw_rpc_call): on anything but an OK reply answers
+   the error, frees *reply and returns -1. The caller frees *reply.    */
+static int
+s_checked (gw_req_t *req, cm_status_t rc, ProtobufCMessage **reply)
+{
     if (rc != CM_OK || gw_rpc_status (*reply, NULL, NULL) != CM_OK) {
         gw_reply_service (req, rc, *reply);
         if (*reply) {
@@ -320,6 +359,17 @@ s_call (gw_req_t *req, gw_svc_t svc, ProtobufCMessage *request,
         return -1;
     }
     return 0;
+}
+
+/* Calls a service, as s_checked. */
+static int
+s_call (gw_req_t *req, gw_svc_t svc, ProtobufCMessage *request,
+        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply)
+{
+    return s_checked (
+        req,
+        gw_rpc_call (req->rpc, svc, req->req_id, request, NULL, desc, 0, reply, NULL),
+        reply);
 }
 
 static int
@@ -345,17 +395,53 @@ s_reply_owned (gw_req_t *req, int status, json_t *body)
     return status;
 }
 
+/* 200 {"<name>": items, "next_cursor": next or null} of a list answer
+   (items NULL: an entry was malformed, 502). Frees reply.            */
+static int
+s_reply_page (gw_req_t *req, ProtobufCMessage *reply, const char *what, const char *name,
+              json_t *items, const char *next)
+{
+    if (items == NULL) {
+        return s_bad_reply (req, reply, what);
+    }
+    json_t *out = json_pack ("{s:o, s:o}", name, items, "next_cursor",
+                             next && *next ? json_string (next) : json_null ());
+    int status = s_reply_owned (req, 200, out);
+    protobuf_c_message_free_unpacked (reply, NULL);
+    return status;
+}
+
 /* ---- auth ------------------------------------------------------------ */
 
+/* Calls auth (s_auth_rpc), as s_checked. */
 static int
 s_auth_call (gw_req_t *req, Safeshare__AuthRequest *r, Safeshare__AuthReply **reply)
 {
-    Safeshare__Meta meta = SAFESHARE__META__INIT;
-    meta.client_addr = (char *)s_client_addr (req);
-    r->meta = &meta;
-    int rc = s_call (req, GW_SVC_AUTH, &r->base, &safeshare__auth_reply__descriptor,
-                     (ProtobufCMessage **)reply);
-    r->meta = NULL;
+    return s_checked (req, s_auth_rpc (req, r, reply), (ProtobufCMessage **)reply);
+}
+
+/* s_auth_call for a request that carries a secret of *body (a password,
+   a refresh token): the body is dropped as soon as it is sent.        */
+static int
+s_auth_call_secret (gw_req_t *req, Safeshare__AuthRequest *r, json_t **body,
+                    Safeshare__AuthReply **reply)
+{
+    int rc = s_auth_call (req, r, reply);
+    s_json_drop (body);
+    return rc;
+}
+
+/* The user of an auth answer with status (user NULL: the answer was
+   malformed, 502, `what` names the call in the log). Frees reply.    */
+static int
+s_reply_user (gw_req_t *req, int status, Safeshare__AuthReply *reply,
+              const Safeshare__User *user, const char *what)
+{
+    if (user == NULL) {
+        return s_bad_reply (req, &reply->base, what);
+    }
+    int rc = s_reply_owned (req, status, gw_json_user (user));
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
     return rc;
 }
 
@@ -391,17 +477,14 @@ s_signup (gw_req_t *req)
     r.body_case = SAFESHARE__AUTH_REQUEST__BODY_SIGNUP;
     r.signup = &signup;
     Safeshare__AuthReply *reply = NULL;
-    int rc = s_auth_call (req, &r, &reply);
-    s_json_drop (&body); /* holds the password: gone as soon as sent */
-    if (rc != 0) {
+    if (s_auth_call_secret (req, &r, &body, &reply) != 0) {
         return req->status;
     }
-    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_SIGNUP || !reply->signup->user) {
-        return s_bad_reply (req, &reply->base, "SIGNUP");
-    }
-    int status = s_reply_owned (req, 201, gw_json_user (reply->signup->user));
-    protobuf_c_message_free_unpacked (&reply->base, NULL);
-    return status;
+    return s_reply_user (req, 201, reply,
+                         reply->body_case == SAFESHARE__AUTH_REPLY__BODY_SIGNUP
+                             ? reply->signup->user
+                             : NULL,
+                         "SIGNUP");
 }
 
 static int
@@ -524,9 +607,7 @@ s_login (gw_req_t *req)
     r.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGIN;
     r.login = &login;
     Safeshare__AuthReply *reply = NULL;
-    int rc = s_auth_call (req, &r, &reply);
-    s_json_drop (&body);
-    if (rc != 0) {
+    if (s_auth_call_secret (req, &r, &body, &reply) != 0) {
         return req->status;
     }
     return s_reply_tokens (
@@ -571,9 +652,7 @@ s_refresh (gw_req_t *req)
     r.body_case = SAFESHARE__AUTH_REQUEST__BODY_REFRESH;
     r.refresh = &refresh;
     Safeshare__AuthReply *reply = NULL;
-    int rc = s_auth_call (req, &r, &reply);
-    s_json_drop (&body);
-    if (rc != 0) {
+    if (s_auth_call_secret (req, &r, &body, &reply) != 0) {
         return req->status;
     }
     return s_reply_tokens (
@@ -596,9 +675,7 @@ s_logout (gw_req_t *req)
     r.body_case = SAFESHARE__AUTH_REQUEST__BODY_LOGOUT;
     r.logout = &logout;
     Safeshare__AuthReply *reply = NULL;
-    int rc = s_auth_call (req, &r, &reply);
-    s_json_drop (&body);
-    if (rc != 0) {
+    if (s_auth_call_secret (req, &r, &body, &reply) != 0) {
         return req->status;
     }
     if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_LOGOUT) {
@@ -646,22 +723,16 @@ s_logout_all (gw_req_t *req)
 static int
 s_me (gw_req_t *req)
 {
-    Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
-    Safeshare__UserGetRequest get = SAFESHARE__USER_GET_REQUEST__INIT;
-    get.id = req->claims.sub;
-    r.body_case = SAFESHARE__AUTH_REQUEST__BODY_USER_GET;
-    r.user_get = &get;
     Safeshare__AuthReply *reply = NULL;
-    if (s_auth_call (req, &r, &reply) != 0) {
+    cm_status_t rc = s_user_get (req, &reply);
+    if (s_checked (req, rc, (ProtobufCMessage **)&reply) != 0) {
         return req->status;
     }
-    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_USER_GET ||
-        !reply->user_get->user) {
-        return s_bad_reply (req, &reply->base, "USER_GET");
-    }
-    int status = s_reply_owned (req, 200, gw_json_user (reply->user_get->user));
-    protobuf_c_message_free_unpacked (&reply->base, NULL);
-    return status;
+    return s_reply_user (req, 200, reply,
+                         reply->body_case == SAFESHARE__AUTH_REPLY__BODY_USER_GET
+                             ? reply->user_get->user
+                             : NULL,
+                         "USER_GET");
 }
 
 /* ---- users (admin) ----------------------------------------------------- */
@@ -698,18 +769,14 @@ s_user_create (gw_req_t *req)
     r.body_case = SAFESHARE__AUTH_REQUEST__BODY_USER_CREATE;
     r.user_create = &create;
     Safeshare__AuthReply *reply = NULL;
-    int rc = s_auth_call (req, &r, &reply);
-    s_json_drop (&body); /* holds the password */
-    if (rc != 0) {
+    if (s_auth_call_secret (req, &r, &body, &reply) != 0) {
         return req->status;
     }
-    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_USER_CREATE ||
-        !reply->user_create->user) {
-        return s_bad_reply (req, &reply->base, "USER_CREATE");
-    }
-    int status = s_reply_owned (req, 201, gw_json_user (reply->user_create->user));
-    protobuf_c_message_free_unpacked (&reply->base, NULL);
-    return status;
+    return s_reply_user (req, 201, reply,
+                         reply->body_case == SAFESHARE__AUTH_REPLY__BODY_USER_CREATE
+                             ? reply->user_create->user
+                             : NULL,
+                         "USER_CREATE");
 }
 
 static int
@@ -718,27 +785,12 @@ s_users_list (gw_req_t *req)
     if (s_require_admin (req) != 0) {
         return req->status;
     }
-    char limit_s[16];
-    char cursor[257];
+    uint32_t limit;
+    char cursor[S_CURSOR_MAX + 1];
     char email[S_EMAIL_FIELD_MAX + 1];
     char role_s[16];
-    long limit = 0;
-    int found = s_query (req, "limit", limit_s, sizeof limit_s);
-    if (found > 0) {
-        char *end = NULL;
-        limit = strtol (limit_s, &end, 10);
-        found = end != limit_s && *end == '\0' && limit >= 1 && limit <= S_LIST_LIMIT_MAX
-                    ? 1
-                    : -1;
-    }
-    if (found < 0) {
-        return gw_reply_error (req, 400, "invalid_limit",
-                               "query parameter 'limit' must be 1..%d", S_LIST_LIMIT_MAX);
-    }
-    int has_cursor = s_query (req, "cursor", cursor, sizeof cursor);
-    if (has_cursor < 0) {
-        return gw_reply_error (req, 400, "invalid_cursor",
-                               "query parameter 'cursor' is malformed");
+    if (s_query_page (req, "invalid_limit", &limit, cursor) != 0) {
+        return req->status;
     }
     int has_email = s_query (req, "email", email, sizeof email);
     if (has_email < 0) {
@@ -747,7 +799,7 @@ s_users_list (gw_req_t *req)
                                S_EMAIL_FIELD_MAX);
     }
     Safeshare__Role role = SAFESHARE__ROLE__ROLE_NONE;
-    found = s_query (req, "role", role_s, sizeof role_s);
+    int found = s_query (req, "role", role_s, sizeof role_s);
     if (found > 0 && *role_s) {
         role = gw_role_parse (role_s);
     }
@@ -758,8 +810,8 @@ s_users_list (gw_req_t *req)
     Safeshare__AuthRequest r = SAFESHARE__AUTH_REQUEST__INIT;
     Safeshare__UserListRequest list = SAFESHARE__USER_LIST_REQUEST__INIT;
     list.actor_id = req->claims.sub;
-    list.limit = (uint32_t)limit;
-    list.cursor = has_cursor > 0 ? cursor : "";
+    list.limit = limit;
+    list.cursor = cursor;
     list.email = has_email > 0 ? email : "";
     list.role = role;
     r.body_case = SAFESHARE__AUTH_REQUEST__BODY_USER_LIST;
@@ -772,20 +824,17 @@ s_users_list (gw_req_t *req)
         return s_bad_reply (req, &reply->base, "USER_LIST");
     }
     json_t *users = json_array ();
-    for (size_t i = 0; i < reply->user_list->n_users; i++) {
-        json_t *u = gw_json_user (reply->user_list->users[i]);
-        if (u == NULL) {
+    for (size_t i = 0; users && i < reply->user_list->n_users; i++) {
+        json_t *item = gw_json_user (reply->user_list->users[i]);
+        if (item == NULL) {
             json_decref (users);
-            return s_bad_reply (req, &reply->base, "USER_LIST");
+            users = NULL;
+        } else {
+            json_array_append_new (users, item);
         }
-        json_array_append_new (users, u);
     }
-    const char *next = reply->user_list->next_cursor;
-    json_t *out = json_pack ("{s:o, s:o}", "users", users, "next_cursor",
-                             next && *next ? json_string (next) : json_null ());
-    int status = s_reply_owned (req, 200, out);
-    protobuf_c_message_free_unpacked (&reply->base, NULL);
-    return status;
+    return s_reply_page (req, &reply->base, "USER_LIST", "users", users,
+                         reply->user_list->next_cursor);
 }
 
 /* PATCH {"disabled": bool} and/or {"role": "client"|"ops"|"admin"};
@@ -863,15 +912,15 @@ s_user_update (gw_req_t *req)
     }
     /* Changed: this gateway forgets what it knew at once. */
     gw_users_drop (req->users, req->route.param);
-    if (reply->body_case != SAFESHARE__AUTH_REPLY__BODY_USER_UPDATE ||
-        !reply->user_update->user) {
-        return s_bad_reply (req, &reply->base, "USER_UPDATE");
+    const Safeshare__User *user =
+        reply->body_case == SAFESHARE__AUTH_REPLY__BODY_USER_UPDATE
+            ? reply->user_update->user
+            : NULL;
+    if (user) {
+        cm_info (req->req_id, "user updated user=%s by=%s", req->route.param,
+                 req->claims.sub);
     }
-    cm_info (req->req_id, "user updated user=%s by=%s", req->route.param,
-             req->claims.sub);
-    int status = s_reply_owned (req, 200, gw_json_user (reply->user_update->user));
-    protobuf_c_message_free_unpacked (&reply->base, NULL);
-    return status;
+    return s_reply_user (req, 200, reply, user, "USER_UPDATE");
 }
 
 /* ---- files ----------------------------------------------------------- */
@@ -916,33 +965,15 @@ s_file_not_found (gw_req_t *req)
 static int
 s_files_list (gw_req_t *req)
 {
-    char limit_s[16];
-    char cursor[257];
-    json_int_t limit = 0;
-    int found = s_query (req, "limit", limit_s, sizeof limit_s);
-    if (found < 0) {
-        return gw_reply_error (req, 400, "invalid_request",
-                               "query parameter 'limit' must be 1..%d", S_LIST_LIMIT_MAX);
-    }
-    if (found > 0) {
-        char *end = NULL;
-        long v = strtol (limit_s, &end, 10);
-        if (end == limit_s || *end != '\0' || v < 1 || v > S_LIST_LIMIT_MAX) {
-            return gw_reply_error (req, 400, "invalid_request",
-                                   "query parameter 'limit' must be 1..%d",
-                                   S_LIST_LIMIT_MAX);
-        }
-        limit = v;
-    }
-    found = s_query (req, "cursor", cursor, sizeof cursor);
-    if (found < 0) {
-        return gw_reply_error (req, 400, "invalid_cursor",
-                               "query parameter 'cursor' is malformed");
+    uint32_t limit;
+    char cursor[S_CURSOR_MAX + 1];
+    if (s_query_page (req, "invalid_request", &limit, cursor) != 0) {
+        return req->status;
     }
     Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
     Safeshare__FileListRequest list = SAFESHARE__FILE_LIST_REQUEST__INIT;
-    list.limit = (uint32_t)limit;
-    list.cursor = found > 0 ? cursor : "";
+    list.limit = limit;
+    list.cursor = cursor;
     r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_LIST;
     r.file_list = &list;
     Safeshare__StorageReply *reply = NULL;
@@ -953,20 +984,17 @@ s_files_list (gw_req_t *req)
         return s_bad_reply (req, &reply->base, "FILE_LIST");
     }
     json_t *files = json_array ();
-    for (size_t i = 0; i < reply->file_list->n_files; i++) {
-        json_t *f = gw_json_file (reply->file_list->files[i]);
-        if (f == NULL) {
+    for (size_t i = 0; files && i < reply->file_list->n_files; i++) {
+        json_t *item = gw_json_file (reply->file_list->files[i]);
+        if (item == NULL) {
             json_decref (files);
-            return s_bad_reply (req, &reply->base, "FILE_LIST");
+            files = NULL;
+        } else {
+            json_array_append_new (files, item);
         }
-        json_array_append_new (files, f);
     }
-    const char *next = reply->file_list->next_cursor;
-    json_t *out = json_pack ("{s:o, s:o}", "files", files, "next_cursor",
-                             next && *next ? json_string (next) : json_null ());
-    int status = s_reply_owned (req, 200, out);
-    protobuf_c_message_free_unpacked (&reply->base, NULL);
-    return status;
+    return s_reply_page (req, &reply->base, "FILE_LIST", "files", files,
+                         reply->file_list->next_cursor);
 }
 
 static int
