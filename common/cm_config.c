@@ -4,6 +4,7 @@
     moving SAFESHARE_DATA_DIR moves everything under it.                 */
 #include "cm_config.h"
 #include "cm_log.h"
+#include "cm_util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 typedef enum {
     S_STR,      /* any non-empty printable string */
@@ -24,8 +26,12 @@ typedef enum {
     S_DB,       /* sqlite:PATH or postgresql://... */
     S_URL,      /* http(s)://... */
     S_ENUM,     /* one of `choices`, |-separated */
-    S_PATH      /* a filesystem path */
+    S_PATH,     /* a filesystem path */
+    S_SECRET    /* non-empty printable, up to S_SECRET_MAX; never echoed */
 } s_type_t;
+
+/* A SAFESHARE_KEK_RING entry is 81 characters: this holds ~800 KEKs. */
+#define S_SECRET_MAX 65536
 
 typedef struct {
     const char *key;
@@ -47,12 +53,22 @@ static const s_key_t s_keys[] = {
     {"SAFESHARE_BLOB_DIR", S_PATH, "{data}/blobs", 0, 0, NULL},
     {"SAFESHARE_MAIL_DIR", S_PATH, "{data}/mail", 0, 0, NULL},
     {"SAFESHARE_KEY_DIR", S_PATH, "{data}/keys", 0, 0, NULL},
+    /* The KEK ring itself, for containers ("<id> <64 hex>;...", the last
+       current; cryptod_keyring); when set, $SAFESHARE_KEY_DIR/kek.ring is
+       not read. Its shape is checked by crypto and the CLI, which use it. */
+    {"SAFESHARE_KEK_RING", S_SECRET, NULL, 0, 0, NULL},
     {"SAFESHARE_AUTH_ENDPOINT", S_ENDPOINT, "ipc://{data}/run/auth.sock", 0, 0, NULL},
     {"SAFESHARE_CRYPTO_ENDPOINT", S_ENDPOINT, "ipc://{data}/run/crypto.sock", 0, 0, NULL},
     {"SAFESHARE_STORAGE_ENDPOINT", S_ENDPOINT, "ipc://{data}/run/storage.sock", 0, 0,
      NULL},
     {"SAFESHARE_MAILER_ENDPOINT", S_ENDPOINT, "ipc://{data}/run/mailer.sock", 0, 0, NULL},
-    {"SAFESHARE_CRYPTO_WORKERS", S_INT, "2", 1, 64, NULL},
+    /* Local worker threads of the crypto broker; 0 = remote workers only. */
+    {"SAFESHARE_CRYPTO_WORKERS", S_INT, "2", 0, 64, NULL},
+    /* Where the broker takes remote workers (`safeshare-crypto worker
+       --connect`); unset = local threads only. */
+    {"SAFESHARE_CRYPTO_WORKER_ENDPOINT", S_ENDPOINT, NULL, 0, 0, NULL},
+    /* Chunks of one upload or download the gateway has at crypto at once. */
+    {"SAFESHARE_CRYPTO_WINDOW", S_INT, "4", 1, 64, NULL},
     {"SAFESHARE_CHUNK_SIZE", S_INT, "1048576", 4096, 16777216, NULL},
     {"SAFESHARE_MAX_UPLOAD_BYTES", S_INT, "10737418240", 0, LONG_MAX, NULL},
     {"SAFESHARE_ACCESS_TTL", S_INT, "900", 30, 86400, NULL},
@@ -86,10 +102,23 @@ s_find (const char *key)
     return -1;
 }
 
+/* The old value of a secret key is wiped, not just freed.             */
+static void
+s_drop (cm_config_t *self, int idx)
+{
+    char *v = self->values[idx];
+    if (v && s_keys[idx].type == S_SECRET) {
+        cm_secret_free (v, strlen (v) + 1);
+    } else {
+        free (v);
+    }
+    self->values[idx] = NULL;
+}
+
 static void
 s_set (cm_config_t *self, int idx, const char *value)
 {
-    free (self->values[idx]);
+    s_drop (self, idx);
     self->values[idx] = strdup (value);
 }
 
@@ -141,12 +170,18 @@ s_valid_hostport (const char *v)
 static const char *
 s_check (const s_key_t *k, const char *v)
 {
+    if (k->type == S_SECRET) {
+        return s_printable (v) && strlen (v) <= S_SECRET_MAX
+                   ? NULL
+                   : "must be a non-empty printable value of at most 65536 characters";
+    }
     if (!s_printable (v) || strlen (v) > 1024) {
         return "must be a non-empty printable value of at most 1024 characters";
     }
     switch (k->type) {
         case S_STR:
         case S_PATH:
+        case S_SECRET:
             return NULL;
         case S_INT: {
             char *end;
@@ -256,6 +291,8 @@ s_load_file (cm_config_t *self, const char *file, char *err, size_t errlen)
         }
         s_set (self, idx, eq + 1);
     }
+    /* The buffer may have held a secret (SAFESHARE_KEK_RING).          */
+    OPENSSL_cleanse (line, sizeof line);
     fclose (f);
     return rc;
 }
@@ -299,7 +336,10 @@ cm_config_load (const char *file, char *err, size_t errlen)
     for (size_t i = 0; i < S_NKEYS; i++) {
         const char *why = self->values[i] ? s_check (&s_keys[i], self->values[i]) : NULL;
         if (why) {
-            s_err (err, errlen, "%s=%s: %s", s_keys[i].key, self->values[i], why);
+            /* A secret's value never reaches an error line or a log.  */
+            s_err (err, errlen, "%s=%s: %s", s_keys[i].key,
+                   s_keys[i].type == S_SECRET ? "(secret, not shown)" : self->values[i],
+                   why);
             goto fail;
         }
     }
@@ -314,7 +354,7 @@ cm_config_destroy (cm_config_t **self_p)
 {
     if (self_p && *self_p) {
         for (size_t i = 0; i < S_NKEYS; i++) {
-            free ((*self_p)->values[i]);
+            s_drop (*self_p, (int)i);
         }
         free (*self_p);
         *self_p = NULL;

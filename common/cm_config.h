@@ -40,7 +40,10 @@ long cm_config_int (cm_config_t *self, const char *key);
      SAFESHARE_MAIL_DIR            $DATA_DIR/mail
      SAFESHARE_KEY_DIR             $DATA_DIR/keys   (kek.ring, jwt-es256.pem, jwt-es256.pub)
      SAFESHARE_AUTH_ENDPOINT       ipc://$DATA_DIR/run/auth.sock   (also _CRYPTO_, _STORAGE_, _MAILER_)
-     SAFESHARE_CRYPTO_WORKERS      2          local worker threads (1..64)
+     SAFESHARE_KEK_RING            unset      KEKs inline (a secret, never echoed); replaces kek.ring
+     SAFESHARE_CRYPTO_WORKERS      2          local worker threads (0..64)
+     SAFESHARE_CRYPTO_WORKER_ENDPOINT unset   where remote crypto workers connect
+     SAFESHARE_CRYPTO_WINDOW       4          gateway: chunks in flight per transfer (1..64)
      SAFESHARE_CHUNK_SIZE          1048576    (4096..16777216)
      SAFESHARE_MAX_UPLOAD_BYTES    10737418240
      SAFESHARE_ACCESS_TTL          900        access JWT lifetime, seconds

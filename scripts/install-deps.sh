@@ -15,7 +15,10 @@ build_pkgs=(
 )
 # Tests speak HTTP with curl and drive the flow from bash + python3.
 # postgresql: the server for the private test cluster (pg-test-cluster.sh).
-test_pkgs=(curl python3 procps iproute2 openssl clang-format postgresql)
+# python3-cryptography: AES-GCM for the independent format decryptor
+# (tests/system/format_decrypt.py, run with /usr/bin/python3).
+test_pkgs=(curl python3 python3-cryptography procps iproute2 openssl clang-format
+           postgresql)
 
 pkgs=("${build_pkgs[@]}")
 [ $want_test = 1 ] && pkgs+=("${test_pkgs[@]}")

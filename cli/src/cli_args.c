@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *const cli_args_usage =
@@ -11,6 +12,14 @@ const char *const cli_args_usage =
     "                                   (Ctrl-C stops it)\n"
     "  keys generate                    make a new current KEK, and the JWT signing\n"
     "                                   key pair if it does not exist yet\n"
+    "  keys list                        the KEKs, which one is current, and how\n"
+    "                                   many stored DEKs each one wraps\n"
+    "  keys rotate [--resume] [--batch N] [--pause-ms MS]\n"
+    "                                   add a new current KEK and rewrap every\n"
+    "                                   stored DEK with it; --resume only rewraps\n"
+    "                                   (finishes an interrupted rotation)\n"
+    "  keys retire ID                   remove KEK ID from the ring, once no\n"
+    "                                   stored DEK uses it (never the current)\n"
     "  keys rotate-jwt                  replace the JWT signing key pair; tokens\n"
     "                                   signed with the old key stay valid until\n"
     "                                   they expire\n"
@@ -21,6 +30,9 @@ const char *const cli_args_usage =
     "                                   the address (any case)\n"
     "  user disable EMAIL               disable a user and end its sessions\n"
     "  user enable EMAIL                enable a disabled user again\n"
+    "  decrypt --file ID --out PATH     decrypt a stored file offline (storage DB,\n"
+    "                                   blob dir and KEK ring; no service needed)\n"
+    "                                   into a new file PATH (mode 0600)\n"
     "  version                          print the version\n"
     "  help                             this text\n"
     "\n"
@@ -28,8 +40,7 @@ const char *const cli_args_usage =
 
 /* Commands that later issues add: named so that the error says so
    instead of calling them unknown.                                     */
-static const char *const s_later[] = {"decrypt", "fsck", NULL};
-static const char *const s_later_keys[] = {"list", "rotate", "retire", NULL};
+static const char *const s_later[] = {"fsck", NULL};
 
 static int s_fail (char *err, size_t errlen, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
@@ -176,6 +187,116 @@ s_parse_user_email (const char *sub, int argc, char *const *argv, cli_args_t *ou
     return 0;
 }
 
+/* A strict decimal in [lo, hi]; -1 if not.                            */
+static int
+s_uint (const char *s, unsigned lo, unsigned hi, unsigned *out)
+{
+    if (!s || !*s || strlen (s) > 9 || strspn (s, "0123456789") != strlen (s)) {
+        return -1;
+    }
+    unsigned long v = strtoul (s, NULL, 10);
+    if (v < lo || v > hi) {
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int
+s_lower_hex (const char *s, size_t len)
+{
+    return s && strlen (s) == len && strspn (s, "0123456789abcdef") == len;
+}
+
+static int
+s_parse_rotate (int argc, char *const *argv, cli_args_t *out, char *err, size_t errlen)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        if (strcmp (argv[i], "--resume") == 0) {
+            out->resume = 1;
+            continue;
+        }
+        int o = s_option (argc, argv, &i, "--batch", &v, "rows per batch", err, errlen);
+        if (o > 0 && s_uint (v, 1, CLI_REWRAP_BATCH_MAX, &out->batch) != 0) {
+            return s_fail (err, errlen, "keys rotate: --batch must be 1..%d",
+                           CLI_REWRAP_BATCH_MAX);
+        }
+        if (o == 0) {
+            o = s_option (argc, argv, &i, "--pause-ms", &v, "milliseconds", err, errlen);
+            if (o > 0 && s_uint (v, 0, CLI_REWRAP_PAUSE_MAX, &out->pause_ms) != 0) {
+                return s_fail (err, errlen, "keys rotate: --pause-ms must be 0..%d",
+                               CLI_REWRAP_PAUSE_MAX);
+            }
+        }
+        if (o < 0) {
+            return -1;
+        }
+        if (o == 0) {
+            return s_fail (err, errlen, "keys rotate: %s %.64s",
+                           argv[i][0] == '-' ? "unknown option" : "unexpected argument",
+                           argv[i]);
+        }
+    }
+    return 0;
+}
+
+static int
+s_parse_retire (int argc, char *const *argv, cli_args_t *out, char *err, size_t errlen)
+{
+    for (int i = 0; i < argc; i++) {
+        if (argv[i][0] == '-') {
+            return s_fail (err, errlen, "keys retire: unknown option %.64s", argv[i]);
+        }
+        if (out->kek_id) {
+            return s_fail (err, errlen, "keys retire: unexpected argument %.64s",
+                           argv[i]);
+        }
+        out->kek_id = argv[i];
+    }
+    if (!out->kek_id) {
+        return s_fail (err, errlen, "keys retire needs a KEK ID (see keys list)");
+    }
+    if (!s_lower_hex (out->kek_id, 16)) {
+        return s_fail (err, errlen,
+                       "keys retire: %.64s is not a KEK id (16 lowercase hex)",
+                       out->kek_id);
+    }
+    return 0;
+}
+
+static int
+s_parse_decrypt (int argc, char *const *argv, cli_args_t *out, char *err, size_t errlen)
+{
+    for (int i = 0; i < argc; i++) {
+        int o =
+            s_option (argc, argv, &i, "--file", &out->file_id, "a file id", err, errlen);
+        if (o == 0) {
+            o = s_option (argc, argv, &i, "--out", &out->out_path, "the output path", err,
+                          errlen);
+        }
+        if (o < 0) {
+            return -1;
+        }
+        if (o == 0) {
+            return s_fail (err, errlen, "decrypt: %s %.64s",
+                           argv[i][0] == '-' ? "unknown option" : "unexpected argument",
+                           argv[i]);
+        }
+    }
+    if (!out->file_id || !out->out_path) {
+        return s_fail (err, errlen, "decrypt needs --file ID and --out PATH");
+    }
+    if (!s_lower_hex (out->file_id, 32)) {
+        return s_fail (err, errlen, "decrypt: %.64s is not a file id (32 lowercase hex)",
+                       out->file_id);
+    }
+    if (!out->out_path[0]) {
+        return s_fail (err, errlen, "decrypt: --out needs a path");
+    }
+    return 0;
+}
+
 int
 cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err, size_t errlen)
 {
@@ -198,19 +319,29 @@ cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err, size_t 
     }
     if (strcmp (cmd, "keys") == 0) {
         if (!sub) {
-            return s_fail (err, errlen, "keys needs a subcommand (generate, rotate-jwt)");
+            return s_fail (err, errlen,
+                           "keys needs a subcommand (generate, list, rotate, retire, "
+                           "rotate-jwt)");
         }
-        if (strcmp (sub, "generate") == 0 || strcmp (sub, "rotate-jwt") == 0) {
+        if (strcmp (sub, "generate") == 0 || strcmp (sub, "rotate-jwt") == 0 ||
+            strcmp (sub, "list") == 0) {
             if (argc > 3) {
                 return s_fail (err, errlen, "keys %s: unexpected argument %.64s", sub,
                                argv[3]);
             }
-            out->cmd = sub[0] == 'g' ? CLI_CMD_KEYS_GENERATE : CLI_CMD_KEYS_ROTATE_JWT;
+            out->cmd = sub[0] == 'g'   ? CLI_CMD_KEYS_GENERATE
+                       : sub[0] == 'l' ? CLI_CMD_KEYS_LIST
+                                       : CLI_CMD_KEYS_ROTATE_JWT;
             return 0;
         }
-        if (s_listed (s_later_keys, sub)) {
-            return s_fail (err, errlen, "keys %.64s is not available in this version",
-                           sub);
+        if (strcmp (sub, "rotate") == 0) {
+            out->cmd = CLI_CMD_KEYS_ROTATE;
+            out->batch = CLI_REWRAP_BATCH_DEFAULT;
+            return s_parse_rotate (argc - 3, argv + 3, out, err, errlen);
+        }
+        if (strcmp (sub, "retire") == 0) {
+            out->cmd = CLI_CMD_KEYS_RETIRE;
+            return s_parse_retire (argc - 3, argv + 3, out, err, errlen);
         }
         return s_fail (err, errlen, "keys: unknown subcommand %.64s", sub);
     }
@@ -232,6 +363,10 @@ cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err, size_t 
             return s_parse_user_email (sub, argc - 3, argv + 3, out, err, errlen);
         }
         return s_fail (err, errlen, "user: unknown subcommand %.64s", sub);
+    }
+    if (strcmp (cmd, "decrypt") == 0) {
+        out->cmd = CLI_CMD_DECRYPT;
+        return s_parse_decrypt (argc - 2, argv + 2, out, err, errlen);
     }
     if (s_listed (s_later, cmd)) {
         return s_fail (err, errlen, "%.64s is not available in this version", cmd);

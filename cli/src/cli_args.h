@@ -13,6 +13,10 @@ typedef enum {
     CLI_CMD_UP,
     CLI_CMD_KEYS_GENERATE,
     CLI_CMD_KEYS_ROTATE_JWT,
+    CLI_CMD_KEYS_LIST,
+    CLI_CMD_KEYS_ROTATE,
+    CLI_CMD_KEYS_RETIRE,
+    CLI_CMD_DECRYPT,
     CLI_CMD_USER_ADD,
     CLI_CMD_USER_LIST,
     CLI_CMD_USER_DISABLE,
@@ -21,6 +25,11 @@ typedef enum {
 
 /* Longest `user list --email` part (an e-mail address is at most 254). */
 #define CLI_EMAIL_PART_MAX 254
+/* `keys rotate --batch N`: rows read and rewrapped per batch. */
+#define CLI_REWRAP_BATCH_DEFAULT 500
+#define CLI_REWRAP_BATCH_MAX     10000
+/* `keys rotate --pause-ms MS`: pause between batches (spares a busy DB). */
+#define CLI_REWRAP_PAUSE_MAX 60000
 
 typedef struct {
     cli_cmd_t cmd;
@@ -30,6 +39,16 @@ typedef struct {
     /* USER_ADD: the new user's role; USER_LIST: the --role filter, NULL
        for any. "ops" | "admin" | "client".                             */
     const char *role;
+    /* KEYS_RETIRE: the KEK id (16 lowercase hex). */
+    const char *kek_id;
+    /* KEYS_ROTATE: --resume (no new KEK, only rewrap to the current
+       one), --batch N, --pause-ms MS.                                  */
+    int resume;
+    unsigned batch;
+    unsigned pause_ms;
+    /* DECRYPT: --file ID (32 lowercase hex) and --out PATH. */
+    const char *file_id;
+    const char *out_path;
 } cli_args_t;
 
 /* The command list for --help and `safeshare help`. */

@@ -1,5 +1,7 @@
-/*  safeshare -- the operator's command line: local stack, keys, users.  */
+/*  safeshare -- the operator's command line: local stack, keys, users,
+    offline decryption.                                                 */
 #include "cli_args.h"
+#include "cli_decrypt.h"
 #include "cli_keys.h"
 #include "cli_up.h"
 #include "cli_user.h"
@@ -69,6 +71,19 @@ main (int argc, char **argv)
             break;
         case CLI_CMD_KEYS_ROTATE_JWT:
             rc = cli_keys_rotate_jwt (config, stdout) == 0 ? 0 : 1;
+            break;
+        case CLI_CMD_KEYS_LIST:
+            rc = cli_keys_list (config, stdout);
+            break;
+        case CLI_CMD_KEYS_ROTATE:
+            rc = cli_keys_rotate (config, args.resume != 0, args.batch, args.pause_ms,
+                                  stdout);
+            break;
+        case CLI_CMD_KEYS_RETIRE:
+            rc = cli_keys_retire (config, args.kek_id, stdout);
+            break;
+        case CLI_CMD_DECRYPT:
+            rc = cli_decrypt (config, args.file_id, args.out_path, stdout);
             break;
         case CLI_CMD_USER_ADD:
             rc = cli_user_add (config, args.email, args.role, STDIN_FILENO);

@@ -39,7 +39,8 @@ test_keys_errors (void **state)
     cli_args_t a;
     char err[256];
     assert_int_equal (PARSE (&a, err, "keys"), -1);
-    assert_string_equal (err, "keys needs a subcommand (generate, rotate-jwt)");
+    assert_string_equal (
+        err, "keys needs a subcommand (generate, list, rotate, retire, rotate-jwt)");
     assert_int_equal (PARSE (&a, err, "keys", "rotate-jwt", "now"), -1);
     assert_string_equal (err, "keys rotate-jwt: unexpected argument now");
     assert_int_equal (PARSE (&a, err, "keys", "rotate-jwt", "--force"), -1);
@@ -155,16 +156,92 @@ test_missing_and_unknown (void **state)
     assert_int_equal (PARSE (&a, err, "user"), -1);
 }
 
+#define ID16 "0123456789abcdef"
+#define ID32 "0123456789abcdef0123456789abcdef"
+
+static void
+test_keys_kek_commands (void **state)
+{
+    cli_args_t a;
+    char err[256];
+    assert_int_equal (PARSE (&a, err, "keys", "list"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_KEYS_LIST);
+    assert_int_equal (PARSE (&a, err, "keys", "list", "--all"), -1);
+    assert_string_equal (err, "keys list: unexpected argument --all");
+
+    assert_int_equal (PARSE (&a, err, "keys", "rotate"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_KEYS_ROTATE);
+    assert_int_equal (a.resume, 0);
+    assert_int_equal (a.batch, CLI_REWRAP_BATCH_DEFAULT);
+    assert_int_equal (a.pause_ms, 0);
+    assert_int_equal (
+        PARSE (&a, err, "keys", "rotate", "--batch", "3", "--resume", "--pause-ms=25"),
+        0);
+    assert_int_equal (a.resume, 1);
+    assert_int_equal (a.batch, 3);
+    assert_int_equal (a.pause_ms, 25);
+    assert_int_equal (PARSE (&a, err, "keys", "rotate", "--batch=10000"), 0);
+    assert_int_equal (a.batch, 10000);
+    char *bad_batch[] = {"0", "10001", "x", "-1", "", "5x", "99999999999"};
+    for (size_t i = 0; i < sizeof bad_batch / sizeof bad_batch[0]; i++) {
+        assert_int_equal (PARSE (&a, err, "keys", "rotate", "--batch", bad_batch[i]), -1);
+        assert_string_equal (err, "keys rotate: --batch must be 1..10000");
+    }
+    assert_int_equal (PARSE (&a, err, "keys", "rotate", "--pause-ms", "60001"), -1);
+    assert_string_equal (err, "keys rotate: --pause-ms must be 0..60000");
+    assert_int_equal (PARSE (&a, err, "keys", "rotate", "--batch"), -1);
+    assert_int_equal (PARSE (&a, err, "keys", "rotate", "--force"), -1);
+    assert_string_equal (err, "keys rotate: unknown option --force");
+    assert_int_equal (PARSE (&a, err, "keys", "rotate", "now"), -1);
+    assert_string_equal (err, "keys rotate: unexpected argument now");
+
+    assert_int_equal (PARSE (&a, err, "keys", "retire", ID16), 0);
+    assert_int_equal (a.cmd, CLI_CMD_KEYS_RETIRE);
+    assert_string_equal (a.kek_id, ID16);
+    assert_int_equal (PARSE (&a, err, "keys", "retire"), -1);
+    assert_string_equal (err, "keys retire needs a KEK ID (see keys list)");
+    assert_int_equal (PARSE (&a, err, "keys", "retire", "0123456789ABCDEF"), -1);
+    assert_string_equal (
+        err, "keys retire: 0123456789ABCDEF is not a KEK id (16 lowercase hex)");
+    assert_int_equal (PARSE (&a, err, "keys", "retire", "0123"), -1);
+    assert_int_equal (PARSE (&a, err, "keys", "retire", ID16, ID16), -1);
+    assert_string_equal (err, "keys retire: unexpected argument " ID16);
+    assert_int_equal (PARSE (&a, err, "keys", "retire", "--force", ID16), -1);
+    assert_string_equal (err, "keys retire: unknown option --force");
+}
+
+static void
+test_decrypt (void **state)
+{
+    cli_args_t a;
+    char err[256];
+    assert_int_equal (PARSE (&a, err, "decrypt", "--file", ID32, "--out", "/tmp/x"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_DECRYPT);
+    assert_string_equal (a.file_id, ID32);
+    assert_string_equal (a.out_path, "/tmp/x");
+    assert_int_equal (PARSE (&a, err, "decrypt", "--out=-dash", "--file=" ID32), 0);
+    assert_string_equal (a.out_path, "-dash");
+    assert_int_equal (PARSE (&a, err, "decrypt", "--file", ID32), -1);
+    assert_string_equal (err, "decrypt needs --file ID and --out PATH");
+    assert_int_equal (PARSE (&a, err, "decrypt"), -1);
+    assert_int_equal (PARSE (&a, err, "decrypt", "--file", "../etc", "--out", "x"), -1);
+    assert_string_equal (err, "decrypt: ../etc is not a file id (32 lowercase hex)");
+    assert_int_equal (PARSE (&a, err, "decrypt", "--file", ID16, "--out", "x"), -1);
+    assert_int_equal (PARSE (&a, err, "decrypt", "--file", ID32, "--out="), -1);
+    assert_string_equal (err, "decrypt: --out needs a path");
+    assert_int_equal (PARSE (&a, err, "decrypt", "--file", ID32, "--out", "x", "y"), -1);
+    assert_string_equal (err, "decrypt: unexpected argument y");
+    assert_int_equal (PARSE (&a, err, "decrypt", "--file", ID32, "--force"), -1);
+    assert_string_equal (err, "decrypt: unknown option --force");
+    assert_int_equal (PARSE (&a, err, "decrypt", "--file", ID32, "--out"), -1);
+}
+
 /* Later issues' commands are refused as such, not called unknown. */
 static void
 test_later_commands (void **state)
 {
     cli_args_t a;
     char err[256];
-    assert_int_equal (PARSE (&a, err, "keys", "rotate"), -1);
-    assert_string_equal (err, "keys rotate is not available in this version");
-    assert_int_equal (PARSE (&a, err, "keys", "list"), -1);
-    assert_string_equal (err, "keys list is not available in this version");
     assert_int_equal (PARSE (&a, err, "fsck"), -1);
     assert_string_equal (err, "fsck is not available in this version");
 }
@@ -232,6 +309,8 @@ main (void)
         cmocka_unit_test (test_missing_and_unknown),
         cmocka_unit_test (test_later_commands),
         cmocka_unit_test (test_keys_errors),
+        cmocka_unit_test (test_keys_kek_commands),
+        cmocka_unit_test (test_decrypt),
         cmocka_unit_test (test_user_list),
         cmocka_unit_test (test_user_list_errors),
         cmocka_unit_test (test_user_disable_enable),

@@ -185,7 +185,7 @@ test_bad_files (void **state)
     path = s_write ("c.conf", "SAFESHARE_LOG_LEVEL=info\njust words\n");
     assert_null (cm_config_load (path, err, sizeof err));
     assert_non_null (strstr (err, ":2: expected KEY=value"));
-    path = s_write ("d.conf", "SAFESHARE_CRYPTO_WORKERS=0\n");
+    path = s_write ("d.conf", "SAFESHARE_CRYPTO_WORKERS=65\n");
     assert_null (cm_config_load (path, err, sizeof err));
     assert_non_null (strstr (err, "SAFESHARE_CRYPTO_WORKERS"));
     char missing[300];

@@ -1,353 +1,363 @@
-/*  cryptod_worker -- KEY_NEW / ENCRYPT / DECRYPT. See cryptod_worker.h
-    and proto/crypto.md for the error codes.                            */
+/*  cryptod_worker -- seals and opens chunks for the broker. See
+    cryptod_worker.h and proto/crypto.md ("Back end").                  */
 #include "cryptod_worker.h"
 
-#include <string.h>
+#include <errno.h>
 #include <openssl/crypto.h>
+#include <string.h>
 
 #include "cm_log.h"
+#include "cm_msg.h"
 #include "cm_util.h"
-#include "crypto.pb-c.h"
-#include "cryptod_call.h"
+#include "cryptod_backend.h"
 #include "cryptod_stream.h"
 
-struct cryptod_worker_t {
-    const cryptod_keyring_t *keyring;
-    uint32_t default_chunk_size;
-};
-
-cryptod_worker_t *
-cryptod_worker_new (const cryptod_keyring_t *keyring, uint32_t default_chunk_size)
+cm_status_t
+cryptod_worker_work (const Safeshare__WorkRequest *req, const uint8_t *in, size_t in_len,
+                     uint8_t **out, size_t *out_len, const char **code)
 {
-    if (!keyring) {
-        return NULL;
-    }
-    cryptod_worker_t *self = calloc (1, sizeof *self);
-    if (self) {
-        self->keyring = keyring;
-        self->default_chunk_size = default_chunk_size;
-    }
-    return self;
-}
-
-void
-cryptod_worker_destroy (cryptod_worker_t **self_p)
-{
-    if (self_p && *self_p) {
-        free (*self_p);
-        *self_p = NULL;
-    }
-}
-
-static int
-s_error (zsock_t *sock, cm_call_t *call, cm_status_t status, const char *code,
-         const char *message)
-{
-    cm_info (call->req_id, "crypto request refused: status=%s code=%s",
-             cm_status_name (status), code);
-    return cm_call_reply_error (sock, call, &safeshare__crypto_reply__descriptor, status,
-                                code, message);
-}
-
-static int
-s_key_new (cryptod_worker_t *self, zsock_t *sock, cm_call_t *call,
-           const Safeshare__KeyNewRequest *req)
-{
-    uint8_t dek[CRYPTOD_DEK_LEN];
-    uint8_t wrapped[CRYPTOD_WRAPPED_DEK_LEN];
-    size_t wrapped_len = sizeof wrapped;
-    uint8_t header[CRYPTOD_HEADER_LEN];
-    char kek_id[CRYPTOD_KEK_ID_LEN + 1];
-    int rc = -1;
-
-    if (!req->file_id || !cm_is_hex_id (req->file_id, 32)) {
-        return s_error (sock, call, CM_INVALID, "bad_file_id",
-                        "file_id must be 32 lowercase hex chars");
-    }
-    uint32_t chunk_size = req->chunk_size ? req->chunk_size : self->default_chunk_size;
-    if (chunk_size < CRYPTOD_MIN_CHUNK || chunk_size > CRYPTOD_MAX_CHUNK) {
-        return s_error (sock, call, CM_INVALID, "bad_chunk_size",
-                        "chunk_size must be 4096..16777216 (0: the service default)");
-    }
-    if (zmsg_size (call->blobs) != 0) {
-        return s_error (sock, call, CM_INVALID, "bad_blob_count",
-                        "KEY_NEW carries no blob frame");
-    }
-    if (cm_random (dek, sizeof dek) != 0) {
-        cm_error (call->req_id, "cm_random() failed for a DEK");
-        rc = s_error (sock, call, CM_INTERNAL, "internal_error", "no randomness");
-        goto cleanup;
-    }
-    if (cryptod_dek_wrap (self->keyring, req->file_id, dek, kek_id, wrapped,
-                          &wrapped_len) != 0 ||
-        cryptod_header_build (header, chunk_size, req->file_id) != 0) {
-        cm_error (call->req_id, "cryptod_dek_wrap() or cryptod_header_build() failed");
-        rc = s_error (sock, call, CM_INTERNAL, "internal_error", "key generation failed");
-        goto cleanup;
-    }
-    Safeshare__CryptoReply reply = SAFESHARE__CRYPTO_REPLY__INIT;
-    Safeshare__KeyNewReply body = SAFESHARE__KEY_NEW_REPLY__INIT;
-    body.kek_id = kek_id;
-    body.wrapped_dek.data = wrapped;
-    body.wrapped_dek.len = wrapped_len;
-    body.header.data = header;
-    body.header.len = sizeof header;
-    reply.status = SAFESHARE__STATUS__STATUS_OK;
-    reply.body_case = SAFESHARE__CRYPTO_REPLY__BODY_KEY_NEW;
-    reply.key_new = &body;
-    rc = cm_call_reply (sock, call, (ProtobufCMessage *)&reply, NULL);
-    cm_debug (call->req_id, "key_new file=%s kek=%s chunk_size=%u", req->file_id, kek_id,
-              chunk_size);
-cleanup:
-    OPENSSL_cleanse (dek, sizeof dek);
-    return rc;
-}
-
-/* libzmq calls these when it is done with a zero-copy reply buffer.  */
-static void
-s_free_plain (void *data, void *hint)
-{
-    (void)hint;
-    free (data);
-}
-
-static void
-s_free_secret (void *data, void *hint)
-{
-    OPENSSL_cleanse (data, (size_t)(uintptr_t)hint);
-    free (data);
-}
-
-/* Checks a ChunkRequest; NULL if good, else the error code (INVALID)
-   and *why a message. *chunk_size gets the header's chunk size.       */
-static const char *
-s_chunk_check (const Safeshare__ChunkRequest *req, const cm_call_t *call, bool encrypt,
-               uint32_t *chunk_size, const char **why)
-{
-    char header_file[33];
-    if (!req->file_id || !cm_is_hex_id (req->file_id, 32)) {
-        *why = "file_id must be 32 lowercase hex chars";
-        return "bad_file_id";
-    }
-    if (!req->kek_id || !cm_is_hex_id (req->kek_id, CRYPTOD_KEK_ID_LEN)) {
-        *why = "kek_id must be 16 lowercase hex chars";
-        return "bad_kek_id";
-    }
-    if (req->wrapped_dek.len != CRYPTOD_WRAPPED_DEK_LEN) {
-        *why = "wrapped_dek must be 60 bytes";
-        return "bad_wrapped_dek";
-    }
-    if (cryptod_header_parse (req->header.data, req->header.len, chunk_size,
-                              header_file) != 0) {
-        *why = "header is not a valid 48-byte blob header";
-        return "bad_header";
-    }
-    if (strcmp (header_file, req->file_id) != 0) {
-        *why = "header names another file id";
-        return "header_file_mismatch";
-    }
-    if (req->index >= CRYPTOD_MAX_CHUNKS) {
-        *why = "index must be below 2^32-1";
-        return "bad_index";
-    }
-    if (zmsg_size (call->blobs) != 1) {
-        *why = "exactly one blob frame (the chunk) must follow the header";
-        return "bad_blob_count";
-    }
-    /* Length rules of docs/format.md, in plaintext terms.             */
-    size_t len = zframe_size (zmsg_first (call->blobs));
-    size_t overhead = encrypt ? 0 : CRYPTOD_TAG_LEN;
-    if (len < overhead || len - overhead > *chunk_size) {
-        *why = encrypt ? "chunk is larger than the chunk size"
-                       : "chunk must be 16..chunk_size+16 bytes";
-        return "bad_chunk_length";
-    }
-    size_t pt_len = len - overhead;
-    if (!req->last && pt_len != *chunk_size) {
-        *why = "every chunk but the last must be exactly the chunk size";
-        return "bad_chunk_length";
-    }
-    if (req->last && pt_len == 0 && req->index != 0) {
-        *why = "an empty last chunk is only valid for an empty file";
-        return "bad_chunk_length";
-    }
-    return NULL;
-}
-
-static int
-s_chunk (cryptod_worker_t *self, zsock_t *sock, cm_call_t *call,
-         const Safeshare__ChunkRequest *req, bool encrypt)
-{
-    uint8_t dek[CRYPTOD_DEK_LEN];
+    *out = NULL;
+    *out_len = 0;
+    *code = NULL;
+    bool encrypt = req->op == SAFESHARE__WORK_OP__WORK_OP_ENCRYPT;
     uint32_t chunk_size = 0;
+    /* The broker checked all this; we check again because the request
+       came over the network.                                           */
+    if ((!encrypt && req->op != SAFESHARE__WORK_OP__WORK_OP_DECRYPT) ||
+        req->dek.len != CRYPTOD_DEK_LEN || req->header.len != CRYPTOD_HEADER_LEN ||
+        cryptod_header_parse (req->header.data, req->header.len, &chunk_size, NULL) !=
+            0 ||
+        req->index >= CRYPTOD_MAX_CHUNKS) {
+        *code = "bad_work_request";
+        return CM_INVALID;
+    }
     const char *why = NULL;
-    const char *code = s_chunk_check (req, call, encrypt, &chunk_size, &why);
-    if (code) {
-        return s_error (sock, call, CM_INVALID, code, why);
+    if (cryptod_backend_chunk_check (encrypt, in_len, chunk_size, req->index, req->last,
+                                     &why)) {
+        *code = "bad_chunk_length";
+        return CM_INVALID;
     }
-    if (!cryptod_keyring_has (self->keyring, req->kek_id)) {
-        cm_warn (call->req_id, "KEK %s is not in the ring (file=%s)", req->kek_id,
-                 req->file_id);
-        return s_error (sock, call, CM_NOT_FOUND, "kek_not_found",
-                        "the file's KEK is not in this service's ring");
+    size_t n = encrypt ? in_len + CRYPTOD_TAG_LEN : in_len - CRYPTOD_TAG_LEN;
+    /* +1 so an empty plaintext (empty file) is still an allocation.    */
+    uint8_t *buf = malloc (n + 1);
+    if (!buf) {
+        *code = "internal_error";
+        return CM_INTERNAL;
     }
-    if (cryptod_dek_unwrap (self->keyring, req->kek_id, req->file_id,
-                            req->wrapped_dek.data, req->wrapped_dek.len, dek) != 0) {
-        cm_warn (call->req_id, "cryptod_dek_unwrap() failed file=%s kek=%s", req->file_id,
-                 req->kek_id);
-        return s_error (sock, call, CM_UNPROCESSABLE, "dek_unwrap_failed",
-                        "the wrapped DEK does not authenticate for this file");
-    }
-    zframe_t *in = zmsg_first (call->blobs);
-    size_t in_len = zframe_size (in);
-    size_t out_len = encrypt ? in_len + CRYPTOD_TAG_LEN : in_len - CRYPTOD_TAG_LEN;
-    /* Our own buffer, handed to libzmq without a copy; +1 so an empty
-       plaintext (empty file) is still a valid allocation.             */
-    uint8_t *out = malloc (out_len + 1);
-    if (!out) {
-        OPENSSL_cleanse (dek, sizeof dek);
-        return s_error (sock, call, CM_INTERNAL, "internal_error", "out of memory");
-    }
-    uint8_t header[CRYPTOD_HEADER_LEN];
-    memcpy (header, req->header.data, sizeof header);
     int rc;
     if (encrypt) {
-        /* The plaintext frame is wiped by cryptod_call_release, on this
-           path and on every refusal above.                             */
-        rc = cryptod_chunk_seal (dek, header, req->index, req->last, zframe_data (in),
-                                 in_len, out);
+        rc = cryptod_chunk_seal (req->dek.data, req->header.data, req->index, req->last,
+                                 in, in_len, buf);
     } else {
-        rc = cryptod_chunk_open (dek, header, req->index, req->last, zframe_data (in),
-                                 in_len, out);
+        /* On failure cryptod_chunk_open leaves no plaintext in buf.   */
+        rc = cryptod_chunk_open (req->dek.data, req->header.data, req->index, req->last,
+                                 in, in_len, buf);
     }
-    OPENSSL_cleanse (dek, sizeof dek);
     if (rc != 0) {
-        free (out);
-        if (encrypt) {
-            cm_error (call->req_id, "cryptod_chunk_seal() failed file=%s index=%llu",
-                      req->file_id, (unsigned long long)req->index);
-            return s_error (sock, call, CM_INTERNAL, "encrypt_failed",
-                            "chunk encryption failed");
-        }
-        cm_warn (call->req_id, "chunk authentication failed file=%s index=%llu last=%d",
-                 req->file_id, (unsigned long long)req->index, req->last);
-        return s_error (sock, call, CM_UNPROCESSABLE, "chunk_auth_failed",
-                        "the chunk does not authenticate (corrupted, reordered, "
-                        "truncated or from another file)");
+        free (buf);
+        *code = encrypt ? "encrypt_failed" : "chunk_auth_failed";
+        return encrypt ? CM_INTERNAL : CM_UNPROCESSABLE;
     }
-
-    Safeshare__CryptoReply reply = SAFESHARE__CRYPTO_REPLY__INIT;
-    Safeshare__ChunkReply body = SAFESHARE__CHUNK_REPLY__INIT;
-    Safeshare__Meta meta;
-    char reqbuf[65];
-    cm_meta_init (&meta, reqbuf, call->req_id, 0);
-    body.index = req->index;
-    reply.meta = &meta;
-    reply.status = SAFESHARE__STATUS__STATUS_OK;
-    if (encrypt) {
-        reply.body_case = SAFESHARE__CRYPTO_REPLY__BODY_ENCRYPT;
-        reply.encrypt = &body;
-    } else {
-        reply.body_case = SAFESHARE__CRYPTO_REPLY__BODY_DECRYPT;
-        reply.decrypt = &body;
-    }
-    zmsg_t *msg = call->envelope;
-    call->envelope = NULL;
-    zframe_t *head = cm_frame_pack ((ProtobufCMessage *)&reply);
-    zmsg_append (msg, &head);
-    /* cm_msg_send_zc frees `out` through the callback in every case.  */
-    if (cm_msg_send_zc (sock, &msg, out, out_len, encrypt ? s_free_plain : s_free_secret,
-                        (void *)(uintptr_t)out_len) != 0) {
-        cm_warn (call->req_id, "cm_msg_send_zc() failed: %s",
-                 zmq_strerror (zmq_errno ()));
-        return -1;
-    }
-    return 0;
+    *out = buf;
+    *out_len = n;
+    return CM_OK;
 }
 
-int
-cryptod_worker_handle (cryptod_worker_t *self, zsock_t *sock, cm_call_t *call)
+/* ---- the actor ------------------------------------------------------ */
+
+typedef struct {
+    const cryptod_worker_args_t *args;
+    bool local;
+    zsock_t *dealer; /* NULL while waiting to reconnect */
+    /* Liveness counts heartbeat intervals we lived through without a
+       word from the broker (Paranoid Pirate), not wall-clock time: a
+       worker that was stopped reads what came meanwhile before it
+       counts the broker dead.                                          */
+    int liveness;
+    uint64_t tick_at;      /* mono ms: the next heartbeat interval ends */
+    uint64_t last_sent;    /* mono ms */
+    uint64_t reconnect_at; /* mono ms, when dealer is NULL */
+    int backoff_ms;
+    unsigned connects;
+    char why[96]; /* why the next connect is a reconnect, for its log line */
+} s_actor_t;
+
+static void
+s_sent (s_actor_t *self)
 {
-    if (cm_call_expired (call)) {
-        cm_debug (call->req_id, "deadline passed, request dropped");
-        return -1;
+    self->last_sent = cm_mono_ms ();
+}
+
+/* Frames that may be a plaintext chunk: ours to wipe only in a worker
+   process (a local thread's frames are the broker's, shared in memory). */
+static void
+s_frame_drop (s_actor_t *self, zframe_t **frame)
+{
+    if (*frame && !self->local && zframe_size (*frame) > 0) {
+        OPENSSL_cleanse (zframe_data (*frame), zframe_size (*frame));
     }
-    const Safeshare__CryptoRequest *req = (const Safeshare__CryptoRequest *)call->request;
-    switch (req->body_case) {
-        case SAFESHARE__CRYPTO_REQUEST__BODY_KEY_NEW:
-            return s_key_new (self, sock, call, req->key_new);
-        case SAFESHARE__CRYPTO_REQUEST__BODY_ENCRYPT:
-            return s_chunk (self, sock, call, req->encrypt, true);
-        case SAFESHARE__CRYPTO_REQUEST__BODY_DECRYPT:
-            return s_chunk (self, sock, call, req->decrypt, false);
-        default:
-            return s_error (sock, call, CM_INVALID, "missing_body",
-                            "expected key_new, encrypt or decrypt");
-    }
+    zframe_destroy (frame);
 }
 
 static void
-s_send_ready (zsock_t *dealer)
+s_msg_drop (s_actor_t *self, zmsg_t **msg)
 {
-    if (zstr_send (dealer, CRYPTOD_WORKER_READY) != 0) {
-        cm_warn (NULL, "zstr_send(READY) failed: %s", zmq_strerror (zmq_errno ()));
+    zframe_t *f;
+    while (*msg && (f = zmsg_pop (*msg))) {
+        s_frame_drop (self, &f);
     }
+    zmsg_destroy (msg);
+}
+
+static void
+s_connect (s_actor_t *self)
+{
+    const cryptod_worker_args_t *a = self->args;
+    char identity[32];
+    self->dealer = zsock_new (ZMQ_DEALER);
+    if (!self->dealer) {
+        cm_error (NULL, "zsock_new(DEALER) failed for crypto worker %s", a->name);
+        goto retry;
+    }
+    /* A remote worker's identity is random per socket: it survives a
+       TCP reconnect (the broker's ROUTER hands it over) but not a new
+       socket, which starts as a new worker with READY.                 */
+    if (a->identity) {
+        zsock_set_identity (self->dealer, a->identity);
+    } else {
+        identity[0] = 'W';
+        if (cm_random_hex (identity + 1, 8) != 0) {
+            cm_error (NULL, "cm_random_hex() failed for crypto worker %s", a->name);
+            goto retry;
+        }
+        zsock_set_identity (self->dealer, identity);
+    }
+    zsock_set_maxmsgsize (self->dealer, CM_MAX_MESSAGE);
+    zsock_set_linger (self->dealer, 0);
+    if (zsock_connect (self->dealer, "%s", a->endpoint) != 0) {
+        cm_error (NULL, "zsock_connect(%s) failed for crypto worker %s: %s", a->endpoint,
+                  a->name, zmq_strerror (zmq_errno ()));
+        goto retry;
+    }
+    /* One line per connect; the reason when it is a reconnect.         */
+    if (self->connects++ == 0) {
+        cm_info (NULL, "crypto worker %s connecting to %s", a->name, a->endpoint);
+    } else {
+        cm_info (NULL, "crypto worker %s reconnecting to %s (%s)", a->name, a->endpoint,
+                 self->why);
+    }
+    if (cryptod_backend_send_ready (self->dealer, a->name) != 0) {
+        cm_warn (NULL, "READY to %s failed: %s", a->endpoint,
+                 zmq_strerror (zmq_errno ()));
+    }
+    s_sent (self);
+    self->liveness = CRYPTOD_HEARTBEAT_LIVENESS;
+    self->tick_at = cm_mono_ms () + CRYPTOD_HEARTBEAT_MS;
+    return;
+retry:
+    zsock_destroy (&self->dealer);
+    snprintf (self->why, sizeof self->why, "the last connect failed");
+    self->reconnect_at = cm_mono_ms () + (uint64_t)self->backoff_ms;
+}
+
+/* Drops the socket (queued messages with it) and schedules a new one
+   after the backoff, which doubles each time (reset by a broker that
+   answers).                                                            */
+static void
+s_disconnect (s_actor_t *self, const char *why)
+{
+    zsock_destroy (&self->dealer);
+    snprintf (self->why, sizeof self->why, "%s; waited %d ms", why, self->backoff_ms);
+    self->reconnect_at = cm_mono_ms () + (uint64_t)self->backoff_ms;
+    self->backoff_ms *= 2;
+    if (self->backoff_ms > CRYPTOD_RECONNECT_MAX_MS) {
+        self->backoff_ms = CRYPTOD_RECONNECT_MAX_MS;
+    }
+}
+
+/* One REQUEST: [job_id][WorkRequest][blob] (msg consumed). Always ends
+   with a REPLY, or READY when there is no job id to answer.           */
+static void
+s_job (s_actor_t *self, zmsg_t **msg_p)
+{
+    zmsg_t *msg = *msg_p;
+    *msg_p = NULL;
+    zframe_t *id = zmsg_pop (msg);
+    zframe_t *wr = zmsg_pop (msg);
+    zframe_t *blob = zmsg_pop (msg);
+    bool shape = id && wr && blob && zmsg_size (msg) == 0;
+    Safeshare__WorkRequest *req = NULL;
+    Safeshare__WorkReply reply = SAFESHARE__WORK_REPLY__INIT;
+    const char *code = NULL;
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    if (wr) {
+        req = safeshare__work_request__unpack (&cryptod_backend_wipe_allocator,
+                                               zframe_size (wr), zframe_data (wr));
+        /* It held the DEK; it is ours alone (a fresh buffer per send). */
+        OPENSSL_cleanse (zframe_data (wr), zframe_size (wr));
+        zframe_destroy (&wr);
+    }
+    if (!id || zframe_size (id) != CRYPTOD_JOB_ID_LEN) {
+        /* Nothing to answer: READY says we are free; the broker puts
+           back whatever it thought we held.                             */
+        cm_warn (NULL, "crypto worker %s: REQUEST without a job id dropped",
+                 self->args->name);
+        if (cryptod_backend_send_ready (self->dealer, self->args->name) == 0) {
+            s_sent (self);
+        }
+        goto cleanup;
+    }
+    const char *req_id = req && req->request_id ? req->request_id : "";
+    if (!shape || !req) {
+        reply.status = CM_INVALID;
+        code = "bad_work_request";
+    } else if (req->deadline_ms != 0 && cm_now_ms () > req->deadline_ms) {
+        reply.status = CM_UNAVAILABLE;
+        code = CRYPTOD_DEADLINE_PASSED;
+    } else {
+        reply.status = cryptod_worker_work (req, zframe_data (blob), zframe_size (blob),
+                                            &out, &out_len, &code);
+    }
+    if (req) {
+        reply.index = req->index;
+    }
+    if (code) {
+        reply.error_code = (char *)code;
+        cm_info (req_id, "crypto job refused: status=%s code=%s",
+                 cm_status_name (reply.status), code);
+    }
+    bool secret = req && req->op != SAFESHARE__WORK_OP__WORK_OP_ENCRYPT;
+    /* `out` goes to libzmq without a copy and is freed (a DECRYPT
+       output wiped first) whatever happens.                            */
+    if (cryptod_backend_send_reply (self->dealer, zframe_data (id), &reply, out, out_len,
+                                    secret) != 0) {
+        cm_warn (req_id, "cryptod_backend_send_reply() failed: %s",
+                 zmq_strerror (zmq_errno ()));
+    } else {
+        s_sent (self);
+    }
+cleanup:
+    zframe_destroy (&id);
+    /* A DECRYPT request's chunk is ciphertext; anything else may be
+       plaintext (an ENCRYPT, or a request we could not read).           */
+    if (req && req->op == SAFESHARE__WORK_OP__WORK_OP_DECRYPT) {
+        zframe_destroy (&blob);
+    } else {
+        s_frame_drop (self, &blob);
+    }
+    if (req) {
+        safeshare__work_request__free_unpacked (req, &cryptod_backend_wipe_allocator);
+    }
+    s_msg_drop (self, &msg);
+}
+
+static void
+s_broker_message (s_actor_t *self)
+{
+    bool truncated = false;
+    zmsg_t *msg = cm_msg_recv (self->dealer, &truncated);
+    if (!msg) {
+        return;
+    }
+    zframe_t *proto = zmsg_pop (msg);
+    zframe_t *cmd = zmsg_pop (msg);
+    if (truncated || !proto || !cmd || !zframe_streq (proto, CRYPTOD_PROTOCOL)) {
+        cm_warn (NULL, "crypto worker %s: malformed message from the broker dropped",
+                 self->args->name);
+        goto cleanup;
+    }
+    self->liveness = CRYPTOD_HEARTBEAT_LIVENESS;
+    if (zframe_streq (cmd, CRYPTOD_CMD_REQUEST)) {
+        self->backoff_ms = CRYPTOD_RECONNECT_MIN_MS;
+        s_job (self, &msg);
+    } else if (zframe_streq (cmd, CRYPTOD_CMD_HEARTBEAT)) {
+        /* Only workers it knows get heartbeats: we are in.             */
+        self->backoff_ms = CRYPTOD_RECONNECT_MIN_MS;
+    } else if (zframe_streq (cmd, CRYPTOD_CMD_DISCONNECT)) {
+        s_disconnect (self, "the broker said DISCONNECT");
+    } else {
+        cm_warn (NULL, "crypto worker %s: unknown command from the broker dropped",
+                 self->args->name);
+    }
+cleanup:
+    zframe_destroy (&proto);
+    zframe_destroy (&cmd);
+    s_msg_drop (self, &msg);
 }
 
 void
 cryptod_worker_actor (zsock_t *pipe, void *args)
 {
-    const cryptod_worker_args_t *a = args;
-    cryptod_worker_t *self = cryptod_worker_new (a->keyring, a->default_chunk_size);
-    zsock_t *dealer = zsock_new (ZMQ_DEALER);
-    zpoller_t *poller = NULL;
-    if (!self || !dealer || zsock_connect (dealer, "%s", a->endpoint) != 0) {
-        cm_error (NULL, "crypto worker could not connect to %s", a->endpoint);
-        zsock_signal (pipe, 0);
-        goto cleanup;
-    }
-    zsock_set_linger (dealer, 1000);
+    s_actor_t self;
+    memset (&self, 0, sizeof self);
+    self.args = args;
+    self.local = self.args->identity != NULL;
+    self.backoff_ms = CRYPTOD_RECONNECT_MIN_MS;
     zsock_signal (pipe, 0);
-    poller = zpoller_new (pipe, dealer, NULL);
-    /* Shutdown comes from the broker ($TERM), not from the signal flag:
-       the request in hand is finished first.                           */
-    zpoller_set_nonstop (poller, true);
-    s_send_ready (dealer);
-    while (true) {
-        /* No timers yet: heartbeats to the broker come with the remote
-           worker pool (a later issue) and will bound this wait.        */
-        zsock_t *which = zpoller_wait (poller, -1);
-        if (which == pipe) {
+    s_connect (&self);
+    bool term = false;
+    while (!term) {
+        uint64_t now = cm_mono_ms ();
+        uint64_t wake = self.reconnect_at;
+        if (self.dealer) {
+            wake = self.tick_at;
+        }
+        zmq_pollitem_t items[2] = {
+            {zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
+            {self.dealer ? zsock_resolve (self.dealer) : NULL, 0, ZMQ_POLLIN, 0},
+        };
+        /* Signals are the main thread's business ($TERM comes from it):
+           an interrupted poll just goes round again.                    */
+        int rc =
+            zmq_poll (items, self.dealer ? 2 : 1, (long)(wake > now ? wake - now : 0));
+        if (rc < 0 && zmq_errno () != EINTR) {
+            cm_error (NULL, "zmq_poll() failed in crypto worker %s: %s", self.args->name,
+                      zmq_strerror (zmq_errno ()));
+            break;
+        }
+        /* The broker first: a job that is already here is finished
+           before a $TERM is read.                                      */
+        if (rc > 0 && self.dealer && (items[1].revents & ZMQ_POLLIN)) {
+            s_broker_message (&self);
+        }
+        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
             char *cmd = zstr_recv (pipe);
-            bool term = !cmd || streq (cmd, "$TERM");
+            term = !cmd || streq (cmd, "$TERM");
             zstr_free (&cmd);
-            if (term) {
-                break;
+        }
+        now = cm_mono_ms ();
+        if (term) {
+            break;
+        }
+        if (self.dealer && now >= self.tick_at) {
+            self.tick_at = now + CRYPTOD_HEARTBEAT_MS;
+            if (--self.liveness <= 0) {
+                s_disconnect (&self, "the broker was silent for 3 heartbeats");
+            } else if (now - self.last_sent >= CRYPTOD_HEARTBEAT_MS / 2) {
+                /* Only when nothing else went out lately: the broker
+                   never hears from us less than every 1.5 intervals.   */
+                if (cryptod_backend_send_cmd (self.dealer, NULL, CRYPTOD_CMD_HEARTBEAT) !=
+                    0) {
+                    cm_debug (NULL, "HEARTBEAT not sent: %s",
+                              zmq_strerror (zmq_errno ()));
+                }
+                s_sent (&self);
             }
-            continue;
-        }
-        if (which != dealer) {
-            continue;
-        }
-        cm_call_t call;
-        /* The broker already checked framing; a bad message here is
-           answered by cm_call_recv itself.                            */
-        if (cm_call_recv (dealer, &safeshare__crypto_request__descriptor,
-                          &safeshare__crypto_reply__descriptor, &call) != 0) {
-            s_send_ready (dealer);
-            continue;
-        }
-        int replied = cryptod_worker_handle (self, dealer, &call);
-        cryptod_call_release (&call);
-        /* A reply tells the broker we are free again; without one, say so. */
-        if (replied != 0) {
-            s_send_ready (dealer);
+        } else if (!self.dealer && now >= self.reconnect_at) {
+            s_connect (&self);
         }
     }
-cleanup:
-    zpoller_destroy (&poller);
-    zsock_destroy (&dealer);
-    cryptod_worker_destroy (&self);
+    if (self.dealer) {
+        /* Idle now (jobs are done inline): DISCONNECT lets the broker
+           forget us at once instead of after 3 silent heartbeats.      */
+        zsock_set_linger (self.dealer, 500);
+        if (cryptod_backend_send_cmd (self.dealer, NULL, CRYPTOD_CMD_DISCONNECT) != 0) {
+            cm_debug (NULL, "DISCONNECT not sent: %s", zmq_strerror (zmq_errno ()));
+        }
+        zsock_destroy (&self.dealer);
+    }
+    cm_info (NULL, "crypto worker %s stopped", self.args->name);
     /* Free this thread's OpenSSL state (DRBGs, error queue) now, before
        zactor_destroy returns: czmq's threads are detached, and leaving it
        to the thread-exit destructors races the process exit (seen as

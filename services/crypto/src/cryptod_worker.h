@@ -1,50 +1,49 @@
-/*  cryptod_worker -- does the crypto work: KEY_NEW, ENCRYPT, DECRYPT.
+/*  cryptod_worker -- a crypto worker: seals and opens chunks with the DEK
+    the broker sends (proto/crypto.md, "Back end"). It holds no KEK and
+    no state between jobs: any worker can take any chunk of any file.
 
     Two layers:
-    - cryptod_worker_t handles one request (validation, DEK unwrap, seal or
-      open, reply) on any socket whose messages are [envelope][header]
-      [blob]*: stateless between requests, so any worker can take any
-      chunk of any file.
-    - cryptod_worker_actor is the zactor that runs one in a thread: a
-      DEALER connected to the broker's back socket, READY first, then
-      requests in, replies out (proto/crypto.md, "Back end").         */
+    - cryptod_worker_work does one job (checks, AES-256-GCM seal/open);
+    - cryptod_worker_actor runs a worker in a thread: a DEALER to the
+      broker, READY, jobs in, replies out, heartbeats both ways, and when
+      the broker goes silent (or says DISCONNECT) a new socket after a
+      backoff of 1 s doubling to 32 s. The broker's local threads and
+      `safeshare-crypto worker` processes both run it.                 */
 #ifndef CRYPTOD_WORKER_H
 #define CRYPTOD_WORKER_H
 
 #include <czmq.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "cm_msg.h"
-#include "cryptod_keyring.h"
+#include "cm_status.h"
+#include "crypto.pb-c.h"
 
-/* Back-end commands: a worker message of exactly one frame after the
-   worker's identity is a command; anything else is a reply.           */
-#define CRYPTOD_WORKER_READY "READY"
-
-typedef struct cryptod_worker_t cryptod_worker_t;
-
-/* keyring is borrowed (read-only, shared) and must outlive the worker.
-   default_chunk_size is used for KEY_NEW requests with chunk_size 0.  */
-cryptod_worker_t *cryptod_worker_new (const cryptod_keyring_t *keyring,
-                                      uint32_t default_chunk_size);
-void cryptod_worker_destroy (cryptod_worker_t **self_p);
-
-/* Handles one received CryptoRequest (KEY_NEW, ENCRYPT or DECRYPT) and
-   answers it on sock. Returns 0 if a reply was sent, -1 if none was (the
-   deadline had passed, or the send failed). The caller then releases
-   the call with cryptod_call_release (which wipes an ENCRYPT request's
-   plaintext, whatever the outcome).                                   */
-int cryptod_worker_handle (cryptod_worker_t *self, zsock_t *sock, cm_call_t *call);
+/* Does the job `req` on the chunk `in`: checks the request (op, DEK and
+   header lengths, header, index, chunk length rules), then seals
+   (ENCRYPT) or opens (DECRYPT) into a new buffer *out of *out_len bytes
+   (malloc'd, the caller's: a DECRYPT output is plaintext, wipe it).
+   CM_OK, or a status with *code (stable snake_case) and no output:
+   INVALID bad_work_request / bad_chunk_length, UNPROCESSABLE
+   chunk_auth_failed, INTERNAL encrypt_failed / internal_error.        */
+cm_status_t cryptod_worker_work (const Safeshare__WorkRequest *req, const uint8_t *in,
+                                 size_t in_len, uint8_t **out, size_t *out_len,
+                                 const char **code);
 
 /* Arguments of the actor; must outlive it.                            */
 typedef struct {
     const char *endpoint; /* the broker's back socket */
-    const cryptod_keyring_t *keyring;
-    uint32_t default_chunk_size;
+    const char *name;     /* READY name, "host:pid:thread" */
+    /* The broker's own threads: a fixed identity the broker recognises
+       as local, and the chunk frames are the broker's (shared over
+       inproc), not wiped here. NULL for a remote worker: a random
+       identity per socket, and its copy of a plaintext chunk is wiped. */
+    const char *identity;
 } cryptod_worker_args_t;
 
-/* zactor_new (cryptod_worker_actor, &args). Stops on $TERM after the
-   request in hand is answered.                                        */
+/* zactor_new (cryptod_worker_actor, &args). On $TERM it finishes the job
+   in hand, tells the broker DISCONNECT and returns.                   */
 void cryptod_worker_actor (zsock_t *pipe, void *args);
 
 #endif

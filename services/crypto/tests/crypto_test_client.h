@@ -15,13 +15,15 @@ typedef struct {
     zmsg_t *blobs;
 } s_result_t;
 
-/* Sends [empty][header][blob?] (blob may be NULL: no blob frame).      */
+/* Sends [empty][header][blob?] (blob may be NULL: no blob frame) with a
+   deadline timeout_ms from now.                                        */
 static inline void
-s_send_request (zsock_t *dealer, Safeshare__CryptoRequest *req, char reqbuf[65],
-                const char *req_id, const void *blob, size_t blob_len)
+s_send_request_within (zsock_t *dealer, Safeshare__CryptoRequest *req, char reqbuf[65],
+                       const char *req_id, const void *blob, size_t blob_len,
+                       int timeout_ms)
 {
     Safeshare__Meta *meta = calloc (1, sizeof *meta);
-    cm_meta_init (meta, reqbuf, req_id, 10000);
+    cm_meta_init (meta, reqbuf, req_id, timeout_ms);
     req->meta = meta;
     zmsg_t *msg = zmsg_new ();
     zmsg_addmem (msg, NULL, 0);
@@ -33,6 +35,14 @@ s_send_request (zsock_t *dealer, Safeshare__CryptoRequest *req, char reqbuf[65],
     zmsg_send (&msg, dealer);
     req->meta = NULL;
     free (meta);
+}
+
+/* The same with a 10 s deadline.                                       */
+static inline void
+s_send_request (zsock_t *dealer, Safeshare__CryptoRequest *req, char reqbuf[65],
+                const char *req_id, const void *blob, size_t blob_len)
+{
+    s_send_request_within (dealer, req, reqbuf, req_id, blob, blob_len, 10000);
 }
 
 /* Receives one reply within timeout_ms; reply NULL on timeout.         */
@@ -106,6 +116,30 @@ s_chunk_request (Safeshare__ChunkRequest *chunk, bool encrypt, const char *file_
         req.decrypt = chunk;
     }
     return req;
+}
+
+/* KEY_NEW for file_id (chunk_size 0: the service default).           */
+static inline s_result_t
+s_key_new_call (zsock_t *dealer, const char *file_id, uint32_t chunk_size)
+{
+    Safeshare__CryptoRequest req = SAFESHARE__CRYPTO_REQUEST__INIT;
+    Safeshare__KeyNewRequest body = SAFESHARE__KEY_NEW_REQUEST__INIT;
+    body.file_id = (char *)file_id;
+    body.chunk_size = chunk_size;
+    req.body_case = SAFESHARE__CRYPTO_REQUEST__BODY_KEY_NEW;
+    req.key_new = &body;
+    return s_call (dealer, &req, NULL, 0);
+}
+
+/* pool_status; the reply (free with s_result_free) or NULL reply.      */
+static inline s_result_t
+s_pool_status_call (zsock_t *dealer)
+{
+    Safeshare__CryptoRequest req = SAFESHARE__CRYPTO_REQUEST__INIT;
+    Safeshare__PoolStatusRequest body = SAFESHARE__POOL_STATUS_REQUEST__INIT;
+    req.body_case = SAFESHARE__CRYPTO_REQUEST__BODY_POOL_STATUS;
+    req.pool_status = &body;
+    return s_call (dealer, &req, NULL, 0);
 }
 
 #endif

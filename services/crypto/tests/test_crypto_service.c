@@ -1,8 +1,8 @@
 /*  svc_crypto: the real safeshare-crypto binary in a temp data dir.
     KEY_NEW, ENCRYPT/DECRYPT over the socket (bytes compared, and the
     ciphertext opened independently with the ring), tampered chunk ->
-    UNPROCESSABLE chunk_auth_failed, garbage-in, SIGTERM -> exit 0, and a
-    missing ring -> exit 2.                                             */
+    UNPROCESSABLE chunk_auth_failed, garbage-in, SIGTERM -> exit 0, a
+    missing ring -> exit 2, and the ring from SAFESHARE_KEK_RING.       */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,8 +39,9 @@ typedef struct {
     cryptod_keyring_t *keyring;
 } s_fixture_t;
 
+/* ring_env: a SAFESHARE_KEK_RING=... entry, or NULL.                  */
 static pid_t
-s_spawn (const char *dir, const char *endpoint)
+s_spawn_ring (const char *dir, const char *endpoint, char *ring_env)
 {
     char env_data[700], env_ep[700];
     snprintf (env_data, sizeof env_data, "SAFESHARE_DATA_DIR=%s", dir);
@@ -50,9 +51,16 @@ s_spawn (const char *dir, const char *endpoint)
                    "SAFESHARE_CRYPTO_WORKERS=2",
                    "SAFESHARE_CHUNK_SIZE=4096",
                    "SAFESHARE_LOG_LEVEL=info",
+                   ring_env,
                    NULL};
     char *argv[] = {(char *)s_binary, NULL};
     return cm_test_spawn (s_binary, argv, env);
+}
+
+static pid_t
+s_spawn (const char *dir, const char *endpoint)
+{
+    return s_spawn_ring (dir, endpoint, NULL);
 }
 
 static Safeshare__CryptoRequest s_health_req;
@@ -514,6 +522,54 @@ test_missing_ring (void **state)
     free (dir);
 }
 
+/* SAFESHARE_KEK_RING instead of a file (none in the data dir): KEY_NEW
+   wraps with its last entry, and a chunk round-trips. A bad value is
+   refused at the start (exit 2).                                      */
+static void
+test_env_ring (void **state)
+{
+    (void)state;
+    s_fixture_t f;
+    memset (&f, 0, sizeof f);
+    f.dir = cm_test_tmpdir ();
+    snprintf (f.endpoint, sizeof f.endpoint, "ipc://%s/run/crypto.sock", f.dir);
+    char ring[] = "SAFESHARE_KEK_RING=0123456789abcdef "
+                  "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f;"
+                  "fedcba9876543210 "
+                  "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f";
+    f.pid = s_spawn_ring (f.dir, f.endpoint, ring);
+    assert_true (f.pid > 0);
+    s_wait_ready (&f);
+    f.dealer = cm_sock_client (f.endpoint);
+    s_result_t key = s_key_new (&f, FILE_A, CS);
+    assert_non_null (key.reply);
+    assert_int_equal (key.reply->status, SAFESHARE__STATUS__STATUS_OK);
+    Safeshare__KeyNewReply *kn = key.reply->key_new;
+    assert_string_equal (kn->kek_id, "fedcba9876543210");
+    uint8_t pt[100];
+    memset (pt, 0x2a, sizeof pt);
+    s_result_t r = s_chunk (&f, true, FILE_A, kn, 0, true, pt, sizeof pt);
+    assert_non_null (r.reply);
+    assert_int_equal (r.reply->status, SAFESHARE__STATUS__STATUS_OK);
+    zframe_t *ct = zmsg_pop (r.blobs);
+    s_result_free (&r);
+    r = s_chunk (&f, false, FILE_A, kn, 0, true, zframe_data (ct), zframe_size (ct));
+    assert_int_equal (r.reply->status, SAFESHARE__STATUS__STATUS_OK);
+    assert_memory_equal (zframe_data (zmsg_first (r.blobs)), pt, sizeof pt);
+    s_result_free (&r);
+    zframe_destroy (&ct);
+    s_result_free (&key);
+    zsock_destroy (&f.dealer);
+    assert_int_equal (cm_test_stop (f.pid, 5000), 0);
+
+    char bad[] = "SAFESHARE_KEK_RING=0123456789abcdef 00";
+    pid_t pid = s_spawn_ring (f.dir, f.endpoint, bad);
+    assert_true (pid > 0);
+    assert_int_equal (s_wait_exit (pid, 10000), 2);
+    cm_test_rmrf (f.dir);
+    free (f.dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -531,6 +587,7 @@ main (int argc, char **argv)
         cmocka_unit_test_setup_teardown (test_round_trip, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_garbage_in, s_setup, s_teardown),
         cmocka_unit_test (test_missing_ring),
+        cmocka_unit_test (test_env_ring),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -1272,8 +1272,8 @@ s_files_upload (gw_req_t *req)
         return gw_reply_error (req, 413, "too_large", "upload is larger than %llu bytes",
                                (unsigned long long)req->settings->max_upload_bytes);
     }
-    gw_upload_t *upload =
-        gw_upload_new (req->rpc, req->req_id, req->settings->chunk_size);
+    gw_upload_t *upload = gw_upload_new (req->rpc, req->req_id, req->settings->chunk_size,
+                                         req->settings->crypto_window);
     if (upload == NULL) {
         req->must_close = true;
         return gw_reply_error (req, 503, "service_unavailable", "out of memory");

@@ -2,6 +2,7 @@
 #include "gw_download.h"
 #include "gw_text.h"
 #include "gw_upload.h"
+#include "gw_window.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,49 +65,6 @@ s_blob_read (gw_req_t *req, const char *file_id, uint64_t offset, uint32_t len,
     return 0;
 }
 
-/* DECRYPT one chunk: *frames (consumed) in, plaintext frame out. */
-static int
-s_decrypt (gw_req_t *req, const Safeshare__FileInfo *file, const uint8_t *header,
-           uint64_t index, bool last, zmsg_t **frames, zmsg_t **plain,
-           cm_status_t *rc_out, ProtobufCMessage **reply_out)
-{
-    Safeshare__CryptoRequest r = SAFESHARE__CRYPTO_REQUEST__INIT;
-    Safeshare__Meta meta = SAFESHARE__META__INIT;
-    Safeshare__ChunkRequest chunk = SAFESHARE__CHUNK_REQUEST__INIT;
-    r.meta = &meta;
-    r.body_case = SAFESHARE__CRYPTO_REQUEST__BODY_DECRYPT;
-    r.decrypt = &chunk;
-    chunk.file_id = file->id;
-    chunk.kek_id = file->kek_id;
-    chunk.wrapped_dek = file->wrapped_dek;
-    chunk.header.data = (uint8_t *)header;
-    chunk.header.len = CM_BLOB_HEADER_LEN;
-    chunk.index = index;
-    chunk.last = last;
-    ProtobufCMessage *reply = NULL;
-    cm_status_t rc = gw_rpc_call (req->rpc, GW_SVC_CRYPTO, req->req_id, &r.base, frames,
-                                  &safeshare__crypto_reply__descriptor, 0, &reply, plain);
-    *rc_out = rc;
-    *reply_out = NULL;
-    if (rc != CM_OK || gw_rpc_status (reply, NULL, NULL) != CM_OK) {
-        *reply_out = reply;
-        zmsg_destroy (plain);
-        return -1;
-    }
-    Safeshare__CryptoReply *cr = (Safeshare__CryptoReply *)reply;
-    bool ok = cr->body_case == SAFESHARE__CRYPTO_REPLY__BODY_DECRYPT && cr->decrypt &&
-              cr->decrypt->index == index && *plain && zmsg_size (*plain) == 1;
-    protobuf_c_message_free_unpacked (reply, NULL);
-    if (!ok) {
-        cm_error (req->req_id, "DECRYPT file=%s chunk=%llu: malformed reply", file->id,
-                  (unsigned long long)index);
-        zmsg_destroy (plain);
-        *rc_out = CM_INTERNAL;
-        return -1;
-    }
-    return 0;
-}
-
 /* Error before any header went out. */
 static int
 s_fail (gw_req_t *req, cm_status_t rc, ProtobufCMessage *reply)
@@ -156,6 +114,105 @@ s_send_headers (gw_req_t *req, const Safeshare__FileInfo *file)
     req->status = 200;
 }
 
+/* One download: chunks read from storage and sent to DECRYPT ahead of
+   the one being written, up to the window's size.                      */
+typedef struct {
+    gw_req_t *req;
+    const Safeshare__FileInfo *file;
+    uint8_t header[CM_BLOB_HEADER_LEN];
+    gw_window_t *window;
+    uint64_t next;    /* next chunk to read and send to DECRYPT */
+    uint64_t written; /* chunks written to the client */
+    uint64_t bytes;   /* plaintext bytes written */
+} s_down_t;
+
+static uint64_t
+s_plain_len (const s_down_t *d, uint64_t index)
+{
+    uint32_t cs = d->file->chunk_size;
+    return index + 1 == d->file->chunk_count ? d->file->size - index * cs : cs;
+}
+
+/* BLOB_READ of chunk d->next, then DECRYPT of it into the window. */
+static int
+s_read_send (s_down_t *d, cm_status_t *rc, ProtobufCMessage **reply)
+{
+    const Safeshare__FileInfo *file = d->file;
+    uint64_t index = d->next;
+    uint64_t plain_len = s_plain_len (d, index);
+    zmsg_t *frames = NULL;
+    if (s_blob_read (d->req, file->id, cm_blob_offset (file->chunk_size, index),
+                     (uint32_t)(plain_len + CM_BLOB_TAG_LEN), &frames, rc, reply) != 0) {
+        return -1;
+    }
+    Safeshare__CryptoRequest r = SAFESHARE__CRYPTO_REQUEST__INIT;
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    Safeshare__ChunkRequest chunk = SAFESHARE__CHUNK_REQUEST__INIT;
+    r.meta = &meta;
+    r.body_case = SAFESHARE__CRYPTO_REQUEST__BODY_DECRYPT;
+    r.decrypt = &chunk;
+    chunk.file_id = file->id;
+    chunk.kek_id = file->kek_id;
+    chunk.wrapped_dek = file->wrapped_dek;
+    chunk.header.data = d->header;
+    chunk.header.len = CM_BLOB_HEADER_LEN;
+    chunk.index = index;
+    chunk.last = index + 1 == file->chunk_count;
+    *rc = gw_window_send (d->window, &r.base, &frames, plain_len);
+    if (*rc != CM_OK) {
+        return -1;
+    }
+    d->next++;
+    return 0;
+}
+
+/* Takes the oldest chunk's plaintext (wait: until it comes) and writes
+   it to the client, the headers first if they are not out yet. 1 done,
+   0 (!wait) not here yet, -1 failed (*rc, or the service's answer in
+   *reply), -2 the client went away.                                   */
+static int
+s_write_next (s_down_t *d, bool wait, cm_status_t *rc, ProtobufCMessage **reply)
+{
+    gw_req_t *req = d->req;
+    ProtobufCMessage *in = NULL;
+    zmsg_t *plain = NULL;
+    uint64_t plain_len = 0;
+    int got = gw_window_next (d->window, wait, &in, &plain, &plain_len, rc);
+    if (got <= 0) {
+        return got;
+    }
+    if (gw_rpc_status (in, NULL, NULL) != CM_OK) {
+        *reply = in;
+        zmsg_destroy (&plain);
+        return -1;
+    }
+    Safeshare__CryptoReply *cr = (Safeshare__CryptoReply *)in;
+    bool ok = cr->body_case == SAFESHARE__CRYPTO_REPLY__BODY_DECRYPT && cr->decrypt &&
+              cr->decrypt->index == d->written && plain && zmsg_size (plain) == 1 &&
+              zframe_size (zmsg_first (plain)) == plain_len;
+    protobuf_c_message_free_unpacked (in, NULL);
+    if (!ok) {
+        cm_error (req->req_id, "DECRYPT file=%s chunk=%llu: malformed reply", d->file->id,
+                  (unsigned long long)d->written);
+        zmsg_destroy (&plain);
+        *rc = CM_INTERNAL;
+        return -1;
+    }
+    if (!req->responded) {
+        s_send_headers (req, d->file);
+    }
+    zframe_t *f = zmsg_first (plain);
+    int n = plain_len ? mg_write (req->conn, zframe_data (f), zframe_size (f)) : 0;
+    zmsg_destroy (&plain);
+    if (n < 0 || (uint64_t)n != plain_len) {
+        cm_info (req->req_id, "download file=%s: client went away", d->file->id);
+        return -2;
+    }
+    d->written++;
+    d->bytes += plain_len;
+    return 1;
+}
+
 int
 gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file)
 {
@@ -178,54 +235,73 @@ gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file)
     if (s_blob_read (req, file->id, 0, CM_BLOB_HEADER_LEN, &frames, &rc, &reply) != 0) {
         return s_fail (req, rc, reply);
     }
-    uint8_t header[CM_BLOB_HEADER_LEN];
-    memcpy (header, zframe_data (zmsg_first (frames)), CM_BLOB_HEADER_LEN);
+    s_down_t d = {.req = req, .file = file};
+    memcpy (d.header, zframe_data (zmsg_first (frames)), CM_BLOB_HEADER_LEN);
     zmsg_destroy (&frames);
-
-    uint64_t sent = 0;
-    for (uint64_t i = 0; i < file->chunk_count; i++) {
-        bool last = i + 1 == file->chunk_count;
-        uint64_t plain_len = last ? file->size - i * cs : cs;
-        zmsg_t *plain = NULL;
-        int failed =
-            s_blob_read (req, file->id, cm_blob_offset (cs, i),
-                         (uint32_t)(plain_len + CM_BLOB_TAG_LEN), &frames, &rc, &reply) ||
-            s_decrypt (req, file, header, i, last, &frames, &plain, &rc, &reply);
-        if (!failed && zframe_size (zmsg_first (plain)) != plain_len) {
-            cm_error (req->req_id, "DECRYPT file=%s chunk=%llu: wrong length", file->id,
-                      (unsigned long long)i);
-            rc = CM_INTERNAL;
-            failed = 1;
-        }
-        if (failed) {
-            zmsg_destroy (&plain);
-            if (!req->responded) {
-                return s_fail (req, rc, reply);
-            }
-            /* Headers are out: cut the connection short of Content-Length. */
-            cm_error (req->req_id, "download file=%s aborted at chunk %llu: %s", file->id,
-                      (unsigned long long)i,
-                      cm_status_name (
-                          rc == CM_OK && reply ? gw_rpc_status (reply, NULL, NULL) : rc));
-            if (reply) {
-                protobuf_c_message_free_unpacked (reply, NULL);
-            }
-            gw_conn_shutdown (req, SHUT_RDWR);
-            return req->status;
-        }
-        if (!req->responded) {
-            s_send_headers (req, file);
-        }
-        zframe_t *f = zmsg_first (plain);
-        int n = plain_len ? mg_write (req->conn, zframe_data (f), zframe_size (f)) : 0;
-        zmsg_destroy (&plain);
-        if (n < 0 || (uint64_t)n != plain_len) {
-            cm_info (req->req_id, "download file=%s: client went away", file->id);
-            return req->status;
-        }
-        sent += plain_len;
+    d.window =
+        gw_window_new (req->rpc, GW_SVC_CRYPTO, req->req_id, req->settings->crypto_window,
+                       &safeshare__crypto_reply__descriptor);
+    if (d.window == NULL) {
+        cm_error (req->req_id, "gw_window_new(%u) failed", req->settings->crypto_window);
+        return gw_reply_error (req, 503, "service_unavailable", "out of memory");
     }
-    cm_info (req->req_id, "download file=%s bytes=%llu", file->id,
-             (unsigned long long)sent);
+    /* Chunks are read and sent to crypto up to the window ahead of the
+       one being written; a failure is acted on in chunk order, so the
+       client gets every chunk before it, as when one was out at a time. */
+    int step = 0;
+    bool read_failed = false;
+    cm_status_t read_rc = CM_OK;
+    ProtobufCMessage *read_reply = NULL;
+    while (d.written < file->chunk_count && step >= 0) {
+        while (!read_failed && d.next < file->chunk_count && !gw_window_full (d.window)) {
+            if (s_read_send (&d, &read_rc, &read_reply) != 0) {
+                read_failed = true;
+                break;
+            }
+            while ((step = s_write_next (&d, false, &rc, &reply)) > 0) {
+            }
+            if (step < 0) {
+                break;
+            }
+        }
+        if (step < 0) {
+            break;
+        }
+        if (gw_window_pending (d.window) == 0) {
+            /* Every chunk before the one that could not be read is out. */
+            rc = read_rc;
+            reply = read_reply;
+            read_reply = NULL;
+            step = -1;
+            break;
+        }
+        step = s_write_next (&d, true, &rc, &reply);
+    }
+    if (read_reply) {
+        protobuf_c_message_free_unpacked (read_reply, NULL);
+    }
+    unsigned peak = gw_window_peak (d.window);
+    gw_window_destroy (&d.window); /* drops the socket if calls are out */
+    if (step == -2) {
+        return req->status; /* the client went away */
+    }
+    if (step == -1) {
+        if (!req->responded) {
+            return s_fail (req, rc, reply);
+        }
+        /* Headers are out: cut the connection short of Content-Length. */
+        cm_error (req->req_id, "download file=%s aborted at chunk %llu: %s", file->id,
+                  (unsigned long long)d.written,
+                  cm_status_name (rc == CM_OK && reply ? gw_rpc_status (reply, NULL, NULL)
+                                                       : rc));
+        if (reply) {
+            protobuf_c_message_free_unpacked (reply, NULL);
+        }
+        gw_conn_shutdown (req, SHUT_RDWR);
+        return req->status;
+    }
+    cm_info (req->req_id,
+             "download file=%s bytes=%llu chunks at crypto at once: up to %u", file->id,
+             (unsigned long long)d.bytes, peak);
     return req->status;
 }

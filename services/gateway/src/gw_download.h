@@ -1,10 +1,13 @@
 /*  gw_download -- streams a stored file to the client: storage BLOB_READ
-    of the header, then per chunk BLOB_READ -> crypto DECRYPT -> mg_write.
+    of the header, then per chunk BLOB_READ -> crypto DECRYPT -> mg_write,
+    with up to SAFESHARE_CRYPTO_WINDOW chunks read and at crypto ahead of
+    the one being written (gw_window), written strictly in index order;
+    memory: at most that many chunks, whatever the file size.
     The first chunk is decrypted before any header goes out, so early
     failures are still a JSON error (502 integrity_error when crypto
     says the chunk does not authenticate). A later chunk that fails
-    closes the connection short of Content-Length: unauthenticated
-    plaintext is never sent.                                            */
+    closes the connection short of Content-Length, after every chunk
+    before it: unauthenticated plaintext is never sent.               */
 #ifndef GW_DOWNLOAD_H
 #define GW_DOWNLOAD_H
 

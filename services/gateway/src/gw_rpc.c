@@ -12,8 +12,9 @@
 
 struct gw_rpc_t {
     const gw_settings_t *settings;
-    zsock_t *socks[GW_SVC_COUNT]; /* NULL until first use */
-    uint64_t seq;                 /* calls made, for wire ids */
+    zsock_t *socks[GW_SVC_COUNT];  /* NULL until first use */
+    uint64_t seq;                  /* calls made, for wire ids */
+    uint64_t epochs[GW_SVC_COUNT]; /* socket drops, see gw_rpc_epoch */
 };
 
 void
@@ -67,6 +68,25 @@ static void
 s_reset (gw_rpc_t *self, gw_svc_t svc)
 {
     zsock_destroy (&self->socks[svc]);
+    self->epochs[svc]++;
+}
+
+void
+gw_rpc_drop (gw_rpc_t *self, gw_svc_t svc)
+{
+    s_reset (self, svc);
+}
+
+uint64_t
+gw_rpc_epoch (gw_rpc_t *self, gw_svc_t svc)
+{
+    return self->epochs[svc];
+}
+
+int
+gw_rpc_timeout_ms (gw_rpc_t *self)
+{
+    return self->settings->rpc_timeout_ms;
 }
 
 cm_status_t
@@ -108,6 +128,114 @@ gw_rpc_call (gw_rpc_t *self, gw_svc_t svc, const char *req_id, ProtobufCMessage 
         s_reset (self, svc);
     }
     return rc;
+}
+
+cm_status_t
+gw_rpc_send (gw_rpc_t *self, gw_svc_t svc, const char *req_id, ProtobufCMessage *request,
+             zmsg_t **blobs, int timeout_ms, char wire[65])
+{
+    wire[0] = '\0';
+    if (timeout_ms <= 0) {
+        timeout_ms = self->settings->rpc_timeout_ms;
+    }
+    Safeshare__Meta *meta = cm_msg_meta (request);
+    zsock_t *sock = meta ? s_sock (self, svc) : NULL;
+    if (sock == NULL) {
+        zmsg_destroy (blobs);
+        cm_error (req_id, "gw_rpc_send(%s) failed: %s", gw_svc_name (svc),
+                  meta ? "no socket" : "request has no meta");
+        return meta ? CM_UNAVAILABLE : CM_INTERNAL;
+    }
+    char reqbuf[65];
+    gw_rpc_wire_id (wire, req_id, ++self->seq);
+    char *client_addr = meta->client_addr;
+    cm_meta_init (meta, reqbuf, wire, timeout_ms);
+    if (client_addr) {
+        meta->client_addr = client_addr;
+    }
+    zframe_t *header = cm_frame_pack (request);
+    meta->request_id = NULL; /* reqbuf goes out of scope */
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addmem (msg, NULL, 0);
+    zmsg_append (msg, &header);
+    /* The blob frames move on as they are (never copied). */
+    zframe_t *f;
+    while (blobs && *blobs && (f = zmsg_pop (*blobs))) {
+        zmsg_append (msg, &f);
+    }
+    zmsg_destroy (blobs);
+    if (zmsg_send (&msg, sock) != 0) {
+        cm_warn (req_id, "zmsg_send() to %s failed: %s wire=%s", gw_svc_name (svc),
+                 zmq_strerror (zmq_errno ()), wire);
+        zmsg_destroy (&msg);
+        s_reset (self, svc);
+        return CM_UNAVAILABLE;
+    }
+    return CM_OK;
+}
+
+int
+gw_rpc_recv (gw_rpc_t *self, gw_svc_t svc, const char *req_id,
+             const ProtobufCMessageDescriptor *reply_desc, uint64_t deadline_ms,
+             ProtobufCMessage **reply, zmsg_t **blobs, cm_status_t *rc)
+{
+    *reply = NULL;
+    *blobs = NULL;
+    *rc = CM_OK;
+    zsock_t *sock = self->socks[svc];
+    if (sock == NULL) {
+        /* Nothing can be out on a socket that does not exist. */
+        *rc = CM_UNAVAILABLE;
+        return -1;
+    }
+    while (true) {
+        uint64_t now = cm_mono_ms ();
+        long wait = deadline_ms > now ? (long)(deadline_ms - now) : 0;
+        zmq_pollitem_t item = {zsock_resolve (sock), 0, ZMQ_POLLIN, 0};
+        int n = zmq_poll (&item, 1, wait);
+        if (n < 0 && zmq_errno () == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            cm_warn (req_id, "zmq_poll() on %s failed: %s", gw_svc_name (svc),
+                     zmq_strerror (zmq_errno ()));
+            *rc = CM_UNAVAILABLE;
+            break;
+        }
+        if (n == 0) {
+            return 0;
+        }
+        bool truncated = false;
+        zmsg_t *in = cm_msg_recv (sock, &truncated);
+        if (in == NULL) {
+            continue;
+        }
+        zframe_t *delim = zmsg_pop (in);
+        zframe_t *head = zmsg_pop (in);
+        ProtobufCMessage *r = NULL;
+        if (!truncated && delim && zframe_size (delim) == 0 && head &&
+            zframe_size (head) <= CM_MAX_HEADER) {
+            r = protobuf_c_message_unpack (reply_desc, NULL, zframe_size (head),
+                                           zframe_data (head));
+        }
+        zframe_destroy (&delim);
+        zframe_destroy (&head);
+        if (r == NULL || cm_msg_meta (r) == NULL) {
+            cm_error (req_id, "malformed%s reply from %s dropped",
+                      truncated ? " (oversized)" : "", gw_svc_name (svc));
+            if (r) {
+                protobuf_c_message_free_unpacked (r, NULL);
+            }
+            zmsg_destroy (&in);
+            *rc = CM_INTERNAL;
+            break;
+        }
+        *reply = r;
+        *blobs = in;
+        return 1;
+    }
+    s_reset (self, svc);
+    return -1;
 }
 
 cm_status_t

@@ -68,6 +68,7 @@ gw_settings_load (gw_settings_t *settings, cm_config_t *config, char *err, size_
     long threads = cm_config_int (config, "SAFESHARE_HTTP_THREADS");
     long timeout = cm_config_int (config, "SAFESHARE_RPC_TIMEOUT_MS");
     long chunk = cm_config_int (config, "SAFESHARE_CHUNK_SIZE");
+    long window = cm_config_int (config, "SAFESHARE_CRYPTO_WINDOW");
     long max_upload = cm_config_int (config, "SAFESHARE_MAX_UPLOAD_BYTES");
     long link_ttl = cm_config_int (config, "SAFESHARE_LINK_MAX_TTL");
     long user_ttl = cm_config_int (config, "SAFESHARE_USER_CACHE_TTL");
@@ -87,6 +88,11 @@ gw_settings_load (gw_settings_t *settings, cm_config_t *config, char *err, size_
                   chunk);
         return -1;
     }
+    if (window < 1 || window > GW_CRYPTO_WINDOW_MAX) {
+        snprintf (err, errlen, "SAFESHARE_CRYPTO_WINDOW must be 1..%d, got %ld",
+                  GW_CRYPTO_WINDOW_MAX, window);
+        return -1;
+    }
     if (max_upload < 0 || link_ttl < 1) {
         snprintf (err, errlen,
                   "SAFESHARE_MAX_UPLOAD_BYTES / SAFESHARE_LINK_MAX_TTL out of range");
@@ -100,6 +106,7 @@ gw_settings_load (gw_settings_t *settings, cm_config_t *config, char *err, size_
     settings->http_threads = (int)threads;
     settings->rpc_timeout_ms = (int)timeout;
     settings->chunk_size = (uint32_t)chunk;
+    settings->crypto_window = (unsigned)window;
     settings->max_upload_bytes = (uint64_t)max_upload;
     settings->link_max_ttl = (uint64_t)link_ttl;
     settings->user_cache_ttl_s = (unsigned)user_ttl;

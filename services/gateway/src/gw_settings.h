@@ -18,6 +18,8 @@ typedef enum {
 
 /* JSON request bodies are small; uploads have their own limit. */
 #define GW_JSON_BODY_MAX (16 * 1024)
+/* SAFESHARE_CRYPTO_WINDOW's bound (cm_config checks it too). */
+#define GW_CRYPTO_WINDOW_MAX 64
 
 typedef struct {
     char http_addr[256]; /* host:port for civetweb's listening_ports */
@@ -26,6 +28,7 @@ typedef struct {
     char endpoints[GW_SVC_COUNT][512];
     int rpc_timeout_ms;
     uint32_t chunk_size;
+    unsigned crypto_window; /* chunks of one transfer at crypto at once */
     uint64_t max_upload_bytes;
     uint64_t link_max_ttl;
     char jwt_issuer[256];

@@ -8,6 +8,7 @@
 #include "crypto.pb-c.h"
 #include "cm_log.h"
 #include "cm_util.h"
+#include "gw_window.h"
 
 /* Counter is a u32 in the nonce (docs/format.md). */
 #define S_MAX_CHUNKS  0xffffffffULL
@@ -27,9 +28,11 @@ struct gw_upload_t {
     uint8_t header[CM_BLOB_HEADER_LEN];
     zframe_t *chunk; /* plaintext being filled: chunk_size bytes, moved when sealed */
     size_t fill;
-    uint64_t index;  /* next chunk index */
-    uint64_t offset; /* blob bytes stored */
-    uint64_t size;   /* plaintext bytes accepted */
+    gw_window_t *window; /* the chunks at crypto */
+    uint64_t index;      /* next chunk index to seal */
+    uint64_t stored;     /* chunks appended to the blob (in index order) */
+    uint64_t offset;     /* blob bytes stored */
+    uint64_t size;       /* plaintext bytes accepted */
     EVP_MD_CTX *sha;
     Safeshare__StorageReply *commit;
     cm_status_t err_status;
@@ -38,7 +41,7 @@ struct gw_upload_t {
 };
 
 gw_upload_t *
-gw_upload_new (gw_rpc_t *rpc, const char *req_id, uint32_t chunk_size)
+gw_upload_new (gw_rpc_t *rpc, const char *req_id, uint32_t chunk_size, unsigned window)
 {
     gw_upload_t *self = calloc (1, sizeof *self);
     if (self == NULL) {
@@ -47,10 +50,18 @@ gw_upload_new (gw_rpc_t *rpc, const char *req_id, uint32_t chunk_size)
     self->rpc = rpc;
     snprintf (self->req_id, sizeof self->req_id, "%s", req_id ? req_id : "");
     self->chunk_size = chunk_size;
+    self->window = gw_window_new (rpc, GW_SVC_CRYPTO, self->req_id, window,
+                                  &safeshare__crypto_reply__descriptor);
+    if (self->window == NULL) {
+        cm_error (self->req_id, "gw_window_new(%u) failed", window);
+        free (self);
+        return NULL;
+    }
     self->sha = EVP_MD_CTX_new ();
     if (self->sha == NULL || EVP_DigestInit_ex (self->sha, EVP_sha256 (), NULL) != 1) {
         cm_log_openssl (self->req_id, "EVP_DigestInit_ex() failed");
         EVP_MD_CTX_free (self->sha);
+        gw_window_destroy (&self->window);
         free (self);
         return NULL;
     }
@@ -63,6 +74,7 @@ gw_upload_destroy (gw_upload_t **self_p)
     if (self_p && *self_p) {
         gw_upload_t *self = *self_p;
         gw_upload_abort (self);
+        gw_window_destroy (&self->window);
         zframe_destroy (&self->chunk);
         EVP_MD_CTX_free (self->sha);
         if (self->commit) {
@@ -87,20 +99,19 @@ s_fail (gw_upload_t *self, cm_status_t status, const char *code, const char *mes
     return -1;
 }
 
-/* One call; 0 when the transport and the service said OK, else -1 with
-   the error kept (reply freed).                                        */
 static int
-s_call (gw_upload_t *self, gw_svc_t svc, ProtobufCMessage *request, zmsg_t **blobs,
-        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply,
-        zmsg_t **blobs_out)
+s_fail_transport (gw_upload_t *self, cm_status_t rc)
 {
-    cm_status_t rc = gw_rpc_call (self->rpc, svc, self->req_id, request, blobs, desc, 0,
-                                  reply, blobs_out);
-    if (rc != CM_OK) {
-        return s_fail (self, rc, cm_status_code (rc),
-                       rc == CM_UNAVAILABLE ? "a backend service did not answer in time"
-                                            : "a backend service answered badly");
-    }
+    return s_fail (self, rc, cm_status_code (rc),
+                   rc == CM_UNAVAILABLE ? "a backend service did not answer in time"
+                                        : "a backend service answered badly");
+}
+
+/* The service's answer in *reply: 0 if OK, else -1 with the error kept
+   (reply and blobs freed).                                             */
+static int
+s_check (gw_upload_t *self, gw_svc_t svc, ProtobufCMessage **reply, zmsg_t **blobs_out)
+{
     const char *code = NULL;
     const char *message = NULL;
     cm_status_t status = gw_rpc_status (*reply, &code, &message);
@@ -117,6 +128,21 @@ s_call (gw_upload_t *self, gw_svc_t svc, ProtobufCMessage *request, zmsg_t **blo
         return -1;
     }
     return 0;
+}
+
+/* One call; 0 when the transport and the service said OK, else -1 with
+   the error kept (reply freed).                                        */
+static int
+s_call (gw_upload_t *self, gw_svc_t svc, ProtobufCMessage *request, zmsg_t **blobs,
+        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **reply,
+        zmsg_t **blobs_out)
+{
+    cm_status_t rc = gw_rpc_call (self->rpc, svc, self->req_id, request, blobs, desc, 0,
+                                  reply, blobs_out);
+    if (rc != CM_OK) {
+        return s_fail_transport (self, rc);
+    }
+    return s_check (self, svc, reply, blobs_out);
 }
 
 static int
@@ -226,12 +252,55 @@ gw_upload_begin (gw_upload_t *self, const char *name, const char *content_type,
     return s_append (self, &frames, CM_BLOB_HEADER_LEN);
 }
 
-/* Encrypts the pending chunk (moved out) and appends its ciphertext. */
+/* Takes the oldest chunk's ciphertext from crypto (wait: until it comes)
+   and appends it: 1 done, 0 (!wait) not here yet or none out, -1.    */
+static int
+s_store_next (gw_upload_t *self, bool wait)
+{
+    ProtobufCMessage *reply = NULL;
+    zmsg_t *cipher = NULL;
+    uint64_t len = 0;
+    cm_status_t rc = CM_OK;
+    int got = gw_window_next (self->window, wait, &reply, &cipher, &len, &rc);
+    if (got < 0) {
+        return s_fail_transport (self, rc);
+    }
+    if (got == 0) {
+        return 0;
+    }
+    if (s_check (self, GW_SVC_CRYPTO, &reply, &cipher) != 0) {
+        return -1;
+    }
+    Safeshare__CryptoReply *cr = (Safeshare__CryptoReply *)reply;
+    bool ok = cr->body_case == SAFESHARE__CRYPTO_REPLY__BODY_ENCRYPT && cr->encrypt &&
+              cr->encrypt->index == self->stored && cipher && zmsg_size (cipher) == 1 &&
+              zframe_size (zmsg_first (cipher)) == len + CM_BLOB_TAG_LEN;
+    protobuf_c_message_free_unpacked (reply, NULL);
+    if (!ok) {
+        zmsg_destroy (&cipher);
+        return s_bad_reply (self, "ENCRYPT");
+    }
+    /* The ciphertext frame moves on to storage as received. */
+    if (s_append (self, &cipher, len + CM_BLOB_TAG_LEN) != 0) {
+        return -1;
+    }
+    self->stored++;
+    return 1;
+}
+
+/* Sends the pending chunk (moved out) to ENCRYPT -- once: it is never
+   sent again -- after making room in the window, then appends whatever
+   ciphertext is already back.                                          */
 static int
 s_seal (gw_upload_t *self, bool last)
 {
     if (self->index > S_MAX_CHUNKS) {
         return s_fail (self, CM_TOO_LARGE, "too_large", "file has too many chunks");
+    }
+    while (gw_window_full (self->window)) {
+        if (s_store_next (self, true) < 0) {
+            return -1;
+        }
     }
     size_t len = self->fill;
     zframe_t *plain;
@@ -261,27 +330,15 @@ s_seal (gw_upload_t *self, bool last)
     chunk.header.len = CM_BLOB_HEADER_LEN;
     chunk.index = self->index;
     chunk.last = last;
-    ProtobufCMessage *reply = NULL;
-    zmsg_t *cipher = NULL;
-    if (s_call (self, GW_SVC_CRYPTO, &creq.base, &frames,
-                &safeshare__crypto_reply__descriptor, &reply, &cipher) != 0) {
-        return -1;
-    }
-    Safeshare__CryptoReply *cr = (Safeshare__CryptoReply *)reply;
-    bool ok = cr->body_case == SAFESHARE__CRYPTO_REPLY__BODY_ENCRYPT && cr->encrypt &&
-              cr->encrypt->index == self->index && cipher && zmsg_size (cipher) == 1 &&
-              zframe_size (zmsg_first (cipher)) == len + CM_BLOB_TAG_LEN;
-    protobuf_c_message_free_unpacked (reply, NULL);
-    if (!ok) {
-        zmsg_destroy (&cipher);
-        return s_bad_reply (self, "ENCRYPT");
-    }
-    /* The ciphertext frame moves on to storage as received. */
-    if (s_append (self, &cipher, len + CM_BLOB_TAG_LEN) != 0) {
-        return -1;
+    cm_status_t rc = gw_window_send (self->window, &creq.base, &frames, len);
+    if (rc != CM_OK) {
+        return s_fail_transport (self, rc);
     }
     self->index++;
-    return 0;
+    int got;
+    while ((got = s_store_next (self, false)) > 0) {
+    }
+    return got;
 }
 
 int
@@ -326,6 +383,19 @@ gw_upload_finish (gw_upload_t *self)
     if (s_seal (self, true) != 0) {
         return -1;
     }
+    while (gw_window_pending (self->window) > 0) {
+        if (s_store_next (self, true) < 0) {
+            return -1;
+        }
+    }
+    if (self->stored != self->index) {
+        cm_error (self->req_id, "upload: %llu of %llu chunks stored",
+                  (unsigned long long)self->stored, (unsigned long long)self->index);
+        return s_fail (self, CM_INTERNAL, "internal_error", "chunks missing");
+    }
+    cm_debug (self->req_id, "upload file=%s chunks=%llu at crypto at once: up to %u",
+              self->file_id, (unsigned long long)self->index,
+              gw_window_peak (self->window));
     uint8_t digest[32];
     unsigned dlen = 0;
     char sha_hex[65];
@@ -409,6 +479,9 @@ gw_upload_abort (gw_upload_t *self)
         return;
     }
     self->begun = false;
+    /* Chunks still at crypto are dropped with the socket: their replies
+       must never reach a later call on this thread.                    */
+    gw_window_destroy (&self->window);
     Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
     Safeshare__Meta meta = SAFESHARE__META__INIT;
     Safeshare__FileAbortRequest body = SAFESHARE__FILE_ABORT_REQUEST__INIT;

@@ -1,18 +1,26 @@
 /*  gw_upload -- the upload pipeline of one file, fed plaintext pieces as
-    they arrive, memory bounded by one chunk whatever the file size:
+    they arrive (at the client's pace):
 
       storage FILE_BEGIN -> crypto KEY_NEW -> storage BLOB_APPEND(header)
       then per chunk: crypto ENCRYPT(index, last) -> storage BLOB_APPEND
       (the ciphertext frame moved on, not copied)
       end: storage FILE_COMMIT (size, SHA-256, chunk count, wrapped DEK).
 
-    A full chunk is sealed only when more data arrives, so the final chunk
-    always carries the STREAM last flag (an empty file is one empty last
-    chunk). One chunk is in flight at a time; a window of chunks (issue 4)
-    slots in behind the same calls. Blob layout: docs/format.md.
+    Up to `window` chunks (SAFESHARE_CRYPTO_WINDOW) are at crypto at once
+    (gw_window), so that reading the next chunk from the client, sealing
+    the previous ones on several crypto workers and appending the sealed
+    ones to storage overlap; ciphertext is appended strictly in index
+    order whatever order crypto answers in. Memory: the chunk being
+    filled plus at most `window` chunks out or sealed and waiting for an
+    older one -- (window + 1) x chunk size, whatever the file size.
+    A full chunk is sealed only when more data arrives, so the final
+    chunk always carries the STREAM last flag (an empty file is one empty
+    last chunk). Each chunk is sent to ENCRYPT once, never again (a chunk
+    that fails fails the upload). Blob layout: docs/format.md.
     Any failure leaves the object failed: further writes are refused and
-    destroy (or gw_upload_abort) sends FILE_ABORT -- or FILE_DELETE when
-    storage answers file_committed (a FILE_COMMIT whose reply was lost). */
+    destroy (or gw_upload_abort) drops what is still out at crypto and
+    sends FILE_ABORT -- or FILE_DELETE when storage answers
+    file_committed (a FILE_COMMIT whose reply was lost).               */
 #ifndef GW_UPLOAD_H
 #define GW_UPLOAD_H
 
@@ -25,8 +33,10 @@
 
 typedef struct gw_upload_t gw_upload_t;
 
-/* Borrows rpc (the calling thread's); req_id is copied. */
-gw_upload_t *gw_upload_new (gw_rpc_t *rpc, const char *req_id, uint32_t chunk_size);
+/* Borrows rpc (the calling thread's); req_id is copied. window: chunks
+   at crypto at once, 1..GW_CRYPTO_WINDOW_MAX.                         */
+gw_upload_t *gw_upload_new (gw_rpc_t *rpc, const char *req_id, uint32_t chunk_size,
+                            unsigned window);
 /* Aborts an upload that was begun and not committed. */
 void gw_upload_destroy (gw_upload_t **self_p);
 

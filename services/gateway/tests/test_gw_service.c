@@ -92,9 +92,26 @@ typedef struct {
     char file_type[128]; /* stored content type served back; "" = begin_type */
     int ids;             /* Meta.request_id of every storage/crypto call */
     char id[128][65];
+    /* Crypto's pace (the window tests). hold: chunk replies wait until no
+       chunk request came for S_HOLD_IDLE_MS, then go out backwards,
+       S_HOLD_STEP_MS apart -- so the fake sees every chunk the gateway
+       would have out at once, and answers out of order and late.      */
+    bool hold;
+    int fail_index; /* ENCRYPT of this index answered INTERNAL; -1 none */
+    int late_index; /* chunk request of this index answered late_ms late; -1 none */
+    int late_ms;
+    int out;      /* chunk requests received and not answered */
+    int max_out;  /* the most out at once */
+    unsigned gen; /* bumped by each reset: a reply held across it is not counted */
 } s_fake_t;
 
-static s_fake_t s_fake = {.lock = PTHREAD_MUTEX_INITIALIZER, .bad_chunk = -1};
+#define S_HOLD_IDLE_MS 100
+#define S_HOLD_STEP_MS 3
+
+static s_fake_t s_fake = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                          .bad_chunk = -1,
+                          .fail_index = -1,
+                          .late_index = -1};
 static zactor_t *s_fake_actor;
 
 static void
@@ -114,6 +131,27 @@ s_fake_reset (void)
     s_fake.ids = 0;
     s_fake.begin_name[0] = '\0';
     s_fake.begin_type[0] = '\0';
+    s_fake.hold = false;
+    s_fake.fail_index = -1;
+    s_fake.late_index = -1;
+    s_fake.late_ms = 0;
+    s_fake.out = 0;
+    s_fake.max_out = 0;
+    s_fake.gen++;
+    pthread_mutex_unlock (&s_fake.lock);
+}
+
+/* Between an upload and its download: counts start again, the stored
+   file and the crypto pace stay.                                      */
+static void
+s_fake_recount (void)
+{
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.encrypts = 0;
+    s_fake.ids = 0;
+    s_fake.out = 0;
+    s_fake.max_out = 0;
+    s_fake.gen++;
     pthread_mutex_unlock (&s_fake.lock);
 }
 
@@ -282,15 +320,24 @@ s_fake_storage (zsock_t *sock)
     cm_call_release (&call);
 }
 
-static void
-s_fake_crypto (zsock_t *sock)
-{
+/* Chunk replies held back (hold / late_index), in arrival order. Used by
+   the fake's actor thread only.                                       */
+typedef struct {
     cm_call_t call;
-    if (cm_call_recv (sock, &safeshare__crypto_request__descriptor,
-                      &safeshare__crypto_reply__descriptor, &call) != 0) {
-        return;
-    }
-    Safeshare__CryptoRequest *r = (Safeshare__CryptoRequest *)call.request;
+    uint64_t at; /* when to answer (cm_mono_ms); 0: when crypto goes idle */
+    unsigned gen;
+} s_held_t;
+
+#define S_HELD_MAX 256
+static s_held_t s_held[S_HELD_MAX];
+static int s_nheld;
+static uint64_t s_last_chunk_ms; /* arrival of the last chunk request */
+
+/* Answers one crypto call (and releases it). */
+static void
+s_fake_crypto_answer (zsock_t *sock, cm_call_t *call, unsigned gen)
+{
+    Safeshare__CryptoRequest *r = (Safeshare__CryptoRequest *)call->request;
     Safeshare__CryptoReply reply = SAFESHARE__CRYPTO_REPLY__INIT;
     Safeshare__Meta meta = SAFESHARE__META__INIT;
     reply.meta = &meta;
@@ -300,11 +347,14 @@ s_fake_crypto (zsock_t *sock)
     uint8_t header[48];
     memset (header, 'H', sizeof header);
     zmsg_t *out = NULL;
-    pthread_mutex_lock (&s_fake.lock);
-    if (s_fake.ids < 128) {
-        snprintf (s_fake.id[s_fake.ids++], 65, "%s", call.req_id);
+    if (r->body_case == SAFESHARE__CRYPTO_REQUEST__BODY_ENCRYPT ||
+        r->body_case == SAFESHARE__CRYPTO_REQUEST__BODY_DECRYPT) {
+        pthread_mutex_lock (&s_fake.lock);
+        if (gen == s_fake.gen && s_fake.out > 0) {
+            s_fake.out--;
+        }
+        pthread_mutex_unlock (&s_fake.lock);
     }
-    pthread_mutex_unlock (&s_fake.lock);
     switch (r->body_case) {
         case SAFESHARE__CRYPTO_REQUEST__BODY_KEY_NEW:
             key.kek_id = "k1";
@@ -316,17 +366,18 @@ s_fake_crypto (zsock_t *sock)
             reply.key_new = &key;
             break;
         case SAFESHARE__CRYPTO_REQUEST__BODY_ENCRYPT: {
-            /* Fake cipher: plaintext followed by 16 'T' tag bytes. */
-            zframe_t *f = zmsg_first (call.blobs);
-            size_t len = zframe_size (f);
             pthread_mutex_lock (&s_fake.lock);
-            if (s_fake.encrypts < 64) {
-                s_fake.enc_len[s_fake.encrypts] = len;
-                s_fake.enc_last[s_fake.encrypts] = r->encrypt->last;
-                s_fake.enc_index[s_fake.encrypts] = r->encrypt->index;
-            }
-            s_fake.encrypts++;
+            bool fail = (int64_t)r->encrypt->index == s_fake.fail_index;
             pthread_mutex_unlock (&s_fake.lock);
+            if (fail) {
+                cm_call_reply_error (sock, call, &safeshare__crypto_reply__descriptor,
+                                     CM_INTERNAL, "encrypt_failed", "worker failed");
+                cm_call_release (call);
+                return;
+            }
+            /* Fake cipher: plaintext followed by 16 'T' tag bytes. */
+            zframe_t *f = zmsg_first (call->blobs);
+            size_t len = zframe_size (f);
             zframe_t *c = zframe_new (NULL, len + 16);
             memcpy (zframe_data (c), zframe_data (f), len);
             memset (zframe_data (c) + len, 'T', 16);
@@ -338,16 +389,16 @@ s_fake_crypto (zsock_t *sock)
             break;
         }
         case SAFESHARE__CRYPTO_REQUEST__BODY_DECRYPT: {
-            zframe_t *f = zmsg_first (call.blobs);
+            zframe_t *f = zmsg_first (call->blobs);
             size_t len = zframe_size (f);
             pthread_mutex_lock (&s_fake.lock);
             bool bad = (int64_t)r->decrypt->index == s_fake.bad_chunk;
             pthread_mutex_unlock (&s_fake.lock);
             if (bad || len < 16) {
-                cm_call_reply_error (sock, &call, &safeshare__crypto_reply__descriptor,
+                cm_call_reply_error (sock, call, &safeshare__crypto_reply__descriptor,
                                      CM_UNPROCESSABLE, "chunk_auth_failed",
                                      "tag mismatch");
-                cm_call_release (&call);
+                cm_call_release (call);
                 return;
             }
             out = zmsg_new ();
@@ -358,11 +409,107 @@ s_fake_crypto (zsock_t *sock)
             break;
         }
         default:
-            cm_call_release (&call);
+            cm_call_release (call);
             return;
     }
-    cm_call_reply (sock, &call, &reply.base, &out);
-    cm_call_release (&call);
+    cm_call_reply (sock, call, &reply.base, &out);
+    cm_call_release (call);
+}
+
+static void
+s_fake_crypto (zsock_t *sock)
+{
+    cm_call_t call;
+    if (cm_call_recv (sock, &safeshare__crypto_request__descriptor,
+                      &safeshare__crypto_reply__descriptor, &call) != 0) {
+        return;
+    }
+    Safeshare__CryptoRequest *r = (Safeshare__CryptoRequest *)call.request;
+    const Safeshare__ChunkRequest *c =
+        r->body_case == SAFESHARE__CRYPTO_REQUEST__BODY_ENCRYPT   ? r->encrypt
+        : r->body_case == SAFESHARE__CRYPTO_REQUEST__BODY_DECRYPT ? r->decrypt
+                                                                  : NULL;
+    pthread_mutex_lock (&s_fake.lock);
+    if (s_fake.ids < 128) {
+        snprintf (s_fake.id[s_fake.ids++], 65, "%s", call.req_id);
+    }
+    if (r->body_case == SAFESHARE__CRYPTO_REQUEST__BODY_ENCRYPT) {
+        /* Recorded in the order the gateway sent them. */
+        if (s_fake.encrypts < 64) {
+            s_fake.enc_len[s_fake.encrypts] = zframe_size (zmsg_first (call.blobs));
+            s_fake.enc_last[s_fake.encrypts] = r->encrypt->last;
+            s_fake.enc_index[s_fake.encrypts] = r->encrypt->index;
+        }
+        s_fake.encrypts++;
+    }
+    uint64_t at = 0;
+    bool held = false;
+    unsigned gen = s_fake.gen;
+    if (c) {
+        s_fake.out++;
+        if (s_fake.out > s_fake.max_out) {
+            s_fake.max_out = s_fake.out;
+        }
+        if ((int64_t)c->index == s_fake.late_index) {
+            held = true;
+            at = cm_mono_ms () + (uint64_t)s_fake.late_ms;
+        } else {
+            held = s_fake.hold;
+        }
+    }
+    pthread_mutex_unlock (&s_fake.lock);
+    if (c && zmsg_size (call.blobs) != 1) {
+        held = false; /* answered (as garbage) at once */
+    }
+    if (held && s_nheld < S_HELD_MAX) {
+        s_held[s_nheld++] = (s_held_t){call, at, gen};
+        if (at == 0) {
+            s_last_chunk_ms = cm_mono_ms ();
+        }
+        return;
+    }
+    s_fake_crypto_answer (sock, &call, gen);
+}
+
+/* Answers the held replies that are due; returns how long until the
+   next one is (ms), or -1 when none is held.                           */
+static int
+s_fake_release (zsock_t *crypto)
+{
+    uint64_t now = cm_mono_ms ();
+    int unscheduled = 0;
+    for (int i = 0; i < s_nheld; i++) {
+        unscheduled += s_held[i].at == 0;
+    }
+    if (unscheduled && now >= s_last_chunk_ms + S_HOLD_IDLE_MS) {
+        /* Crypto went idle: the newest first, the oldest last. */
+        int step = 0;
+        for (int i = s_nheld - 1; i >= 0; i--) {
+            if (s_held[i].at == 0) {
+                s_held[i].at = now + (uint64_t)(step++ * S_HOLD_STEP_MS);
+            }
+        }
+        unscheduled = 0;
+    }
+    int kept = 0;
+    int64_t next = -1;
+    for (int i = 0; i < s_nheld; i++) {
+        if (s_held[i].at != 0 && s_held[i].at <= now) {
+            s_fake_crypto_answer (crypto, &s_held[i].call, s_held[i].gen);
+            continue;
+        }
+        if (s_held[i].at != 0) {
+            int64_t wait = (int64_t)(s_held[i].at - now);
+            next = next < 0 || wait < next ? wait : next;
+        }
+        s_held[kept++] = s_held[i];
+    }
+    s_nheld = kept;
+    if (unscheduled) {
+        int64_t wait = (int64_t)(s_last_chunk_ms + S_HOLD_IDLE_MS - now);
+        next = next < 0 || wait < next ? wait : next;
+    }
+    return (int)next;
 }
 
 static void
@@ -374,7 +521,8 @@ s_fake_actor_fn (zsock_t *pipe, void *args)
     zsock_signal (pipe, storage && crypto ? 0 : 1);
     zpoller_t *poller = zpoller_new (pipe, storage, crypto, NULL);
     while (true) {
-        void *which = zpoller_wait (poller, 1000);
+        int wait = s_fake_release (crypto);
+        void *which = zpoller_wait (poller, wait < 0 ? 1000 : wait);
         if (which == pipe || zpoller_terminated (poller)) {
             break;
         }
@@ -385,6 +533,10 @@ s_fake_actor_fn (zsock_t *pipe, void *args)
         }
     }
     zpoller_destroy (&poller);
+    for (int i = 0; i < s_nheld; i++) {
+        cm_call_release (&s_held[i].call);
+    }
+    s_nheld = 0;
     zsock_destroy (&storage);
     zsock_destroy (&crypto);
 }
@@ -2910,6 +3062,318 @@ test_users_patch (void **state)
     s_assert_alive ();
 }
 
+/* ---- the crypto window (SAFESHARE_CRYPTO_WINDOW) ------------------------ */
+
+static size_t
+s_chunks (size_t size)
+{
+    return size == 0 ? 1 : (size + CHUNK - 1) / CHUNK;
+}
+
+/* Uploads size bytes of a pattern picked by seed (no fake reset: the
+   caller set the fake's pace). *data_out: the bytes, the caller's.    */
+static void
+s_upload_seeded (size_t size, unsigned seed, s_resp_t *r, uint8_t **data_out)
+{
+    uint8_t *data = malloc (size + 1);
+    for (size_t i = 0; i < size; i++) {
+        data[i] = (uint8_t)(i * 7 + 3 + seed * 31 + i / 4096);
+    }
+    size_t len;
+    char *body = s_multipart ("win.bin", data, size, &len);
+    assert_int_equal (s_post ("/api/files", s_ops_token,
+                              "multipart/form-data; boundary=XbOuNdArY", body, len, r),
+                      0);
+    free (body);
+    *data_out = data;
+}
+
+/* What the fake storage holds is header ‖ each chunk's "ciphertext" in
+   index order, each chunk sent to ENCRYPT once, in order.             */
+static void
+s_expect_stored (const uint8_t *data, size_t size)
+{
+    s_fake_t fake = s_fake_snapshot ();
+    size_t chunks = s_chunks (size);
+    assert_true (fake.committed);
+    assert_int_equal (fake.aborts, 0);
+    assert_int_equal (fake.commit_size, size);
+    assert_int_equal (fake.commit_chunks, chunks);
+    assert_int_equal (fake.encrypts, chunks);
+    for (size_t i = 0; i < chunks && i < 64; i++) {
+        assert_int_equal (fake.enc_index[i], i);
+        assert_int_equal (fake.enc_len[i], i + 1 < chunks ? CHUNK : size - i * CHUNK);
+        assert_int_equal (fake.enc_last[i], i + 1 == chunks);
+    }
+    assert_int_equal (fake.blob_len, 48 + size + 16 * chunks);
+    uint8_t header[48];
+    memset (header, 'H', sizeof header);
+    assert_memory_equal (fake.blob, header, 48);
+    uint8_t tag[16];
+    memset (tag, 'T', sizeof tag);
+    for (size_t i = 0; i < chunks; i++) {
+        size_t len = i + 1 < chunks ? CHUNK : size - i * CHUNK;
+        const uint8_t *at = fake.blob + 48 + i * (CHUNK + 16);
+        if (len) {
+            assert_memory_equal (at, data + i * CHUNK, len);
+        }
+        assert_memory_equal (at + len, tag, 16);
+    }
+    uint8_t digest[32];
+    char hex[65];
+    SHA256 (data, size, digest);
+    cm_hex_encode (hex, digest, 32);
+    assert_string_equal (fake.commit_sha, hex);
+}
+
+/* Downloads the stored file and checks its bytes. */
+static void
+s_expect_download (const uint8_t *data, size_t size)
+{
+    s_resp_t r;
+    assert_int_equal (s_get ("/api/files/" FILE_ID "/content", s_client_token, &r), 0);
+    if (r.status != 200) {
+        fprintf (stderr, "download %zu: %d %s\n", size, r.status, r.body);
+    }
+    assert_int_equal (r.status, 200);
+    assert_int_equal (r.content_length, size);
+    assert_int_equal (r.body_len, size);
+    if (size) {
+        assert_memory_equal (r.body, data, size);
+    }
+    s_resp_free (&r);
+}
+
+/* Sizes around the chunk and window boundaries; the fake answers every
+   group of chunks backwards and late. Up and down, the bytes are right
+   and the fake saw min(window, chunks) requests out at once, never more. */
+static void
+s_window_roundtrip (int window)
+{
+    const size_t sizes[] = {0,         1,         CHUNK,         2 * CHUNK,
+                            3 * CHUNK, 4 * CHUNK, 4 * CHUNK + 1, 5 * CHUNK + 7,
+                            MAX_UPLOAD};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t size = sizes[k];
+        size_t chunks = s_chunks (size);
+        int expect = (size_t)window < chunks ? window : (int)chunks;
+        s_fake_reset ();
+        pthread_mutex_lock (&s_fake.lock);
+        s_fake.hold = true;
+        pthread_mutex_unlock (&s_fake.lock);
+        s_resp_t r;
+        uint8_t *data;
+        s_upload_seeded (size, (unsigned)(window + k), &r, &data);
+        if (r.status != 201) {
+            fprintf (stderr, "window %d upload %zu: %d %s\n", window, size, r.status,
+                     r.body);
+        }
+        assert_int_equal (r.status, 201);
+        s_resp_free (&r);
+        s_expect_stored (data, size);
+        s_fake_t fake = s_fake_snapshot ();
+        if (fake.max_out != expect) {
+            fprintf (stderr, "window %d upload %zu: %d out at once\n", window, size,
+                     fake.max_out);
+        }
+        assert_int_equal (fake.max_out, expect);
+
+        s_fake_recount ();
+        s_expect_download (data, size);
+        fake = s_fake_snapshot ();
+        if (fake.max_out != expect) {
+            fprintf (stderr, "window %d download %zu: %d out at once\n", window, size,
+                     fake.max_out);
+        }
+        assert_int_equal (fake.max_out, expect);
+        free (data);
+    }
+}
+
+/* Runs against a gateway of its own: s_port points at it meanwhile. */
+static int s_main_port;
+
+static pid_t
+s_switch_to (int threads, const char *window)
+{
+    int port = s_free_port ();
+    pid_t pid = s_spawn_ex (port, threads, window, NULL);
+    if (pid > 0) {
+        s_main_port = s_port;
+        s_port = port;
+    }
+    return pid;
+}
+
+static void
+s_switch_back (pid_t pid)
+{
+    assert_int_equal (cm_test_stop (pid, 10000), 0);
+    s_port = s_main_port;
+}
+
+static void
+test_window_sizes (void **state)
+{
+    s_window_roundtrip (4); /* the main gateway: the default window */
+    const char *windows[] = {"SAFESHARE_CRYPTO_WINDOW=1", "SAFESHARE_CRYPTO_WINDOW=3",
+                             "SAFESHARE_CRYPTO_WINDOW=64"};
+    const int sizes[] = {1, 3, 64};
+    for (int i = 0; i < 3; i++) {
+        pid_t pid = s_switch_to (2, windows[i]);
+        assert_true (pid > 0);
+        s_window_roundtrip (sizes[i]);
+        s_switch_back (pid);
+    }
+    /* Out of range: refused at start, before any socket. */
+    int port = s_free_port ();
+    assert_int_equal (s_spawn_ex (port, 1, "SAFESHARE_CRYPTO_WINDOW=65", NULL), -1);
+    assert_int_equal (s_spawn_ex (port, 1, "SAFESHARE_CRYPTO_WINDOW=0", NULL), -1);
+    s_assert_alive ();
+}
+
+/* A chunk that fails at crypto mid-transfer, with others out: the upload
+   is aborted (nothing committed, nothing past the failed chunk stored,
+   no chunk sent twice); the download is cut after the chunks before it. */
+static void
+test_window_chunk_error (void **state)
+{
+    const size_t size = 10 * CHUNK + 5;
+    s_fake_reset ();
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.hold = true;
+    s_fake.fail_index = 5;
+    pthread_mutex_unlock (&s_fake.lock);
+    s_resp_t r;
+    uint8_t *data;
+    s_upload_seeded (size, 7, &r, &data);
+    s_assert_error (&r, 500, "encrypt_failed");
+    s_resp_free (&r);
+    free (data);
+    s_fake_t fake = s_fake_snapshot ();
+    assert_int_equal (fake.aborts, 1);
+    assert_false (fake.committed);
+    assert_true (fake.blob_len <= 48 + 5 * (CHUNK + 16));
+    /* Never more than the window beyond the oldest chunk not stored. */
+    assert_true (fake.encrypts >= 6 && fake.encrypts <= 5 + 4);
+    for (int i = 0; i < fake.encrypts; i++) {
+        assert_int_equal (fake.enc_index[i], i);
+    }
+    assert_int_equal (fake.max_out, 4);
+    s_assert_alive ();
+
+    /* The same gateway takes the next upload whole. */
+    s_fake_reset ();
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.hold = true;
+    pthread_mutex_unlock (&s_fake.lock);
+    s_upload_seeded (size, 8, &r, &data);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    s_expect_stored (data, size);
+
+    /* Chunk 5 does not authenticate: chunks 0-4 arrive, then the cut. */
+    s_fake_recount ();
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.bad_chunk = 5;
+    pthread_mutex_unlock (&s_fake.lock);
+    char full[4096];
+    int n = snprintf (full, sizeof full,
+                      "GET /api/files/" FILE_ID "/content HTTP/1.1\r\nHost: x\r\n"
+                      "Authorization: Bearer %s\r\n\r\n",
+                      s_client_token); /* keep-alive: only the cut ends it */
+    int fd = s_connect ();
+    send (fd, full, (size_t)n, MSG_NOSIGNAL);
+    assert_int_equal (s_read_response (fd, &r, 10000), 0);
+    close (fd);
+    assert_int_equal (r.status, 200);
+    assert_true (r.closed);
+    assert_int_equal (r.body_len, 5 * CHUNK);
+    assert_memory_equal (r.body, data, 5 * CHUNK);
+    s_resp_free (&r);
+
+    /* Chunk 0 fails, its answer last of its group: still a JSON error. */
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.bad_chunk = 0;
+    pthread_mutex_unlock (&s_fake.lock);
+    assert_int_equal (s_get ("/api/files/" FILE_ID "/content", s_client_token, &r), 0);
+    s_assert_error (&r, 502, "integrity_error");
+    s_resp_free (&r);
+
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.bad_chunk = -1;
+    pthread_mutex_unlock (&s_fake.lock);
+    s_expect_download (data, size);
+    free (data);
+}
+
+/* Crypto sits on one chunk past the timeout with others out: the
+   transfer fails as a timeout (upload aborted, download cut), and the
+   next transfer on the same worker thread -- the gateway has one --
+   gets its own replies, not the late one.                             */
+static void
+test_window_timeout (void **state)
+{
+    pid_t pid = s_switch_to (1, "SAFESHARE_CRYPTO_WINDOW=4");
+    assert_true (pid > 0);
+    const size_t size = 8 * CHUNK;
+    s_fake_reset ();
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.hold = true;
+    s_fake.late_index = 2;
+    s_fake.late_ms = 1200; /* the gateway waits 1000 */
+    pthread_mutex_unlock (&s_fake.lock);
+    s_resp_t r;
+    uint8_t *data;
+    uint64_t start = cm_mono_ms ();
+    s_upload_seeded (size, 11, &r, &data);
+    s_assert_error (&r, 503, "service_unavailable");
+    assert_true (cm_mono_ms () - start >= 1000);
+    s_resp_free (&r);
+    free (data);
+    s_fake_t fake = s_fake_snapshot ();
+    assert_int_equal (fake.aborts, 1);
+    assert_false (fake.committed);
+    assert_int_equal (fake.max_out, 4);
+
+    /* At once, while the late reply is still to come. */
+    s_fake_reset ();
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.hold = true;
+    pthread_mutex_unlock (&s_fake.lock);
+    s_upload_seeded (MAX_UPLOAD, 12, &r, &data);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    s_expect_stored (data, MAX_UPLOAD);
+
+    /* The download: chunk 2 comes too late -> cut after chunks 0 and 1. */
+    s_fake_recount ();
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.late_index = 2;
+    s_fake.late_ms = 1200;
+    pthread_mutex_unlock (&s_fake.lock);
+    char full[4096];
+    int n = snprintf (full, sizeof full,
+                      "GET /api/files/" FILE_ID "/content HTTP/1.1\r\nHost: x\r\n"
+                      "Authorization: Bearer %s\r\n\r\n",
+                      s_client_token);
+    int fd = s_connect ();
+    send (fd, full, (size_t)n, MSG_NOSIGNAL);
+    assert_int_equal (s_read_response (fd, &r, 10000), 0);
+    close (fd);
+    assert_int_equal (r.status, 200);
+    assert_true (r.closed);
+    assert_int_equal (r.body_len, 2 * CHUNK);
+    assert_memory_equal (r.body, data, 2 * CHUNK);
+    s_resp_free (&r);
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.late_index = -1;
+    pthread_mutex_unlock (&s_fake.lock);
+    s_expect_download (data, MAX_UPLOAD);
+    free (data);
+    s_switch_back (pid);
+}
+
 static void
 test_sigterm (void **state)
 {
@@ -2926,23 +3390,43 @@ main (int argc, char **argv)
     }
     s_binary = argv[1];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test (test_healthz),       cmocka_unit_test (test_readyz_down),
-        cmocka_unit_test (test_tokens),        cmocka_unit_test (test_routing_errors),
-        cmocka_unit_test (test_smuggling),     cmocka_unit_test (test_cve_nul_urlencoded),
-        cmocka_unit_test (test_limits),        cmocka_unit_test (test_roles),
-        cmocka_unit_test (test_service_down),  cmocka_unit_test (test_upload_pipeline),
-        cmocka_unit_test (test_upload_errors), cmocka_unit_test (test_download),
-        cmocka_unit_test (test_keepalive),     cmocka_unit_test (test_unread_body_dos),
-        cmocka_unit_test (test_slow_body),     cmocka_unit_test (test_commit_reply_lost),
-        cmocka_unit_test (test_active_types),  cmocka_unit_test (test_upload_max),
-        cmocka_unit_test (test_wire_ids),      cmocka_unit_test (test_multipart_params),
-        cmocka_unit_test (test_verify_resend), cmocka_unit_test (test_login_rate_limited),
-        cmocka_unit_test (test_key_rotation),  cmocka_unit_test (test_auth_down_no_keys),
-        cmocka_unit_test (test_user_state),    cmocka_unit_test (test_user_cache_ttl),
-        cmocka_unit_test (test_login_tokens),  cmocka_unit_test (test_refresh),
-        cmocka_unit_test (test_logout),        cmocka_unit_test (test_logout_all),
-        cmocka_unit_test (test_users_create),  cmocka_unit_test (test_users_list),
-        cmocka_unit_test (test_users_patch),   cmocka_unit_test (test_client_addr),
+        cmocka_unit_test (test_healthz),
+        cmocka_unit_test (test_readyz_down),
+        cmocka_unit_test (test_tokens),
+        cmocka_unit_test (test_routing_errors),
+        cmocka_unit_test (test_smuggling),
+        cmocka_unit_test (test_cve_nul_urlencoded),
+        cmocka_unit_test (test_limits),
+        cmocka_unit_test (test_roles),
+        cmocka_unit_test (test_service_down),
+        cmocka_unit_test (test_upload_pipeline),
+        cmocka_unit_test (test_upload_errors),
+        cmocka_unit_test (test_download),
+        cmocka_unit_test (test_keepalive),
+        cmocka_unit_test (test_unread_body_dos),
+        cmocka_unit_test (test_slow_body),
+        cmocka_unit_test (test_commit_reply_lost),
+        cmocka_unit_test (test_active_types),
+        cmocka_unit_test (test_upload_max),
+        cmocka_unit_test (test_wire_ids),
+        cmocka_unit_test (test_multipart_params),
+        cmocka_unit_test (test_verify_resend),
+        cmocka_unit_test (test_login_rate_limited),
+        cmocka_unit_test (test_key_rotation),
+        cmocka_unit_test (test_auth_down_no_keys),
+        cmocka_unit_test (test_user_state),
+        cmocka_unit_test (test_user_cache_ttl),
+        cmocka_unit_test (test_login_tokens),
+        cmocka_unit_test (test_refresh),
+        cmocka_unit_test (test_logout),
+        cmocka_unit_test (test_logout_all),
+        cmocka_unit_test (test_users_create),
+        cmocka_unit_test (test_users_list),
+        cmocka_unit_test (test_users_patch),
+        cmocka_unit_test (test_client_addr),
+        cmocka_unit_test (test_window_sizes),
+        cmocka_unit_test (test_window_chunk_error),
+        cmocka_unit_test (test_window_timeout),
         cmocka_unit_test (test_sigterm),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);

@@ -46,6 +46,8 @@ static const char *const s_migrations[] = {
     " downloads BIGINT NOT NULL DEFAULT 0,"
     " revoked INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX links_by_file ON links (file_id);",
+    /* 2: DEKs per KEK (keys list / retire) without a full scan.         */
+    "CREATE INDEX files_by_kek ON files (kek_id);",
 };
 
 #define S_FILE_COLS                                                                      \
@@ -289,7 +291,18 @@ cleanup:
     } else {
         cm_db_rollback (self->db);
     }
+    if (status == CM_OK) {
+        /* The zeroed cell is in the main file; the WAL still holds the
+           page with the wrapped DEK until checkpointed and truncated.  */
+        stord_meta_scrub (self);
+    }
     return status;
+}
+
+int
+stord_meta_scrub (stord_meta_t *self)
+{
+    return cm_db_scrub (self->db);
 }
 
 /* "<created_at>.<id>" -> parts; -1 if malformed.                        */
@@ -553,6 +566,152 @@ stord_meta_link_revoke (stord_meta_t *self, const char *req, const char *link_id
         status = CM_INTERNAL;
     } else if (cm_db_res_changes (res) == 0) {
         status = CM_NOT_FOUND;
+    }
+    cm_db_res_free (&res);
+    return status;
+}
+
+cm_status_t
+stord_meta_kek_counts (stord_meta_t *self, const char *req, uint64_t pending_before_s,
+                       stord_kek_count_t **counts, size_t *n, uint64_t *pending_no_dek)
+{
+    *counts = NULL;
+    *n = 0;
+    *pending_no_dek = 0;
+    char before[24];
+    snprintf (before, sizeof before, "%llu", (unsigned long long)pending_before_s);
+    const char *p[] = {before};
+    /* One statement, so a row that commits meanwhile is counted once:
+       either still pending without a DEK, or under its KEK.           */
+    cm_db_res_t *res = cm_db_query (
+        self->db,
+        "SELECT kek_id, COUNT(*) FROM files WHERE kek_id <> ''"
+        " OR (state = 'pending' AND created_at < $1) GROUP BY kek_id ORDER BY kek_id",
+        1, p);
+    cm_status_t status = CM_OK;
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        cm_error (req, "cm_db_query(SELECT files kek counts) failed");
+        status = s_db_failure (cm_db_res_status (res));
+        goto cleanup;
+    }
+    int rows = cm_db_res_rows (res);
+    if (rows > 0) {
+        *counts = calloc ((size_t)rows, sizeof **counts);
+        if (!*counts) {
+            status = CM_INTERNAL;
+            goto cleanup;
+        }
+    }
+    for (int i = 0; i < rows; i++) {
+        const char *kek = cm_db_res_get (res, i, 0);
+        uint64_t count = 0;
+        if (!kek || s_parse_u64 (cm_db_res_get (res, i, 1), &count) != 0) {
+            cm_error (req, "files kek count row %d is malformed", i);
+            status = CM_INTERNAL;
+            goto cleanup;
+        }
+        if (*kek == '\0') {
+            *pending_no_dek = count;
+            continue;
+        }
+        stord_kek_count_t *c = &(*counts)[*n];
+        if (s_copy (c->kek_id, sizeof c->kek_id, kek) != 0) {
+            cm_error (req, "files kek count row %d is malformed", i);
+            status = CM_INTERNAL;
+            goto cleanup;
+        }
+        c->count = count;
+        (*n)++;
+    }
+cleanup:
+    if (status != CM_OK || *n == 0) {
+        free (*counts);
+        *counts = NULL;
+        *n = status == CM_OK ? *n : 0;
+    }
+    cm_db_res_free (&res);
+    return status;
+}
+
+cm_status_t
+stord_meta_rewrap_batch (stord_meta_t *self, const char *req, const char *current,
+                         const char *after, uint32_t limit, stord_wrapped_t **rows,
+                         size_t *count)
+{
+    *rows = NULL;
+    *count = 0;
+    if (!current || !after || limit < 1 || limit > STORD_REWRAP_MAX) {
+        return CM_INVALID;
+    }
+    char lim[16];
+    snprintf (lim, sizeof lim, "%u", limit);
+    const char *p[] = {current, after, lim};
+    cm_db_res_t *res =
+        cm_db_query (self->db,
+                     "SELECT id, kek_id, wrapped_dek FROM files WHERE kek_id <> ''"
+                     " AND kek_id <> $1 AND id > $2 ORDER BY id LIMIT $3",
+                     3, p);
+    cm_status_t status = CM_OK;
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        cm_error (req, "cm_db_query(SELECT files rewrap batch) failed");
+        status = s_db_failure (cm_db_res_status (res));
+        goto cleanup;
+    }
+    int n = cm_db_res_rows (res);
+    if (n > 0) {
+        *rows = calloc ((size_t)n, sizeof **rows);
+        if (!*rows) {
+            status = CM_INTERNAL;
+            goto cleanup;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        stord_wrapped_t *w = &(*rows)[i];
+        const char *dek = cm_db_res_get (res, i, 2);
+        size_t hexlen = dek ? strlen (dek) : 0;
+        if (s_copy (w->id, sizeof w->id, cm_db_res_get (res, i, 0)) != 0 ||
+            !cm_is_hex_id (w->id, STORD_ID_HEX) ||
+            s_copy (w->kek_id, sizeof w->kek_id, cm_db_res_get (res, i, 1)) != 0 ||
+            hexlen == 0 || hexlen % 2 != 0 || hexlen / 2 > sizeof w->wrapped_dek ||
+            cm_hex_decode (w->wrapped_dek, hexlen / 2, dek) != 0) {
+            cm_error (req, "files row %d of a rewrap batch is malformed", i);
+            free (*rows);
+            *rows = NULL;
+            status = CM_INTERNAL;
+            goto cleanup;
+        }
+        w->wrapped_dek_len = hexlen / 2;
+    }
+    *count = (size_t)n;
+cleanup:
+    cm_db_res_free (&res);
+    return status;
+}
+
+cm_status_t
+stord_meta_rewrap_replace (stord_meta_t *self, const char *req,
+                           const stord_wrapped_t *old, const char *new_kek_id,
+                           const uint8_t *new_wrapped, size_t new_len)
+{
+    char old_hex[2 * STORD_WRAPPED_DEK_MAX + 1], new_hex[2 * STORD_WRAPPED_DEK_MAX + 1];
+    if (!old || !new_kek_id || !*new_kek_id || strlen (new_kek_id) > STORD_KEK_ID_MAX ||
+        !new_wrapped || new_len < 1 || new_len > STORD_WRAPPED_DEK_MAX ||
+        old->wrapped_dek_len < 1 || old->wrapped_dek_len > STORD_WRAPPED_DEK_MAX) {
+        return CM_INVALID;
+    }
+    cm_hex_encode (old_hex, old->wrapped_dek, old->wrapped_dek_len);
+    cm_hex_encode (new_hex, new_wrapped, new_len);
+    const char *p[] = {old->id, new_kek_id, new_hex, old->kek_id, old_hex};
+    cm_db_res_t *res = cm_db_query (self->db,
+                                    "UPDATE files SET kek_id = $2, wrapped_dek = $3"
+                                    " WHERE id = $1 AND kek_id = $4 AND wrapped_dek = $5",
+                                    5, p);
+    cm_status_t status = CM_OK;
+    if (cm_db_res_status (res) != CM_DB_OK) {
+        cm_error (req, "cm_db_query(UPDATE files rewrap) failed");
+        status = s_db_failure (cm_db_res_status (res));
+    } else if (cm_db_res_changes (res) == 0) {
+        status = CM_CONFLICT;
     }
     cm_db_res_free (&res);
     return status;

@@ -1,5 +1,5 @@
 /*  stord_meta -- file metadata and share links in the storage DB
-    (cm_db: SQLite now, PostgreSQL later; SQL kept to the common dialect).
+    (cm_db: SQLite or PostgreSQL; SQL kept to the common dialect).
 
     A file row is 'pending' from FILE_BEGIN until FILE_COMMIT marks it
     'committed'; only committed rows are visible to get/list/links.
@@ -26,6 +26,7 @@
 #define STORD_CURSOR_MAX       64
 #define STORD_LIST_MAX         200
 #define STORD_LIST_DEFAULT     50
+#define STORD_REWRAP_MAX       10000
 
 typedef enum {
     STORD_STATE_NONE = 0,
@@ -70,7 +71,8 @@ cm_status_t stord_meta_file_get (stord_meta_t *self, const char *req, const char
 cm_status_t stord_meta_file_commit (stord_meta_t *self, const char *req,
                                     const stord_file_t *file, uint64_t now_s);
 /* Deletes the row in `state` and its links in one transaction (the
-   row holds the only wrapped DEK). CM_NOT_FOUND if there was none.     */
+   row holds the only wrapped DEK: crypto-shredding), then scrubs
+   (stord_meta_scrub). CM_NOT_FOUND if there was none.                  */
 cm_status_t stord_meta_file_delete (stord_meta_t *self, const char *req, const char *id,
                                     stord_state_t state);
 /* Committed files, newest first (created_at desc, id desc). cursor: ""
@@ -80,6 +82,58 @@ cm_status_t stord_meta_file_delete (stord_meta_t *self, const char *req, const c
 cm_status_t stord_meta_file_list (stord_meta_t *self, const char *req, const char *cursor,
                                   uint32_t limit, stord_file_t **files, size_t *count,
                                   char next_cursor[STORD_CURSOR_MAX + 1]);
+/* After deletes: make erased wrapped DEKs unreadable from the DB files
+   as far as the backend allows (cm_db_scrub: SQLite checkpoints and
+   truncates its WAL; PostgreSQL keeps dead row versions until VACUUM).
+   file_delete calls it itself. 0 / -1 (a busy WAL: the next one does). */
+int stord_meta_scrub (stord_meta_t *self);
+
+/* ---- KEK rotation (safeshare keys list | rotate | retire) ----------- */
+
+typedef struct {
+    char kek_id[STORD_KEK_ID_MAX + 1];
+    uint64_t count; /* rows whose wrapped DEK is under this KEK */
+} stord_kek_count_t;
+
+/* Stored DEKs per KEK, from one statement (one consistent snapshot):
+   *counts (caller frees, NULL when *n is 0) gets one entry per kek_id
+   of a row holding a wrapped DEK -- committed or pending --, by kek_id.
+   *pending_no_dek gets the number of pending rows created before
+   pending_before_s that hold no wrapped DEK (today every pending row:
+   the gateway keeps an upload's wrapped DEK until FILE_COMMIT, so such
+   an upload may commit a DEK under any KEK that was current when it
+   began). CM_INTERNAL on a malformed row.                              */
+cm_status_t stord_meta_kek_counts (stord_meta_t *self, const char *req,
+                                   uint64_t pending_before_s, stord_kek_count_t **counts,
+                                   size_t *n, uint64_t *pending_no_dek);
+
+typedef struct {
+    char id[STORD_ID_HEX + 1];
+    char kek_id[STORD_KEK_ID_MAX + 1];
+    uint8_t wrapped_dek[STORD_WRAPPED_DEK_MAX];
+    size_t wrapped_dek_len;
+} stord_wrapped_t;
+
+/* Up to `limit` (1..STORD_REWRAP_MAX) rows whose wrapped DEK is not
+   under KEK `current` -- committed and pending rows alike; rows with no
+   DEK yet are not returned --, with id > after ("" = from the start),
+   by id: a caller walks the table once by passing the last id back.
+   *rows (caller frees, NULL when *count is 0). CM_INVALID for a bad
+   limit, CM_INTERNAL for a malformed row.                              */
+cm_status_t stord_meta_rewrap_batch (stord_meta_t *self, const char *req,
+                                     const char *current, const char *after,
+                                     uint32_t limit, stord_wrapped_t **rows,
+                                     size_t *count);
+
+/* The conditional replace: one UPDATE ... SET kek_id, wrapped_dek WHERE
+   id AND kek_id AND wrapped_dek still equal *old. So a row is either
+   its old or its new DEK at every moment, and a row deleted, committed
+   anew or rewrapped by someone else meanwhile is left alone: CM_CONFLICT.
+   CM_OK when replaced; CM_INVALID for a bad kek id or length.          */
+cm_status_t stord_meta_rewrap_replace (stord_meta_t *self, const char *req,
+                                       const stord_wrapped_t *old, const char *new_kek_id,
+                                       const uint8_t *new_wrapped, size_t new_len);
+
 /* Ids of pending rows created before cutoff_s; fn returns 0 to go on. */
 cm_status_t stord_meta_pending_before (stord_meta_t *self, const char *req,
                                        uint64_t cutoff_s,

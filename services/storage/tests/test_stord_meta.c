@@ -1,6 +1,9 @@
-/*  unit_storage_meta -- file metadata and share links on a temp SQLite:
-    visibility, list paging and cursors, link redeem counting and its
-    refusal codes, and a one-time link raced by several processes.      */
+/*  unit_storage_meta -- file metadata and share links on a temp SQLite
+    (or a PostgreSQL schema with SAFESHARE_TEST_DB=pg): visibility, list
+    paging and cursors, link redeem counting and its refusal codes, a
+    one-time link raced by several processes; DEK counts per KEK, the
+    rewrap batches and the conditional replace (raced too), and that a
+    delete leaves no wrapped DEK in the SQLite files.                   */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -422,6 +425,332 @@ test_reopen_keeps_schema (void **state)
     assert_int_equal (file.created_at, 1234);
 }
 
+#define KEK1 "00112233aabbccdd"
+#define KEK2 "99887766ffeeddcc"
+
+/* A committed row under `kek` whose wrapped DEK is 60 bytes of `fill`. */
+static void
+s_committed_kek (stord_meta_t *meta, char id[33], const char *kek, uint8_t fill)
+{
+    s_pending (meta, id, 900);
+    stord_file_t file = {0};
+    snprintf (file.id, sizeof file.id, "%s", id);
+    file.size = 10;
+    snprintf (file.sha256, sizeof file.sha256, "%064d", 1);
+    file.chunk_count = 1;
+    snprintf (file.kek_id, sizeof file.kek_id, "%s", kek);
+    file.wrapped_dek_len = 60;
+    memset (file.wrapped_dek, fill, 60);
+    file.blob_size = 10 + 48 + 16;
+    assert_int_equal (stord_meta_file_commit (meta, "t", &file, 1000), CM_OK);
+}
+
+static void
+s_sql (const char *url, const char *sql, int n, const char *const *p)
+{
+    cm_db_t *db = cm_db_open (url);
+    assert_non_null (db);
+    assert_int_equal (cm_db_exec (db, sql, n, p), CM_DB_OK);
+    cm_db_destroy (&db);
+}
+
+static uint64_t
+s_count_of (const stord_kek_count_t *c, size_t n, const char *kek)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp (c[i].kek_id, kek) == 0) {
+            return c[i].count;
+        }
+    }
+    return 0;
+}
+
+static int
+s_cmp_id (const void *a, const void *b)
+{
+    return strcmp (a, b);
+}
+
+static void
+test_kek_rewrap (void **state)
+{
+    fixture_t *f = *state;
+    char k1[4][33], k2[2][33], old_pending[33], new_pending[33];
+    for (int i = 0; i < 3; i++) {
+        s_committed_kek (f->meta, k1[i], KEK1, (uint8_t)(0x10 + i));
+    }
+    for (int i = 0; i < 2; i++) {
+        s_committed_kek (f->meta, k2[i], KEK2, (uint8_t)(0x20 + i));
+    }
+    /* A pending row holding a DEK under KEK1 (rewrapped like the others),
+       and two without one, begun before and after the cutoff 1000.     */
+    s_pending (f->meta, k1[3], 500);
+    char hex[121];
+    memset (hex, 'a', 120);
+    hex[120] = '\0';
+    const char *p[] = {k1[3], KEK1, hex};
+    s_sql (f->url, "UPDATE files SET kek_id = $2, wrapped_dek = $3 WHERE id = $1", 3, p);
+    s_pending (f->meta, old_pending, 700);
+    s_pending (f->meta, new_pending, 5000);
+
+    stord_kek_count_t *c = NULL;
+    size_t n = 0;
+    uint64_t no_dek = 0;
+    assert_int_equal (stord_meta_kek_counts (f->meta, "t", 1000, &c, &n, &no_dek), CM_OK);
+    assert_int_equal (n, 2);
+    assert_string_equal (c[0].kek_id, KEK1); /* by kek id */
+    assert_int_equal (c[0].count, 4);
+    assert_string_equal (c[1].kek_id, KEK2);
+    assert_int_equal (c[1].count, 2);
+    assert_int_equal (no_dek, 1);
+    free (c);
+    assert_int_equal (stord_meta_kek_counts (f->meta, "t", 6000, &c, &n, &no_dek), CM_OK);
+    assert_int_equal (no_dek, 2);
+    free (c);
+
+    /* Walk the rows not under KEK2, two at a time, by id.              */
+    char seen[8][33];
+    size_t nseen = 0;
+    char after[33] = "";
+    for (;;) {
+        stord_wrapped_t *rows = NULL;
+        size_t count = 0;
+        assert_int_equal (
+            stord_meta_rewrap_batch (f->meta, "t", KEK2, after, 2, &rows, &count), CM_OK);
+        assert_true (count <= 2);
+        if (count == 0) {
+            assert_null (rows);
+            break;
+        }
+        for (size_t i = 0; i < count; i++) {
+            assert_string_equal (rows[i].kek_id, KEK1);
+            assert_int_equal (rows[i].wrapped_dek_len, 60);
+            assert_true (strcmp (rows[i].id, after) > 0);
+            assert_true (nseen < 8);
+            memcpy (seen[nseen++], rows[i].id, 33);
+            snprintf (after, sizeof after, "%s", rows[i].id);
+        }
+        free (rows);
+    }
+    assert_int_equal (nseen, 4);
+    char want[4][33];
+    memcpy (want, k1, sizeof want);
+    qsort (want, 4, 33, s_cmp_id);
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal (seen[i], want[i]);
+    }
+
+    /* Replace each; a second replace of the same old value, one with a
+       stale wrapped DEK and one of a deleted row change nothing.       */
+    stord_wrapped_t *rows = NULL;
+    size_t count = 0;
+    assert_int_equal (stord_meta_rewrap_batch (f->meta, "t", KEK2, "", 10, &rows, &count),
+                      CM_OK);
+    assert_int_equal (count, 4);
+    uint8_t fresh[60];
+    memset (fresh, 0x77, sizeof fresh);
+    /* (the lowest id may be the pending row)                          */
+    assert_int_equal (stord_meta_file_delete (f->meta, "t", rows[0].id,
+                                              strcmp (rows[0].id, k1[3]) == 0
+                                                  ? STORD_STATE_PENDING
+                                                  : STORD_STATE_COMMITTED),
+                      CM_OK);
+    assert_int_equal (
+        stord_meta_rewrap_replace (f->meta, "t", &rows[0], KEK2, fresh, sizeof fresh),
+        CM_CONFLICT);
+    stord_wrapped_t stale = rows[1];
+    stale.wrapped_dek[5] ^= 1;
+    assert_int_equal (
+        stord_meta_rewrap_replace (f->meta, "t", &stale, KEK2, fresh, sizeof fresh),
+        CM_CONFLICT);
+    for (size_t i = 1; i < count; i++) {
+        assert_int_equal (
+            stord_meta_rewrap_replace (f->meta, "t", &rows[i], KEK2, fresh, sizeof fresh),
+            CM_OK);
+        assert_int_equal (
+            stord_meta_rewrap_replace (f->meta, "t", &rows[i], KEK2, fresh, sizeof fresh),
+            CM_CONFLICT);
+    }
+    /* Arguments a caller can get wrong.                                */
+    assert_int_equal (stord_meta_rewrap_replace (f->meta, "t", &rows[1], "", fresh, 60),
+                      CM_INVALID);
+    assert_int_equal (stord_meta_rewrap_replace (f->meta, "t", &rows[1], KEK2, fresh, 0),
+                      CM_INVALID);
+    free (rows);
+    assert_int_equal (stord_meta_rewrap_batch (f->meta, "t", KEK2, "", 0, &rows, &count),
+                      CM_INVALID);
+    assert_int_equal (stord_meta_rewrap_batch (f->meta, "t", KEK2, "",
+                                               STORD_REWRAP_MAX + 1, &rows, &count),
+                      CM_INVALID);
+    assert_int_equal (stord_meta_rewrap_batch (f->meta, "t", KEK2, "", 10, &rows, &count),
+                      CM_OK);
+    assert_int_equal (count, 0);
+
+    /* Every DEK left is under KEK2, the rewrapped ones with the new bytes. */
+    assert_int_equal (stord_meta_kek_counts (f->meta, "t", 1000, &c, &n, &no_dek), CM_OK);
+    assert_int_equal (n, 1);
+    assert_int_equal (s_count_of (c, n, KEK2), 5);
+    assert_int_equal (s_count_of (c, n, KEK1), 0);
+    free (c);
+    stord_file_t file;
+    for (int i = 0; i < 3; i++) {
+        cm_status_t st = stord_meta_file_get (f->meta, "t", k1[i], true, &file);
+        if (strcmp (k1[i], want[0]) == 0) {
+            assert_int_equal (st, CM_NOT_FOUND); /* the deleted one */
+            continue;
+        }
+        assert_int_equal (st, CM_OK);
+        assert_string_equal (file.kek_id, KEK2);
+        assert_memory_equal (file.wrapped_dek, fresh, 60);
+    }
+    assert_int_equal (stord_meta_file_get (f->meta, "t", k2[0], true, &file), CM_OK);
+    assert_int_equal (file.wrapped_dek[0], 0x20); /* untouched */
+}
+
+/* N processes rewrap the same rows at once, each to its own bytes:
+   every row is replaced exactly once, and holds one winner's bytes.   */
+static void
+test_rewrap_race (void **state)
+{
+    fixture_t *f = *state;
+    enum { N = 4, ROWS = 20 };
+    char ids[ROWS][33];
+    for (int i = 0; i < ROWS; i++) {
+        s_committed_kek (f->meta, ids[i], KEK1, (uint8_t)i);
+    }
+    int gate[2], ready[2], result[2];
+    assert_int_equal (pipe (gate), 0);
+    assert_int_equal (pipe (ready), 0);
+    assert_int_equal (pipe (result), 0);
+    pid_t pids[N];
+    for (int i = 0; i < N; i++) {
+        pids[i] = fork ();
+        assert_true (pids[i] >= 0);
+        if (pids[i] == 0) {
+            close (gate[1]);
+            close (ready[0]);
+            close (result[0]);
+            stord_meta_t *mine = stord_meta_new (f->url);
+            char c = 'r';
+            if (!mine || write (ready[1], &c, 1) != 1 || read (gate[0], &c, 1) != 0) {
+                _exit (3);
+            }
+            stord_wrapped_t *rows = NULL;
+            size_t count = 0;
+            if (stord_meta_rewrap_batch (mine, "race", KEK2, "", ROWS, &rows, &count) !=
+                CM_OK) {
+                _exit (2);
+            }
+            uint8_t mine_bytes[60];
+            memset (mine_bytes, 0xa0 + i, sizeof mine_bytes);
+            uint8_t won = 0;
+            for (size_t r = 0; r < count; r++) {
+                cm_status_t st = CM_UNAVAILABLE;
+                /* SQLite answers BUSY under contention: try again.    */
+                for (int a = 0; a < 50 && st == CM_UNAVAILABLE; a++) {
+                    st = stord_meta_rewrap_replace (mine, "race", &rows[r], KEK2,
+                                                    mine_bytes, 60);
+                }
+                if (st == CM_OK) {
+                    won++;
+                } else if (st != CM_CONFLICT) {
+                    _exit (2);
+                }
+            }
+            free (rows);
+            stord_meta_destroy (&mine);
+            _exit (write (result[1], &won, 1) == 1 ? 0 : 2);
+        }
+    }
+    close (gate[0]);
+    close (ready[1]);
+    close (result[1]);
+    char c;
+    for (int i = 0; i < N && read (ready[0], &c, 1) == 1; i++) {
+    }
+    close (ready[0]);
+    close (gate[1]);
+    for (int i = 0; i < N; i++) {
+        int status;
+        assert_int_equal (waitpid (pids[i], &status, 0), pids[i]);
+        assert_true (WIFEXITED (status));
+        assert_int_equal (WEXITSTATUS (status), 0);
+    }
+    int total = 0;
+    uint8_t won;
+    while (read (result[0], &won, 1) == 1) {
+        total += won;
+    }
+    close (result[0]);
+    assert_int_equal (total, ROWS);
+    for (int i = 0; i < ROWS; i++) {
+        stord_file_t file;
+        assert_int_equal (stord_meta_file_get (f->meta, "t", ids[i], true, &file), CM_OK);
+        assert_string_equal (file.kek_id, KEK2);
+        assert_true (file.wrapped_dek[0] >= 0xa0 && file.wrapped_dek[0] < 0xa0 + N);
+        for (int b = 1; b < 60; b++) {
+            assert_int_equal (file.wrapped_dek[b], file.wrapped_dek[0]);
+        }
+    }
+}
+
+/* SQLite: after a delete, the wrapped DEK is in neither the DB file nor
+   its WAL (secure_delete + the scrub). PostgreSQL keeps dead row
+   versions until VACUUM (docs/keys.md): nothing to check on disk here. */
+static void
+test_delete_shreds (void **state)
+{
+    fixture_t *f = *state;
+    if (strncmp (f->url, "sqlite:", 7) != 0) {
+        /* The same calls still work on PostgreSQL.                    */
+        char id[33];
+        s_committed_kek (f->meta, id, KEK1, 0x5c);
+        assert_int_equal (
+            stord_meta_file_delete (f->meta, "t", id, STORD_STATE_COMMITTED), CM_OK);
+        assert_int_equal (stord_meta_scrub (f->meta), 0);
+        return;
+    }
+    char id[33], other[33];
+    s_committed_kek (f->meta, id, KEK1, 0x5c);
+    s_committed_kek (f->meta, other, KEK1, 0x6d);
+    char gone[121], kept[121];
+    memset (gone, 0, sizeof gone);
+    uint8_t b[60];
+    memset (b, 0x5c, 60);
+    cm_hex_encode (gone, b, 60);
+    memset (b, 0x6d, 60);
+    cm_hex_encode (kept, b, 60);
+    const char *files[] = {"storage.db", "storage.db-wal"};
+    /* Before: the hex is there (in the WAL at least).                  */
+    int found = 0;
+    for (int i = 0; i < 2; i++) {
+        char path[600];
+        snprintf (path, sizeof path, "%s/%s", f->tmp, files[i]);
+        size_t len = 0;
+        char *bytes = cm_file_read (path, 64 << 20, &len);
+        if (bytes) {
+            found += memmem (bytes, len, gone, 120) != NULL;
+            free (bytes);
+        }
+    }
+    assert_true (found > 0);
+    assert_int_equal (stord_meta_file_delete (f->meta, "t", id, STORD_STATE_COMMITTED),
+                      CM_OK);
+    int kept_found = 0;
+    for (int i = 0; i < 2; i++) {
+        char path[600];
+        snprintf (path, sizeof path, "%s/%s", f->tmp, files[i]);
+        size_t len = 0;
+        char *bytes = cm_file_read (path, 64 << 20, &len);
+        if (bytes) {
+            assert_null (memmem (bytes, len, gone, 120));
+            kept_found += memmem (bytes, len, kept, 120) != NULL;
+            free (bytes);
+        }
+    }
+    assert_int_equal (kept_found, 1); /* the other file's row is intact */
+}
+
 int
 main (void)
 {
@@ -432,6 +761,9 @@ main (void)
         cmocka_unit_test_setup_teardown (test_links, setup, teardown),
         cmocka_unit_test_setup_teardown (test_one_time_link_race, setup, teardown),
         cmocka_unit_test_setup_teardown (test_reopen_keeps_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_kek_rewrap, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_rewrap_race, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_delete_shreds, setup, teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
