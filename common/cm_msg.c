@@ -124,7 +124,7 @@ s_wipe_free (void *data, void *ptr)
     }
 }
 
-static ProtobufCAllocator s_wipe_allocator = {s_wipe_alloc, s_wipe_free, NULL};
+ProtobufCAllocator cm_wipe_allocator = {s_wipe_alloc, s_wipe_free, NULL};
 
 static void
 s_frame_wipe_destroy (zframe_t **frame)
@@ -326,7 +326,7 @@ cm_call_recv (zsock_t *router, const ProtobufCMessageDescriptor *request_desc,
         cm_call_release (call);
         return -1;
     }
-    call->request = protobuf_c_message_unpack (request_desc, &s_wipe_allocator,
+    call->request = protobuf_c_message_unpack (request_desc, &cm_wipe_allocator,
                                                zframe_size (head), zframe_data (head));
     s_frame_wipe_destroy (&head);
     Safeshare__Meta *meta = call->request ? cm_msg_meta (call->request) : NULL;
@@ -370,7 +370,7 @@ cm_call_release (cm_call_t *call)
         zmsg_destroy (&call->blobs);
     }
     if (call->request) {
-        protobuf_c_message_free_unpacked (call->request, &s_wipe_allocator);
+        protobuf_c_message_free_unpacked (call->request, &cm_wipe_allocator);
         call->request = NULL;
     }
 }

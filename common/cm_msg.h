@@ -104,6 +104,11 @@ typedef void (cm_free_fn) (void *data, void *hint);
 int cm_msg_send_zc (zsock_t *sock, zmsg_t **msg, void *data, size_t len, cm_free_fn *ffn,
                     void *hint);
 
+/* protobuf-c allocator whose free wipes each block (OPENSSL_cleanse)
+   before freeing it: for unpacking messages that carry secrets
+   (passwords, tokens, a DEK).                                          */
+extern ProtobufCAllocator cm_wipe_allocator;
+
 /* Packs a protobuf message into a new frame. */
 zframe_t *cm_frame_pack (const ProtobufCMessage *msg);
 

@@ -66,39 +66,6 @@ cryptod_backend_job_id_get (const uint8_t in[CRYPTOD_JOB_ID_LEN])
     return id;
 }
 
-/* What protobuf-c allocates while unpacking a WorkRequest (the DEK) is
-   wiped when freed; the size sits in front of each block because the
-   free callback is not told it.                                        */
-typedef union {
-    size_t size;
-    max_align_t align;
-} s_wipe_head_t;
-
-static void *
-s_wipe_alloc (void *data, size_t size)
-{
-    (void)data;
-    s_wipe_head_t *head = malloc (sizeof *head + size);
-    if (!head) {
-        return NULL;
-    }
-    head->size = size;
-    return head + 1;
-}
-
-static void
-s_wipe_free (void *data, void *ptr)
-{
-    (void)data;
-    if (ptr) {
-        s_wipe_head_t *head = (s_wipe_head_t *)ptr - 1;
-        OPENSSL_cleanse (ptr, head->size);
-        free (head);
-    }
-}
-
-ProtobufCAllocator cryptod_backend_wipe_allocator = {s_wipe_alloc, s_wipe_free, NULL};
-
 /* libzmq calls these when it is done with a buffer we handed it.      */
 static void
 s_free_plain (void *data, void *hint)

@@ -83,7 +83,4 @@ uint64_t cryptod_backend_job_id_get (const uint8_t in[CRYPTOD_JOB_ID_LEN]);
    (size_t)(uintptr_t)hint bytes: wipes it, then frees it.             */
 void cryptod_backend_free_secret (void *data, void *hint);
 
-/* protobuf-c allocator whose free wipes (WorkRequest carries the DEK). */
-extern ProtobufCAllocator cryptod_backend_wipe_allocator;
-
 #endif

@@ -982,9 +982,14 @@ cryptod_broker_new (const cryptod_broker_opts_t *opts)
     if (!self->front) {
         goto fail;
     }
-    /* One inproc name per broker instance (tests run several).        */
-    snprintf (self->back_endpoint, sizeof self->back_endpoint, "inproc://cryptod-back-%p",
-              (void *)self);
+    /* One inproc name per broker instance (tests run several, one after
+       another). Not the object's address: a new broker may get the
+       address of one just destroyed while libzmq's reaper still holds
+       that one's inproc name (bind: EADDRINUSE).                      */
+    static atomic_uint s_instances;
+    snprintf (self->back_endpoint, sizeof self->back_endpoint,
+              "inproc://cryptod-back-%d-%u", (int)getpid (),
+              atomic_fetch_add (&s_instances, 1));
     self->back = zsock_new (ZMQ_ROUTER);
     if (!self->back) {
         goto fail;

@@ -192,8 +192,8 @@ s_job (s_actor_t *self, zmsg_t **msg_p)
     uint8_t *out = NULL;
     size_t out_len = 0;
     if (wr) {
-        req = safeshare__work_request__unpack (&cryptod_backend_wipe_allocator,
-                                               zframe_size (wr), zframe_data (wr));
+        req = safeshare__work_request__unpack (&cm_wipe_allocator, zframe_size (wr),
+                                               zframe_data (wr));
         /* It held the DEK; it is ours alone (a fresh buffer per send). */
         OPENSSL_cleanse (zframe_data (wr), zframe_size (wr));
         zframe_destroy (&wr);
@@ -247,7 +247,7 @@ cleanup:
         s_frame_drop (self, &blob);
     }
     if (req) {
-        safeshare__work_request__free_unpacked (req, &cryptod_backend_wipe_allocator);
+        safeshare__work_request__free_unpacked (req, &cm_wipe_allocator);
     }
     s_msg_drop (self, &msg);
 }

@@ -39,6 +39,7 @@
 #include "cm_log.h"
 #include "cm_testing.h"
 #include "cm_util.h"
+#include "crypto_test_assert.h"
 #include "crypto_test_client.h"
 #include "crypto_test_worker.h"
 #include "cryptod_keyring.h"
@@ -66,13 +67,6 @@ typedef struct {
     Safeshare__KeyNewReply *kn;
     uint8_t dek[32];
 } s_fixture_t;
-
-static void
-s_sleep_ms (int ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep (&ts, NULL);
-}
 
 /* A loopback port nobody listens on right now.                        */
 static int
@@ -131,48 +125,6 @@ s_spawn_worker (s_fixture_t *f, int threads)
     return pid;
 }
 
-/* Polls HEALTH until it answers OK; fails as soon as the child exits. */
-static void
-s_wait_ready (s_fixture_t *f)
-{
-    Safeshare__CryptoRequest req = SAFESHARE__CRYPTO_REQUEST__INIT;
-    Safeshare__HealthRequest body = SAFESHARE__HEALTH_REQUEST__INIT;
-    req.body_case = SAFESHARE__CRYPTO_REQUEST__BODY_HEALTH;
-    req.health = &body;
-    uint64_t deadline = cm_mono_ms () + 15000;
-    while (cm_mono_ms () < deadline) {
-        assert_false (cm_test_exited (f->broker));
-        zsock_t *probe = cm_sock_client (f->endpoint);
-        assert_non_null (probe);
-        Safeshare__CryptoReply *reply = NULL;
-        char reqbuf[65];
-        Safeshare__Meta meta;
-        cm_meta_init (&meta, reqbuf, NULL, 200);
-        req.meta = &meta;
-        cm_status_t st = cm_rpc_call (probe, (ProtobufCMessage *)&req, NULL,
-                                      &safeshare__crypto_reply__descriptor, 200,
-                                      (ProtobufCMessage **)&reply, NULL);
-        req.meta = NULL;
-        zsock_destroy (&probe);
-        if (st == CM_OK) {
-            assert_int_equal (reply->status, SAFESHARE__STATUS__STATUS_OK);
-            safeshare__crypto_reply__free_unpacked (reply, NULL);
-            return;
-        }
-    }
-    fail_msg ("safeshare-crypto did not answer HEALTH within 15 s");
-}
-
-static s_result_t
-s_status (s_fixture_t *f)
-{
-    s_result_t r = s_pool_status_call (f->admin);
-    assert_non_null (r.reply);
-    assert_int_equal (r.reply->status, SAFESHARE__STATUS__STATUS_OK);
-    assert_int_equal (r.reply->body_case, SAFESHARE__CRYPTO_REPLY__BODY_POOL_STATUS);
-    return r;
-}
-
 /* The worker of process pid in a pool_status (names are host:pid:n). */
 static Safeshare__WorkerStatus *
 s_worker_of (Safeshare__PoolStatusReply *ps, pid_t pid)
@@ -187,24 +139,21 @@ s_worker_of (Safeshare__PoolStatusReply *ps, pid_t pid)
     return NULL;
 }
 
-/* Waits (up to timeout_ms) until the pool has exactly n workers.      */
-static void
-s_wait_pool (s_fixture_t *f, size_t n, int timeout_ms)
+/* Which of workers a and b is busy (the one holding the job), polled
+   for up to 2 s; 0 if neither.                                        */
+static pid_t
+s_busy_worker (s_fixture_t *f, pid_t a, pid_t b)
 {
-    uint64_t deadline = cm_mono_ms () + (uint64_t)timeout_ms;
-    while (true) {
-        s_result_t r = s_status (f);
-        size_t have = r.reply->pool_status->n_workers;
+    pid_t holder = 0;
+    uint64_t deadline = cm_mono_ms () + 2000;
+    while (!holder && cm_mono_ms () < deadline) {
+        s_result_t r = s_pool_status (f->admin);
+        Safeshare__PoolStatusReply *ps = r.reply->pool_status;
+        Safeshare__WorkerStatus *wa = s_worker_of (ps, a), *wb = s_worker_of (ps, b);
+        holder = wa && wa->busy ? a : wb && wb->busy ? b : 0;
         s_result_free (&r);
-        if (have == n) {
-            return;
-        }
-        if (cm_mono_ms () >= deadline) {
-            fail_msg ("the pool has %zu workers, not %zu, after %d ms", have, n,
-                      timeout_ms);
-        }
-        s_sleep_ms (50);
     }
+    return holder;
 }
 
 static void
@@ -220,30 +169,15 @@ static int
 s_setup (void **state)
 {
     s_fixture_t *f = calloc (1, sizeof *f);
-    char keys[600], id[17];
-    f->dir = cm_test_tmpdir ();
-    assert_non_null (f->dir);
-    snprintf (keys, sizeof keys, "%s/keys", f->dir);
-    assert_int_equal (mkdir (keys, 0700), 0);
-    snprintf (f->ring, sizeof f->ring, "%s/kek.ring", keys);
-    assert_int_equal (cryptod_keyring_generate (f->ring, id), 0);
-    f->keyring = cryptod_keyring_load (f->ring);
-    assert_non_null (f->keyring);
+    f->dir = s_tmp_ring (f->ring, &f->keyring);
     snprintf (f->worker_dir, sizeof f->worker_dir, "%s/worker-empty", f->dir);
     assert_int_equal (mkdir (f->worker_dir, 0700), 0);
     snprintf (f->endpoint, sizeof f->endpoint, "ipc://%s/run/crypto.sock", f->dir);
     snprintf (f->workers_ep, sizeof f->workers_ep, "tcp://127.0.0.1:%d", s_free_port ());
     f->broker = s_spawn_broker (f);
-    s_wait_ready (f);
+    s_wait_health (f->endpoint, f->broker);
     s_connect_callers (f);
-    f->key = s_key_new_call (f->dealer, FILE_A, 0);
-    assert_non_null (f->key.reply);
-    assert_int_equal (f->key.reply->status, SAFESHARE__STATUS__STATUS_OK);
-    f->kn = f->key.reply->key_new;
-    assert_int_equal (cryptod_dek_unwrap (f->keyring, f->kn->kek_id, FILE_A,
-                                          f->kn->wrapped_dek.data, f->kn->wrapped_dek.len,
-                                          f->dek),
-                      0);
+    f->kn = s_key_new_dek (f->dealer, f->keyring, FILE_A, &f->key, f->dek);
     *state = f;
     return 0;
 }
@@ -281,12 +215,8 @@ static void
 s_send_chunk (s_fixture_t *f, bool encrypt, uint64_t index, bool last, const void *data,
               size_t len, const char *req_id, int timeout_ms)
 {
-    Safeshare__ChunkRequest chunk;
-    Safeshare__CryptoRequest req =
-        s_chunk_request (&chunk, encrypt, FILE_A, f->kn->kek_id, f->kn->wrapped_dek,
-                         f->kn->header, index, last);
-    char buf[65];
-    s_send_request_within (f->dealer, &req, buf, req_id, data, len, timeout_ms);
+    s_send_chunk_within (f->dealer, FILE_A, f->kn, encrypt, index, last, data, len,
+                         req_id, timeout_ms);
 }
 
 /* The caller's next reply: request id req_id, the right ciphertext of
@@ -298,21 +228,7 @@ s_expect_sealed (s_fixture_t *f, const char *req_id, uint64_t index, bool last,
     s_result_t r = s_recv_reply (f->dealer, timeout_ms);
     assert_non_null (r.reply);
     assert_string_equal (r.reply->meta->request_id, req_id);
-    if (r.reply->status != SAFESHARE__STATUS__STATUS_OK) {
-        fail_msg ("%s: status %d %s", req_id, r.reply->status,
-                  r.reply->error ? r.reply->error->code : "");
-    }
-    assert_int_equal (r.reply->body_case, SAFESHARE__CRYPTO_REPLY__BODY_ENCRYPT);
-    assert_int_equal (r.reply->encrypt->index, index);
-    assert_int_equal (zmsg_size (r.blobs), 1);
-    zframe_t *ct = zmsg_first (r.blobs);
-    assert_int_equal (zframe_size (ct), len + CRYPTOD_TAG_LEN);
-    uint8_t *back = malloc (len + 1);
-    assert_int_equal (cryptod_chunk_open (f->dek, f->kn->header.data, index, last,
-                                          zframe_data (ct), zframe_size (ct), back),
-                      0);
-    assert_memory_equal (back, pt, len);
-    free (back);
+    s_expect_ciphertext (&r, f->dek, f->kn, index, last, pt, len);
     s_result_free (&r);
 }
 
@@ -364,7 +280,7 @@ test_remote_worker_takes_work (void **state)
     s_fixture_t *f = *state;
     enum { N = 8 };
     pid_t w = s_spawn_worker (f, 2);
-    s_wait_pool (f, 2, 10000);
+    s_wait_pool_size (f->admin, 2, 10000);
     static uint8_t pt[N][CS];
     char ids[N][16];
     for (int i = 0; i < N; i++) {
@@ -389,7 +305,7 @@ test_remote_worker_takes_work (void **state)
     assert_int_equal (zmsg_size (r.blobs), 0);
     s_result_free (&r);
 
-    r = s_status (f);
+    r = s_pool_status (f->admin);
     Safeshare__PoolStatusReply *ps = r.reply->pool_status;
     assert_int_equal (ps->n_workers, 2);
     uint64_t done = 0;
@@ -408,7 +324,7 @@ test_remote_worker_takes_work (void **state)
        not after 3 silent heartbeats.                                   */
     assert_int_equal (cm_test_stop (w, 5000), 0);
     f->workers[0] = -1;
-    s_wait_pool (f, 0, 1000);
+    s_wait_pool_size (f->admin, 0, 1000);
 }
 
 /* Both workers stopped, the job sent to one of them, that one killed:
@@ -419,21 +335,13 @@ test_kill9_worker_holding_job (void **state)
     s_fixture_t *f = *state;
     pid_t a = s_spawn_worker (f, 1);
     pid_t b = s_spawn_worker (f, 1);
-    s_wait_pool (f, 2, 10000);
+    s_wait_pool_size (f->admin, 2, 10000);
     static uint8_t pt[CS];
     assert_int_equal (cm_random (pt, CS), 0);
     kill (a, SIGSTOP);
     kill (b, SIGSTOP);
     s_send_chunk (f, true, 9, false, pt, CS, "killed-holder", 20000);
-    pid_t holder = 0;
-    uint64_t deadline = cm_mono_ms () + 2000;
-    while (!holder && cm_mono_ms () < deadline) {
-        s_result_t r = s_status (f);
-        Safeshare__PoolStatusReply *ps = r.reply->pool_status;
-        Safeshare__WorkerStatus *wa = s_worker_of (ps, a), *wb = s_worker_of (ps, b);
-        holder = wa && wa->busy ? a : wb && wb->busy ? b : 0;
-        s_result_free (&r);
-    }
+    pid_t holder = s_busy_worker (f, a, b);
     assert_true (holder != 0);
     pid_t other = holder == a ? b : a;
     uint64_t killed = cm_mono_ms ();
@@ -448,7 +356,7 @@ test_kill9_worker_holding_job (void **state)
        at the next heartbeat.                                           */
     assert_true (took < 4500);
     s_expect_no_reply (f, 500);
-    s_result_t r = s_status (f);
+    s_result_t r = s_pool_status (f->admin);
     Safeshare__PoolStatusReply *ps = r.reply->pool_status;
     assert_int_equal (ps->requeued_total, 1);
     assert_int_equal (ps->n_workers, 1);
@@ -466,7 +374,7 @@ test_sigstop_worker_late_reply (void **state)
     s_fixture_t *f = *state;
     pid_t a = s_spawn_worker (f, 1);
     pid_t b = s_spawn_worker (f, 1);
-    s_wait_pool (f, 2, 10000);
+    s_wait_pool_size (f->admin, 2, 10000);
     static uint8_t pt[CS], ct[CS + CRYPTOD_TAG_LEN];
     assert_int_equal (cm_random (pt, CS), 0);
     assert_int_equal (
@@ -474,15 +382,7 @@ test_sigstop_worker_late_reply (void **state)
     kill (a, SIGSTOP);
     kill (b, SIGSTOP);
     s_send_chunk (f, false, 4, false, ct, sizeof ct, "stopped-holder", 20000);
-    pid_t holder = 0;
-    uint64_t deadline = cm_mono_ms () + 2000;
-    while (!holder && cm_mono_ms () < deadline) {
-        s_result_t r = s_status (f);
-        Safeshare__PoolStatusReply *ps = r.reply->pool_status;
-        Safeshare__WorkerStatus *wa = s_worker_of (ps, a), *wb = s_worker_of (ps, b);
-        holder = wa && wa->busy ? a : wb && wb->busy ? b : 0;
-        s_result_free (&r);
-    }
+    pid_t holder = s_busy_worker (f, a, b);
     assert_true (holder != 0);
     pid_t other = holder == a ? b : a;
     uint64_t stopped = cm_mono_ms ();
@@ -493,25 +393,31 @@ test_sigstop_worker_late_reply (void **state)
        last heartbeat it sent, up to 1.5 s before it was stopped).       */
     assert_true (took >= 1400);
     assert_true (took < 5000);
-    s_result_t r = s_status (f);
+    s_result_t r = s_pool_status (f->admin);
     assert_int_equal (r.reply->pool_status->requeued_total, 1);
     assert_null (s_worker_of (r.reply->pool_status, holder));
     s_result_free (&r);
 
     kill (holder, SIGCONT);
-    /* Its reply arrives and is dropped; nothing reaches the caller.    */
-    deadline = cm_mono_ms () + 5000;
+    /* Whatever it does on waking, nothing more reaches the caller. It
+       usually answers the job it held (a late reply, dropped and
+       counted); under heavy load it has been seen to take the broker's
+       DISCONNECT (an answer to its first heartbeat) before the job, and
+       then never answers it. Both are right: exactly one reply reached
+       the caller. The late-reply drop itself is tested
+       deterministically in test_cryptod_broker.c.                      */
+    uint64_t deadline = cm_mono_ms () + 5000;
     uint64_t late = 0;
     while (late == 0 && cm_mono_ms () < deadline) {
-        r = s_status (f);
+        r = s_pool_status (f->admin);
         late = r.reply->pool_status->late_replies_total;
         s_result_free (&r);
         s_sleep_ms (50);
     }
-    assert_int_equal (late, 1);
+    assert_true (late <= 1);
     s_expect_no_reply (f, 1000);
     /* Told DISCONNECT, it reconnects (1 s backoff) and READYs again.   */
-    s_wait_pool (f, 2, 8000);
+    s_wait_pool_size (f->admin, 2, 8000);
     /* Both work.                                                       */
     for (int i = 0; i < 4; i++) {
         char id[16];
@@ -546,7 +452,7 @@ test_late_worker_takes_work (void **state)
     for (int i = 0; i < N; i++) {
         s_expect_sealed (f, ids[i], (uint64_t)i, false, pt[i], CS, 10000);
     }
-    r = s_status (f);
+    r = s_pool_status (f->admin);
     assert_int_equal (r.reply->pool_status->queue_depth, 0);
     assert_non_null (s_worker_of (r.reply->pool_status, w));
     assert_int_equal (s_worker_of (r.reply->pool_status, w)->jobs_done, N);
@@ -560,22 +466,22 @@ test_broker_restart (void **state)
 {
     s_fixture_t *f = *state;
     pid_t w = s_spawn_worker (f, 2);
-    s_wait_pool (f, 2, 10000);
+    s_wait_pool_size (f->admin, 2, 10000);
     kill (f->broker, SIGKILL);
     int status;
     assert_int_equal (waitpid (f->broker, &status, 0), f->broker);
     zsock_destroy (&f->dealer);
     zsock_destroy (&f->admin);
     f->broker = s_spawn_broker (f);
-    s_wait_ready (f);
+    s_wait_health (f->endpoint, f->broker);
     s_connect_callers (f);
-    s_wait_pool (f, 2, 15000);
+    s_wait_pool_size (f->admin, 2, 15000);
     static uint8_t pt[CS];
     memset (pt, 0x5a, CS);
     s_send_chunk (f, true, 0, false, pt, CS, "after-restart", 10000);
     s_expect_sealed (f, "after-restart", 0, false, pt, CS, 10000);
     /* The same process (both its threads) is the pool again.          */
-    s_result_t r = s_status (f);
+    s_result_t r = s_pool_status (f->admin);
     Safeshare__PoolStatusReply *ps = r.reply->pool_status;
     uint64_t done = 0;
     char needle[32];
@@ -610,7 +516,7 @@ test_queue_full_busy (void **state)
     assert_string_equal (r.reply->error->code, "crypto_busy");
     assert_int_equal (zmsg_size (r.blobs), 0);
     s_result_free (&r);
-    r = s_status (f);
+    r = s_pool_status (f->admin);
     assert_int_equal (r.reply->pool_status->queue_depth, N);
     s_result_free (&r);
     s_spawn_worker (f, 2);
@@ -642,15 +548,15 @@ test_deadline_not_sent (void **state)
     assert_int_equal (r.reply->pool_status->queue_depth, 1);
     s_result_free (&r);
     s_sleep_ms (800);
-    r = s_status (f);
+    r = s_pool_status (f->admin);
     assert_int_equal (r.reply->pool_status->queue_depth, 0);
     s_result_free (&r);
     pid_t w = s_spawn_worker (f, 1);
-    s_wait_pool (f, 1, 10000);
+    s_wait_pool_size (f->admin, 1, 10000);
     s_send_chunk (f, true, 0, true, pt, sizeof pt, "live", 10000);
     s_expect_sealed (f, "live", 0, true, pt, sizeof pt, 10000);
     s_expect_no_reply (f, 300);
-    r = s_status (f);
+    r = s_pool_status (f->admin);
     assert_int_equal (s_worker_of (r.reply->pool_status, w)->jobs_done, 1);
     s_result_free (&r);
 }
@@ -701,35 +607,18 @@ test_backend_garbage (void **state)
     s_wmsg_free (&w);
     s_sleep_ms (300);
     assert_false (cm_test_exited (f->broker));
-    s_result_t r = s_status (f);
+    s_result_t r = s_pool_status (f->admin);
     assert_int_equal (r.reply->pool_status->n_workers, 0);
     s_result_free (&r);
     /* A real worker still joins and works.                             */
     s_spawn_worker (f, 1);
-    s_wait_pool (f, 1, 10000);
+    s_wait_pool_size (f->admin, 1, 10000);
     uint8_t pt[100];
     memset (pt, 0x13, sizeof pt);
     s_send_chunk (f, true, 0, true, pt, sizeof pt, "after-junk", 10000);
     s_expect_sealed (f, "after-junk", 0, true, pt, sizeof pt, 10000);
     zsock_destroy (&junk);
     zsock_destroy (&big);
-}
-
-/* Waits for pid to exit by itself; its exit status or -1.             */
-static int
-s_wait_exit (pid_t pid, int timeout_ms)
-{
-    uint64_t deadline = cm_mono_ms () + (uint64_t)timeout_ms;
-    while (cm_mono_ms () < deadline) {
-        int status;
-        pid_t r = waitpid (pid, &status, WNOHANG);
-        if (r == pid) {
-            return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
-        }
-        s_sleep_ms (10);
-    }
-    cm_test_stop (pid, 1000);
-    return -1;
 }
 
 static void

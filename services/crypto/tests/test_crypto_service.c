@@ -20,6 +20,7 @@
 #include "cm_log.h"
 #include "cm_testing.h"
 #include "cm_util.h"
+#include "crypto_test_assert.h"
 #include "crypto_test_client.h"
 #include "cryptod_keyring.h"
 #include "cryptod_stream.h"
@@ -66,53 +67,15 @@ s_spawn (const char *dir, const char *endpoint)
 static Safeshare__CryptoRequest s_health_req;
 static Safeshare__HealthRequest s_health_body;
 
-/* Polls HEALTH until it answers OK; fails as soon as the child exits. */
-static void
-s_wait_ready (s_fixture_t *f)
-{
-    uint64_t deadline = cm_mono_ms () + 15000;
-    while (cm_mono_ms () < deadline) {
-        assert_false (cm_test_exited (f->pid));
-        /* A fresh socket per try (linger 0): an unanswered HEALTH sent
-           before the bind is dropped with it, not answered later.      */
-        zsock_t *probe = cm_sock_client (f->endpoint);
-        assert_non_null (probe);
-        Safeshare__CryptoReply *reply = NULL;
-        char reqbuf[65];
-        Safeshare__Meta meta;
-        cm_meta_init (&meta, reqbuf, NULL, 200);
-        s_health_req.meta = &meta;
-        cm_status_t st = cm_rpc_call (probe, (ProtobufCMessage *)&s_health_req, NULL,
-                                      &safeshare__crypto_reply__descriptor, 200,
-                                      (ProtobufCMessage **)&reply, NULL);
-        s_health_req.meta = NULL;
-        zsock_destroy (&probe);
-        if (st == CM_OK) {
-            assert_int_equal (reply->status, SAFESHARE__STATUS__STATUS_OK);
-            safeshare__crypto_reply__free_unpacked (reply, NULL);
-            return;
-        }
-    }
-    fail_msg ("safeshare-crypto did not answer HEALTH within 15 s");
-}
-
 static int
 s_setup (void **state)
 {
     s_fixture_t *f = calloc (1, sizeof *f);
-    char keys[600], id[17];
-    f->dir = cm_test_tmpdir ();
-    assert_non_null (f->dir);
-    snprintf (keys, sizeof keys, "%s/keys", f->dir);
-    assert_int_equal (mkdir (keys, 0700), 0);
-    snprintf (f->ring, sizeof f->ring, "%s/kek.ring", keys);
-    assert_int_equal (cryptod_keyring_generate (f->ring, id), 0);
-    f->keyring = cryptod_keyring_load (f->ring);
-    assert_non_null (f->keyring);
+    f->dir = s_tmp_ring (f->ring, &f->keyring);
     snprintf (f->endpoint, sizeof f->endpoint, "ipc://%s/run/crypto.sock", f->dir);
     f->pid = s_spawn (f->dir, f->endpoint);
     assert_true (f->pid > 0);
-    s_wait_ready (f);
+    s_wait_health (f->endpoint, f->pid);
     f->dealer = cm_sock_client (f->endpoint);
     assert_non_null (f->dealer);
     *state = f;
@@ -134,31 +97,6 @@ s_teardown (void **state)
     return 0;
 }
 
-static void
-s_expect_error (s_result_t *r, Safeshare__Status status, const char *code)
-{
-    assert_non_null (r->reply);
-    if (r->reply->status != status || !r->reply->error ||
-        strcmp (r->reply->error->code, code) != 0) {
-        fail_msg ("expected %d/%s, got %d/%s", status, code, r->reply->status,
-                  r->reply->error ? r->reply->error->code : "(none)");
-    }
-    /* An error never carries a blob (never any plaintext).              */
-    assert_int_equal (zmsg_size (r->blobs), 0);
-}
-
-static s_result_t
-s_key_new (s_fixture_t *f, const char *file_id, uint32_t chunk_size)
-{
-    Safeshare__CryptoRequest req = SAFESHARE__CRYPTO_REQUEST__INIT;
-    Safeshare__KeyNewRequest body = SAFESHARE__KEY_NEW_REQUEST__INIT;
-    body.file_id = (char *)file_id;
-    body.chunk_size = chunk_size;
-    req.body_case = SAFESHARE__CRYPTO_REQUEST__BODY_KEY_NEW;
-    req.key_new = &body;
-    return s_call (f->dealer, &req, NULL, 0);
-}
-
 static s_result_t
 s_chunk (s_fixture_t *f, bool encrypt, const char *file_id, Safeshare__KeyNewReply *kn,
          uint64_t index, bool last, const void *data, size_t len)
@@ -173,7 +111,7 @@ static void
 test_round_trip (void **state)
 {
     s_fixture_t *f = *state;
-    s_result_t key = s_key_new (f, FILE_A, CS);
+    s_result_t key = s_key_new_call (f->dealer, FILE_A, CS);
     assert_non_null (key.reply);
     assert_int_equal (key.reply->status, SAFESHARE__STATUS__STATUS_OK);
     Safeshare__KeyNewReply *kn = key.reply->key_new;
@@ -245,7 +183,7 @@ test_round_trip (void **state)
 
     /* The wrapped DEK is bound to its file: another file id whose header
        is otherwise valid fails to unwrap.                              */
-    s_result_t key_b = s_key_new (f, FILE_B, CS);
+    s_result_t key_b = s_key_new_call (f->dealer, FILE_B, CS);
     assert_non_null (key_b.reply);
     assert_int_equal (key_b.reply->status, SAFESHARE__STATUS__STATUS_OK);
     Safeshare__KeyNewReply mixed = *key_b.reply->key_new;
@@ -276,7 +214,7 @@ test_garbage_in (void **state)
 {
     s_fixture_t *f = *state;
     s_result_t r;
-    s_result_t key = s_key_new (f, FILE_A, CS);
+    s_result_t key = s_key_new_call (f->dealer, FILE_A, CS);
     assert_int_equal (key.reply->status, SAFESHARE__STATUS__STATUS_OK);
     Safeshare__KeyNewReply *kn = key.reply->key_new;
     uint8_t chunk[CS + 32];
@@ -347,13 +285,13 @@ test_garbage_in (void **state)
     s_result_free (&r);
 
     /* KEY_NEW field checks.                                             */
-    r = s_key_new (f, "not-hex", CS);
+    r = s_key_new_call (f->dealer, "not-hex", CS);
     s_expect_error (&r, SAFESHARE__STATUS__STATUS_INVALID, "bad_file_id");
     s_result_free (&r);
-    r = s_key_new (f, "0123456789ABCDEF0123456789ABCDEF", CS);
+    r = s_key_new_call (f->dealer, "0123456789ABCDEF0123456789ABCDEF", CS);
     s_expect_error (&r, SAFESHARE__STATUS__STATUS_INVALID, "bad_file_id");
     s_result_free (&r);
-    r = s_key_new (f, FILE_A, 100);
+    r = s_key_new_call (f->dealer, FILE_A, 100);
     s_expect_error (&r, SAFESHARE__STATUS__STATUS_INVALID, "bad_chunk_size");
     s_result_free (&r);
     {
@@ -370,7 +308,7 @@ test_garbage_in (void **state)
     char *long_id = malloc (10001);
     memset (long_id, 'a', 10000);
     long_id[10000] = '\0';
-    r = s_key_new (f, long_id, CS);
+    r = s_key_new_call (f->dealer, long_id, CS);
     s_expect_error (&r, SAFESHARE__STATUS__STATUS_INVALID, "bad_file_id");
     s_result_free (&r);
 
@@ -479,24 +417,6 @@ test_garbage_in (void **state)
     f->pid = -1;
 }
 
-/* Waits for pid to exit by itself; its exit status or -1.             */
-static int
-s_wait_exit (pid_t pid, int timeout_ms)
-{
-    uint64_t deadline = cm_mono_ms () + (uint64_t)timeout_ms;
-    while (cm_mono_ms () < deadline) {
-        int status;
-        pid_t r = waitpid (pid, &status, WNOHANG);
-        if (r == pid) {
-            return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
-        }
-        struct timespec ts = {0, 10 * 1000000L};
-        nanosleep (&ts, NULL);
-    }
-    cm_test_stop (pid, 1000);
-    return -1;
-}
-
 static void
 test_missing_ring (void **state)
 {
@@ -539,9 +459,9 @@ test_env_ring (void **state)
                   "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f";
     f.pid = s_spawn_ring (f.dir, f.endpoint, ring);
     assert_true (f.pid > 0);
-    s_wait_ready (&f);
+    s_wait_health (f.endpoint, f.pid);
     f.dealer = cm_sock_client (f.endpoint);
-    s_result_t key = s_key_new (&f, FILE_A, CS);
+    s_result_t key = s_key_new_call (f.dealer, FILE_A, CS);
     assert_non_null (key.reply);
     assert_int_equal (key.reply->status, SAFESHARE__STATUS__STATUS_OK);
     Safeshare__KeyNewReply *kn = key.reply->key_new;

@@ -31,6 +31,7 @@
 #include "cm_log.h"
 #include "cm_testing.h"
 #include "cm_util.h"
+#include "crypto_test_assert.h"
 #include "crypto_test_client.h"
 #include "crypto_test_worker.h"
 #include "cryptod_broker.h"
@@ -118,79 +119,6 @@ s_stop (s_fixture_t *f)
     free (f);
 }
 
-static void
-s_expect_error (s_result_t *r, Safeshare__Status status, const char *code)
-{
-    assert_non_null (r->reply);
-    if (r->reply->status != status || !r->reply->error ||
-        strcmp (r->reply->error->code, code) != 0) {
-        fail_msg ("expected %d/%s, got %d/%s", status, code, r->reply->status,
-                  r->reply->error ? r->reply->error->code : "(none)");
-    }
-    assert_int_equal (zmsg_size (r->blobs), 0);
-}
-
-static void
-s_sleep_ms (int ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep (&ts, NULL);
-}
-
-/* pool_status over the admin socket; the caller frees.                */
-static s_result_t
-s_status (s_fixture_t *f)
-{
-    s_result_t r = s_pool_status_call (f->admin);
-    assert_non_null (r.reply);
-    assert_int_equal (r.reply->status, SAFESHARE__STATUS__STATUS_OK);
-    assert_int_equal (r.reply->body_case, SAFESHARE__CRYPTO_REPLY__BODY_POOL_STATUS);
-    return r;
-}
-
-/* Waits until pool_status shows `workers` workers (any), up to 5 s.   */
-static void
-s_wait_workers (s_fixture_t *f, size_t workers)
-{
-    uint64_t deadline = cm_mono_ms () + 5000;
-    while (true) {
-        s_result_t r = s_status (f);
-        size_t n = r.reply->pool_status->n_workers;
-        s_result_free (&r);
-        if (n == workers) {
-            return;
-        }
-        assert_true (cm_mono_ms () < deadline);
-        s_sleep_ms (20);
-    }
-}
-
-/* A file key; *kn points into *key (free with s_result_free).          */
-static Safeshare__KeyNewReply *
-s_key (s_fixture_t *f, s_result_t *key, uint8_t dek[32])
-{
-    *key = s_key_new_call (f->dealer, FILE_A, 0);
-    assert_non_null (key->reply);
-    assert_int_equal (key->reply->status, SAFESHARE__STATUS__STATUS_OK);
-    Safeshare__KeyNewReply *kn = key->reply->key_new;
-    assert_non_null (kn);
-    assert_int_equal (cryptod_dek_unwrap (f->keyring, kn->kek_id, FILE_A,
-                                          kn->wrapped_dek.data, kn->wrapped_dek.len, dek),
-                      0);
-    return kn;
-}
-
-static void
-s_send_chunk (s_fixture_t *f, Safeshare__KeyNewReply *kn, bool encrypt, uint64_t index,
-              bool last, const void *data, size_t len, const char *req_id, int timeout_ms)
-{
-    Safeshare__ChunkRequest chunk;
-    Safeshare__CryptoRequest req = s_chunk_request (
-        &chunk, encrypt, FILE_A, kn->kek_id, kn->wrapped_dek, kn->header, index, last);
-    char buf[65];
-    s_send_request_within (f->dealer, &req, buf, req_id, data, len, timeout_ms);
-}
-
 /* The job a fake worker got is exactly the caller's chunk with the
    file's DEK and header.                                              */
 static void
@@ -223,26 +151,6 @@ s_job_answer (zsock_t *w, s_job_t *job)
     free (ct);
 }
 
-/* The caller's reply is the right ciphertext of pt.                   */
-static void
-s_expect_ciphertext (s_result_t *r, const uint8_t dek[32], Safeshare__KeyNewReply *kn,
-                     uint64_t index, bool last, const uint8_t *pt, size_t len)
-{
-    assert_non_null (r->reply);
-    assert_int_equal (r->reply->status, SAFESHARE__STATUS__STATUS_OK);
-    assert_int_equal (r->reply->body_case, SAFESHARE__CRYPTO_REPLY__BODY_ENCRYPT);
-    assert_int_equal (r->reply->encrypt->index, index);
-    assert_int_equal (zmsg_size (r->blobs), 1);
-    zframe_t *ct = zmsg_first (r->blobs);
-    assert_int_equal (zframe_size (ct), len + CRYPTOD_TAG_LEN);
-    uint8_t *back = malloc (len + 1);
-    assert_int_equal (cryptod_chunk_open (dek, kn->header.data, index, last,
-                                          zframe_data (ct), zframe_size (ct), back),
-                      0);
-    assert_memory_equal (back, pt, len);
-    free (back);
-}
-
 static void
 test_queue_bound_and_stop (void **state)
 {
@@ -265,7 +173,7 @@ test_queue_bound_and_stop (void **state)
 
     s_result_t key;
     uint8_t dek[32];
-    Safeshare__KeyNewReply *kn = s_key (f, &key, dek);
+    Safeshare__KeyNewReply *kn = s_key_new_dek (f->dealer, f->keyring, FILE_A, &key, dek);
     uint32_t cs = 0;
     assert_int_equal (cryptod_header_parse (kn->header.data, kn->header.len, &cs, NULL),
                       0);
@@ -273,15 +181,18 @@ test_queue_bound_and_stop (void **state)
 
     uint8_t pt[CS];
     memset (pt, 0x11, sizeof pt);
-    s_send_chunk (f, kn, true, 0, false, pt, CS, "queued-1", 10000);
-    s_send_chunk (f, kn, true, 1, false, pt, CS, "queued-2", 10000);
-    s_send_chunk (f, kn, true, 2, false, pt, CS, "overflow", 10000);
+    s_send_chunk_within (f->dealer, FILE_A, kn, true, 0, false, pt, CS, "queued-1",
+                         10000);
+    s_send_chunk_within (f->dealer, FILE_A, kn, true, 1, false, pt, CS, "queued-2",
+                         10000);
+    s_send_chunk_within (f->dealer, FILE_A, kn, true, 2, false, pt, CS, "overflow",
+                         10000);
     r = s_recv_reply (f->dealer, 5000);
     s_expect_error (&r, SAFESHARE__STATUS__STATUS_UNAVAILABLE, "crypto_busy");
     assert_string_equal (r.reply->meta->request_id, "overflow");
     s_result_free (&r);
 
-    r = s_status (f);
+    r = s_pool_status (f->admin);
     assert_int_equal (r.reply->pool_status->queue_depth, 2);
     assert_true (r.reply->pool_status->queue_bytes >= 2 * CS);
     assert_int_equal (r.reply->pool_status->n_workers, 0);
@@ -349,7 +260,7 @@ test_queue_counts_frames (void **state)
 
     s_result_t key;
     uint8_t dek[32];
-    Safeshare__KeyNewReply *kn = s_key (f, &key, dek);
+    Safeshare__KeyNewReply *kn = s_key_new_dek (f->dealer, f->keyring, FILE_A, &key, dek);
     Safeshare__ChunkRequest chunk;
     Safeshare__CryptoRequest two = s_chunk_request (&chunk, true, FILE_A, kn->kek_id,
                                                     kn->wrapped_dek, kn->header, 0, true);
@@ -371,7 +282,7 @@ test_queue_counts_frames (void **state)
     char ids[N][16];
     for (int i = 0; i < N; i++) {
         snprintf (ids[i], sizeof ids[i], "q-%d", i);
-        s_send_chunk (f, kn, true, 0, true, "", 0, ids[i], 10000);
+        s_send_chunk_within (f->dealer, FILE_A, kn, true, 0, true, "", 0, ids[i], 10000);
     }
     int busy = 0;
     char refused[N][16];
@@ -415,10 +326,10 @@ test_many_chunks_many_workers (void **state)
     (void)state;
     enum { N = 64 };
     s_fixture_t *f = s_start (4, 0, 0);
-    s_wait_workers (f, 4);
+    s_wait_pool_size (f->admin, 4, 5000);
     s_result_t key;
     uint8_t dek[32];
-    Safeshare__KeyNewReply *kn = s_key (f, &key, dek);
+    Safeshare__KeyNewReply *kn = s_key_new_dek (f->dealer, f->keyring, FILE_A, &key, dek);
 
     /* N full chunks fired at once: queued, spread over the workers, each
        answered with its own index, and each decrypts locally.          */
@@ -427,7 +338,8 @@ test_many_chunks_many_workers (void **state)
     for (int i = 0; i < N; i++) {
         memset (pt[i], i + 1, CS);
         snprintf (ids[i], sizeof ids[i], "chunk-%d", i);
-        s_send_chunk (f, kn, true, (uint64_t)i, false, pt[i], CS, ids[i], 10000);
+        s_send_chunk_within (f->dealer, FILE_A, kn, true, (uint64_t)i, false, pt[i], CS,
+                             ids[i], 10000);
     }
     bool seen[N] = {false};
     for (int k = 0; k < N; k++) {
@@ -442,7 +354,7 @@ test_many_chunks_many_workers (void **state)
         s_result_free (&r);
     }
     /* pool_status: four local workers, and their jobs add up to N.     */
-    s_result_t st = s_status (f);
+    s_result_t st = s_pool_status (f->admin);
     Safeshare__PoolStatusReply *ps = st.reply->pool_status;
     assert_int_equal (ps->n_workers, 4);
     uint64_t done = 0;
@@ -460,7 +372,8 @@ test_many_chunks_many_workers (void **state)
     uint8_t ct[CS + CRYPTOD_TAG_LEN];
     assert_int_equal (cryptod_chunk_seal (dek, kn->header.data, 7, true, pt[7], 100, ct),
                       0);
-    s_send_chunk (f, kn, false, 7, true, ct, 100 + CRYPTOD_TAG_LEN, "dec-7", 10000);
+    s_send_chunk_within (f->dealer, FILE_A, kn, false, 7, true, ct, 100 + CRYPTOD_TAG_LEN,
+                         "dec-7", 10000);
     s_result_t r = s_recv_reply (f->dealer, 10000);
     assert_non_null (r.reply);
     assert_int_equal (r.reply->status, SAFESHARE__STATUS__STATUS_OK);
@@ -470,7 +383,8 @@ test_many_chunks_many_workers (void **state)
     s_result_free (&r);
     /* A flipped bit: UNPROCESSABLE, no plaintext.                       */
     ct[5] ^= 1;
-    s_send_chunk (f, kn, false, 7, true, ct, 100 + CRYPTOD_TAG_LEN, "dec-bad", 10000);
+    s_send_chunk_within (f->dealer, FILE_A, kn, false, 7, true, ct, 100 + CRYPTOD_TAG_LEN,
+                         "dec-bad", 10000);
     r = s_recv_reply (f->dealer, 10000);
     s_expect_error (&r, SAFESHARE__STATUS__STATUS_UNPROCESSABLE, "chunk_auth_failed");
     s_result_free (&r);
@@ -487,7 +401,7 @@ test_stop_in_flight (void **state)
     (void)state;
     enum { N = 8, BIG = 1024 * 1024 };
     s_fixture_t *f = s_start (1, 0, 0);
-    s_wait_workers (f, 1);
+    s_wait_pool_size (f->admin, 1, 5000);
     s_result_t key = s_key_new_call (f->dealer, FILE_A, BIG);
     assert_non_null (key.reply);
     assert_int_equal (key.reply->status, SAFESHARE__STATUS__STATUS_OK);
@@ -496,7 +410,8 @@ test_stop_in_flight (void **state)
     uint8_t *pt = malloc (BIG);
     memset (pt, 0x42, BIG);
     for (int i = 0; i < N; i++) {
-        s_send_chunk (f, kn, true, (uint64_t)i, false, pt, BIG, NULL, 10000);
+        s_send_chunk_within (f->dealer, FILE_A, kn, true, (uint64_t)i, false, pt, BIG,
+                             NULL, 10000);
     }
     /* HEALTH after them: once it is answered the broker has taken all N
        (front is FIFO per caller), so none is still unread at the stop. */
@@ -556,14 +471,15 @@ test_silent_worker_job_resent (void **state)
     s_fixture_t *f = s_start (0, 0, 0);
     s_result_t key;
     uint8_t dek[32];
-    Safeshare__KeyNewReply *kn = s_key (f, &key, dek);
+    Safeshare__KeyNewReply *kn = s_key_new_dek (f->dealer, f->keyring, FILE_A, &key, dek);
     zsock_t *w1 = s_fake_new (f->workers_endpoint, "test:1:0");
     assert_non_null (w1);
-    s_wait_workers (f, 1);
+    s_wait_pool_size (f->admin, 1, 5000);
 
     uint8_t pt[CS];
     assert_int_equal (cm_random (pt, sizeof pt), 0);
-    s_send_chunk (f, kn, true, 3, false, pt, CS, "resend-me", 20000);
+    s_send_chunk_within (f->dealer, FILE_A, kn, true, 3, false, pt, CS, "resend-me",
+                         20000);
     s_wmsg_t m1 = s_fake_recv (w1, 5000, false);
     uint64_t got1 = cm_mono_ms ();
     s_job_t job1;
@@ -595,7 +511,7 @@ test_silent_worker_job_resent (void **state)
     s_wmsg_t bye = s_fake_recv (w1, 3000, true);
     assert_string_equal (bye.cmd, CRYPTOD_CMD_DISCONNECT);
     s_wmsg_free (&bye);
-    r = s_status (f);
+    r = s_pool_status (f->admin);
     Safeshare__PoolStatusReply *ps = r.reply->pool_status;
     assert_int_equal (ps->requeued_total, 1);
     assert_int_equal (ps->late_replies_total, 1);
@@ -625,18 +541,19 @@ test_late_reply_for_requeued_job (void **state)
     s_fixture_t *f = s_start (0, 0, 0);
     s_result_t key;
     uint8_t dek[32];
-    Safeshare__KeyNewReply *kn = s_key (f, &key, dek);
+    Safeshare__KeyNewReply *kn = s_key_new_dek (f->dealer, f->keyring, FILE_A, &key, dek);
     zsock_t *w1 = s_fake_new (f->workers_endpoint, "test:1:0");
-    s_wait_workers (f, 1);
+    s_wait_pool_size (f->admin, 1, 5000);
     uint8_t pt[CS];
     memset (pt, 0x5c, sizeof pt);
-    s_send_chunk (f, kn, true, 0, false, pt, CS, "requeued", 20000);
+    s_send_chunk_within (f->dealer, FILE_A, kn, true, 0, false, pt, CS, "requeued",
+                         20000);
     s_wmsg_t m1 = s_fake_recv (w1, 5000, false);
     s_job_t job1;
     assert_true (s_job_parse (&m1, &job1));
     /* Silent until it is dropped and its job waits again.              */
-    s_wait_workers (f, 0);
-    s_result_t st = s_status (f);
+    s_wait_pool_size (f->admin, 0, 5000);
+    s_result_t st = s_pool_status (f->admin);
     assert_int_equal (st.reply->pool_status->queue_depth, 1);
     assert_int_equal (st.reply->pool_status->requeued_total, 1);
     s_result_free (&st);
@@ -645,7 +562,7 @@ test_late_reply_for_requeued_job (void **state)
     assert_string_equal (r.reply->meta->request_id, "requeued");
     s_expect_ciphertext (&r, dek, kn, 0, false, pt, CS);
     s_result_free (&r);
-    st = s_status (f);
+    st = s_pool_status (f->admin);
     assert_int_equal (st.reply->pool_status->queue_depth, 0);
     assert_int_equal (st.reply->pool_status->late_replies_total, 0);
     s_result_free (&st);
@@ -665,10 +582,10 @@ test_max_attempts (void **state)
     s_fixture_t *f = s_start (0, 0, 0);
     s_result_t key;
     uint8_t dek[32];
-    Safeshare__KeyNewReply *kn = s_key (f, &key, dek);
+    Safeshare__KeyNewReply *kn = s_key_new_dek (f->dealer, f->keyring, FILE_A, &key, dek);
     uint8_t pt[CS];
     memset (pt, 0x21, sizeof pt);
-    s_send_chunk (f, kn, true, 0, false, pt, CS, "unlucky", 30000);
+    s_send_chunk_within (f->dealer, FILE_A, kn, true, 0, false, pt, CS, "unlucky", 30000);
     for (int i = 0; i < CRYPTOD_MAX_ATTEMPTS; i++) {
         char name[32];
         snprintf (name, sizeof name, "vanishing:%d:0", i);
@@ -681,14 +598,14 @@ test_max_attempts (void **state)
         s_wmsg_free (&m);
         zsock_destroy (&w); /* gone, job in hand */
         if (i + 1 < CRYPTOD_MAX_ATTEMPTS) {
-            s_wait_workers (f, 0);
+            s_wait_pool_size (f->admin, 0, 5000);
         }
     }
     s_result_t r = s_recv_reply (f->dealer, 8000);
     assert_string_equal (r.reply->meta->request_id, "unlucky");
     s_expect_error (&r, SAFESHARE__STATUS__STATUS_UNAVAILABLE, "crypto_unavailable");
     s_result_free (&r);
-    s_result_t st = s_status (f);
+    s_result_t st = s_pool_status (f->admin);
     assert_int_equal (st.reply->pool_status->requeued_total, CRYPTOD_MAX_ATTEMPTS - 1);
     assert_int_equal (st.reply->pool_status->queue_depth, 0);
     s_result_free (&st);
@@ -705,17 +622,17 @@ test_deadline_not_sent (void **state)
     s_fixture_t *f = s_start (0, 0, 0);
     s_result_t key;
     uint8_t dek[32];
-    Safeshare__KeyNewReply *kn = s_key (f, &key, dek);
+    Safeshare__KeyNewReply *kn = s_key_new_dek (f->dealer, f->keyring, FILE_A, &key, dek);
     uint8_t pt[CS];
     memset (pt, 0x33, sizeof pt);
-    s_send_chunk (f, kn, true, 0, false, pt, CS, "too-late", 300);
+    s_send_chunk_within (f->dealer, FILE_A, kn, true, 0, false, pt, CS, "too-late", 300);
     /* On the caller's socket, so it is read after the chunk.           */
     s_result_t st = s_pool_status_call (f->dealer);
     assert_non_null (st.reply);
     assert_int_equal (st.reply->pool_status->queue_depth, 1);
     s_result_free (&st);
     s_sleep_ms (800);
-    st = s_status (f);
+    st = s_pool_status (f->admin);
     assert_int_equal (st.reply->pool_status->queue_depth, 0);
     s_result_free (&st);
     zsock_t *w = s_fake_new (f->workers_endpoint, "late:1:0");
@@ -726,7 +643,7 @@ test_deadline_not_sent (void **state)
     assert_null (r.reply);
     s_result_free (&r);
     /* The same worker does take a live job.                            */
-    s_send_chunk (f, kn, true, 0, false, pt, CS, "in-time", 10000);
+    s_send_chunk_within (f->dealer, FILE_A, kn, true, 0, false, pt, CS, "in-time", 10000);
     m = s_fake_recv (w, 5000, true);
     s_job_t job;
     assert_true (s_job_parse (&m, &job));
@@ -752,7 +669,7 @@ test_backend_garbage (void **state)
     s_fixture_t *f = s_start (0, 0, 0);
     s_result_t key;
     uint8_t dek[32];
-    Safeshare__KeyNewReply *kn = s_key (f, &key, dek);
+    Safeshare__KeyNewReply *kn = s_key_new_dek (f->dealer, f->keyring, FILE_A, &key, dek);
 
     zsock_t *junk = s_fake_new (f->workers_endpoint, NULL);
     /* A stranger's HEARTBEAT: told to READY again.                     */
@@ -790,16 +707,17 @@ test_backend_garbage (void **state)
         }
         zmsg_send (&gm, junk);
     }
-    s_result_t st = s_status (f);
+    s_result_t st = s_pool_status (f->admin);
     assert_int_equal (st.reply->pool_status->n_workers, 0);
     s_result_free (&st);
 
     /* A worker that answers with a wrong-length blob.                  */
     zsock_t *bad = s_fake_new (f->workers_endpoint, "liar:1:0");
-    s_wait_workers (f, 1);
+    s_wait_pool_size (f->admin, 1, 5000);
     uint8_t pt[CS];
     memset (pt, 0x44, sizeof pt);
-    s_send_chunk (f, kn, true, 5, false, pt, CS, "after-garbage", 20000);
+    s_send_chunk_within (f->dealer, FILE_A, kn, true, 5, false, pt, CS, "after-garbage",
+                         20000);
     m = s_fake_recv (bad, 5000, true);
     s_job_t job;
     assert_true (s_job_parse (&m, &job));
@@ -829,7 +747,7 @@ test_backend_garbage (void **state)
     r = s_recv_reply (f->dealer, 500);
     assert_null (r.reply);
     s_result_free (&r);
-    st = s_status (f);
+    st = s_pool_status (f->admin);
     /* The stranger's REPLY "12345678" and its answer to the real job.  */
     assert_int_equal (st.reply->pool_status->late_replies_total, 2);
     assert_int_equal (st.reply->pool_status->requeued_total, 1);
@@ -853,7 +771,7 @@ test_ring_reload (void **state)
     s_fixture_t *f = s_start (1, 0, 0);
     s_result_t key;
     uint8_t dek[32];
-    Safeshare__KeyNewReply *kn = s_key (f, &key, dek);
+    Safeshare__KeyNewReply *kn = s_key_new_dek (f->dealer, f->keyring, FILE_A, &key, dek);
     char new_id[17];
     assert_int_equal (cryptod_keyring_generate (f->ring_path, new_id), 0);
     cryptod_keyring_t *ring = cryptod_keyring_load (f->ring_path);
@@ -877,7 +795,8 @@ test_ring_reload (void **state)
     uint64_t deadline = cm_mono_ms () + 3000;
     bool ok = false;
     while (!ok && cm_mono_ms () < deadline) {
-        s_send_chunk (f, &k2, true, 0, true, pt, sizeof pt, "new-kek", 10000);
+        s_send_chunk_within (f->dealer, FILE_A, &k2, true, 0, true, pt, sizeof pt,
+                             "new-kek", 10000);
         s_result_t r = s_recv_reply (f->dealer, 5000);
         assert_non_null (r.reply);
         if (r.reply->status == SAFESHARE__STATUS__STATUS_OK) {
@@ -906,7 +825,8 @@ test_ring_reload (void **state)
     assert_string_equal (k.reply->key_new->kek_id, new_id);
     s_result_free (&k);
     /* The old KEK still unwraps (the ring in use has both).            */
-    s_send_chunk (f, kn, true, 0, true, pt, sizeof pt, "old-kek", 10000);
+    s_send_chunk_within (f->dealer, FILE_A, kn, true, 0, true, pt, sizeof pt, "old-kek",
+                         10000);
     s_result_t r = s_recv_reply (f->dealer, 5000);
     s_expect_ciphertext (&r, dek, kn, 0, true, pt, sizeof pt);
     s_result_free (&r);

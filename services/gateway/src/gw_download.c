@@ -1,5 +1,6 @@
 /*  gw_download -- decrypting download stream (see gw_download.h).       */
 #include "gw_download.h"
+#include "gw_chunk.h"
 #include "gw_text.h"
 #include "gw_upload.h"
 #include "gw_window.h"
@@ -145,20 +146,9 @@ s_read_send (s_down_t *d, cm_status_t *rc, ProtobufCMessage **reply)
                      (uint32_t)(plain_len + CM_BLOB_TAG_LEN), &frames, rc, reply) != 0) {
         return -1;
     }
-    Safeshare__CryptoRequest r = SAFESHARE__CRYPTO_REQUEST__INIT;
-    Safeshare__Meta meta = SAFESHARE__META__INIT;
-    Safeshare__ChunkRequest chunk = SAFESHARE__CHUNK_REQUEST__INIT;
-    r.meta = &meta;
-    r.body_case = SAFESHARE__CRYPTO_REQUEST__BODY_DECRYPT;
-    r.decrypt = &chunk;
-    chunk.file_id = file->id;
-    chunk.kek_id = file->kek_id;
-    chunk.wrapped_dek = file->wrapped_dek;
-    chunk.header.data = d->header;
-    chunk.header.len = CM_BLOB_HEADER_LEN;
-    chunk.index = index;
-    chunk.last = index + 1 == file->chunk_count;
-    *rc = gw_window_send (d->window, &r.base, &frames, plain_len);
+    gw_chunk_key_t key = {file->id, file->kek_id, file->wrapped_dek, d->header};
+    *rc = gw_chunk_send (d->window, false, &key, index, index + 1 == file->chunk_count,
+                         &frames, plain_len);
     if (*rc != CM_OK) {
         return -1;
     }
@@ -186,10 +176,7 @@ s_write_next (s_down_t *d, bool wait, cm_status_t *rc, ProtobufCMessage **reply)
         zmsg_destroy (&plain);
         return -1;
     }
-    Safeshare__CryptoReply *cr = (Safeshare__CryptoReply *)in;
-    bool ok = cr->body_case == SAFESHARE__CRYPTO_REPLY__BODY_DECRYPT && cr->decrypt &&
-              cr->decrypt->index == d->written && plain && zmsg_size (plain) == 1 &&
-              zframe_size (zmsg_first (plain)) == plain_len;
+    bool ok = gw_chunk_reply_ok (in, false, d->written, plain, plain_len);
     protobuf_c_message_free_unpacked (in, NULL);
     if (!ok) {
         cm_error (req->req_id, "DECRYPT file=%s chunk=%llu: malformed reply", d->file->id,

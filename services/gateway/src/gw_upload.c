@@ -8,6 +8,7 @@
 #include "crypto.pb-c.h"
 #include "cm_log.h"
 #include "cm_util.h"
+#include "gw_chunk.h"
 #include "gw_window.h"
 
 /* Counter is a u32 in the nonce (docs/format.md). */
@@ -271,10 +272,8 @@ s_store_next (gw_upload_t *self, bool wait)
     if (s_check (self, GW_SVC_CRYPTO, &reply, &cipher) != 0) {
         return -1;
     }
-    Safeshare__CryptoReply *cr = (Safeshare__CryptoReply *)reply;
-    bool ok = cr->body_case == SAFESHARE__CRYPTO_REPLY__BODY_ENCRYPT && cr->encrypt &&
-              cr->encrypt->index == self->stored && cipher && zmsg_size (cipher) == 1 &&
-              zframe_size (zmsg_first (cipher)) == len + CM_BLOB_TAG_LEN;
+    bool ok =
+        gw_chunk_reply_ok (reply, true, self->stored, cipher, len + CM_BLOB_TAG_LEN);
     protobuf_c_message_free_unpacked (reply, NULL);
     if (!ok) {
         zmsg_destroy (&cipher);
@@ -316,21 +315,10 @@ s_seal (gw_upload_t *self, bool last)
     zmsg_t *frames = zmsg_new ();
     zmsg_append (frames, &plain);
 
-    Safeshare__CryptoRequest creq = SAFESHARE__CRYPTO_REQUEST__INIT;
-    Safeshare__Meta meta = SAFESHARE__META__INIT;
-    Safeshare__ChunkRequest chunk = SAFESHARE__CHUNK_REQUEST__INIT;
-    creq.meta = &meta;
-    creq.body_case = SAFESHARE__CRYPTO_REQUEST__BODY_ENCRYPT;
-    creq.encrypt = &chunk;
-    chunk.file_id = self->file_id;
-    chunk.kek_id = self->kek_id;
-    chunk.wrapped_dek.data = self->wrapped;
-    chunk.wrapped_dek.len = self->wrapped_len;
-    chunk.header.data = self->header;
-    chunk.header.len = CM_BLOB_HEADER_LEN;
-    chunk.index = self->index;
-    chunk.last = last;
-    cm_status_t rc = gw_window_send (self->window, &creq.base, &frames, len);
+    gw_chunk_key_t key = {
+        self->file_id, self->kek_id, {self->wrapped_len, self->wrapped}, self->header};
+    cm_status_t rc =
+        gw_chunk_send (self->window, true, &key, self->index, last, &frames, len);
     if (rc != CM_OK) {
         return s_fail_transport (self, rc);
     }

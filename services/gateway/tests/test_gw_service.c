@@ -3144,6 +3144,53 @@ s_expect_download (const uint8_t *data, size_t size)
     s_resp_free (&r);
 }
 
+/* A fresh fake that holds each group of chunks back (see s_fake).     */
+static void
+s_fake_reset_held (void)
+{
+    s_fake_reset ();
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.hold = true;
+    pthread_mutex_unlock (&s_fake.lock);
+}
+
+/* An upload of `size` seeded bytes to a fresh held fake: 201 and the
+   bytes stored as sent. Returns them (the caller frees).              */
+static uint8_t *
+s_upload_held (size_t size, unsigned seed)
+{
+    s_fake_reset_held ();
+    s_resp_t r;
+    uint8_t *data;
+    s_upload_seeded (size, seed, &r, &data);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    s_expect_stored (data, size);
+    return data;
+}
+
+/* A download on a keep-alive connection that is cut (only the cut ends
+   it) after the first len bytes, which are the stored file's.          */
+static void
+s_expect_download_cut (const uint8_t *data, size_t len)
+{
+    char full[4096];
+    int n = snprintf (full, sizeof full,
+                      "GET /api/files/" FILE_ID "/content HTTP/1.1\r\nHost: x\r\n"
+                      "Authorization: Bearer %s\r\n\r\n",
+                      s_client_token);
+    int fd = s_connect ();
+    send (fd, full, (size_t)n, MSG_NOSIGNAL);
+    s_resp_t r;
+    assert_int_equal (s_read_response (fd, &r, 10000), 0);
+    close (fd);
+    assert_int_equal (r.status, 200);
+    assert_true (r.closed);
+    assert_int_equal (r.body_len, len);
+    assert_memory_equal (r.body, data, len);
+    s_resp_free (&r);
+}
+
 /* Sizes around the chunk and window boundaries; the fake answers every
    group of chunks backwards and late. Up and down, the bytes are right
    and the fake saw min(window, chunks) requests out at once, never more. */
@@ -3157,10 +3204,7 @@ s_window_roundtrip (int window)
         size_t size = sizes[k];
         size_t chunks = s_chunks (size);
         int expect = (size_t)window < chunks ? window : (int)chunks;
-        s_fake_reset ();
-        pthread_mutex_lock (&s_fake.lock);
-        s_fake.hold = true;
-        pthread_mutex_unlock (&s_fake.lock);
+        s_fake_reset_held ();
         s_resp_t r;
         uint8_t *data;
         s_upload_seeded (size, (unsigned)(window + k), &r, &data);
@@ -3263,34 +3307,14 @@ test_window_chunk_error (void **state)
     s_assert_alive ();
 
     /* The same gateway takes the next upload whole. */
-    s_fake_reset ();
-    pthread_mutex_lock (&s_fake.lock);
-    s_fake.hold = true;
-    pthread_mutex_unlock (&s_fake.lock);
-    s_upload_seeded (size, 8, &r, &data);
-    assert_int_equal (r.status, 201);
-    s_resp_free (&r);
-    s_expect_stored (data, size);
+    data = s_upload_held (size, 8);
 
     /* Chunk 5 does not authenticate: chunks 0-4 arrive, then the cut. */
     s_fake_recount ();
     pthread_mutex_lock (&s_fake.lock);
     s_fake.bad_chunk = 5;
     pthread_mutex_unlock (&s_fake.lock);
-    char full[4096];
-    int n = snprintf (full, sizeof full,
-                      "GET /api/files/" FILE_ID "/content HTTP/1.1\r\nHost: x\r\n"
-                      "Authorization: Bearer %s\r\n\r\n",
-                      s_client_token); /* keep-alive: only the cut ends it */
-    int fd = s_connect ();
-    send (fd, full, (size_t)n, MSG_NOSIGNAL);
-    assert_int_equal (s_read_response (fd, &r, 10000), 0);
-    close (fd);
-    assert_int_equal (r.status, 200);
-    assert_true (r.closed);
-    assert_int_equal (r.body_len, 5 * CHUNK);
-    assert_memory_equal (r.body, data, 5 * CHUNK);
-    s_resp_free (&r);
+    s_expect_download_cut (data, 5 * CHUNK);
 
     /* Chunk 0 fails, its answer last of its group: still a JSON error. */
     pthread_mutex_lock (&s_fake.lock);
@@ -3337,14 +3361,7 @@ test_window_timeout (void **state)
     assert_int_equal (fake.max_out, 4);
 
     /* At once, while the late reply is still to come. */
-    s_fake_reset ();
-    pthread_mutex_lock (&s_fake.lock);
-    s_fake.hold = true;
-    pthread_mutex_unlock (&s_fake.lock);
-    s_upload_seeded (MAX_UPLOAD, 12, &r, &data);
-    assert_int_equal (r.status, 201);
-    s_resp_free (&r);
-    s_expect_stored (data, MAX_UPLOAD);
+    data = s_upload_held (MAX_UPLOAD, 12);
 
     /* The download: chunk 2 comes too late -> cut after chunks 0 and 1. */
     s_fake_recount ();
@@ -3352,20 +3369,7 @@ test_window_timeout (void **state)
     s_fake.late_index = 2;
     s_fake.late_ms = 1200;
     pthread_mutex_unlock (&s_fake.lock);
-    char full[4096];
-    int n = snprintf (full, sizeof full,
-                      "GET /api/files/" FILE_ID "/content HTTP/1.1\r\nHost: x\r\n"
-                      "Authorization: Bearer %s\r\n\r\n",
-                      s_client_token);
-    int fd = s_connect ();
-    send (fd, full, (size_t)n, MSG_NOSIGNAL);
-    assert_int_equal (s_read_response (fd, &r, 10000), 0);
-    close (fd);
-    assert_int_equal (r.status, 200);
-    assert_true (r.closed);
-    assert_int_equal (r.body_len, 2 * CHUNK);
-    assert_memory_equal (r.body, data, 2 * CHUNK);
-    s_resp_free (&r);
+    s_expect_download_cut (data, 2 * CHUNK);
     pthread_mutex_lock (&s_fake.lock);
     s_fake.late_index = -1;
     pthread_mutex_unlock (&s_fake.lock);

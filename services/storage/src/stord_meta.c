@@ -17,6 +17,17 @@ s_db_failure (cm_db_status_t st)
     return st == CM_DB_BUSY ? CM_UNAVAILABLE : CM_INTERNAL;
 }
 
+/* CM_OK, or a failed statement's answer, logged naming `what`.         */
+static cm_status_t
+s_res_status (const char *req, const cm_db_res_t *res, const char *what)
+{
+    if (cm_db_res_status (res) == CM_DB_OK) {
+        return CM_OK;
+    }
+    cm_error (req, "cm_db_query(%s) failed", what);
+    return s_db_failure (cm_db_res_status (res));
+}
+
 /* Versioned schema; append new versions, never edit a shipped one.
    Common dialect for SQLite and PostgreSQL: TEXT/BIGINT/INTEGER.       */
 static const char *const s_migrations[] = {
@@ -204,13 +215,10 @@ stord_meta_file_get (stord_meta_t *self, const char *req, const char *id,
                                       " FROM files WHERE id = $1 AND state = 'committed'"
                                     : "SELECT " S_FILE_COLS " FROM files WHERE id = $1",
                      1, p);
-    cm_status_t status = CM_OK;
-    if (cm_db_res_status (res) != CM_DB_OK) {
-        cm_error (req, "cm_db_query(SELECT files) failed");
-        status = s_db_failure (cm_db_res_status (res));
-    } else if (cm_db_res_rows (res) == 0) {
+    cm_status_t status = s_res_status (req, res, "SELECT files");
+    if (status == CM_OK && cm_db_res_rows (res) == 0) {
         status = CM_NOT_FOUND;
-    } else if (s_row_to_file (res, 0, file) != 0) {
+    } else if (status == CM_OK && s_row_to_file (res, 0, file) != 0) {
         cm_error (req, "files row %s is malformed", id);
         status = CM_INTERNAL;
     }
@@ -241,11 +249,8 @@ stord_meta_file_commit (stord_meta_t *self, const char *req, const stord_file_t 
                      " kek_id = $5, wrapped_dek = $6, blob_size = $7, created_at = $8,"
                      " state = 'committed' WHERE id = $1 AND state = 'pending'",
                      8, p);
-    cm_status_t status = CM_OK;
-    if (cm_db_res_status (res) != CM_DB_OK) {
-        cm_error (req, "cm_db_query(UPDATE files commit) failed");
-        status = s_db_failure (cm_db_res_status (res));
-    } else if (cm_db_res_changes (res) == 0) {
+    cm_status_t status = s_res_status (req, res, "UPDATE files commit");
+    if (status == CM_OK && cm_db_res_changes (res) == 0) {
         status = CM_NOT_FOUND;
     }
     cm_db_res_free (&res);
@@ -274,10 +279,8 @@ stord_meta_file_delete (stord_meta_t *self, const char *req, const char *id,
         goto cleanup;
     }
     res = cm_db_query (self->db, "DELETE FROM files WHERE id = $1 AND state = $2", 2, p);
-    if (cm_db_res_status (res) != CM_DB_OK) {
-        cm_error (req, "cm_db_query(DELETE files) failed");
-        status = s_db_failure (cm_db_res_status (res));
-    } else if (cm_db_res_changes (res) == 0) {
+    status = s_res_status (req, res, "DELETE files");
+    if (status == CM_OK && cm_db_res_changes (res) == 0) {
         status = CM_NOT_FOUND;
     }
 cleanup:
@@ -357,10 +360,8 @@ stord_meta_file_list (stord_meta_t *self, const char *req, const char *cursor,
                            " ORDER BY created_at DESC, id DESC LIMIT $1",
                            1, p);
     }
-    cm_status_t status = CM_OK;
-    if (cm_db_res_status (res) != CM_DB_OK) {
-        cm_error (req, "cm_db_query(SELECT files list) failed");
-        status = s_db_failure (cm_db_res_status (res));
+    cm_status_t status = s_res_status (req, res, "SELECT files list");
+    if (status != CM_OK) {
         goto cleanup;
     }
     int rows = cm_db_res_rows (res);
@@ -445,11 +446,8 @@ stord_meta_link_create (stord_meta_t *self, const char *req, const char *file_id
         " CAST($7 AS BIGINT), 0, 0 WHERE EXISTS"
         " (SELECT 1 FROM files WHERE id = $2 AND state = 'committed')",
         7, p);
-    cm_status_t status = CM_OK;
-    if (cm_db_res_status (res) != CM_DB_OK) {
-        cm_error (req, "cm_db_query(INSERT links) failed");
-        status = s_db_failure (cm_db_res_status (res));
-    } else if (cm_db_res_changes (res) == 0) {
+    cm_status_t status = s_res_status (req, res, "INSERT links");
+    if (status == CM_OK && cm_db_res_changes (res) == 0) {
         status = CM_NOT_FOUND;
     }
     cm_db_res_free (&res);
@@ -571,6 +569,32 @@ stord_meta_link_revoke (stord_meta_t *self, const char *req, const char *link_id
     return status;
 }
 
+/* Runs a SELECT and makes a zeroed array of its *rows rows of
+   elem_size bytes each for the caller to fill: *arr (caller frees) is
+   NULL when there are none. *res is the caller's to free either way.   */
+static cm_status_t
+s_select_rows (stord_meta_t *self, const char *req, const char *what, const char *sql,
+               int nparams, const char *const *params, size_t elem_size,
+               cm_db_res_t **res, void **arr, int *rows)
+{
+    *arr = NULL;
+    *rows = 0;
+    *res = cm_db_query (self->db, sql, nparams, params);
+    cm_status_t status = s_res_status (req, *res, what);
+    if (status != CM_OK) {
+        return status;
+    }
+    int n = cm_db_res_rows (*res);
+    if (n > 0) {
+        *arr = calloc ((size_t)n, elem_size);
+        if (!*arr) {
+            return CM_INTERNAL;
+        }
+    }
+    *rows = n;
+    return CM_OK;
+}
+
 cm_status_t
 stord_meta_kek_counts (stord_meta_t *self, const char *req, uint64_t pending_before_s,
                        stord_kek_count_t **counts, size_t *n, uint64_t *pending_no_dek)
@@ -581,49 +605,33 @@ stord_meta_kek_counts (stord_meta_t *self, const char *req, uint64_t pending_bef
     char before[24];
     snprintf (before, sizeof before, "%llu", (unsigned long long)pending_before_s);
     const char *p[] = {before};
+    cm_db_res_t *res = NULL;
+    void *arr = NULL;
+    int rows = 0;
     /* One statement, so a row that commits meanwhile is counted once:
        either still pending without a DEK, or under its KEK.           */
-    cm_db_res_t *res = cm_db_query (
-        self->db,
+    cm_status_t status = s_select_rows (
+        self, req, "SELECT files kek counts",
         "SELECT kek_id, COUNT(*) FROM files WHERE kek_id <> ''"
         " OR (state = 'pending' AND created_at < $1) GROUP BY kek_id ORDER BY kek_id",
-        1, p);
-    cm_status_t status = CM_OK;
-    if (cm_db_res_status (res) != CM_DB_OK) {
-        cm_error (req, "cm_db_query(SELECT files kek counts) failed");
-        status = s_db_failure (cm_db_res_status (res));
-        goto cleanup;
-    }
-    int rows = cm_db_res_rows (res);
-    if (rows > 0) {
-        *counts = calloc ((size_t)rows, sizeof **counts);
-        if (!*counts) {
-            status = CM_INTERNAL;
-            goto cleanup;
-        }
-    }
-    for (int i = 0; i < rows; i++) {
+        1, p, sizeof **counts, &res, &arr, &rows);
+    *counts = arr;
+    for (int i = 0; status == CM_OK && i < rows; i++) {
+        /* GROUP BY gives at most one '' row, so *n stays below rows.   */
+        stord_kek_count_t *c = &(*counts)[*n];
         const char *kek = cm_db_res_get (res, i, 0);
         uint64_t count = 0;
-        if (!kek || s_parse_u64 (cm_db_res_get (res, i, 1), &count) != 0) {
+        if (!kek || s_parse_u64 (cm_db_res_get (res, i, 1), &count) != 0 ||
+            (*kek != '\0' && s_copy (c->kek_id, sizeof c->kek_id, kek) != 0)) {
             cm_error (req, "files kek count row %d is malformed", i);
             status = CM_INTERNAL;
-            goto cleanup;
-        }
-        if (*kek == '\0') {
+        } else if (*kek == '\0') {
             *pending_no_dek = count;
-            continue;
+        } else {
+            c->count = count;
+            (*n)++;
         }
-        stord_kek_count_t *c = &(*counts)[*n];
-        if (s_copy (c->kek_id, sizeof c->kek_id, kek) != 0) {
-            cm_error (req, "files kek count row %d is malformed", i);
-            status = CM_INTERNAL;
-            goto cleanup;
-        }
-        c->count = count;
-        (*n)++;
     }
-cleanup:
     if (status != CM_OK || *n == 0) {
         free (*counts);
         *counts = NULL;
@@ -646,26 +654,16 @@ stord_meta_rewrap_batch (stord_meta_t *self, const char *req, const char *curren
     char lim[16];
     snprintf (lim, sizeof lim, "%u", limit);
     const char *p[] = {current, after, lim};
-    cm_db_res_t *res =
-        cm_db_query (self->db,
-                     "SELECT id, kek_id, wrapped_dek FROM files WHERE kek_id <> ''"
-                     " AND kek_id <> $1 AND id > $2 ORDER BY id LIMIT $3",
-                     3, p);
-    cm_status_t status = CM_OK;
-    if (cm_db_res_status (res) != CM_DB_OK) {
-        cm_error (req, "cm_db_query(SELECT files rewrap batch) failed");
-        status = s_db_failure (cm_db_res_status (res));
-        goto cleanup;
-    }
-    int n = cm_db_res_rows (res);
-    if (n > 0) {
-        *rows = calloc ((size_t)n, sizeof **rows);
-        if (!*rows) {
-            status = CM_INTERNAL;
-            goto cleanup;
-        }
-    }
-    for (int i = 0; i < n; i++) {
+    cm_db_res_t *res = NULL;
+    void *arr = NULL;
+    int n = 0;
+    cm_status_t status =
+        s_select_rows (self, req, "SELECT files rewrap batch",
+                       "SELECT id, kek_id, wrapped_dek FROM files WHERE kek_id <> ''"
+                       " AND kek_id <> $1 AND id > $2 ORDER BY id LIMIT $3",
+                       3, p, sizeof **rows, &res, &arr, &n);
+    *rows = arr;
+    for (int i = 0; status == CM_OK && i < n; i++) {
         stord_wrapped_t *w = &(*rows)[i];
         const char *dek = cm_db_res_get (res, i, 2);
         size_t hexlen = dek ? strlen (dek) : 0;
@@ -675,15 +673,17 @@ stord_meta_rewrap_batch (stord_meta_t *self, const char *req, const char *curren
             hexlen == 0 || hexlen % 2 != 0 || hexlen / 2 > sizeof w->wrapped_dek ||
             cm_hex_decode (w->wrapped_dek, hexlen / 2, dek) != 0) {
             cm_error (req, "files row %d of a rewrap batch is malformed", i);
-            free (*rows);
-            *rows = NULL;
             status = CM_INTERNAL;
-            goto cleanup;
+        } else {
+            w->wrapped_dek_len = hexlen / 2;
         }
-        w->wrapped_dek_len = hexlen / 2;
     }
-    *count = (size_t)n;
-cleanup:
+    if (status == CM_OK) {
+        *count = (size_t)n;
+    } else {
+        free (*rows);
+        *rows = NULL;
+    }
     cm_db_res_free (&res);
     return status;
 }
@@ -706,11 +706,8 @@ stord_meta_rewrap_replace (stord_meta_t *self, const char *req,
                                     "UPDATE files SET kek_id = $2, wrapped_dek = $3"
                                     " WHERE id = $1 AND kek_id = $4 AND wrapped_dek = $5",
                                     5, p);
-    cm_status_t status = CM_OK;
-    if (cm_db_res_status (res) != CM_DB_OK) {
-        cm_error (req, "cm_db_query(UPDATE files rewrap) failed");
-        status = s_db_failure (cm_db_res_status (res));
-    } else if (cm_db_res_changes (res) == 0) {
+    cm_status_t status = s_res_status (req, res, "UPDATE files rewrap");
+    if (status == CM_OK && cm_db_res_changes (res) == 0) {
         status = CM_CONFLICT;
     }
     cm_db_res_free (&res);
