@@ -33,6 +33,12 @@ const char *const cli_args_usage =
     "  decrypt --file ID --out PATH     decrypt a stored file offline (storage DB,\n"
     "                                   blob dir and KEK ring; no service needed)\n"
     "                                   into a new file PATH (mode 0600)\n"
+    "  fsck [--repair] [--grace SECONDS]\n"
+    "                                   check every stored file offline (blob,\n"
+    "                                   size, every chunk, SHA-256) and find\n"
+    "                                   orphan blobs and pending uploads older\n"
+    "                                   than SECONDS (3600); --repair removes\n"
+    "                                   those (never a committed file)\n"
     "  version                          print the version\n"
     "  help                             this text\n"
     "\n"
@@ -40,7 +46,7 @@ const char *const cli_args_usage =
 
 /* Commands that later issues add: named so that the error says so
    instead of calling them unknown.                                     */
-static const char *const s_later[] = {"fsck", NULL};
+static const char *const s_later[] = {NULL};
 
 static int s_fail (char *err, size_t errlen, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
@@ -297,6 +303,38 @@ s_parse_decrypt (int argc, char *const *argv, cli_args_t *out, char *err, size_t
     return 0;
 }
 
+static int
+s_parse_fsck (int argc, char *const *argv, cli_args_t *out, char *err, size_t errlen)
+{
+    out->grace_s = CLI_FSCK_GRACE_DEFAULT;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp (argv[i], "--repair") == 0) {
+            out->repair = 1;
+            continue;
+        }
+        const char *grace = NULL;
+        int o = s_option (argc, argv, &i, "--grace", &grace, "a number of seconds", err,
+                          errlen);
+        if (o < 0) {
+            return -1;
+        }
+        if (o == 0) {
+            return s_fail (err, errlen, "fsck: %s %.64s",
+                           argv[i][0] == '-' ? "unknown option" : "unexpected argument",
+                           argv[i]);
+        }
+        char *end = NULL;
+        unsigned long v =
+            grace[0] >= '0' && grace[0] <= '9' ? strtoul (grace, &end, 10) : 0;
+        if (!end || *end || v > CLI_FSCK_GRACE_MAX) {
+            return s_fail (err, errlen, "fsck: --grace needs 0..%u seconds, not %.64s",
+                           CLI_FSCK_GRACE_MAX, grace);
+        }
+        out->grace_s = (unsigned)v;
+    }
+    return 0;
+}
+
 int
 cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err, size_t errlen)
 {
@@ -367,6 +405,10 @@ cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err, size_t 
     if (strcmp (cmd, "decrypt") == 0) {
         out->cmd = CLI_CMD_DECRYPT;
         return s_parse_decrypt (argc - 2, argv + 2, out, err, errlen);
+    }
+    if (strcmp (cmd, "fsck") == 0) {
+        out->cmd = CLI_CMD_FSCK;
+        return s_parse_fsck (argc - 2, argv + 2, out, err, errlen);
     }
     if (s_listed (s_later, cmd)) {
         return s_fail (err, errlen, "%.64s is not available in this version", cmd);

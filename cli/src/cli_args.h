@@ -20,7 +20,8 @@ typedef enum {
     CLI_CMD_USER_ADD,
     CLI_CMD_USER_LIST,
     CLI_CMD_USER_DISABLE,
-    CLI_CMD_USER_ENABLE
+    CLI_CMD_USER_ENABLE,
+    CLI_CMD_FSCK
 } cli_cmd_t;
 
 /* Longest `user list --email` part (an e-mail address is at most 254). */
@@ -30,6 +31,9 @@ typedef enum {
 #define CLI_REWRAP_BATCH_MAX     10000
 /* `keys rotate --pause-ms MS`: pause between batches (spares a busy DB). */
 #define CLI_REWRAP_PAUSE_MAX 60000
+/* `fsck --grace SECONDS`: pending uploads idle this long are stale. */
+#define CLI_FSCK_GRACE_DEFAULT 3600
+#define CLI_FSCK_GRACE_MAX     (365u * 24 * 3600)
 
 typedef struct {
     cli_cmd_t cmd;
@@ -49,6 +53,9 @@ typedef struct {
     /* DECRYPT: --file ID (32 lowercase hex) and --out PATH. */
     const char *file_id;
     const char *out_path;
+    /* FSCK: --repair, --grace SECONDS. */
+    int repair;
+    unsigned grace_s;
 } cli_args_t;
 
 /* The command list for --help and `safeshare help`. */

@@ -180,21 +180,22 @@ typedef struct {
     uint8_t *pt; /* its plaintext (wiped after each write) */
 } s_job_t;
 
-/* Every chunk: read, authenticate + decrypt, hash, write. 0 / -1.    */
-static int
-s_chunks (s_job_t *j, s_output_t *o, char sha_hex[65], uint64_t *written)
+/* Every chunk: read, authenticate + decrypt, hash, write to out_fd (if
+   >= 0). The plaintext size and SHA-256 go to info.                   */
+static cli_check_t
+s_chunks (s_job_t *j, int out_fd, cli_check_info_t *info)
 {
     const stord_file_t *f = j->file;
     uint32_t cs = f->chunk_size;
     uint8_t md[32];
     unsigned mdlen = 0;
-    int rc = -1;
+    cli_check_t rc = CLI_CHECK_FAILED;
     EVP_MD_CTX *sha = EVP_MD_CTX_new ();
     if (!sha || EVP_DigestInit_ex (sha, EVP_sha256 (), NULL) != 1) {
-        fprintf (stderr, "safeshare: decrypt: SHA-256 is not available\n");
+        fprintf (stderr, "safeshare: SHA-256 is not available\n");
         goto cleanup;
     }
-    *written = 0;
+    info->size = 0;
     for (uint64_t i = 0; i < f->chunk_count; i++) {
         if (s_stop) {
             fprintf (stderr, "safeshare: decrypt: interrupted; nothing written\n");
@@ -202,38 +203,85 @@ s_chunks (s_job_t *j, s_output_t *o, char sha_hex[65], uint64_t *written)
         }
         bool last = i + 1 == f->chunk_count;
         size_t pt_len = last ? (size_t)(f->size - i * cs) : cs;
+        info->chunk = i;
         if (stord_backend_read (j->blobs, NULL, j->id, cm_blob_offset (cs, i), j->ct,
                                 pt_len + CRYPTOD_TAG_LEN) != STORD_OK) {
-            fprintf (stderr, "safeshare: decrypt: cannot read chunk %llu of the blob\n",
-                     (unsigned long long)i);
+            rc = CLI_CHECK_UNREADABLE;
             goto cleanup;
         }
         if (cryptod_chunk_open (j->dek, j->header, i, last, j->ct,
                                 pt_len + CRYPTOD_TAG_LEN, j->pt) != 0) {
-            fprintf (
-                stderr,
-                "safeshare: decrypt: chunk %llu of file %s does not authenticate: the "
-                "blob is damaged or was tampered with; nothing written\n",
-                (unsigned long long)i, j->id);
+            rc = CLI_CHECK_CHUNK;
             goto cleanup;
         }
-        int bad = EVP_DigestUpdate (sha, j->pt, pt_len) != 1 ||
-                  s_write_all (o->fd, j->pt, pt_len) != 0;
+        int bad = EVP_DigestUpdate (sha, j->pt, pt_len) != 1;
+        int bad_write = !bad && out_fd >= 0 && s_write_all (out_fd, j->pt, pt_len) != 0;
         OPENSSL_cleanse (j->pt, pt_len);
-        if (bad) {
+        if (bad || bad_write) {
             fprintf (stderr, "safeshare: decrypt: cannot write the output: %s\n",
-                     strerror (errno));
+                     bad ? "SHA-256 failed" : strerror (errno));
             goto cleanup;
         }
-        *written += pt_len;
+        info->size += pt_len;
     }
     if (EVP_DigestFinal_ex (sha, md, &mdlen) != 1) {
         goto cleanup;
     }
-    cm_hex_encode (sha_hex, md, sizeof md);
-    rc = 0;
+    cm_hex_encode (info->sha256, md, sizeof md);
+    rc = info->size == f->size && strcmp (info->sha256, f->sha256) == 0
+             ? CLI_CHECK_OK
+             : CLI_CHECK_CONTENT;
 cleanup:
     EVP_MD_CTX_free (sha);
+    return rc;
+}
+
+cli_check_t
+cli_decrypt_check (cryptod_keyring_t *ring, stord_backend_t *blobs,
+                   const stord_file_t *file, int out_fd, cli_check_info_t *info)
+{
+    const char *id = file->id;
+    s_job_t j = {.id = id, .blobs = blobs, .file = file};
+    cli_check_t rc;
+    memset (info, 0, sizeof *info);
+    if (s_row_check (file) != 0) {
+        return CLI_CHECK_ROW;
+    }
+    uint64_t blob_size = 0, mtime = 0;
+    stord_rc_t brc = stord_backend_stat (blobs, NULL, id, false, &blob_size, &mtime);
+    if (brc != STORD_OK || blob_size != file->blob_size) {
+        return brc == STORD_NOT_FOUND ? CLI_CHECK_MISSING
+               : brc != STORD_OK      ? CLI_CHECK_UNREADABLE
+                                      : CLI_CHECK_SIZE;
+    }
+    if (cryptod_dek_unwrap (ring, file->kek_id, id, file->wrapped_dek,
+                            file->wrapped_dek_len, j.dek) != 0) {
+        return cryptod_keyring_has (ring, file->kek_id) ? CLI_CHECK_DEK
+                                                        : CLI_CHECK_NO_KEK;
+    }
+    uint32_t hdr_chunk = 0;
+    char hdr_id[33];
+    if (stord_backend_read (blobs, NULL, id, 0, j.header, CRYPTOD_HEADER_LEN) !=
+            STORD_OK ||
+        cryptod_header_parse (j.header, CRYPTOD_HEADER_LEN, &hdr_chunk, hdr_id) != 0 ||
+        hdr_chunk != file->chunk_size || strcmp (hdr_id, id) != 0) {
+        rc = CLI_CHECK_HEADER;
+        goto cleanup;
+    }
+    j.ct = malloc ((size_t)file->chunk_size + CRYPTOD_TAG_LEN);
+    j.pt = malloc (file->chunk_size);
+    if (!j.ct || !j.pt) {
+        fprintf (stderr, "safeshare: out of memory\n");
+        rc = CLI_CHECK_FAILED;
+        goto cleanup;
+    }
+    rc = s_chunks (&j, out_fd, info);
+cleanup:
+    OPENSSL_cleanse (j.dek, sizeof j.dek);
+    if (j.pt) {
+        cm_secret_free (j.pt, file->chunk_size);
+    }
+    free (j.ct);
     return rc;
 }
 
@@ -247,7 +295,6 @@ cli_decrypt (cm_config_t *config, const char *file_id, const char *out_path, FIL
     cryptod_keyring_t *ring = NULL;
     stord_file_t file = {0};
     s_output_t o = {.fd = -1};
-    s_job_t j = {.id = file_id, .file = &file};
     struct stat st;
 
     if (lstat (out_path, &st) == 0) {
@@ -269,7 +316,6 @@ cli_decrypt (cm_config_t *config, const char *file_id, const char *out_path, FIL
     if (!blobs) {
         goto cleanup;
     }
-    j.blobs = blobs;
     cm_status_t status = stord_meta_file_get (meta, NULL, file_id, true, &file);
     if (status == CM_NOT_FOUND) {
         fprintf (stderr, "safeshare: decrypt: file_not_found (no committed file %s)\n",
@@ -281,63 +327,60 @@ cli_decrypt (cm_config_t *config, const char *file_id, const char *out_path, FIL
                  cm_status_name (status));
         goto cleanup;
     }
-    if (s_row_check (&file) != 0) {
-        fprintf (stderr,
-                 "safeshare: decrypt: the metadata of file %s is inconsistent (size, "
-                 "chunk size, chunk count, blob size or SHA-256)\n",
-                 file_id);
-        goto cleanup;
-    }
-    uint64_t blob_size = 0, mtime = 0;
-    stord_rc_t brc = stord_backend_stat (blobs, NULL, file_id, false, &blob_size, &mtime);
-    if (brc != STORD_OK || blob_size != file.blob_size) {
-        fprintf (stderr, "safeshare: decrypt: the blob of file %s is %s\n", file_id,
-                 brc == STORD_NOT_FOUND ? "missing"
-                 : brc != STORD_OK      ? "unreadable"
-                                        : "not the size the metadata says");
-        goto cleanup;
-    }
-    if (cryptod_dek_unwrap (ring, file.kek_id, file_id, file.wrapped_dek,
-                            file.wrapped_dek_len, j.dek) != 0) {
-        fprintf (stderr, "safeshare: decrypt: cannot unwrap the DEK of file %s (%s)\n",
-                 file_id,
-                 cryptod_keyring_has (ring, file.kek_id)
-                     ? "the wrapped DEK does not authenticate: damaged"
-                     : "its KEK is not in the ring");
-        goto cleanup;
-    }
-    uint32_t hdr_chunk = 0;
-    char hdr_id[33];
-    if (stord_backend_read (blobs, NULL, file_id, 0, j.header, CRYPTOD_HEADER_LEN) !=
-            STORD_OK ||
-        cryptod_header_parse (j.header, CRYPTOD_HEADER_LEN, &hdr_chunk, hdr_id) != 0 ||
-        hdr_chunk != file.chunk_size || strcmp (hdr_id, file_id) != 0) {
-        fprintf (stderr,
-                 "safeshare: decrypt: the blob header of file %s is damaged or names "
-                 "another file\n",
-                 file_id);
-        goto cleanup;
-    }
-    j.ct = malloc ((size_t)file.chunk_size + CRYPTOD_TAG_LEN);
-    j.pt = malloc (file.chunk_size);
-    if (!j.ct || !j.pt) {
-        fprintf (stderr, "safeshare: decrypt: out of memory\n");
-        goto cleanup;
-    }
     if (s_output_open (&o, out_path) != 0) {
         goto cleanup;
     }
-    char sha_hex[65];
-    uint64_t written = 0;
-    if (s_chunks (&j, &o, sha_hex, &written) != 0) {
-        goto cleanup;
+    cli_check_info_t info;
+    cli_check_t check = cli_decrypt_check (ring, blobs, &file, o.fd, &info);
+    switch (check) {
+        case CLI_CHECK_OK:
+        case CLI_CHECK_FAILED:
+            break;
+        case CLI_CHECK_ROW:
+            fprintf (stderr,
+                     "safeshare: decrypt: the metadata of file %s is inconsistent (size, "
+                     "chunk size, chunk count, blob size or SHA-256)\n",
+                     file_id);
+            break;
+        case CLI_CHECK_MISSING:
+        case CLI_CHECK_UNREADABLE:
+        case CLI_CHECK_SIZE:
+            fprintf (stderr, "safeshare: decrypt: the blob of file %s is %s\n", file_id,
+                     check == CLI_CHECK_MISSING      ? "missing"
+                     : check == CLI_CHECK_UNREADABLE ? "unreadable"
+                                                     : "not the size the metadata says");
+            break;
+        case CLI_CHECK_NO_KEK:
+        case CLI_CHECK_DEK:
+            fprintf (
+                stderr, "safeshare: decrypt: cannot unwrap the DEK of file %s (%s)\n",
+                file_id,
+                check == CLI_CHECK_DEK ? "the wrapped DEK does not authenticate: damaged"
+                                       : "its KEK is not in the ring");
+            break;
+        case CLI_CHECK_HEADER:
+            fprintf (stderr,
+                     "safeshare: decrypt: the blob header of file %s is damaged or names "
+                     "another file\n",
+                     file_id);
+            break;
+        case CLI_CHECK_CHUNK:
+            fprintf (
+                stderr,
+                "safeshare: decrypt: chunk %llu of file %s does not authenticate: the "
+                "blob is damaged or was tampered with; nothing written\n",
+                (unsigned long long)info.chunk, file_id);
+            break;
+        case CLI_CHECK_CONTENT:
+            fprintf (
+                stderr,
+                "safeshare: decrypt: file %s decrypted to %llu bytes with SHA-256 %s, "
+                "but the metadata says %llu bytes, %s; nothing written\n",
+                file_id, (unsigned long long)info.size, info.sha256,
+                (unsigned long long)file.size, file.sha256);
+            break;
     }
-    if (written != file.size || strcmp (sha_hex, file.sha256) != 0) {
-        fprintf (stderr,
-                 "safeshare: decrypt: file %s decrypted to %llu bytes with SHA-256 %s, "
-                 "but the metadata says %llu bytes, %s; nothing written\n",
-                 file_id, (unsigned long long)written, sha_hex,
-                 (unsigned long long)file.size, file.sha256);
+    if (check != CLI_CHECK_OK) {
         goto cleanup;
     }
     if (s_stop) {
@@ -353,11 +396,6 @@ cli_decrypt (cm_config_t *config, const char *file_id, const char *out_path, FIL
     rc = 0;
 cleanup:
     s_output_discard (&o);
-    OPENSSL_cleanse (j.dek, sizeof j.dek);
-    if (j.pt) {
-        cm_secret_free (j.pt, file.chunk_size);
-    }
-    free (j.ct);
     stord_backend_destroy (&blobs);
     stord_meta_destroy (&meta);
     cryptod_keyring_destroy (&ring);

@@ -2,6 +2,7 @@
     offline decryption.                                                 */
 #include "cli_args.h"
 #include "cli_decrypt.h"
+#include "cli_fsck.h"
 #include "cli_keys.h"
 #include "cli_up.h"
 #include "cli_user.h"
@@ -95,6 +96,9 @@ main (int argc, char **argv)
         case CLI_CMD_USER_ENABLE:
             rc = cli_user_set_disabled (config, args.email,
                                         args.cmd == CLI_CMD_USER_DISABLE, stdout);
+            break;
+        case CLI_CMD_FSCK:
+            rc = cli_fsck (config, args.repair != 0, args.grace_s, stdout);
             break;
         case CLI_CMD_UP:
             rc = cli_up (config, config_file);

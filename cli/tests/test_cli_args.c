@@ -236,14 +236,27 @@ test_decrypt (void **state)
     assert_int_equal (PARSE (&a, err, "decrypt", "--file", ID32, "--out"), -1);
 }
 
-/* Later issues' commands are refused as such, not called unknown. */
+/* fsck: defaults, --repair, --grace; bad values are usage errors. */
 static void
 test_later_commands (void **state)
 {
     cli_args_t a;
     char err[256];
-    assert_int_equal (PARSE (&a, err, "fsck"), -1);
-    assert_string_equal (err, "fsck is not available in this version");
+    assert_int_equal (PARSE (&a, err, "fsck"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_FSCK);
+    assert_int_equal (a.repair, 0);
+    assert_int_equal (a.grace_s, CLI_FSCK_GRACE_DEFAULT);
+    assert_int_equal (PARSE (&a, err, "fsck", "--grace", "0", "--repair"), 0);
+    assert_int_equal (a.repair, 1);
+    assert_int_equal (a.grace_s, 0);
+    assert_int_equal (PARSE (&a, err, "fsck", "--grace=90"), 0);
+    assert_int_equal (a.grace_s, 90);
+    assert_int_equal (PARSE (&a, err, "fsck", "--grace", "-1"), -1);
+    assert_string_equal (err, "fsck: --grace needs 0..31536000 seconds, not -1");
+    assert_int_equal (PARSE (&a, err, "fsck", "--grace", "1x"), -1);
+    assert_int_equal (PARSE (&a, err, "fsck", "--grace"), -1);
+    assert_int_equal (PARSE (&a, err, "fsck", "--fix"), -1);
+    assert_string_equal (err, "fsck: unknown option --fix");
 }
 
 static void

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include "crypto.pb-c.h"
 #include "cm_log.h"
@@ -87,14 +88,35 @@ s_fail (gw_req_t *req, cm_status_t rc, ProtobufCMessage *reply)
     return status;
 }
 
+/* One download: chunks read from storage and sent to DECRYPT ahead of
+   the one being written, up to the window's size. A range decrypts the
+   chunks it overlaps only (docs/format.md, "Decrypting a range"), whole
+   (a tag covers a whole chunk), and writes the part inside it.         */
+typedef struct {
+    gw_req_t *req;
+    const Safeshare__FileInfo *file;
+    uint8_t header[CM_BLOB_HEADER_LEN];
+    gw_window_t *window;
+    bool partial;  /* 206: a Range was honoured */
+    uint64_t from; /* plaintext bytes from..stop - 1 go out */
+    uint64_t stop;
+    uint64_t end;     /* one past the last chunk to decrypt */
+    uint64_t next;    /* next chunk to read and send to DECRYPT */
+    uint64_t written; /* chunks written to the client (index of the next) */
+    uint64_t bytes;   /* plaintext bytes written */
+} s_down_t;
+
 static void
-s_send_headers (gw_req_t *req, const Safeshare__FileInfo *file)
+s_send_headers (s_down_t *d)
 {
+    gw_req_t *req = d->req;
+    const Safeshare__FileInfo *file = d->file;
     struct mg_connection *conn = req->conn;
     char length[32];
     char etag[80];
+    char range[96];
     char disposition[GW_DISPOSITION_MAX];
-    snprintf (length, sizeof length, "%llu", (unsigned long long)file->size);
+    snprintf (length, sizeof length, "%llu", (unsigned long long)(d->stop - d->from));
     snprintf (etag, sizeof etag, "\"%s\"", file->sha256);
     char name[GW_NAME_MAX + 1];
     /* Stored names were cleaned at upload; clean again, they are data. */
@@ -102,9 +124,17 @@ s_send_headers (gw_req_t *req, const Safeshare__FileInfo *file)
     if (gw_disposition_build (name, disposition, sizeof disposition) != 0) {
         snprintf (disposition, sizeof disposition, "attachment");
     }
-    mg_response_header_start (conn, 200);
+    int status = d->partial ? 206 : 200;
+    mg_response_header_start (conn, status);
     mg_response_header_add (conn, "Content-Type", s_safe_type (file->content_type), -1);
     mg_response_header_add (conn, "Content-Length", length, -1);
+    if (d->partial) {
+        snprintf (range, sizeof range, "bytes %llu-%llu/%llu",
+                  (unsigned long long)d->from, (unsigned long long)(d->stop - 1),
+                  (unsigned long long)file->size);
+        mg_response_header_add (conn, "Content-Range", range, -1);
+    }
+    mg_response_header_add (conn, "Accept-Ranges", "bytes", -1);
     mg_response_header_add (conn, "Content-Disposition", disposition, -1);
     mg_response_header_add (conn, "ETag", etag, -1);
     mg_response_header_add (conn, "Content-Security-Policy",
@@ -112,20 +142,40 @@ s_send_headers (gw_req_t *req, const Safeshare__FileInfo *file)
     gw_headers_common (req);
     mg_response_header_send (conn);
     req->responded = true;
-    req->status = 200;
+    req->status = status;
 }
 
-/* One download: chunks read from storage and sent to DECRYPT ahead of
-   the one being written, up to the window's size.                      */
-typedef struct {
-    gw_req_t *req;
-    const Safeshare__FileInfo *file;
-    uint8_t header[CM_BLOB_HEADER_LEN];
-    gw_window_t *window;
-    uint64_t next;    /* next chunk to read and send to DECRYPT */
-    uint64_t written; /* chunks written to the client */
-    uint64_t bytes;   /* plaintext bytes written */
-} s_down_t;
+/* 304 Not Modified: no body, the ETag again (RFC 9110 15.4.5). */
+static int
+s_not_modified (gw_req_t *req, const char *etag)
+{
+    mg_response_header_start (req->conn, 304);
+    mg_response_header_add (req->conn, "ETag", etag, -1);
+    gw_headers_common (req);
+    mg_response_header_send (req->conn);
+    req->responded = true;
+    req->status = 304;
+    return 304;
+}
+
+/* The request's one Range header; NULL when absent or sent more than
+   once (then it is ignored, as a list of ranges is).                  */
+static const char *
+s_range_header (gw_req_t *req)
+{
+    const struct mg_request_info *ri = mg_get_request_info (req->conn);
+    const char *found = NULL;
+    for (int i = 0; i < ri->num_headers; i++) {
+        if (ri->http_headers[i].name &&
+            strcasecmp (ri->http_headers[i].name, "Range") == 0) {
+            if (found) {
+                return NULL;
+            }
+            found = ri->http_headers[i].value;
+        }
+    }
+    return found;
+}
 
 static uint64_t
 s_plain_len (const s_down_t *d, uint64_t index)
@@ -186,17 +236,22 @@ s_write_next (s_down_t *d, bool wait, cm_status_t *rc, ProtobufCMessage **reply)
         return -1;
     }
     if (!req->responded) {
-        s_send_headers (req, d->file);
+        s_send_headers (d);
     }
+    /* The part of this chunk inside from..stop. */
+    uint64_t start = d->written * d->file->chunk_size;
+    uint64_t lo = d->from > start ? d->from - start : 0;
+    uint64_t hi = d->stop < start + plain_len ? d->stop - start : plain_len;
+    uint64_t len = hi > lo ? hi - lo : 0;
     zframe_t *f = zmsg_first (plain);
-    int n = plain_len ? mg_write (req->conn, zframe_data (f), zframe_size (f)) : 0;
+    int n = len ? mg_write (req->conn, zframe_data (f) + lo, (size_t)len) : 0;
     zmsg_destroy (&plain);
-    if (n < 0 || (uint64_t)n != plain_len) {
+    if (n < 0 || (uint64_t)n != len) {
         cm_info (req->req_id, "download file=%s: client went away", d->file->id);
         return -2;
     }
     d->written++;
-    d->bytes += plain_len;
+    d->bytes += len;
     return 1;
 }
 
@@ -216,13 +271,46 @@ gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file)
         return gw_reply_error (req, 502, "integrity_error",
                                "stored file metadata is inconsistent");
     }
+    /* Conditions first (RFC 9110 13.2.2): a matching If-None-Match wins
+       over Range; nothing is read or decrypted for either answer.      */
+    char etag[80];
+    snprintf (etag, sizeof etag, "\"%s\"", file->sha256);
+    if (gw_etag_match_any (mg_get_header (req->conn, "If-None-Match"), etag)) {
+        cm_info (req->req_id, "download file=%s: not modified", file->id);
+        return s_not_modified (req, etag);
+    }
+    s_down_t d = {.req = req, .file = file, .from = 0, .stop = file->size};
+    uint64_t first = 0, last = 0;
+    const char *if_range = mg_get_header (req->conn, "If-Range");
+    /* If-Range naming another version (or a date): the whole file. */
+    int ranged = if_range && strcmp (if_range, etag) != 0
+                     ? 0
+                     : gw_range_parse (s_range_header (req), file->size, &first, &last);
+    if (ranged < 0) {
+        char unsatisfied[48];
+        snprintf (unsatisfied, sizeof unsatisfied, "bytes */%llu",
+                  (unsigned long long)file->size);
+        req->content_range = unsatisfied;
+        int status = gw_reply_error (req, 416, "range_not_satisfiable",
+                                     "the range is outside the file's %llu bytes",
+                                     (unsigned long long)file->size);
+        req->content_range = NULL;
+        return status;
+    }
+    if (ranged > 0) {
+        d.partial = true;
+        d.from = first;
+        d.stop = last + 1;
+    }
+    d.next = d.from / cs;
+    d.written = d.next;
+    d.end = d.stop == 0 ? 1 : (d.stop - 1) / cs + 1;
     cm_status_t rc = CM_OK;
     ProtobufCMessage *reply = NULL;
     zmsg_t *frames = NULL;
     if (s_blob_read (req, file->id, 0, CM_BLOB_HEADER_LEN, &frames, &rc, &reply) != 0) {
         return s_fail (req, rc, reply);
     }
-    s_down_t d = {.req = req, .file = file};
     memcpy (d.header, zframe_data (zmsg_first (frames)), CM_BLOB_HEADER_LEN);
     zmsg_destroy (&frames);
     d.window =
@@ -239,8 +327,8 @@ gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file)
     bool read_failed = false;
     cm_status_t read_rc = CM_OK;
     ProtobufCMessage *read_reply = NULL;
-    while (d.written < file->chunk_count && step >= 0) {
-        while (!read_failed && d.next < file->chunk_count && !gw_window_full (d.window)) {
+    while (d.written < d.end && step >= 0) {
+        while (!read_failed && d.next < d.end && !gw_window_full (d.window)) {
             if (s_read_send (&d, &read_rc, &read_reply) != 0) {
                 read_failed = true;
                 break;
@@ -288,7 +376,7 @@ gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file)
         return req->status;
     }
     cm_info (req->req_id,
-             "download file=%s bytes=%llu chunks at crypto at once: up to %u", file->id,
-             (unsigned long long)d.bytes, peak);
+             "download file=%s status=%d bytes=%llu chunks at crypto at once: up to %u",
+             file->id, req->status, (unsigned long long)d.bytes, peak);
     return req->status;
 }

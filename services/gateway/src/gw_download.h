@@ -7,7 +7,15 @@
     failures are still a JSON error (502 integrity_error when crypto
     says the chunk does not authenticate). A later chunk that fails
     closes the connection short of Content-Length, after every chunk
-    before it: unauthenticated plaintext is never sent.               */
+    before it: unauthenticated plaintext is never sent.
+    Headers: Content-Type, Content-Length, Content-Disposition (RFC 6266,
+    gw_disposition_build), ETag `"<sha256 of the plaintext>"`,
+    Accept-Ranges: bytes. If-None-Match matching the ETag (or `*`): 304,
+    nothing read. One `Range` (gw_range_parse): 206 with Content-Range,
+    only the chunks it overlaps read and decrypted, the ends cut;
+    unsatisfiable: 416 range_not_satisfiable with `Content-Range: bytes
+    *` + `/size`; malformed, several ranges, or If-Range not this ETag:
+    the whole file (200).                                             */
 #ifndef GW_DOWNLOAD_H
 #define GW_DOWNLOAD_H
 

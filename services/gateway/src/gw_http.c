@@ -130,6 +130,9 @@ s_send (gw_req_t *req, int status, const char *body, size_t len)
     if (status == 401 && req->www_authenticate) {
         mg_response_header_add (conn, "WWW-Authenticate", "Bearer", -1);
     }
+    if (status == 416 && req->content_range) {
+        mg_response_header_add (conn, "Content-Range", req->content_range, -1);
+    }
     if ((status == 429 || status == 503) && req->retry_after_s > 0) {
         char retry[16];
         snprintf (retry, sizeof retry, "%u", (unsigned)req->retry_after_s);

@@ -28,13 +28,14 @@ typedef struct {
     char req_id[65];
     cm_jwt_claims_t claims; /* valid when authed */
     bool authed;
-    bool must_close;        /* body not (fully) read: answer, then close */
-    bool responded;         /* headers went out */
-    int status;             /* HTTP status sent, for the access log */
-    const char *allow;      /* Allow header on 405 */
-    bool www_authenticate;  /* WWW-Authenticate: Bearer on 401 */
-    uint32_t retry_after_s; /* Retry-After on 429/503 when > 0 */
-    int watch_slot;         /* gw_watchdog slot while a body read is armed, else -1 */
+    bool must_close;           /* body not (fully) read: answer, then close */
+    bool responded;            /* headers went out */
+    int status;                /* HTTP status sent, for the access log */
+    const char *allow;         /* Allow header on 405 */
+    bool www_authenticate;     /* WWW-Authenticate: Bearer on 401 */
+    uint32_t retry_after_s;    /* Retry-After on 429/503 when > 0 */
+    const char *content_range; /* Content-Range on 416 (its unsatisfied-range form) */
+    int watch_slot;            /* gw_watchdog slot while a body read is armed, else -1 */
 } gw_req_t;
 
 /* Sends status + body (borrowed) as compact JSON with the common headers.

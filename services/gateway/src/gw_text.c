@@ -330,6 +330,129 @@ gw_disposition_build (const char *name, char *out, size_t outlen)
     return 0;
 }
 
+/* Decimal digits at *p into *out, *p moved past them. -1 when there are
+   none or the value passes 2^63 - 1.                                  */
+static int
+s_parse_u63 (const char **p, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    if (*s < '0' || *s > '9') {
+        return -1;
+    }
+    for (; *s >= '0' && *s <= '9'; s++) {
+        if (v > (INT64_MAX - (uint64_t)(*s - '0')) / 10) {
+            return -1;
+        }
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+static const char *
+s_skip_ows (const char *s)
+{
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+    return s;
+}
+
+int
+gw_range_parse (const char *header, uint64_t size, uint64_t *first, uint64_t *last)
+{
+    if (header == NULL) {
+        return 0;
+    }
+    const char *s = s_skip_ows (header);
+    if (strncasecmp (s, "bytes", 5) != 0) {
+        return 0;
+    }
+    s = s_skip_ows (s + 5);
+    if (*s != '=') {
+        return 0;
+    }
+    s = s_skip_ows (s + 1);
+    uint64_t a = 0, b = 0;
+    bool suffix = *s == '-';
+    bool open = false;
+    if (suffix) {
+        s++;
+        if (s_parse_u63 (&s, &b) != 0) {
+            return 0;
+        }
+    } else {
+        if (s_parse_u63 (&s, &a) != 0 || *s != '-') {
+            return 0;
+        }
+        s++;
+        open = *s < '0' || *s > '9';
+        if (!open && s_parse_u63 (&s, &b) != 0) {
+            return 0;
+        }
+    }
+    /* Anything else (a second range included) and the header is ignored:
+       RFC 9110 lets a server send the whole file rather than parts.    */
+    if (*s_skip_ows (s) != '\0') {
+        return 0;
+    }
+    if (!suffix && !open && b < a) {
+        return 0;
+    }
+    if (suffix) {
+        if (b == 0 || size == 0) {
+            return -1;
+        }
+        *first = b >= size ? 0 : size - b;
+        *last = size - 1;
+        return 1;
+    }
+    if (a >= size) {
+        return -1;
+    }
+    *first = a;
+    *last = open || b >= size ? size - 1 : b;
+    return 1;
+}
+
+bool
+gw_etag_match_any (const char *header, const char *etag)
+{
+    if (header == NULL || etag == NULL) {
+        return false;
+    }
+    size_t elen = strlen (etag);
+    const char *s = s_skip_ows (header);
+    if (*s == '*') {
+        return *s_skip_ows (s + 1) == '\0';
+    }
+    while (*s) {
+        if (strncmp (s, "W/", 2) == 0) {
+            s += 2;
+        }
+        if (*s != '"') {
+            return false;
+        }
+        const char *end = strchr (s + 1, '"');
+        if (end == NULL) {
+            return false;
+        }
+        size_t len = (size_t)(end + 1 - s);
+        if (len == elen && memcmp (s, etag, elen) == 0) {
+            return true;
+        }
+        s = s_skip_ows (end + 1);
+        if (*s == ',') {
+            s = s_skip_ows (s + 1);
+        } else if (*s != '\0') {
+            return false;
+        }
+    }
+    return false;
+}
+
 void
 gw_iso8601 (uint64_t unix_s, char out[32])
 {

@@ -50,6 +50,20 @@ int gw_multipart_type (const char *ct, char *out, size_t outlen);
    out is too small.                                                    */
 int gw_disposition_build (const char *name, char *out, size_t outlen);
 
+/* A `Range` header against a representation of `size` bytes (RFC 9110
+   14.1.2), one range only: `bytes=a-b`, `bytes=a-`, `bytes=-n`. 1: a
+   satisfiable range, *first..*last inclusive (b cut to size - 1, a
+   suffix longer than the file is the whole file); -1 unsatisfiable (a >=
+   size, a zero suffix, or any range of an empty file): answer 416; 0
+   ignore it and send the whole file (NULL, another unit, malformed,
+   b < a, numbers past 2^63, or more than one range).                 */
+int gw_range_parse (const char *header, uint64_t size, uint64_t *first, uint64_t *last);
+
+/* True when an `If-None-Match` header matches etag (quoted, `"..."`):
+   `*`, or any entry of the list equal to it or to W/ of it (the weak
+   comparison RFC 9110 13.1.2 asks for). False for NULL or malformed. */
+bool gw_etag_match_any (const char *header, const char *etag);
+
 /* Unix seconds -> "YYYY-MM-DDTHH:MM:SSZ" (UTC). out: >= 21 bytes.     */
 void gw_iso8601 (uint64_t unix_s, char out[32]);
 

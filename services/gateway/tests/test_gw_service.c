@@ -90,7 +90,11 @@ typedef struct {
     int bad_chunk;       /* DECRYPT of this index fails authentication; -1 none */
     int commit_delay_ms; /* FILE_COMMIT lands, its reply comes this late */
     char file_type[128]; /* stored content type served back; "" = begin_type */
-    int ids;             /* Meta.request_id of every storage/crypto call */
+    char file_name[300]; /* stored name served back; "" = the default */
+    int decrypts;        /* DECRYPT calls, their indexes in arrival order */
+    uint64_t dec_index[64];
+    int redeems; /* LINK_REDEEM calls */
+    int ids;     /* Meta.request_id of every storage/crypto call */
     char id[128][65];
     /* Crypto's pace (the window tests). hold: chunk replies wait until no
        chunk request came for S_HOLD_IDLE_MS, then go out backwards,
@@ -128,6 +132,9 @@ s_fake_reset (void)
     s_fake.bad_chunk = -1;
     s_fake.commit_delay_ms = 0;
     s_fake.file_type[0] = '\0';
+    s_fake.file_name[0] = '\0';
+    s_fake.decrypts = 0;
+    s_fake.redeems = 0;
     s_fake.ids = 0;
     s_fake.begin_name[0] = '\0';
     s_fake.begin_type[0] = '\0';
@@ -148,6 +155,8 @@ s_fake_recount (void)
 {
     pthread_mutex_lock (&s_fake.lock);
     s_fake.encrypts = 0;
+    s_fake.decrypts = 0;
+    s_fake.redeems = 0;
     s_fake.ids = 0;
     s_fake.out = 0;
     s_fake.max_out = 0;
@@ -170,7 +179,7 @@ static void
 s_fake_file (Safeshare__FileInfo *f, uint8_t *dek)
 {
     f->id = FILE_ID;
-    f->name = "re\"port\r\n.txt";
+    f->name = s_fake.file_name[0] ? s_fake.file_name : "re\"port\r\n.txt";
     f->content_type = s_fake.file_type[0] ? s_fake.file_type : s_fake.begin_type;
     f->size = s_fake.commit_size;
     f->sha256 = s_fake.commit_sha;
@@ -203,6 +212,7 @@ s_fake_storage (zsock_t *sock)
     Safeshare__FileDeleteReply delete_ = SAFESHARE__FILE_DELETE_REPLY__INIT;
     Safeshare__FileGetReply get = SAFESHARE__FILE_GET_REPLY__INIT;
     Safeshare__BlobReadReply read = SAFESHARE__BLOB_READ_REPLY__INIT;
+    Safeshare__LinkRedeemReply redeem = SAFESHARE__LINK_REDEEM_REPLY__INIT;
     Safeshare__FileInfo file = SAFESHARE__FILE_INFO__INIT;
     uint8_t dek[60] = {0};
     zmsg_t *out = NULL;
@@ -290,6 +300,21 @@ s_fake_storage (zsock_t *sock)
             get.file = &file;
             reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_FILE_GET;
             reply.file_get = &get;
+            break;
+        case SAFESHARE__STORAGE_REQUEST__BODY_LINK_REDEEM:
+            /* Every redeem counts, as the real one: a download spent. */
+            s_fake.redeems++;
+            if (!s_fake.committed || strcmp (r->link_redeem->token, "tok-en_1") != 0) {
+                pthread_mutex_unlock (&s_fake.lock);
+                cm_call_reply_error (sock, &call, &safeshare__storage_reply__descriptor,
+                                     CM_NOT_FOUND, "link_not_found", "no such link");
+                cm_call_release (&call);
+                return;
+            }
+            s_fake_file (&file, dek);
+            redeem.file = &file;
+            reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_LINK_REDEEM;
+            reply.link_redeem = &redeem;
             break;
         case SAFESHARE__STORAGE_REQUEST__BODY_BLOB_READ:
             if (r->blob_read->offset + r->blob_read->length > s_fake.blob_len) {
@@ -441,6 +466,12 @@ s_fake_crypto (zsock_t *sock)
             s_fake.enc_index[s_fake.encrypts] = r->encrypt->index;
         }
         s_fake.encrypts++;
+    }
+    if (r->body_case == SAFESHARE__CRYPTO_REQUEST__BODY_DECRYPT) {
+        if (s_fake.decrypts < 64) {
+            s_fake.dec_index[s_fake.decrypts] = r->decrypt->index;
+        }
+        s_fake.decrypts++;
     }
     uint64_t at = 0;
     bool held = false;
@@ -1907,6 +1938,269 @@ test_download (void **state)
     pthread_mutex_unlock (&s_fake.lock);
     free (data);
     s_assert_alive ();
+}
+
+/* GET path with the client token and extra header lines (CRLF each). */
+static int
+s_get_ex (const char *path, const char *extra, s_resp_t *r)
+{
+    char req[8192];
+    int n = snprintf (req, sizeof req,
+                      "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n%s"
+                      "Connection: close\r\n\r\n",
+                      path, s_client_token, extra);
+    assert_true (n > 0 && (size_t)n < sizeof req);
+    return s_http (req, (size_t)n, r, 10000);
+}
+
+/* The value of header `name` in r->head ("" if absent). */
+static const char *
+s_header (const s_resp_t *r, const char *name, char *out, size_t len)
+{
+    char key[128];
+    snprintf (key, sizeof key, "\r\n%s: ", name);
+    const char *p = strcasestr (r->head, key);
+    out[0] = '\0';
+    if (p) {
+        p += strlen (key);
+        const char *end = strstr (p, "\r\n");
+        size_t n = end ? (size_t)(end - p) : strlen (p);
+        snprintf (out, len, "%.*s", (int)(n < len ? n : len - 1), p);
+    }
+    return out;
+}
+
+/* A Range request: 206, exactly bytes a..z of data, and only the chunks
+   a..z overlaps went to DECRYPT, in order.                              */
+static void
+s_assert_range (const char *path, const char *range, const uint8_t *data, size_t size,
+                size_t a, size_t z)
+{
+    char extra[128], want[128], got[128];
+    snprintf (extra, sizeof extra, "Range: %s\r\n", range);
+    s_fake_recount ();
+    s_resp_t r;
+    assert_int_equal (s_get_ex (path, extra, &r), 0);
+    if (r.status != 206) {
+        fprintf (stderr, "%s: %d\n%s\n", range, r.status, r.head);
+    }
+    assert_int_equal (r.status, 206);
+    snprintf (want, sizeof want, "bytes %zu-%zu/%zu", a, z, size);
+    assert_string_equal (s_header (&r, "Content-Range", got, sizeof got), want);
+    assert_int_equal (r.content_length, z - a + 1);
+    assert_int_equal (r.body_len, z - a + 1);
+    assert_memory_equal (r.body, data + a, z - a + 1);
+    assert_string_equal (s_header (&r, "Accept-Ranges", got, sizeof got), "bytes");
+    s_fake_t fake = s_fake_snapshot ();
+    assert_int_equal (fake.decrypts, z / CHUNK - a / CHUNK + 1);
+    for (int i = 0; i < fake.decrypts; i++) {
+        assert_int_equal (fake.dec_index[i], a / CHUNK + (size_t)i);
+    }
+    s_resp_free (&r);
+}
+
+/* The whole file, 200, whatever the (ignored) extra headers said. */
+static void
+s_assert_whole (const char *path, const char *extra, const uint8_t *data, size_t size)
+{
+    s_resp_t r;
+    char got[128];
+    assert_int_equal (s_get_ex (path, extra, &r), 0);
+    assert_int_equal (r.status, 200);
+    assert_int_equal (r.content_length, size);
+    assert_int_equal (r.body_len, size);
+    assert_memory_equal (r.body, data, size);
+    assert_string_equal (s_header (&r, "Content-Range", got, sizeof got), "");
+    assert_string_equal (s_header (&r, "Accept-Ranges", got, sizeof got), "bytes");
+    s_resp_free (&r);
+}
+
+static void
+s_assert_416 (const char *path, const char *range, size_t size)
+{
+    char extra[128], want[64], got[128];
+    snprintf (extra, sizeof extra, "Range: %s\r\n", range);
+    s_fake_recount ();
+    s_resp_t r;
+    assert_int_equal (s_get_ex (path, extra, &r), 0);
+    s_assert_error (&r, 416, "range_not_satisfiable");
+    snprintf (want, sizeof want, "bytes */%zu", size);
+    assert_string_equal (s_header (&r, "Content-Range", got, sizeof got), want);
+    assert_int_equal (s_fake_snapshot ().decrypts, 0);
+    s_resp_free (&r);
+}
+
+static void
+test_download_ranges (void **state)
+{
+    const char *path = "/api/files/" FILE_ID "/content";
+    s_resp_t r;
+    uint8_t *data;
+    size_t size = 3 * CHUNK + 100; /* chunks 0..3, the last 100 bytes */
+    s_upload (size, &r, &data);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+
+    s_assert_range (path, "bytes=0-0", data, size, 0, 0);            /* first byte */
+    s_assert_range (path, "bytes=0-4095", data, size, 0, CHUNK - 1); /* chunk 0 */
+    s_assert_range (path, "bytes=4096-8191", data, size, CHUNK, 2 * CHUNK - 1);
+    s_assert_range (path, "bytes=4095-4096", data, size, CHUNK - 1, CHUNK); /* across */
+    s_assert_range (path, "bytes=5000-5010", data, size, 5000, 5010);       /* inside */
+    s_assert_range (path, "bytes=100-9000", data, size, 100, 9000);         /* 3 chunks */
+    s_assert_range (path, "bytes=12387-12387", data, size, size - 1, size - 1); /* last */
+    s_assert_range (path, "bytes=-1", data, size, size - 1, size - 1);
+    s_assert_range (path, "bytes=-100", data, size, size - 100,
+                    size - 1); /* last chunk */
+    s_assert_range (path, "bytes=-101", data, size, size - 101, size - 1);
+    s_assert_range (path, "bytes=-1000000", data, size, 0, size - 1); /* suffix > file */
+    s_assert_range (path, "bytes=8192-", data, size, 2 * CHUNK, size - 1); /* open */
+    s_assert_range (path, "bytes=0-", data, size, 0, size - 1);
+    s_assert_range (path, "bytes=12000-99999999", data, size, 12000, size - 1);
+
+    s_assert_416 (path, "bytes=12388-", size);
+    s_assert_416 (path, "bytes=12388-12400", size);
+    s_assert_416 (path, "bytes=-0", size);
+
+    /* Several ranges, malformed ones, another unit, If-Range naming
+       another version: the whole file.                                  */
+    s_assert_whole (path, "Range: bytes=0-1,5-6\r\n", data, size);
+    s_assert_whole (path, "Range: bytes=5-2\r\n", data, size);
+    s_assert_whole (path, "Range: bytes=x-\r\n", data, size);
+    s_assert_whole (path, "Range: lines=1-2\r\n", data, size);
+    s_assert_whole (path, "Range: bytes=0-1\r\nRange: bytes=3-4\r\n", data, size);
+    s_assert_whole (path, "Range: bytes=0-1\r\nIf-Range: \"00\"\r\n", data, size);
+    char extra[256];
+    s_fake_t fake = s_fake_snapshot ();
+    snprintf (extra, sizeof extra, "Range: bytes=1-2\r\nIf-Range: \"%s\"\r\n",
+              fake.commit_sha);
+    s_fake_recount ();
+    assert_int_equal (s_get_ex (path, extra, &r), 0);
+    assert_int_equal (r.status, 206);
+    assert_int_equal (r.body_len, 2);
+    assert_memory_equal (r.body, data + 1, 2);
+    s_resp_free (&r);
+
+    /* A bad chunk inside the range: a JSON error before any header. */
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.bad_chunk = 1;
+    pthread_mutex_unlock (&s_fake.lock);
+    assert_int_equal (s_get_ex (path, "Range: bytes=5000-5001\r\n", &r), 0);
+    s_assert_error (&r, 502, "integrity_error");
+    s_resp_free (&r);
+    /* ... and one outside it is never touched. */
+    s_assert_range (path, "bytes=0-10", data, size, 0, 10);
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.bad_chunk = -1;
+    pthread_mutex_unlock (&s_fake.lock);
+
+    /* The share link serves ranges too. */
+    s_assert_range ("/api/download/tok-en_1", "bytes=4090-4101", data, size, 4090, 4101);
+    free (data);
+
+    /* An empty file: any range is unsatisfiable, no Range is 200 + 0. */
+    s_upload (0, &r, &data);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    s_assert_416 (path, "bytes=0-", 0);
+    s_assert_416 (path, "bytes=-5", 0);
+    s_assert_whole (path, "", data, 0);
+    free (data);
+    s_assert_alive ();
+}
+
+static void
+test_download_not_modified (void **state)
+{
+    const char *path = "/api/files/" FILE_ID "/content";
+    s_resp_t r;
+    uint8_t *data;
+    size_t size = CHUNK + 10;
+    s_upload (size, &r, &data);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    s_fake_t fake = s_fake_snapshot ();
+    char etag[80], got[128], extra[256];
+    snprintf (etag, sizeof etag, "\"%s\"", fake.commit_sha);
+    /* Header text before and after the ETag (NULL after: no ETag). */
+    const char *forms[][2] = {{"If-None-Match: ", "\r\n"},
+                              {"If-None-Match: W/", "\r\n"},
+                              {"If-None-Match: \"0\", ", "\r\n"},
+                              {"If-None-Match: *\r\n", NULL},
+                              {"If-None-Match: ", "\r\nRange: bytes=0-1\r\n"}};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        snprintf (extra, sizeof extra, "%s%s%s", forms[i][0], forms[i][1] ? etag : "",
+                  forms[i][1] ? forms[i][1] : "");
+        s_fake_recount ();
+        assert_int_equal (s_get_ex (path, extra, &r), 0);
+        assert_int_equal (r.status, 304);
+        assert_int_equal (r.body_len, 0);
+        assert_string_equal (s_header (&r, "ETag", got, sizeof got), etag);
+        assert_string_equal (s_header (&r, "Content-Disposition", got, sizeof got), "");
+        fake = s_fake_snapshot ();
+        assert_int_equal (fake.ids, 1); /* FILE_GET only: nothing read or decrypted */
+        assert_int_equal (fake.decrypts, 0);
+        s_resp_free (&r);
+    }
+    /* Another version's tag: the file. */
+    s_assert_whole (path, "If-None-Match: \"0011\"\r\n", data, size);
+    s_assert_whole (path, "If-None-Match: garbage\r\n", data, size);
+
+    /* A share link answers 304 too, after LINK_REDEEM: that spends one
+       download (the file and its ETag are only known from the redeem). */
+    snprintf (extra, sizeof extra, "If-None-Match: %s\r\n", etag);
+    s_fake_recount ();
+    assert_int_equal (s_get_ex ("/api/download/tok-en_1", extra, &r), 0);
+    assert_int_equal (r.status, 304);
+    assert_int_equal (r.body_len, 0);
+    fake = s_fake_snapshot ();
+    assert_int_equal (fake.redeems, 1);
+    assert_int_equal (fake.decrypts, 0);
+    s_resp_free (&r);
+    free (data);
+}
+
+/* The stored name `name` served back as this Content-Disposition. */
+static void
+s_assert_disposition (const char *name, const char *want)
+{
+    pthread_mutex_lock (&s_fake.lock);
+    snprintf (s_fake.file_name, sizeof s_fake.file_name, "%s", name);
+    pthread_mutex_unlock (&s_fake.lock);
+    s_resp_t r;
+    char got[2048];
+    assert_int_equal (s_get_ex ("/api/files/" FILE_ID "/content", "", &r), 0);
+    assert_int_equal (r.status, 200);
+    assert_string_equal (s_header (&r, "Content-Disposition", got, sizeof got), want);
+    /* Nothing the name held became a header of its own. */
+    assert_null (strcasestr (r.head, "\r\nX-Evil"));
+    assert_null (strcasestr (r.head, "\r\nSet-Cookie"));
+    s_resp_free (&r);
+}
+
+static void
+test_download_names (void **state)
+{
+    s_resp_t r;
+    s_upload (10, &r, NULL);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    s_assert_disposition ("say \"hi\".txt", "attachment; filename=\"say _hi_.txt\"; "
+                                            "filename*=UTF-8''say%20%22hi%22.txt");
+    s_assert_disposition ("a\"b.txt", "attachment; filename=\"a_b.txt\"; "
+                                      "filename*=UTF-8''a%22b.txt");
+    s_assert_disposition ("x\r\nSet-Cookie: a=1\r\nX-Evil: 1.txt",
+                          "attachment; filename=\"xSet-Cookie: a=1X-Evil: 1.txt\"; "
+                          "filename*=UTF-8''xSet-Cookie%3A%20a%3D1X-Evil%3A%201.txt");
+    s_assert_disposition ("r\xc3\xa9sum\xc3\xa9 \xe6\x97\xa5.pdf",
+                          "attachment; filename=\"r__sum__ ___.pdf\"; "
+                          "filename*=UTF-8''r%C3%A9sum%C3%A9%20%E6%97%A5.pdf");
+    s_assert_disposition ("../../etc/passwd",
+                          "attachment; filename=\"passwd\"; filename*=UTF-8''passwd");
+    s_assert_disposition ("C:\\Users\\me\\a;b.txt",
+                          "attachment; filename=\"a;b.txt\"; filename*=UTF-8''a%3Bb.txt");
+    s_assert_disposition (
+        "bad\xff\xfe.bin",
+        "attachment; filename=\"bad__.bin\"; filename*=UTF-8''bad__.bin");
 }
 
 static void
@@ -3406,6 +3700,9 @@ main (int argc, char **argv)
         cmocka_unit_test (test_upload_pipeline),
         cmocka_unit_test (test_upload_errors),
         cmocka_unit_test (test_download),
+        cmocka_unit_test (test_download_ranges),
+        cmocka_unit_test (test_download_not_modified),
+        cmocka_unit_test (test_download_names),
         cmocka_unit_test (test_keepalive),
         cmocka_unit_test (test_unread_body_dos),
         cmocka_unit_test (test_slow_body),

@@ -195,6 +195,79 @@ test_iso8601 (void **state)
     assert_string_equal (out, "2026-09-21T14:13:20Z");
 }
 
+static void
+s_range (const char *h, uint64_t size, int want, uint64_t a, uint64_t z)
+{
+    uint64_t first = 77, last = 77;
+    int got = gw_range_parse (h, size, &first, &last);
+    if (got != want) {
+        fprintf (stderr, "range '%s' size %llu: %d, want %d\n", h ? h : "(null)",
+                 (unsigned long long)size, got, want);
+    }
+    assert_int_equal (got, want);
+    if (want == 1) {
+        assert_int_equal (first, a);
+        assert_int_equal (last, z);
+    }
+}
+
+static void
+test_range_parse (void **state)
+{
+    (void)state;
+    s_range ("bytes=0-0", 10, 1, 0, 0);
+    s_range ("bytes=0-9", 10, 1, 0, 9);
+    s_range ("bytes=3-100", 10, 1, 3, 9);
+    s_range ("bytes=9-", 10, 1, 9, 9);
+    s_range ("bytes=4-", 10, 1, 4, 9);
+    s_range ("bytes=-1", 10, 1, 9, 9);
+    s_range ("bytes=-10", 10, 1, 0, 9);
+    s_range ("bytes=-11", 10, 1, 0, 9);
+    s_range ("BYTES = 2-3 ", 10, 1, 2, 3);
+    /* Unsatisfiable: 416. */
+    s_range ("bytes=10-", 10, -1, 0, 0);
+    s_range ("bytes=10-20", 10, -1, 0, 0);
+    s_range ("bytes=-0", 10, -1, 0, 0);
+    s_range ("bytes=0-", 0, -1, 0, 0);
+    s_range ("bytes=-5", 0, -1, 0, 0);
+    /* Ignored: the whole file. */
+    s_range (NULL, 10, 0, 0, 0);
+    s_range ("", 10, 0, 0, 0);
+    s_range ("bytes=", 10, 0, 0, 0);
+    s_range ("bytes=-", 10, 0, 0, 0);
+    s_range ("bytes=5-2", 10, 0, 0, 0);
+    s_range ("bytes=0-1,3-4", 10, 0, 0, 0);
+    s_range ("bytes=0-1,", 10, 0, 0, 0);
+    s_range ("items=0-1", 10, 0, 0, 0);
+    s_range ("bytes=a-b", 10, 0, 0, 0);
+    s_range ("bytes=1-2x", 10, 0, 0, 0);
+    s_range ("bytes=+1-2", 10, 0, 0, 0);
+    s_range ("bytes=99999999999999999999-", 10, 0, 0, 0);
+    s_range ("bytes=0-99999999999999999999", 10, 0, 0, 0);
+    s_range ("bytes=9223372036854775807-", 10, -1, 0, 0);
+}
+
+static void
+test_etag_match (void **state)
+{
+    (void)state;
+    const char *e = "\"abc\"";
+    assert_true (gw_etag_match_any ("\"abc\"", e));
+    assert_true (gw_etag_match_any ("*", e));
+    assert_true (gw_etag_match_any (" * ", e));
+    assert_true (gw_etag_match_any ("W/\"abc\"", e));
+    assert_true (gw_etag_match_any ("\"x\", \"abc\"", e));
+    assert_true (gw_etag_match_any ("\"x\",W/\"abc\"", e));
+    assert_false (gw_etag_match_any (NULL, e));
+    assert_false (gw_etag_match_any ("", e));
+    assert_false (gw_etag_match_any ("abc", e));
+    assert_false (gw_etag_match_any ("\"ab\"", e));
+    assert_false (gw_etag_match_any ("\"abcd\"", e));
+    assert_false (gw_etag_match_any ("\"x\" \"abc\"", e));
+    assert_false (gw_etag_match_any ("\"abc", e));
+    assert_false (gw_etag_match_any ("*, \"abc\"", e));
+}
+
 int
 main (void)
 {
@@ -206,6 +279,8 @@ main (void)
         cmocka_unit_test (test_iso8601),
         cmocka_unit_test (test_content_type_active),
         cmocka_unit_test (test_multipart_type),
+        cmocka_unit_test (test_range_parse),
+        cmocka_unit_test (test_etag_match),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
