@@ -9,6 +9,7 @@
 
     usage: svc_cli_fsck PATH/TO/safeshare                               */
 #include "cli_test_proc.h"
+#include "cli_test_store.h"
 #include "cm_db.h"
 #include "cm_layout.h"
 #include "cm_log.h"
@@ -34,39 +35,21 @@
 
 #include <cmocka.h>
 
-#define OWNER "0123456789abcdef0123456789abcdef"
-#define CHUNK 4096u
+#define CHUNK CLI_TEST_CHUNK
 
 static const char *s_bin;
 
-typedef struct {
-    char *dir;       /* the data dir */
-    char url[700];   /* the storage DB */
-    char schema[40]; /* PostgreSQL run: this test's schema */
-    char ring[600];  /* keys/kek.ring */
-    char blobs[600]; /* blobs/ */
-} s_fixture_t;
+typedef cli_test_store_t s_fixture_t;
 
 /* `safeshare` with the arguments after err, up to a NULL; out / err
    may be NULL (then dropped).                                         */
 static int
 s_run (char **out, char **err, ...)
 {
-    char *o = NULL, *e = NULL;
     va_list ap;
     va_start (ap, err);
-    int rc = cli_test_vrun (s_bin, NULL, &o, &e, ap);
+    int rc = cli_test_vrun (s_bin, NULL, out, err, ap);
     va_end (ap);
-    if (out) {
-        *out = o;
-    } else {
-        free (o);
-    }
-    if (err) {
-        *err = e;
-    } else {
-        free (e);
-    }
     return rc;
 }
 
@@ -82,25 +65,10 @@ static int
 s_setup (void **state)
 {
     s_fixture_t *f = calloc (1, sizeof *f);
-    f->dir = cm_test_tmpdir ();
-    assert_non_null (f->dir);
-    snprintf (f->url, sizeof f->url, "sqlite:%s/storage.db", f->dir);
-    assert_int_not_equal (cm_test_pg_schema_url (f->schema, f->url, sizeof f->url), -1);
-    snprintf (f->ring, sizeof f->ring, "%s/keys/kek.ring", f->dir);
-    snprintf (f->blobs, sizeof f->blobs, "%s/blobs", f->dir);
-    setenv ("SAFESHARE_DATA_DIR", f->dir, 1);
-    setenv ("SAFESHARE_STORAGE_DB", f->url, 1);
+    assert_non_null (f);
+    cli_test_store_init (f);
     setenv ("SAFESHARE_BLOB_DIR", f->blobs, 1);
-    unsetenv ("SAFESHARE_KEK_RING");
-    /* The first KEK, made by the CLI itself; storage's DB and blob dir
-       as the service makes them.                                      */
-    assert_int_equal (s_run (NULL, NULL, "keys", "generate", NULL), 0);
-    stord_meta_t *meta = stord_meta_new (f->url);
-    assert_non_null (meta);
-    stord_meta_destroy (&meta);
-    stord_backend_t *blobs = stord_disk_new (f->blobs);
-    assert_non_null (blobs);
-    stord_backend_destroy (&blobs);
+    cli_test_store_make (f, s_bin);
     *state = f;
     return 0;
 }
@@ -109,89 +77,9 @@ static int
 s_teardown (void **state)
 {
     s_fixture_t *f = *state;
-    unsetenv ("SAFESHARE_KEK_RING");
-    assert_int_equal (cm_test_pg_schema_drop (f->schema), 0);
-    cm_test_rmrf (f->dir);
-    free (f->dir);
+    cli_test_store_fini (f);
     free (f);
     return 0;
-}
-
-/* Deterministic test bytes of file `seed`. */
-static uint8_t *
-s_plain (size_t len, unsigned seed)
-{
-    uint8_t *p = malloc (len ? len : 1);
-    uint32_t x = 2463534242u ^ seed;
-    for (size_t i = 0; i < len; i++) {
-        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-        p[i] = (uint8_t)x;
-    }
-    return p;
-}
-
-/* Stores `len` bytes as the stack does (KEY_NEW, ENCRYPT per chunk,
-   FILE_BEGIN / BLOB_APPEND / FILE_COMMIT) with `ring`'s current KEK. */
-static void
-s_store_with (s_fixture_t *f, const cryptod_keyring_t *ring, const uint8_t *plain,
-              size_t len, char id[33])
-{
-    stord_meta_t *meta = stord_meta_new (f->url);
-    stord_backend_t *blobs = stord_disk_new (f->blobs);
-    assert_non_null (meta);
-    assert_non_null (blobs);
-    stord_file_t file = {0};
-    assert_int_equal (cm_random_hex (file.id, 16), 0);
-    snprintf (file.name, sizeof file.name, "report.bin");
-    snprintf (file.content_type, sizeof file.content_type, "application/octet-stream");
-    snprintf (file.owner_id, sizeof file.owner_id, OWNER);
-    file.chunk_size = CHUNK;
-    file.created_at = cm_now_s () - 5;
-    assert_int_equal (stord_meta_file_insert (meta, "t", &file), CM_OK);
-
-    uint8_t dek[32], header[CRYPTOD_HEADER_LEN];
-    assert_int_equal (cm_random (dek, sizeof dek), 0);
-    file.wrapped_dek_len = sizeof file.wrapped_dek;
-    assert_int_equal (cryptod_dek_wrap (ring, file.id, dek, file.kek_id, file.wrapped_dek,
-                                        &file.wrapped_dek_len),
-                      0);
-    assert_int_equal (cryptod_header_build (header, CHUNK, file.id), 0);
-    assert_int_equal (stord_backend_begin (blobs, "t", file.id), STORD_OK);
-    uint64_t size = 0;
-    assert_int_equal (
-        stord_backend_append (blobs, "t", file.id, 0, header, sizeof header, &size),
-        STORD_OK);
-    uint64_t n = cm_blob_chunk_count (len, CHUNK);
-    uint8_t *ct = malloc (CHUNK + CRYPTOD_TAG_LEN);
-    for (uint64_t i = 0; i < n; i++) {
-        bool last = i + 1 == n;
-        size_t pl = last ? len - i * CHUNK : CHUNK;
-        assert_int_equal (
-            cryptod_chunk_seal (dek, header, i, last, plain + i * CHUNK, pl, ct), 0);
-        assert_int_equal (stord_backend_append (blobs, "t", file.id, size, ct,
-                                                pl + CRYPTOD_TAG_LEN, &size),
-                          STORD_OK);
-    }
-    free (ct);
-    assert_int_equal (size, cm_blob_size (len, CHUNK));
-    assert_int_equal (stord_backend_commit (blobs, "t", file.id, size), STORD_OK);
-    file.size = len;
-    cm_sha256_hex (file.sha256, plain, len);
-    file.chunk_count = n;
-    file.blob_size = size;
-    assert_int_equal (stord_meta_file_commit (meta, "t", &file, cm_now_s ()), CM_OK);
-    memcpy (id, file.id, 33);
-    stord_backend_destroy (&blobs);
-    stord_meta_destroy (&meta);
-}
-
-static void
-s_store (s_fixture_t *f, const uint8_t *plain, size_t len, char id[33])
-{
-    cryptod_keyring_t *ring = cryptod_keyring_load (f->ring);
-    assert_non_null (ring);
-    s_store_with (f, ring, plain, len, id);
-    cryptod_keyring_destroy (&ring);
 }
 
 /* A pending upload (row created `age` s ago unless no_row; a partial
@@ -203,13 +91,8 @@ s_pending (s_fixture_t *f, uint64_t age, bool row, char id[33])
     stord_backend_t *blobs = stord_disk_new (f->blobs);
     assert_non_null (meta);
     assert_non_null (blobs);
-    stord_file_t file = {0};
-    assert_int_equal (cm_random_hex (file.id, 16), 0);
-    snprintf (file.name, sizeof file.name, "partial.bin");
-    snprintf (file.content_type, sizeof file.content_type, "application/octet-stream");
-    snprintf (file.owner_id, sizeof file.owner_id, OWNER);
-    file.chunk_size = CHUNK;
-    file.created_at = cm_now_s () - age;
+    stord_file_t file;
+    cli_test_store_row (&file, "partial.bin", age);
     if (row) {
         assert_int_equal (stord_meta_file_insert (meta, "t", &file), CM_OK);
     }
@@ -261,8 +144,8 @@ test_clean (void **state)
     const size_t lens[] = {3 * CHUNK + 1234, 0, 17};
     char id[33];
     for (int i = 0; i < 3; i++) {
-        uint8_t *p = s_plain (lens[i], (unsigned)i);
-        s_store (f, p, lens[i], id);
+        uint8_t *p = cli_test_plain (lens[i], (unsigned)i);
+        cli_test_store_file (f, p, lens[i], id);
         free (p);
     }
     /* A young upload (inside the grace period) is no problem.         */
@@ -297,9 +180,9 @@ test_damage_repair (void **state)
     enum { GOOD, FLIPPED, SHORT, MISSING, BADSUM, N };
     char ids[N][33], path[800];
     size_t len = 4 * CHUNK + 99;
-    uint8_t *plain = s_plain (len, 7);
+    uint8_t *plain = cli_test_plain (len, 7);
     for (int i = 0; i < N; i++) {
-        s_store (f, plain, len, ids[i]);
+        cli_test_store_file (f, plain, len, ids[i]);
     }
     /* A flipped byte in chunk 3.                                       */
     s_blob_path (f, ids[FLIPPED], path, sizeof path);

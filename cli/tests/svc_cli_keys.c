@@ -13,6 +13,7 @@
 
     usage: svc_cli_keys PATH/TO/safeshare                               */
 #include "cli_test_proc.h"
+#include "cli_test_store.h"
 #include "cm_db.h"
 #include "cm_layout.h"
 #include "cm_log.h"
@@ -42,18 +43,14 @@
 
 #include <cmocka.h>
 
-#define OWNER "0123456789abcdef0123456789abcdef"
-#define CHUNK 4096u
+#define OWNER CLI_TEST_OWNER
+#define CHUNK CLI_TEST_CHUNK
 
 static const char *s_bin;
 
 typedef struct {
-    char *dir;        /* the data dir */
-    char url[700];    /* the storage DB */
-    char schema[40];  /* PostgreSQL run: this test's schema */
-    char ring[600];   /* keys/kek.ring */
-    char blobs[600];  /* blobs/ */
-    char outdir[600]; /* where decrypt writes */
+    cli_test_store_t st; /* data dir, storage DB, blobs, ring */
+    char outdir[600];    /* where decrypt writes */
 } s_fixture_t;
 
 /* `safeshare` with the arguments after err, up to a NULL; out / err
@@ -61,21 +58,10 @@ typedef struct {
 static int
 s_run (char **out, char **err, ...)
 {
-    char *o = NULL, *e = NULL;
     va_list ap;
     va_start (ap, err);
-    int rc = cli_test_vrun (s_bin, NULL, &o, &e, ap);
+    int rc = cli_test_vrun (s_bin, NULL, out, err, ap);
     va_end (ap);
-    if (out) {
-        *out = o;
-    } else {
-        free (o);
-    }
-    if (err) {
-        *err = e;
-    } else {
-        free (e);
-    }
     return rc;
 }
 
@@ -91,26 +77,11 @@ static int
 s_setup (void **state)
 {
     s_fixture_t *f = calloc (1, sizeof *f);
-    f->dir = cm_test_tmpdir ();
-    assert_non_null (f->dir);
-    snprintf (f->url, sizeof f->url, "sqlite:%s/storage.db", f->dir);
-    assert_int_not_equal (cm_test_pg_schema_url (f->schema, f->url, sizeof f->url), -1);
-    snprintf (f->ring, sizeof f->ring, "%s/keys/kek.ring", f->dir);
-    snprintf (f->blobs, sizeof f->blobs, "%s/blobs", f->dir);
-    snprintf (f->outdir, sizeof f->outdir, "%s/out", f->dir);
+    assert_non_null (f);
+    cli_test_store_init (&f->st);
+    snprintf (f->outdir, sizeof f->outdir, "%s/out", f->st.dir);
     assert_int_equal (mkdir (f->outdir, 0700), 0);
-    setenv ("SAFESHARE_DATA_DIR", f->dir, 1);
-    setenv ("SAFESHARE_STORAGE_DB", f->url, 1);
-    unsetenv ("SAFESHARE_KEK_RING");
-    /* The first KEK, made by the CLI itself; storage's DB and blob dir
-       as the service makes them.                                      */
-    assert_int_equal (s_run (NULL, NULL, "keys", "generate", NULL), 0);
-    stord_meta_t *meta = stord_meta_new (f->url);
-    assert_non_null (meta);
-    stord_meta_destroy (&meta);
-    stord_backend_t *blobs = stord_disk_new (f->blobs);
-    assert_non_null (blobs);
-    stord_backend_destroy (&blobs);
+    cli_test_store_make (&f->st, s_bin);
     *state = f;
     return 0;
 }
@@ -119,89 +90,9 @@ static int
 s_teardown (void **state)
 {
     s_fixture_t *f = *state;
-    unsetenv ("SAFESHARE_KEK_RING");
-    assert_int_equal (cm_test_pg_schema_drop (f->schema), 0);
-    cm_test_rmrf (f->dir);
-    free (f->dir);
+    cli_test_store_fini (&f->st);
     free (f);
     return 0;
-}
-
-/* Deterministic test bytes of file `seed`. */
-static uint8_t *
-s_plain (size_t len, unsigned seed)
-{
-    uint8_t *p = malloc (len ? len : 1);
-    uint32_t x = 2463534242u ^ seed;
-    for (size_t i = 0; i < len; i++) {
-        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-        p[i] = (uint8_t)x;
-    }
-    return p;
-}
-
-/* Stores `len` bytes as the stack does (KEY_NEW, ENCRYPT per chunk,
-   FILE_BEGIN / BLOB_APPEND / FILE_COMMIT) with `ring`'s current KEK. */
-static void
-s_store_with (s_fixture_t *f, const cryptod_keyring_t *ring, const uint8_t *plain,
-              size_t len, char id[33])
-{
-    stord_meta_t *meta = stord_meta_new (f->url);
-    stord_backend_t *blobs = stord_disk_new (f->blobs);
-    assert_non_null (meta);
-    assert_non_null (blobs);
-    stord_file_t file = {0};
-    assert_int_equal (cm_random_hex (file.id, 16), 0);
-    snprintf (file.name, sizeof file.name, "report.bin");
-    snprintf (file.content_type, sizeof file.content_type, "application/octet-stream");
-    snprintf (file.owner_id, sizeof file.owner_id, OWNER);
-    file.chunk_size = CHUNK;
-    file.created_at = cm_now_s () - 5;
-    assert_int_equal (stord_meta_file_insert (meta, "t", &file), CM_OK);
-
-    uint8_t dek[32], header[CRYPTOD_HEADER_LEN];
-    assert_int_equal (cm_random (dek, sizeof dek), 0);
-    file.wrapped_dek_len = sizeof file.wrapped_dek;
-    assert_int_equal (cryptod_dek_wrap (ring, file.id, dek, file.kek_id, file.wrapped_dek,
-                                        &file.wrapped_dek_len),
-                      0);
-    assert_int_equal (cryptod_header_build (header, CHUNK, file.id), 0);
-    assert_int_equal (stord_backend_begin (blobs, "t", file.id), STORD_OK);
-    uint64_t size = 0;
-    assert_int_equal (
-        stord_backend_append (blobs, "t", file.id, 0, header, sizeof header, &size),
-        STORD_OK);
-    uint64_t n = cm_blob_chunk_count (len, CHUNK);
-    uint8_t *ct = malloc (CHUNK + CRYPTOD_TAG_LEN);
-    for (uint64_t i = 0; i < n; i++) {
-        bool last = i + 1 == n;
-        size_t pl = last ? len - i * CHUNK : CHUNK;
-        assert_int_equal (
-            cryptod_chunk_seal (dek, header, i, last, plain + i * CHUNK, pl, ct), 0);
-        assert_int_equal (stord_backend_append (blobs, "t", file.id, size, ct,
-                                                pl + CRYPTOD_TAG_LEN, &size),
-                          STORD_OK);
-    }
-    free (ct);
-    assert_int_equal (size, cm_blob_size (len, CHUNK));
-    assert_int_equal (stord_backend_commit (blobs, "t", file.id, size), STORD_OK);
-    file.size = len;
-    cm_sha256_hex (file.sha256, plain, len);
-    file.chunk_count = n;
-    file.blob_size = size;
-    assert_int_equal (stord_meta_file_commit (meta, "t", &file, cm_now_s ()), CM_OK);
-    memcpy (id, file.id, 33);
-    stord_backend_destroy (&blobs);
-    stord_meta_destroy (&meta);
-}
-
-static void
-s_store (s_fixture_t *f, const uint8_t *plain, size_t len, char id[33])
-{
-    cryptod_keyring_t *ring = cryptod_keyring_load (f->ring);
-    assert_non_null (ring);
-    s_store_with (f, ring, plain, len, id);
-    cryptod_keyring_destroy (&ring);
 }
 
 /* Entries of outdir (decrypt must leave nothing but what it made). */
@@ -254,7 +145,7 @@ s_decrypt_check (s_fixture_t *f, const char *id, const char *name, const uint8_t
 static void
 s_row (s_fixture_t *f, const char *id, char kek[65], char wrapped[1025])
 {
-    cm_db_t *db = cm_db_open (f->url);
+    cm_db_t *db = cm_db_open (f->st.url);
     assert_non_null (db);
     const char *p[] = {id};
     cm_db_res_t *res =
@@ -270,7 +161,7 @@ s_row (s_fixture_t *f, const char *id, char kek[65], char wrapped[1025])
 static long
 s_count_kek (s_fixture_t *f, const char *kek)
 {
-    cm_db_t *db = cm_db_open (f->url);
+    cm_db_t *db = cm_db_open (f->st.url);
     assert_non_null (db);
     const char *p[] = {kek};
     cm_db_res_t *res =
@@ -285,7 +176,7 @@ s_count_kek (s_fixture_t *f, const char *kek)
 static void
 s_current (s_fixture_t *f, char id[17])
 {
-    cryptod_keyring_t *ring = cryptod_keyring_load (f->ring);
+    cryptod_keyring_t *ring = cryptod_keyring_load (f->st.ring);
     assert_non_null (ring);
     snprintf (id, 17, "%s", cryptod_keyring_current (ring));
     cryptod_keyring_destroy (&ring);
@@ -294,7 +185,7 @@ s_current (s_fixture_t *f, char id[17])
 static size_t
 s_ring_size (s_fixture_t *f)
 {
-    cryptod_keyring_t *ring = cryptod_keyring_load (f->ring);
+    cryptod_keyring_t *ring = cryptod_keyring_load (f->st.ring);
     assert_non_null (ring);
     size_t n = cryptod_keyring_size (ring);
     cryptod_keyring_destroy (&ring);
@@ -318,8 +209,8 @@ test_decrypt (void **state)
     char ids[4][33];
     uint8_t *plains[4];
     for (int i = 0; i < 4; i++) {
-        plains[i] = s_plain (lens[i], (unsigned)i);
-        s_store (f, plains[i], lens[i], ids[i]);
+        plains[i] = cli_test_plain (lens[i], (unsigned)i);
+        cli_test_store_file (&f->st, plains[i], lens[i], ids[i]);
     }
     for (int i = 0; i < 4; i++) {
         assert_int_equal (s_decrypt_check (f, ids[i], "copy", plains[i], lens[i]), 0);
@@ -362,7 +253,7 @@ test_decrypt (void **state)
        the first chunks decrypted fine: exit 1, and not even those
        first chunks' plaintext is left anywhere.                        */
     char blob[800];
-    snprintf (blob, sizeof blob, "%s/%.2s/%s", f->blobs, ids[0], ids[0]);
+    snprintf (blob, sizeof blob, "%s/%.2s/%s", f->st.blobs, ids[0], ids[0]);
     int fd = open (blob, O_RDWR);
     assert_true (fd >= 0);
     uint64_t off = cm_blob_offset (CHUNK, 3) + 100;
@@ -408,7 +299,7 @@ test_decrypt (void **state)
 
     /* A blob that decrypts but is not what the metadata says: the
        SHA-256 check catches it (here: another file's row values).     */
-    cm_db_t *db = cm_db_open (f->url);
+    cm_db_t *db = cm_db_open (f->st.url);
     const char *p[] = {
         ids[1], "0000000000000000000000000000000000000000000000000000000000000000"};
     assert_int_equal (cm_db_exec (db, "UPDATE files SET sha256 = $2 WHERE id = $1", 2, p),
@@ -425,7 +316,7 @@ test_decrypt (void **state)
        (the file id is its AAD).                                        */
     char kek[65], wrapped[1025];
     s_row (f, ids[3], kek, wrapped);
-    db = cm_db_open (f->url);
+    db = cm_db_open (f->st.url);
     const char *q[] = {ids[2], wrapped};
     assert_int_equal (
         cm_db_exec (db, "UPDATE files SET wrapped_dek = $2 WHERE id = $1", 2, q),
@@ -448,9 +339,9 @@ test_decrypt_interrupted (void **state)
 {
     s_fixture_t *f = *state;
     size_t len = 64 * 1024 * 1024;
-    uint8_t *plain = s_plain (len, 99);
+    uint8_t *plain = cli_test_plain (len, 99);
     char id[33];
-    s_store (f, plain, len, id);
+    cli_test_store_file (&f->st, plain, len, id);
     free (plain);
     char path[700];
     snprintf (path, sizeof path, "%s/big", f->outdir);
@@ -506,8 +397,8 @@ test_rotate_retire (void **state)
     uint8_t *plains[N];
     s_current (f, k1);
     for (int i = 0; i < N; i++) {
-        plains[i] = s_plain (1000 + (size_t)i * 3000, 10u + (unsigned)i);
-        s_store (f, plains[i], 1000 + (size_t)i * 3000, ids[i]);
+        plains[i] = cli_test_plain (1000 + (size_t)i * 3000, 10u + (unsigned)i);
+        cli_test_store_file (&f->st, plains[i], 1000 + (size_t)i * 3000, ids[i]);
     }
     char *out, *err;
     assert_int_equal (s_run (&out, &err, "keys", "list", NULL), 0);
@@ -525,14 +416,14 @@ test_rotate_retire (void **state)
     s_free2 (&out, &err);
     s_current (f, k2);
     size_t ring_len = 0;
-    char *ring_before = cli_test_slurp (f->ring, &ring_len);
+    char *ring_before = cli_test_slurp (f->st.ring, &ring_len);
     assert_int_equal (s_run (&out, &err, "keys", "retire", k1, NULL), 1);
     char want[160];
     snprintf (want, sizeof want, "KEK %s still wraps %d stored DEK(s)", k1, N);
     assert_non_null (strstr (err, want));
     s_free2 (&out, &err);
     size_t ring_len2 = 0;
-    char *ring_after = cli_test_slurp (f->ring, &ring_len2);
+    char *ring_after = cli_test_slurp (f->st.ring, &ring_len2);
     assert_int_equal (ring_len, ring_len2);
     assert_memory_equal (ring_before, ring_after, ring_len);
     free (ring_before);
@@ -556,7 +447,7 @@ test_rotate_retire (void **state)
 
     /* An upload in progress since before the ring changed may still
        commit a DEK under K1: retire waits for it.                     */
-    stord_meta_t *meta = stord_meta_new (f->url);
+    stord_meta_t *meta = stord_meta_new (f->st.url);
     stord_file_t pend = {0};
     assert_int_equal (cm_random_hex (pend.id, 16), 0);
     snprintf (pend.name, sizeof pend.name, "up");
@@ -587,7 +478,7 @@ test_rotate_retire (void **state)
     s_free2 (&out, &err);
     assert_int_equal (s_ring_size (f), 1);
     struct stat st;
-    assert_int_equal (stat (f->ring, &st), 0);
+    assert_int_equal (stat (f->st.ring, &st), 0);
     assert_int_equal (st.st_mode & 0777, 0600);
     assert_int_equal (s_run (&out, &err, "keys", "retire", k1, NULL), 1);
     assert_non_null (strstr (err, "is not in the ring"));
@@ -643,13 +534,13 @@ test_missing_kek (void **state)
 {
     s_fixture_t *f = *state;
     char good[33], lost[33];
-    uint8_t *plain = s_plain (5000, 7);
-    s_store (f, plain, 5000, good);
+    uint8_t *plain = cli_test_plain (5000, 7);
+    cli_test_store_file (&f->st, plain, 5000, good);
     const char *other =
         "00000000000000aa "
         "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     cryptod_keyring_t *ring = cryptod_keyring_parse (other, strlen (other), true, NULL);
-    s_store_with (f, ring, plain, 5000, lost);
+    cli_test_store_with (&f->st, ring, plain, 5000, lost);
     cryptod_keyring_destroy (&ring);
     char *out, *err;
     assert_int_equal (s_run (&out, &err, "keys", "list", NULL), 1);
@@ -722,10 +613,10 @@ test_rotate_interrupted (void **state)
     s_fixture_t *f = *state;
     enum { N = 24 };
     char ids[N][33], k1[17], k2[17], kek[65], orig[N][1025];
-    uint8_t *plain = s_plain (6000, 3);
+    uint8_t *plain = cli_test_plain (6000, 3);
     s_current (f, k1);
     for (int i = 0; i < N; i++) {
-        s_store (f, plain, 6000, ids[i]);
+        cli_test_store_file (&f->st, plain, 6000, ids[i]);
         s_row (f, ids[i], kek, orig[i]);
     }
     /* SIGINT mid-rewrap: it stops between rows, says how to finish.   */
@@ -797,16 +688,16 @@ test_env_ring (void **state)
     s_fixture_t *f = *state;
     char k1[17], id[33];
     s_current (f, k1);
-    uint8_t *plain = s_plain (9000, 5);
-    s_store (f, plain, 9000, id);
+    uint8_t *plain = cli_test_plain (9000, 5);
+    cli_test_store_file (&f->st, plain, 9000, id);
     /* The same ring as an env value; the file moved away so that only
        the environment can be what the CLI reads.                      */
-    cryptod_keyring_t *ring = cryptod_keyring_load (f->ring);
+    cryptod_keyring_t *ring = cryptod_keyring_load (f->st.ring);
     char *env = cryptod_keyring_format_env (ring);
     cryptod_keyring_destroy (&ring);
     char moved[700];
-    snprintf (moved, sizeof moved, "%s.away", f->ring);
-    assert_int_equal (rename (f->ring, moved), 0);
+    snprintf (moved, sizeof moved, "%s.away", f->st.ring);
+    assert_int_equal (rename (f->st.ring, moved), 0);
     setenv ("SAFESHARE_KEK_RING", env, 1);
 
     char *out, *err;
@@ -821,7 +712,7 @@ test_env_ring (void **state)
        writes no file; the rewrapped DEK needs the new value.           */
     assert_int_equal (s_run (&out, &err, "keys", "rotate", NULL), 0);
     char *env2 = s_env_value (out);
-    assert_int_equal (access (f->ring, F_OK), -1);
+    assert_int_equal (access (f->st.ring, F_OK), -1);
     assert_non_null (strstr (env2, env)); /* the old entries, then the new */
     cryptod_keyring_t *r2 = cryptod_keyring_parse (env2, strlen (env2), true, NULL);
     assert_non_null (r2);
@@ -844,7 +735,7 @@ test_env_ring (void **state)
     assert_null (strstr (env3, k1));
     assert_non_null (strstr (env3, k2));
     assert_int_equal (strlen (env3), 81);
-    assert_int_equal (access (f->ring, F_OK), -1);
+    assert_int_equal (access (f->st.ring, F_OK), -1);
     s_free2 (&out, &err);
     setenv ("SAFESHARE_KEK_RING", env3, 1);
     assert_int_equal (s_decrypt_check (f, id, "e", plain, 9000), 0);
@@ -855,7 +746,7 @@ test_env_ring (void **state)
     char *env4 = s_env_value (out);
     assert_int_equal (strlen (env4), 2 * 82 - 1);
     assert_true (strncmp (env4, env3, 81) == 0 && env4[81] == ';');
-    assert_int_equal (access (f->ring, F_OK), -1);
+    assert_int_equal (access (f->st.ring, F_OK), -1);
     s_free2 (&out, &err);
     free (env4);
 
@@ -874,7 +765,7 @@ test_env_ring (void **state)
     assert_non_null (strstr (err, "SAFESHARE_KEK_RING=(secret, not shown)"));
     s_free2 (&out, &err);
     unsetenv ("SAFESHARE_KEK_RING");
-    assert_int_equal (rename (moved, f->ring), 0);
+    assert_int_equal (rename (moved, f->st.ring), 0);
     cm_secret_free (env, strlen (env) + 1);
     free (env2);
     free (env3);
@@ -887,11 +778,11 @@ static void
 test_no_storage_db (void **state)
 {
     s_fixture_t *f = *state;
-    if (strncmp (f->url, "sqlite:", 7) != 0) {
+    if (strncmp (f->st.url, "sqlite:", 7) != 0) {
         return; /* the PostgreSQL run has its schema: nothing to miss */
     }
     char url[700];
-    snprintf (url, sizeof url, "sqlite:%s/nope.db", f->dir);
+    snprintf (url, sizeof url, "sqlite:%s/nope.db", f->st.dir);
     setenv ("SAFESHARE_STORAGE_DB", url, 1);
     char *out, *err;
     assert_int_equal (s_run (&out, &err, "keys", "list", NULL), 1);
@@ -901,9 +792,9 @@ test_no_storage_db (void **state)
     s_free2 (&out, &err);
     assert_int_equal (s_ring_size (f), 1); /* no KEK added */
     char path[700];
-    snprintf (path, sizeof path, "%s/nope.db", f->dir);
+    snprintf (path, sizeof path, "%s/nope.db", f->st.dir);
     assert_int_equal (access (path, F_OK), -1); /* and none created */
-    setenv ("SAFESHARE_STORAGE_DB", f->url, 1);
+    setenv ("SAFESHARE_STORAGE_DB", f->st.url, 1);
 }
 
 int
