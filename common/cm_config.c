@@ -13,9 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
+#include <libgen.h>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <openssl/crypto.h>
 
 typedef enum {
@@ -383,19 +382,7 @@ s_fsync_parent (const char *path)
 {
     char parent[4096];
     snprintf (parent, sizeof parent, "%s", path);
-    char *slash = strrchr (parent, '/');
-    if (slash == parent) {
-        slash[1] = '\0';
-    } else if (slash) {
-        *slash = '\0';
-    } else {
-        snprintf (parent, sizeof parent, ".");
-    }
-    int fd = open (parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync (fd);
-        close (fd);
-    }
+    cm_fsync_dir (dirname (parent));
 }
 
 static int

@@ -58,31 +58,39 @@ cm_random_hex (char *out, size_t nbytes)
     return 0;
 }
 
-int
-cm_random_token (char *out, size_t outlen, size_t nbytes)
+size_t
+cm_b64url_encode (char *out, const void *data, size_t len)
 {
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    uint8_t buf[64];
-    size_t need = (nbytes * 4 + 2) / 3 + 1;
-    if (nbytes > sizeof buf || outlen < need || cm_random (buf, nbytes) != 0) {
-        return -1;
-    }
+    const uint8_t *in = data;
     size_t o = 0;
     uint32_t acc = 0;
     int bits = 0;
-    for (size_t i = 0; i < nbytes; i++) {
-        acc = (acc << 8) | buf[i];
+    for (size_t i = 0; i < len; i++) {
+        acc = (acc << 8) | in[i];
         bits += 8;
         while (bits >= 6) {
-            out[o++] = alphabet[(acc >> (bits - 6)) & 0x3f];
             bits -= 6;
+            out[o++] = alphabet[(acc >> bits) & 0x3f];
         }
     }
     if (bits > 0) {
         out[o++] = alphabet[(acc << (6 - bits)) & 0x3f];
     }
     out[o] = '\0';
+    return o;
+}
+
+int
+cm_random_token (char *out, size_t outlen, size_t nbytes)
+{
+    uint8_t buf[64];
+    if (nbytes > sizeof buf || outlen < CM_B64URL_LEN (nbytes) + 1 ||
+        cm_random (buf, nbytes) != 0) {
+        return -1;
+    }
+    cm_b64url_encode (out, buf, nbytes);
     OPENSSL_cleanse (buf, sizeof buf);
     return 0;
 }
@@ -241,8 +249,8 @@ cleanup:
     return buf;
 }
 
-static int
-s_fsync_dir (const char *dir)
+int
+cm_fsync_dir (const char *dir)
 {
     int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
@@ -293,7 +301,7 @@ cm_file_write_atomic (const char *path, const void *data, size_t len, int mode)
     }
     char dir[4096];
     snprintf (dir, sizeof dir, "%s", path);
-    return s_fsync_dir (dirname (dir));
+    return cm_fsync_dir (dirname (dir));
 fail:
     close (fd);
     unlink (tmp);

@@ -18,6 +18,11 @@ int cm_random (void *buf, size_t len);
 int cm_random_hex (char *out, size_t nbytes);
 /* URL-safe random token: nbytes random bytes, base64url without padding. */
 int cm_random_token (char *out, size_t outlen, size_t nbytes);
+/* Length of the unpadded base64url of len bytes (no NUL).              */
+#define CM_B64URL_LEN(len) (((len)*4 + 2) / 3)
+/* Unpadded base64url (RFC 4648 section 5) of data[0..len) into out, which
+   has room for CM_B64URL_LEN (len) + 1; NUL-terminated. Chars written. */
+size_t cm_b64url_encode (char *out, const void *data, size_t len);
 
 void cm_hex_encode (char *out, const uint8_t *in, size_t len); /* out: 2*len+1 */
 /* Strict lowercase/uppercase hex of exactly 2*outlen chars. 0 / -1. */
@@ -43,6 +48,8 @@ void cm_secret_free (void *p, size_t len);
 /* Reads a whole small file (<= max bytes) into a NUL-terminated buffer
    (caller frees). NULL on error or if larger than max.                 */
 char *cm_file_read (const char *path, size_t max, size_t *len_out);
+/* fsync of a directory, so its new entries survive power loss. 0 / -1. */
+int cm_fsync_dir (const char *dir);
 /* Writes atomically: tmp file in the same dir, fsync, rename, fsync dir. */
 int cm_file_write_atomic (const char *path, const void *data, size_t len, int mode);
 

@@ -182,28 +182,10 @@ cm_test_pg_schema_drop (const char *schema)
 char *
 cm_test_b64url (const void *data, size_t len)
 {
-    static const char tbl[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    const unsigned char *in = data;
-    char *out = malloc ((len + 2) / 3 * 4 + 1);
-    if (!out) {
-        return NULL;
+    char *out = malloc (CM_B64URL_LEN (len) + 1);
+    if (out) {
+        cm_b64url_encode (out, data, len);
     }
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        acc = (acc << 8) | in[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = tbl[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0) {
-        out[o++] = tbl[(acc << (6 - bits)) & 63];
-    }
-    out[o] = '\0';
     return out;
 }
 

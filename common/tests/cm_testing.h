@@ -31,8 +31,9 @@ int cm_test_pg_schema_url (char schema[40], char *url, size_t url_len);
 /* Drops the schema made above (no-op for ""). 0 / -1. */
 int cm_test_pg_schema_drop (const char *schema);
 
-/* Unpadded base64url of data[0..len) (caller frees; NULL out of
-   memory): tests forge tokens with it, not with the code they test.  */
+/* cm_b64url_encode of data[0..len) into a malloc'd string (caller
+   frees; NULL out of memory). cm_jwt only decodes (libjwt encodes), so
+   forged tokens still do not go through the code they test.          */
 char *cm_test_b64url (const void *data, size_t len);
 /* The JWS signing input b64url(header) "." b64url(payload) (caller
    frees; NULL out of memory).                                        */

@@ -75,6 +75,20 @@ test_hex_and_tokens (void **state)
                                    "0123456789-_"),
                       43);
     assert_int_equal (cm_random_token (tok, 10, 32), -1); /* too small */
+    /* RFC 4648 section 10 vectors, unpadded; then the two URL-safe
+       characters of the alphabet.                                      */
+    const char *b64[][2] = {
+        {"", ""},           {"f", "Zg"},          {"fo", "Zm8"},         {"foo", "Zm9v"},
+        {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}};
+    for (size_t i = 0; i < sizeof b64 / sizeof b64[0]; i++) {
+        size_t n = strlen (b64[i][0]);
+        char enc[16];
+        assert_int_equal (cm_b64url_encode (enc, b64[i][0], n), CM_B64URL_LEN (n));
+        assert_string_equal (enc, b64[i][1]);
+    }
+    char url[8];
+    assert_int_equal (cm_b64url_encode (url, (const uint8_t[]){0xfb, 0xff}, 2), 3);
+    assert_string_equal (url, "-_8");
     char sha[65];
     cm_sha256_hex (sha, "abc", 3);
     assert_string_equal (
