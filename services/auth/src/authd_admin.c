@@ -6,6 +6,7 @@
 #include "authd_policy.h"
 #include "authd_sessions.h"
 #include "cm_log.h"
+#include "cm_role.h"
 #include "cm_util.h"
 
 #include <inttypes.h>
@@ -13,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_USER_COLS "id, email, role, verified, disabled, created_at"
 /* A cursor: created_at (16 hex) then the id (32 hex) of the last user
    of the previous page. */
 #define S_CURSOR_LEN 48
@@ -23,11 +23,11 @@ static const authd_origin_t s_no_origin = {NULL, NULL, NULL};
 static bool
 s_role_ok (const char *role)
 {
-    return role && (strcmp (role, "client") == 0 || strcmp (role, "ops") == 0 ||
-                    strcmp (role, "admin") == 0);
+    return cm_role_parse (role) != SAFESHARE__ROLE__ROLE_NONE;
 }
 
-/* A DB row is outside input: every column is checked. 0 / -1. */
+/* A DB row is outside input: every column is checked before
+   authd_user_from_row reads it. 0 / -1. */
 static int
 s_user_from_row (const cm_db_res_t *res, int row, authd_user_t *user)
 {
@@ -42,17 +42,13 @@ s_user_from_row (const cm_db_res_t *res, int row, authd_user_t *user)
         !s_role_ok (role) || !verified || !disabled || !created) {
         return -1;
     }
+    /* created_at: a decimal number, not negative */
     char *end = NULL;
-    unsigned long long at = strtoull (created, &end, 10);
+    (void)strtoull (created, &end, 10);
     if (end == created || *end != '\0' || created[0] == '-') {
         return -1;
     }
-    memcpy (user->id, id, 33);
-    snprintf (user->email, sizeof user->email, "%s", email);
-    snprintf (user->role, sizeof user->role, "%s", role);
-    user->verified = strcmp (verified, "0") != 0;
-    user->disabled = strcmp (disabled, "0") != 0;
-    user->created_at = (uint64_t)at;
+    authd_user_from_row (res, row, 0, user);
     return 0;
 }
 
@@ -74,7 +70,8 @@ s_select_user (cm_db_t *db, const char *req, const char *where_sql, const char *
                authd_user_t *user, const char **err_code)
 {
     char sql[160];
-    snprintf (sql, sizeof sql, "SELECT " S_USER_COLS " FROM users WHERE %s", where_sql);
+    snprintf (sql, sizeof sql, "SELECT " AUTHD_USER_COLS " FROM users WHERE %s",
+              where_sql);
     const char *p[] = {value};
     cm_db_res_t *res = cm_db_query (db, sql, 1, p);
     cm_status_t st = CM_OK;
@@ -273,7 +270,8 @@ authd_admin_list (cm_db_t *db, unsigned limit, const char *cursor, const char *e
     const char *p[4];
     int np = 0;
     char sql[512];
-    int len = snprintf (sql, sizeof sql, "SELECT " S_USER_COLS " FROM users WHERE 1 = 1");
+    int len =
+        snprintf (sql, sizeof sql, "SELECT " AUTHD_USER_COLS " FROM users WHERE 1 = 1");
     if (have_cursor) {
         p[np++] = created;
         p[np++] = after_id;

@@ -3,6 +3,7 @@
 #include "authd_policy.h"
 #include "authd_throttle.h"
 #include "cm_log.h"
+#include "cm_role.h"
 #include "cm_util.h"
 
 #include <openssl/crypto.h>
@@ -56,38 +57,13 @@ authd_handler_set_signer (authd_handler_t *self, cm_jwt_signer_t *signer)
     self->signer = signer;
 }
 
-static Safeshare__Role
-s_role_enum (const char *role)
-{
-    if (strcmp (role, "client") == 0) {
-        return SAFESHARE__ROLE__ROLE_CLIENT;
-    }
-    if (strcmp (role, "ops") == 0) {
-        return SAFESHARE__ROLE__ROLE_OPS;
-    }
-    if (strcmp (role, "admin") == 0) {
-        return SAFESHARE__ROLE__ROLE_ADMIN;
-    }
-    return SAFESHARE__ROLE__ROLE_NONE;
-}
-
 /* NULL for ROLE_NONE; an unknown value maps to a name every check
    refuses ("invalid_role"). */
 static const char *
 s_role_name (Safeshare__Role role)
 {
-    switch (role) {
-        case SAFESHARE__ROLE__ROLE_NONE:
-            return NULL;
-        case SAFESHARE__ROLE__ROLE_CLIENT:
-            return "client";
-        case SAFESHARE__ROLE__ROLE_OPS:
-            return "ops";
-        case SAFESHARE__ROLE__ROLE_ADMIN:
-            return "admin";
-        default:
-            return "unknown";
-    }
+    const char *name = cm_role_name (role);
+    return name || role == SAFESHARE__ROLE__ROLE_NONE ? name : "unknown";
 }
 
 /* Human text for each stable code (never a secret, never a detail that
@@ -162,7 +138,7 @@ s_user (authd_reply_t *out)
 {
     out->user.id = out->u.id;
     out->user.email = out->u.email;
-    out->user.role = s_role_enum (out->u.role);
+    out->user.role = cm_role_parse (out->u.role);
     out->user.verified = out->u.verified;
     out->user.disabled = out->u.disabled;
     out->user.created_at = out->u.created_at;
@@ -448,7 +424,7 @@ s_user_list (authd_handler_t *self, const Safeshare__UserListRequest *rq,
         safeshare__user__init (u);
         u->id = out->list[i].id;
         u->email = out->list[i].email;
-        u->role = s_role_enum (out->list[i].role);
+        u->role = cm_role_parse (out->list[i].role);
         u->verified = out->list[i].verified;
         u->disabled = out->list[i].disabled;
         u->created_at = out->list[i].created_at;

@@ -5,6 +5,7 @@
 #include "authd_audit.h"
 #include "authd_policy.h"
 #include "cm_log.h"
+#include "cm_role.h"
 #include "cm_util.h"
 
 #include <argon2.h>
@@ -172,8 +173,7 @@ s_password_ok (const char *password)
 static bool
 s_role_ok (const char *role)
 {
-    return role && (strcmp (role, "client") == 0 || strcmp (role, "ops") == 0 ||
-                    strcmp (role, "admin") == 0);
+    return cm_role_parse (role) != SAFESHARE__ROLE__ROLE_NONE;
 }
 
 /* ---- Argon2id -------------------------------------------------------- */
