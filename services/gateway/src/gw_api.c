@@ -13,6 +13,7 @@
 #include "auth.pb-c.h"
 #include "storage.pb-c.h"
 #include "cm_log.h"
+#include "cm_role.h"
 #include "cm_util.h"
 
 /* Non-file multipart fields are read (so they are counted) and ignored. */
@@ -754,7 +755,7 @@ s_user_create (gw_req_t *req)
         return gw_reply_error (req, 400, "invalid_request",
                                "field 'role' must be \"ops\" or \"admin\"");
     }
-    Safeshare__Role role = gw_role_parse (json_string_value (v));
+    Safeshare__Role role = cm_role_parse (json_string_value (v));
     if (role != SAFESHARE__ROLE__ROLE_OPS && role != SAFESHARE__ROLE__ROLE_ADMIN) {
         s_json_drop (&body);
         return gw_reply_error (req, 400, "invalid_role",
@@ -801,7 +802,7 @@ s_users_list (gw_req_t *req)
     Safeshare__Role role = SAFESHARE__ROLE__ROLE_NONE;
     int found = s_query (req, "role", role_s, sizeof role_s);
     if (found > 0 && *role_s) {
-        role = gw_role_parse (role_s);
+        role = cm_role_parse (role_s);
     }
     if (found < 0 || (found > 0 && *role_s && role == SAFESHARE__ROLE__ROLE_NONE)) {
         return gw_reply_error (req, 400, "invalid_role",
@@ -874,7 +875,7 @@ s_user_update (gw_req_t *req)
                 bad = "field 'role' must be a string";
                 break;
             }
-            role = gw_role_parse (json_string_value (v));
+            role = cm_role_parse (json_string_value (v));
             if (role == SAFESHARE__ROLE__ROLE_NONE) {
                 bad_role = true;
                 break;

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include "crypto.pb-c.h"
 #include "cm_log.h"
@@ -95,6 +94,7 @@ s_fail (gw_req_t *req, cm_status_t rc, ProtobufCMessage *reply)
 typedef struct {
     gw_req_t *req;
     const Safeshare__FileInfo *file;
+    char etag[80]; /* the ETag: sha256, quoted */
     uint8_t header[CM_BLOB_HEADER_LEN];
     gw_window_t *window;
     bool partial;  /* 206: a Range was honoured */
@@ -113,11 +113,9 @@ s_send_headers (s_down_t *d)
     const Safeshare__FileInfo *file = d->file;
     struct mg_connection *conn = req->conn;
     char length[32];
-    char etag[80];
     char range[96];
     char disposition[GW_DISPOSITION_MAX];
     snprintf (length, sizeof length, "%llu", (unsigned long long)(d->stop - d->from));
-    snprintf (etag, sizeof etag, "\"%s\"", file->sha256);
     char name[GW_NAME_MAX + 1];
     /* Stored names were cleaned at upload; clean again, they are data. */
     gw_name_clean (file->name, name);
@@ -136,7 +134,7 @@ s_send_headers (s_down_t *d)
     }
     mg_response_header_add (conn, "Accept-Ranges", "bytes", -1);
     mg_response_header_add (conn, "Content-Disposition", disposition, -1);
-    mg_response_header_add (conn, "ETag", etag, -1);
+    mg_response_header_add (conn, "ETag", d->etag, -1);
     mg_response_header_add (conn, "Content-Security-Policy",
                             "sandbox; default-src 'none'", -1);
     gw_headers_common (req);
@@ -163,18 +161,8 @@ s_not_modified (gw_req_t *req, const char *etag)
 static const char *
 s_range_header (gw_req_t *req)
 {
-    const struct mg_request_info *ri = mg_get_request_info (req->conn);
-    const char *found = NULL;
-    for (int i = 0; i < ri->num_headers; i++) {
-        if (ri->http_headers[i].name &&
-            strcasecmp (ri->http_headers[i].name, "Range") == 0) {
-            if (found) {
-                return NULL;
-            }
-            found = ri->http_headers[i].value;
-        }
-    }
-    return found;
+    const char *range;
+    return gw_header_count (req, "Range", &range) == 1 ? range : NULL;
 }
 
 static uint64_t
@@ -273,17 +261,16 @@ gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file)
     }
     /* Conditions first (RFC 9110 13.2.2): a matching If-None-Match wins
        over Range; nothing is read or decrypted for either answer.      */
-    char etag[80];
-    snprintf (etag, sizeof etag, "\"%s\"", file->sha256);
-    if (gw_etag_match_any (mg_get_header (req->conn, "If-None-Match"), etag)) {
-        cm_info (req->req_id, "download file=%s: not modified", file->id);
-        return s_not_modified (req, etag);
-    }
     s_down_t d = {.req = req, .file = file, .from = 0, .stop = file->size};
+    snprintf (d.etag, sizeof d.etag, "\"%s\"", file->sha256);
+    if (gw_etag_match_any (mg_get_header (req->conn, "If-None-Match"), d.etag)) {
+        cm_info (req->req_id, "download file=%s: not modified", file->id);
+        return s_not_modified (req, d.etag);
+    }
     uint64_t first = 0, last = 0;
     const char *if_range = mg_get_header (req->conn, "If-Range");
     /* If-Range naming another version (or a date): the whole file. */
-    int ranged = if_range && strcmp (if_range, etag) != 0
+    int ranged = if_range && strcmp (if_range, d.etag) != 0
                      ? 0
                      : gw_range_parse (s_range_header (req), file->size, &first, &last);
     if (ranged < 0) {

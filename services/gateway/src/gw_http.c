@@ -16,25 +16,32 @@
 #include "cm_log.h"
 #include "cm_util.h"
 
-void
-gw_conn_shutdown (gw_req_t *req, int how)
+/* This request's socket, or -1 (logged) when the client is gone. */
+static int
+s_conn_fd (gw_req_t *req)
 {
     const struct mg_request_info *ri = mg_get_request_info (req->conn);
     int fd = gw_sock_find (ri->remote_addr, ri->remote_port, ri->server_port);
     if (fd < 0) {
         cm_debug (req->req_id, "gw_sock_find() found no socket: the client is gone");
-        return;
     }
-    shutdown (fd, how);
+    return fd;
+}
+
+void
+gw_conn_shutdown (gw_req_t *req, int how)
+{
+    int fd = s_conn_fd (req);
+    if (fd >= 0) {
+        shutdown (fd, how);
+    }
 }
 
 void
 gw_conn_close (gw_req_t *req)
 {
-    const struct mg_request_info *ri = mg_get_request_info (req->conn);
-    int fd = gw_sock_find (ri->remote_addr, ri->remote_port, ri->server_port);
+    int fd = s_conn_fd (req);
     if (fd < 0) {
-        cm_debug (req->req_id, "gw_sock_find() found no socket: the client is gone");
         return;
     }
     shutdown (fd, SHUT_WR);
@@ -110,6 +117,8 @@ gw_headers_common (gw_req_t *req)
     }
 }
 
+/* Sends the answer; body NULL: none, and no Content-Type or
+   Content-Length either (204).                                        */
 static int
 s_send (gw_req_t *req, int status, const char *body, size_t len)
 {
@@ -118,11 +127,13 @@ s_send (gw_req_t *req, int status, const char *body, size_t len)
         /* Headers are out (a stream failed midway): nothing more to say. */
         return req->status;
     }
-    char length[32];
-    snprintf (length, sizeof length, "%zu", len);
     mg_response_header_start (conn, status);
-    mg_response_header_add (conn, "Content-Type", "application/json", -1);
-    mg_response_header_add (conn, "Content-Length", length, -1);
+    if (body) {
+        char length[32];
+        snprintf (length, sizeof length, "%zu", len);
+        mg_response_header_add (conn, "Content-Type", "application/json", -1);
+        mg_response_header_add (conn, "Content-Length", length, -1);
+    }
     gw_headers_common (req);
     if (status == 405 && req->allow) {
         mg_response_header_add (conn, "Allow", req->allow, -1);
@@ -172,19 +183,7 @@ gw_reply_json (gw_req_t *req, int status, json_t *body)
 int
 gw_reply_empty (gw_req_t *req, int status)
 {
-    struct mg_connection *conn = req->conn;
-    if (req->responded) {
-        return req->status;
-    }
-    mg_response_header_start (conn, status);
-    gw_headers_common (req);
-    mg_response_header_send (conn);
-    req->responded = true;
-    req->status = status;
-    if (req->must_close) {
-        gw_conn_close (req);
-    }
-    return status;
+    return s_send (req, status, NULL, 0);
 }
 
 int
@@ -227,6 +226,26 @@ gw_reply_service (gw_req_t *req, cm_status_t rc, const ProtobufCMessage *reply)
     }
     return gw_reply_error (req, http, code ? code : cm_status_code (status), "%s",
                            message ? message : cm_status_name (status));
+}
+
+int
+gw_header_count (gw_req_t *req, const char *name, const char **first)
+{
+    const struct mg_request_info *ri = mg_get_request_info (req->conn);
+    int count = 0;
+    if (first) {
+        *first = NULL;
+    }
+    for (int i = 0; i < ri->num_headers && i < MG_MAX_HEADERS; i++) {
+        if (ri->http_headers[i].name &&
+            strcasecmp (ri->http_headers[i].name, name) == 0) {
+            if (first && count == 0) {
+                *first = ri->http_headers[i].value;
+            }
+            count++;
+        }
+    }
+    return count;
 }
 
 bool

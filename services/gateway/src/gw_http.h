@@ -107,6 +107,11 @@ bool gw_body_unwatch (gw_req_t *req);
 /* 408 request_timeout, closing the connection.                        */
 int gw_reply_slow (gw_req_t *req);
 
+/* How many times header `name` came (civetweb keeps every copy, while
+   mg_get_header gives the first); *first (if given) the first's value,
+   NULL if none.                                                        */
+int gw_header_count (gw_req_t *req, const char *name, const char **first);
+
 /* True if the request has a body to read (Content-Length > 0 or chunked). */
 bool gw_has_body (gw_req_t *req);
 

@@ -3,6 +3,7 @@
 #include "gw_text.h"
 
 #include <string.h>
+#include "cm_role.h"
 
 char *
 gw_json_error (const char *code, const char *message, const char *req_id)
@@ -42,30 +43,8 @@ gw_json_file (const Safeshare__FileInfo *file)
 const char *
 gw_role_name (Safeshare__Role role)
 {
-    switch (role) {
-        case SAFESHARE__ROLE__ROLE_CLIENT:
-            return "client";
-        case SAFESHARE__ROLE__ROLE_OPS:
-            return "ops";
-        case SAFESHARE__ROLE__ROLE_ADMIN:
-            return "admin";
-        default:
-            return "none";
-    }
-}
-
-Safeshare__Role
-gw_role_parse (const char *name)
-{
-    static const Safeshare__Role roles[] = {SAFESHARE__ROLE__ROLE_CLIENT,
-                                            SAFESHARE__ROLE__ROLE_OPS,
-                                            SAFESHARE__ROLE__ROLE_ADMIN};
-    for (size_t i = 0; name && i < sizeof roles / sizeof roles[0]; i++) {
-        if (strcmp (name, gw_role_name (roles[i])) == 0) {
-            return roles[i];
-        }
-    }
-    return SAFESHARE__ROLE__ROLE_NONE;
+    const char *name = cm_role_name (role);
+    return name ? name : "none";
 }
 
 json_t *

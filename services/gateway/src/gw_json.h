@@ -21,8 +21,5 @@ json_t *gw_json_user (const Safeshare__User *user);
 
 /* "client" | "ops" | "admin" | "none". */
 const char *gw_role_name (Safeshare__Role role);
-/* The role named exactly "client", "ops" or "admin"; ROLE_NONE for
-   anything else (NULL included).                                      */
-Safeshare__Role gw_role_parse (const char *name);
 
 #endif

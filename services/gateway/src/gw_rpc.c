@@ -89,6 +89,24 @@ gw_rpc_timeout_ms (gw_rpc_t *self)
     return self->settings->rpc_timeout_ms;
 }
 
+/* Starts the request's Meta afresh with the next wire id, written to
+   wire (a request id itself: cm_meta_init keeps it as it is). The
+   caller's client address (auth's throttling and audit) is carried
+   across cm_meta_init. The caller unhooks meta->request_id before wire
+   goes out of scope.                                                  */
+static void
+s_meta_start (gw_rpc_t *self, Safeshare__Meta *meta, char wire[65], const char *req_id,
+              int timeout_ms)
+{
+    char id[65];
+    gw_rpc_wire_id (id, req_id, ++self->seq);
+    char *client_addr = meta->client_addr;
+    cm_meta_init (meta, wire, id, timeout_ms);
+    if (client_addr) {
+        meta->client_addr = client_addr;
+    }
+}
+
 cm_status_t
 gw_rpc_call (gw_rpc_t *self, gw_svc_t svc, const char *req_id, ProtobufCMessage *request,
              zmsg_t **blobs, const ProtobufCMessageDescriptor *reply_desc, int timeout_ms,
@@ -109,16 +127,8 @@ gw_rpc_call (gw_rpc_t *self, gw_svc_t svc, const char *req_id, ProtobufCMessage 
                   meta ? "no socket" : "request has no meta");
         return meta ? CM_UNAVAILABLE : CM_INTERNAL;
     }
-    char wire[65];
     char reqbuf[65];
-    gw_rpc_wire_id (wire, req_id, ++self->seq);
-    /* cm_meta_init starts Meta afresh: the caller's client address
-       (auth's throttling and audit) is carried across it.            */
-    char *client_addr = meta->client_addr;
-    cm_meta_init (meta, reqbuf, wire, timeout_ms);
-    if (client_addr) {
-        meta->client_addr = client_addr;
-    }
+    s_meta_start (self, meta, reqbuf, req_id, timeout_ms);
     cm_status_t rc =
         cm_rpc_call (sock, request, blobs, reply_desc, timeout_ms, reply, blobs_out);
     meta->request_id = NULL; /* reqbuf goes out of scope */
@@ -146,15 +156,9 @@ gw_rpc_send (gw_rpc_t *self, gw_svc_t svc, const char *req_id, ProtobufCMessage 
                   meta ? "no socket" : "request has no meta");
         return meta ? CM_UNAVAILABLE : CM_INTERNAL;
     }
-    char reqbuf[65];
-    gw_rpc_wire_id (wire, req_id, ++self->seq);
-    char *client_addr = meta->client_addr;
-    cm_meta_init (meta, reqbuf, wire, timeout_ms);
-    if (client_addr) {
-        meta->client_addr = client_addr;
-    }
+    s_meta_start (self, meta, wire, req_id, timeout_ms);
     zframe_t *header = cm_frame_pack (request);
-    meta->request_id = NULL; /* reqbuf goes out of scope */
+    meta->request_id = NULL; /* wire is the caller's */
     zmsg_t *msg = zmsg_new ();
     zmsg_addmem (msg, NULL, 0);
     zmsg_append (msg, &header);

@@ -55,20 +55,6 @@ s_log_message (const struct mg_connection *conn, const char *message)
     return 1;
 }
 
-/* How many times header `name` appears (civetweb keeps every copy). */
-static int
-s_header_count (const struct mg_request_info *ri, const char *name)
-{
-    int count = 0;
-    for (int i = 0; i < ri->num_headers && i < MG_MAX_HEADERS; i++) {
-        if (ri->http_headers[i].name &&
-            strcasecmp (ri->http_headers[i].name, name) == 0) {
-            count++;
-        }
-    }
-    return count;
-}
-
 static int
 s_handle (struct mg_connection *conn, void *cbdata)
 {
@@ -97,8 +83,8 @@ s_handle (struct mg_connection *conn, void *cbdata)
     const char *te = mg_get_header (conn, "Transfer-Encoding");
     int status;
     gw_match_t match = GW_MATCH_NOT_FOUND;
-    if (s_header_count (ri, "Content-Length") > 1 ||
-        s_header_count (ri, "Transfer-Encoding") > 1) {
+    if (gw_header_count (&req, "Content-Length", NULL) > 1 ||
+        gw_header_count (&req, "Transfer-Encoding", NULL) > 1) {
         /* civetweb frames the body by the first one; a proxy in front
            may use another: the same smuggling as CL + TE.             */
         req.must_close = true;

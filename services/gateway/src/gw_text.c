@@ -147,15 +147,23 @@ gw_content_type_guess (const char *name)
     return "application/octet-stream";
 }
 
+/* Past spaces and tabs (RFC 9110 OWS). */
+static const char *
+s_skip_ows (const char *s)
+{
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+    return s;
+}
+
 bool
 gw_content_type_active (const char *type)
 {
     if (type == NULL) {
         return false;
     }
-    while (*type == ' ' || *type == '\t') {
-        type++;
-    }
+    type = s_skip_ows (type);
     size_t len = strcspn (type, "; \t");
     for (size_t i = 0; i < sizeof s_active / sizeof s_active[0]; i++) {
         if (strlen (s_active[i]) == len && strncasecmp (type, s_active[i], len) == 0) {
@@ -188,10 +196,7 @@ gw_multipart_type (const char *ct, char *out, size_t outlen)
     if (ct == NULL) {
         return -1;
     }
-    const char *p = ct;
-    while (*p == ' ' || *p == '\t') {
-        p++;
-    }
+    const char *p = s_skip_ows (ct);
     if (strncasecmp (p, type, sizeof type - 1) != 0) {
         return -1;
     }
@@ -203,18 +208,14 @@ gw_multipart_type (const char *ct, char *out, size_t outlen)
     size_t blen = 0;
     bool found = false;
     while (true) {
-        while (*p == ' ' || *p == '\t') {
-            p++;
-        }
+        p = s_skip_ows (p);
         if (*p == '\0') {
             break;
         }
         if (*p++ != ';') {
             return 0;
         }
-        while (*p == ' ' || *p == '\t') {
-            p++;
-        }
+        p = s_skip_ows (p);
         if (*p == '\0') {
             break; /* a trailing ';' */
         }
@@ -349,15 +350,6 @@ s_parse_u63 (const char **p, uint64_t *out)
     *p = s;
     *out = v;
     return 0;
-}
-
-static const char *
-s_skip_ows (const char *s)
-{
-    while (*s == ' ' || *s == '\t') {
-        s++;
-    }
-    return s;
 }
 
 int

@@ -429,24 +429,40 @@ gw_upload_file (gw_upload_t *self)
     return self->commit ? self->commit->file_commit->file : NULL;
 }
 
-/* FILE_DELETE of a file committed behind our back (see gw_upload_abort). */
+/* A clean-up call to storage (r's body set by the caller): the status
+   of the transport or of the answer; *committed (if given) set when
+   storage answered file_committed.                                    */
 static cm_status_t
-s_delete_committed (gw_upload_t *self)
+s_storage_status (gw_upload_t *self, Safeshare__StorageRequest *r, bool *committed)
 {
-    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
     Safeshare__Meta meta = SAFESHARE__META__INIT;
-    Safeshare__FileDeleteRequest body = SAFESHARE__FILE_DELETE_REQUEST__INIT;
-    r.meta = &meta;
-    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_DELETE;
-    r.file_delete = &body;
-    body.file_id = self->file_id;
+    r->meta = &meta;
     ProtobufCMessage *reply = NULL;
-    cm_status_t rc = gw_rpc_call (self->rpc, GW_SVC_STORAGE, self->req_id, &r.base, NULL,
+    cm_status_t rc = gw_rpc_call (self->rpc, GW_SVC_STORAGE, self->req_id, &r->base, NULL,
                                   &safeshare__storage_reply__descriptor, 0, &reply, NULL);
-    cm_status_t status = rc == CM_OK ? gw_rpc_status (reply, NULL, NULL) : rc;
+    r->meta = NULL;
+    const char *code = NULL;
+    cm_status_t status = rc == CM_OK ? gw_rpc_status (reply, &code, NULL) : rc;
+    if (committed) {
+        *committed =
+            status == CM_CONFLICT && code && strcmp (code, "file_committed") == 0;
+    }
     if (reply) {
         protobuf_c_message_free_unpacked (reply, NULL);
     }
+    return status;
+}
+
+/* FILE_DELETE of a file committed behind our back (see gw_upload_abort). */
+static void
+s_delete_committed (gw_upload_t *self)
+{
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__FileDeleteRequest body = SAFESHARE__FILE_DELETE_REQUEST__INIT;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_DELETE;
+    r.file_delete = &body;
+    body.file_id = self->file_id;
+    cm_status_t status = s_storage_status (self, &r, NULL);
     if (status == CM_OK) {
         cm_warn (self->req_id,
                  "upload committed after its reply was lost: deleted file=%s",
@@ -457,7 +473,6 @@ s_delete_committed (gw_upload_t *self)
                   "FILE_DELETE file=%s of a failed upload failed: %s (stays visible)",
                   self->file_id, cm_status_name (status));
     }
-    return status;
 }
 
 void
@@ -471,30 +486,22 @@ gw_upload_abort (gw_upload_t *self)
        must never reach a later call on this thread.                    */
     gw_window_destroy (&self->window);
     Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
-    Safeshare__Meta meta = SAFESHARE__META__INIT;
     Safeshare__FileAbortRequest body = SAFESHARE__FILE_ABORT_REQUEST__INIT;
-    r.meta = &meta;
     r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_ABORT;
     r.file_abort = &body;
     body.file_id = self->file_id;
-    ProtobufCMessage *reply = NULL;
-    cm_status_t rc = gw_rpc_call (self->rpc, GW_SVC_STORAGE, self->req_id, &r.base, NULL,
-                                  &safeshare__storage_reply__descriptor, 0, &reply, NULL);
-    const char *code = NULL;
-    cm_status_t status = rc == CM_OK ? gw_rpc_status (reply, &code, NULL) : rc;
-    if (status == CM_CONFLICT && code && strcmp (code, "file_committed") == 0) {
+    bool committed = false;
+    cm_status_t status = s_storage_status (self, &r, &committed);
+    if (committed) {
         /* Our FILE_COMMIT did land, but its reply was lost and the client
            was told the upload failed: nothing may stay visible.        */
-        status = s_delete_committed (self);
+        s_delete_committed (self);
     } else if (status != CM_OK) {
         /* storage's start-up sweep collects what we could not abort. */
         cm_warn (self->req_id, "FILE_ABORT file=%s failed: %s", self->file_id,
                  cm_status_name (status));
     } else {
         cm_info (self->req_id, "upload aborted file=%s", self->file_id);
-    }
-    if (reply) {
-        protobuf_c_message_free_unpacked (reply, NULL);
     }
 }
 

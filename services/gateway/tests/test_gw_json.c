@@ -7,6 +7,7 @@
 #include <cmocka.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cm_role.h"
 #include "gw_json.h"
 #include "gw_upload.h"
 
@@ -90,13 +91,13 @@ test_user_json (void **state)
     j = gw_json_user (&u);
     assert_true (json_is_false (json_object_get (j, "disabled")));
     json_decref (j);
-    assert_int_equal (gw_role_parse ("client"), SAFESHARE__ROLE__ROLE_CLIENT);
-    assert_int_equal (gw_role_parse ("ops"), SAFESHARE__ROLE__ROLE_OPS);
-    assert_int_equal (gw_role_parse ("admin"), SAFESHARE__ROLE__ROLE_ADMIN);
-    assert_int_equal (gw_role_parse ("Admin"), SAFESHARE__ROLE__ROLE_NONE);
-    assert_int_equal (gw_role_parse ("none"), SAFESHARE__ROLE__ROLE_NONE);
-    assert_int_equal (gw_role_parse (""), SAFESHARE__ROLE__ROLE_NONE);
-    assert_int_equal (gw_role_parse (NULL), SAFESHARE__ROLE__ROLE_NONE);
+    assert_int_equal (cm_role_parse ("client"), SAFESHARE__ROLE__ROLE_CLIENT);
+    assert_int_equal (cm_role_parse ("ops"), SAFESHARE__ROLE__ROLE_OPS);
+    assert_int_equal (cm_role_parse ("admin"), SAFESHARE__ROLE__ROLE_ADMIN);
+    assert_int_equal (cm_role_parse ("Admin"), SAFESHARE__ROLE__ROLE_NONE);
+    assert_int_equal (cm_role_parse ("none"), SAFESHARE__ROLE__ROLE_NONE);
+    assert_int_equal (cm_role_parse (""), SAFESHARE__ROLE__ROLE_NONE);
+    assert_int_equal (cm_role_parse (NULL), SAFESHARE__ROLE__ROLE_NONE);
     assert_string_equal (gw_role_name (SAFESHARE__ROLE__ROLE_CLIENT), "client");
     assert_string_equal (gw_role_name (SAFESHARE__ROLE__ROLE_ADMIN), "admin");
     assert_string_equal (gw_role_name ((Safeshare__Role)99), "none");
