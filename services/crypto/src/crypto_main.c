@@ -13,8 +13,6 @@
 #include "cm_config.h"
 #include "cm_log.h"
 #include "cm_service.h"
-#include "cm_util.h"
-#include "cryptod_aead.h"
 #include "cryptod_backend.h"
 #include "cryptod_broker.h"
 #include "cryptod_ringwatch.h"
@@ -90,16 +88,9 @@ s_worker_main (int argc, char **argv)
                  "is required (see --help)\n");
         return 2;
     }
-    uint8_t probe;
-    if (cryptod_aead_init () != 0 || cm_random (&probe, 1) != 0) {
-        cm_log_openssl (NULL, "EVP_CIPHER_fetch(AES-256-GCM) or RAND_bytes() failed");
+    if (cryptod_worker_prepare () != 0) {
         return 1;
     }
-    char host[64] = "localhost";
-    if (gethostname (host, sizeof host) != 0) {
-        snprintf (host, sizeof host, "localhost");
-    }
-    host[sizeof host - 1] = '\0';
     static char names[CRYPTOD_MAX_WORKERS][CRYPTOD_WORKER_NAME_MAX + 1];
     static cryptod_worker_args_t args[CRYPTOD_MAX_WORKERS];
     zactor_t *actors[CRYPTOD_MAX_WORKERS] = {NULL};
@@ -113,7 +104,7 @@ s_worker_main (int argc, char **argv)
     sigaddset (&stop_signals, SIGTERM);
     pthread_sigmask (SIG_BLOCK, &stop_signals, NULL);
     for (int i = 0; i < (int)threads; i++) {
-        snprintf (names[i], sizeof names[i], "%.64s:%d:%d", host, (int)getpid (), i);
+        cryptod_worker_name (names[i], i);
         args[i].endpoint = endpoint;
         args[i].name = names[i];
         args[i].identity = NULL;

@@ -17,7 +17,6 @@
 #include "cm_service.h"
 #include "cm_util.h"
 #include "crypto.pb-c.h"
-#include "cryptod_aead.h"
 #include "cryptod_backend.h"
 #include "cryptod_call.h"
 #include "cryptod_job.h"
@@ -132,8 +131,7 @@ s_reply_chunk (cryptod_broker_t *self, cryptod_job_t *job, zframe_t **blob, bool
         if (copy) {
             memcpy (copy, zframe_data (*blob), len);
         }
-        OPENSSL_cleanse (zframe_data (*blob), len);
-        zframe_destroy (blob);
+        cryptod_frame_destroy_wiped (blob);
         if (!copy) {
             zmsg_destroy (&msg);
             cm_error (call->req_id, "malloc() failed for a reply");
@@ -242,6 +240,16 @@ s_worker_free (cryptod_broker_t *self, s_worker_t *w)
     }
 }
 
+static void
+s_worker_destroy (s_worker_t **w_p)
+{
+    s_worker_t *w = *w_p;
+    *w_p = NULL;
+    zframe_destroy (&w->identity);
+    zstr_free (&w->key);
+    free (w);
+}
+
 /* Forgets a worker (told DISCONNECT when `tell`); its job is lost.    */
 static void
 s_worker_drop (cryptod_broker_t *self, s_worker_t **w_p, const char *why, bool tell)
@@ -260,9 +268,7 @@ s_worker_drop (cryptod_broker_t *self, s_worker_t **w_p, const char *why, bool t
     if (job) {
         s_job_lost (self, job);
     }
-    zframe_destroy (&w->identity);
-    zstr_free (&w->key);
-    free (w);
+    s_worker_destroy (&w);
 }
 
 /* Sends job to worker w. 0 sent; 1 the job was dropped instead (its
@@ -645,15 +651,6 @@ s_reply_check (const cryptod_job_t *job, const Safeshare__WorkReply *reply,
     return NULL;
 }
 
-static void
-s_frame_drop_wiped (zframe_t **frame)
-{
-    if (*frame && zframe_size (*frame) > 0) {
-        OPENSSL_cleanse (zframe_data (*frame), zframe_size (*frame));
-    }
-    zframe_destroy (frame);
-}
-
 /* REPLY [job_id][WorkReply][blob?] from identity (w: the worker if we
    know it). First reply wins.                                          */
 static void
@@ -731,7 +728,7 @@ cleanup:
     }
     zframe_destroy (&idf);
     zframe_destroy (&rf);
-    s_frame_drop_wiped (&blob);
+    cryptod_frame_destroy_wiped (&blob);
 }
 
 static void
@@ -753,12 +750,10 @@ s_on_ready (cryptod_broker_t *self, zframe_t *identity, const char *key, s_worke
     }
     if (w) {
         /* READY again: free, and whatever it held is lost.             */
-        if (w->busy) {
-            cryptod_job_t *job = w->job;
-            w->job = NULL;
-            if (job) {
-                s_job_lost (self, job);
-            }
+        cryptod_job_t *job = w->job;
+        w->job = NULL;
+        if (job) {
+            s_job_lost (self, job);
         }
         s_worker_free (self, w);
         zframe_destroy (&name);
@@ -782,9 +777,7 @@ s_on_ready (cryptod_broker_t *self, zframe_t *identity, const char *key, s_worke
     w->dead_at = cm_mono_ms () + LIVENESS_MS;
     zframe_destroy (&name);
     if (!w->identity || !w->key || zhash_insert (self->workers, key, w) != 0) {
-        zframe_destroy (&w->identity);
-        free (w->key);
-        free (w);
+        s_worker_destroy (&w);
         return;
     }
     cm_info (NULL, "crypto worker %s joined (%s)", w->name,
@@ -1009,23 +1002,13 @@ cryptod_broker_new (const cryptod_broker_opts_t *opts)
     if (opts->worker_endpoint && s_bind_workers (self, opts->worker_endpoint) != 0) {
         goto fail;
     }
-    /* OpenSSL's lazy set-up (cipher fetch, DRBG) done here, once, not
-       raced by the worker threads (cryptod_aead.c says why).          */
-    uint8_t probe;
-    if (cryptod_aead_init () != 0 || cm_random (&probe, 1) != 0) {
-        cm_log_openssl (NULL, "EVP_CIPHER_fetch(AES-256-GCM) or RAND_bytes() failed");
+    if (cryptod_worker_prepare () != 0) {
         goto fail;
     }
-    char host[64] = "localhost";
-    if (gethostname (host, sizeof host) != 0) {
-        snprintf (host, sizeof host, "localhost");
-    }
-    host[sizeof host - 1] = '\0';
     for (int i = 0; i < opts->workers; i++) {
         snprintf (self->local_ids[i], sizeof self->local_ids[i], "%s-%d",
                   self->local_prefix, i);
-        snprintf (self->local_names[i], sizeof self->local_names[i], "%.64s:%d:%d", host,
-                  (int)getpid (), i);
+        cryptod_worker_name (self->local_names[i], i);
         self->worker_args[i].endpoint = self->back_endpoint;
         self->worker_args[i].name = self->local_names[i];
         self->worker_args[i].identity = self->local_ids[i];
@@ -1072,9 +1055,7 @@ cryptod_broker_destroy (cryptod_broker_t **self_p)
             s_worker_t *w = zhash_lookup (self->workers, k);
             if (w) {
                 zhash_delete (self->workers, k);
-                zframe_destroy (&w->identity);
-                zstr_free (&w->key);
-                free (w);
+                s_worker_destroy (&w);
             }
         }
         zlist_destroy (&keys);

@@ -15,6 +15,15 @@ cryptod_call_secret (const cm_call_t *call)
 }
 
 void
+cryptod_frame_destroy_wiped (zframe_t **frame_p)
+{
+    if (frame_p && *frame_p && zframe_size (*frame_p) > 0) {
+        OPENSSL_cleanse (zframe_data (*frame_p), zframe_size (*frame_p));
+    }
+    zframe_destroy (frame_p);
+}
+
+void
 cryptod_msg_wipe (zmsg_t *msg)
 {
     for (zframe_t *f = msg ? zmsg_first (msg) : NULL; f; f = zmsg_next (msg)) {
@@ -43,10 +52,7 @@ cryptod_call_release (cm_call_t *call)
        whatever cm_call_release does with the frames it is left.        */
     zframe_t *f;
     while (call->blobs && cryptod_call_secret (call) && (f = zmsg_pop (call->blobs))) {
-        if (zframe_size (f) > 0) {
-            OPENSSL_cleanse (zframe_data (f), zframe_size (f));
-        }
-        zframe_destroy (&f);
+        cryptod_frame_destroy_wiped (&f);
     }
     cm_call_release (call);
 }

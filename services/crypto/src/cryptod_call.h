@@ -30,6 +30,9 @@ void cryptod_call_release (cm_call_t *call);
 /* Releases a heap-allocated call (as above) and frees it; nulls *call_p. */
 void cryptod_call_free (cm_call_t **call_p);
 
+/* Wipes the frame's bytes, then destroys it; nulls *frame_p. NULL-safe. */
+void cryptod_frame_destroy_wiped (zframe_t **frame_p);
+
 /* Wipes the bytes of every frame of msg (may be NULL).                */
 void cryptod_msg_wipe (zmsg_t *msg);
 

@@ -4,12 +4,16 @@
 
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cm_log.h"
 #include "cm_msg.h"
 #include "cm_util.h"
+#include "cryptod_aead.h"
 #include "cryptod_backend.h"
+#include "cryptod_call.h"
 #include "cryptod_stream.h"
 
 cm_status_t
@@ -63,6 +67,28 @@ cryptod_worker_work (const Safeshare__WorkRequest *req, const uint8_t *in, size_
     return CM_OK;
 }
 
+int
+cryptod_worker_prepare (void)
+{
+    uint8_t probe;
+    if (cryptod_aead_init () != 0 || cm_random (&probe, 1) != 0) {
+        cm_log_openssl (NULL, "EVP_CIPHER_fetch(AES-256-GCM) or RAND_bytes() failed");
+        return -1;
+    }
+    return 0;
+}
+
+void
+cryptod_worker_name (char out[CRYPTOD_WORKER_NAME_MAX + 1], int i)
+{
+    char host[64] = "localhost";
+    if (gethostname (host, sizeof host) != 0) {
+        snprintf (host, sizeof host, "localhost");
+    }
+    host[sizeof host - 1] = '\0';
+    snprintf (out, CRYPTOD_WORKER_NAME_MAX + 1, "%.64s:%d:%d", host, (int)getpid (), i);
+}
+
 /* ---- the actor ------------------------------------------------------ */
 
 typedef struct {
@@ -93,10 +119,11 @@ s_sent (s_actor_t *self)
 static void
 s_frame_drop (s_actor_t *self, zframe_t **frame)
 {
-    if (*frame && !self->local && zframe_size (*frame) > 0) {
-        OPENSSL_cleanse (zframe_data (*frame), zframe_size (*frame));
+    if (self->local) {
+        zframe_destroy (frame);
+    } else {
+        cryptod_frame_destroy_wiped (frame);
     }
-    zframe_destroy (frame);
 }
 
 static void
@@ -195,8 +222,7 @@ s_job (s_actor_t *self, zmsg_t **msg_p)
         req = safeshare__work_request__unpack (&cm_wipe_allocator, zframe_size (wr),
                                                zframe_data (wr));
         /* It held the DEK; it is ours alone (a fresh buffer per send). */
-        OPENSSL_cleanse (zframe_data (wr), zframe_size (wr));
-        zframe_destroy (&wr);
+        cryptod_frame_destroy_wiped (&wr);
     }
     if (!id || zframe_size (id) != CRYPTOD_JOB_ID_LEN) {
         /* Nothing to answer: READY says we are free; the broker puts

@@ -19,6 +19,7 @@
 
 #include "cm_status.h"
 #include "crypto.pb-c.h"
+#include "cryptod_backend.h"
 
 /* Does the job `req` on the chunk `in`: checks the request (op, DEK and
    header lengths, header, index, chunk length rules), then seals
@@ -41,6 +42,13 @@ typedef struct {
        identity per socket, and its copy of a plaintext chunk is wiped. */
     const char *identity;
 } cryptod_worker_args_t;
+
+/* OpenSSL's lazy set-up (cipher fetch, DRBG), done once before worker
+   threads start so that they do not race it (cryptod_aead.c says why).
+   0 / -1 (logged).                                                    */
+int cryptod_worker_prepare (void);
+/* Worker thread i's READY name: "host:pid:i" (host cut at 64 chars).  */
+void cryptod_worker_name (char out[CRYPTOD_WORKER_NAME_MAX + 1], int i);
 
 /* zactor_new (cryptod_worker_actor, &args). On $TERM it finishes the job
    in hand, tells the broker DISCONNECT and returns.                   */
