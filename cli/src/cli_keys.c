@@ -301,6 +301,18 @@ cli_keys_ring (cm_config_t *config, const char *cmd, bool *from_env)
     return ring;
 }
 
+/* stord_meta_kek_counts, said on stderr when it fails. 0 / -1.        */
+static int
+s_kek_counts (stord_meta_t *meta, const char *cmd, uint64_t pending_before,
+              stord_kek_count_t **counts, size_t *n, uint64_t *pending)
+{
+    if (stord_meta_kek_counts (meta, NULL, pending_before, counts, n, pending) != CM_OK) {
+        fprintf (stderr, "safeshare: %s: cannot count the stored DEKs\n", cmd);
+        return -1;
+    }
+    return 0;
+}
+
 static uint64_t
 s_count_of (const stord_kek_count_t *c, size_t n, const char *kek_id)
 {
@@ -340,9 +352,7 @@ cli_keys_list (cm_config_t *config, FILE *out)
     if (!meta) {
         goto cleanup;
     }
-    if (stord_meta_kek_counts (meta, NULL, S_ALL_PENDING, &counts, &n, &pending) !=
-        CM_OK) {
-        fprintf (stderr, "safeshare: keys list: cannot count the stored DEKs\n");
+    if (s_kek_counts (meta, "keys list", S_ALL_PENDING, &counts, &n, &pending) != 0) {
         goto cleanup;
     }
     if (env) {
@@ -588,9 +598,7 @@ cli_keys_rotate (cm_config_t *config, bool resume, unsigned batch, unsigned paus
                  id, path);
     }
     const char *current = cryptod_keyring_current (ring);
-    if (stord_meta_kek_counts (meta, NULL, S_ALL_PENDING, &counts, &n, &pending) !=
-        CM_OK) {
-        fprintf (stderr, "safeshare: keys rotate: cannot count the stored DEKs\n");
+    if (s_kek_counts (meta, "keys rotate", S_ALL_PENDING, &counts, &n, &pending) != 0) {
         goto cleanup;
     }
     r.total = s_off_current (counts, n, current);
@@ -611,9 +619,7 @@ cli_keys_rotate (cm_config_t *config, bool resume, unsigned batch, unsigned paus
     }
     /* SQLite: the old wrapped DEKs out of the WAL too.                 */
     stord_meta_scrub (meta);
-    if (stord_meta_kek_counts (meta, NULL, S_ALL_PENDING, &counts, &n, &pending) !=
-        CM_OK) {
-        fprintf (stderr, "safeshare: keys rotate: cannot count the stored DEKs\n");
+    if (s_kek_counts (meta, "keys rotate", S_ALL_PENDING, &counts, &n, &pending) != 0) {
         goto cleanup;
     }
     uint64_t left = s_off_current (counts, n, current);
@@ -689,9 +695,7 @@ cli_keys_retire (cm_config_t *config, const char *kek_id, FILE *out)
     if (!meta) {
         goto cleanup;
     }
-    if (stord_meta_kek_counts (meta, NULL, pending_before, &counts, &n, &pending) !=
-        CM_OK) {
-        fprintf (stderr, "safeshare: keys retire: cannot count the stored DEKs\n");
+    if (s_kek_counts (meta, "keys retire", pending_before, &counts, &n, &pending) != 0) {
         goto cleanup;
     }
     uint64_t used = s_count_of (counts, n, kek_id);

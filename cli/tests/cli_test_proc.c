@@ -74,6 +74,14 @@ cli_test_wait (pid_t pid, int timeout_ms)
     }
 }
 
+void
+cli_test_free2 (char **out, char **err)
+{
+    free (*out);
+    free (*err);
+    *out = *err = NULL;
+}
+
 char *
 cli_test_slurp (const char *path, size_t *len_out)
 {

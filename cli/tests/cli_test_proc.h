@@ -21,6 +21,8 @@ int cli_test_run (const char *binary, char *const argv[], const char *stdin_data
    up to a NULL (at most 14): a test's variadic s_run passes its own.  */
 int cli_test_vrun (const char *binary, const char *stdin_data, char **out, char **err,
                    va_list args);
+/* Frees what cli_test_run captured and NULLs both.                   */
+void cli_test_free2 (char **out, char **err);
 /* The whole file as a string (caller frees), NULL if unreadable.       */
 char *cli_test_slurp (const char *path, size_t *len_out);
 /* Permission bits of dir/rel, 0xffffffff if it cannot be stat'ed.     */

@@ -43,14 +43,6 @@ s_run (const char *stdin_data, char **out, char **err, ...)
     return rc;
 }
 
-static void
-s_free2 (char **out, char **err)
-{
-    free (*out);
-    free (*err);
-    *out = *err = NULL;
-}
-
 static char *
 s_path (const char *rel)
 {
@@ -110,7 +102,7 @@ s_add (const char *email, const char *role, char id[33])
     assert_true (strncmp (out, expect, strlen (expect)) == 0);
     assert_int_equal (sscanf (out + strlen (expect), "%32[0-9a-f])", id), 1);
     assert_true (cm_is_hex_id (id, 32));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 }
 
 /* ---- usage -------------------------------------------------------------- */
@@ -124,18 +116,18 @@ test_usage (void **state)
     assert_non_null (strstr (out, "\n  user disable EMAIL "));
     assert_non_null (strstr (out, "\n  user enable EMAIL "));
     assert_non_null (strstr (out, "\n  keys rotate-jwt "));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 
     assert_int_equal (s_run (NULL, &out, &err, "user", "disable", NULL), 2);
     assert_non_null (strstr (err, "user disable needs an EMAIL"));
     assert_non_null (strstr (err, "usage: safeshare"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_run (NULL, &out, &err, "user", "list", "--role", "root", NULL),
                       2);
     assert_non_null (strstr (err, "unknown role 'root'"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_run (NULL, &out, &err, "keys", "rotate-jwt", "x", NULL), 2);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 }
 
 /* ---- users -------------------------------------------------------------- */
@@ -164,7 +156,7 @@ test_add_is_audited (void **state)
                              "--role", "ops", NULL),
                       1);
     assert_non_null (strstr (err, "email_taken"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_count ("SELECT COUNT(*) FROM audit_log", NULL), 3);
 }
 
@@ -230,37 +222,37 @@ test_list (void **state)
     /* columns line up: EMAIL is as wide as the longest address */
     const char *second = strchr (out, '\n') + 1;
     assert_int_equal (strstr (out, "ROLE") - out, strstr (second, "client ") - second);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 
     assert_int_equal (s_run (NULL, &out, &err, "user", "list", "--role", "ops", NULL), 0);
     assert_int_equal (s_parse_list (out, rows, 8), 1);
     assert_string_equal (rows[0].id, s_ids[1]);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 
     assert_int_equal (s_run (NULL, &out, &err, "user", "list", "--email", "MIN@X", NULL),
                       0);
     assert_int_equal (s_parse_list (out, rows, 8), 1);
     assert_string_equal (rows[0].email, "admin@x.example");
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 
     assert_int_equal (s_run (NULL, &out, &err, "user", "list", "--email=x.example",
                              "--role=client", NULL),
                       0);
     assert_int_equal (s_parse_list (out, rows, 8), 1);
     assert_string_equal (rows[0].email, "client@x.example");
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 
     /* '_' is a character, not a wildcard; no match: just the header */
     assert_int_equal (s_run (NULL, &out, &err, "user", "list", "--email", "_", NULL), 0);
     assert_int_equal (s_parse_list (out, rows, 8), 0);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 
     /* a part no address can hold: authd refuses it, a usage error */
     assert_int_equal (
         s_run (NULL, &out, &err, "user", "list", "--email", "caf\xc3\xa9", NULL), 2);
     assert_non_null (strstr (err, "safeshare: user list: invalid_request"));
     assert_string_equal (out, "");
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 }
 
 /* More users than one page of authd_admin_list: all of them, once. */
@@ -296,13 +288,13 @@ test_list_all_pages (void **state)
         }
     }
     free (rows);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_run (NULL, &out, &err, "user", "list", NULL), 0);
     /* and everyone: the four users of the tests before too */
     rows = calloc (N + 5, sizeof *rows);
     assert_int_equal (s_parse_list (out, rows, N + 5), N + 4);
     free (rows);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 }
 
 static void
@@ -322,7 +314,7 @@ test_disable_enable (void **state)
     snprintf (expect, sizeof expect,
               "disabled user ops@x.example (id %s); its sessions are ended\n", ops);
     assert_string_equal (out, expect);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     char buf[64];
     s_scalar ("SELECT disabled FROM users WHERE id = $1", ops, buf, sizeof buf);
     assert_string_equal (buf, "1");
@@ -337,7 +329,7 @@ test_disable_enable (void **state)
     assert_int_equal (s_run (NULL, &out, &err, "user", "list", "--role", "ops", NULL), 0);
     assert_int_equal (s_parse_list (out, rows, 8), 1);
     assert_string_equal (rows[0].disabled, "yes");
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 
     /* again: nothing to do, said so, exit 0, no audit */
     assert_int_equal (s_run (NULL, &out, &err, "user", "disable", "ops@x.example", NULL),
@@ -345,14 +337,14 @@ test_disable_enable (void **state)
     snprintf (expect, sizeof expect, "user ops@x.example (id %s) was already disabled\n",
               ops);
     assert_string_equal (out, expect);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_count ("SELECT COUNT(*) FROM audit_log", NULL), audits + 1);
 
     assert_int_equal (s_run (NULL, &out, &err, "user", "enable", "ops@x.example", NULL),
                       0);
     snprintf (expect, sizeof expect, "enabled user ops@x.example (id %s)\n", ops);
     assert_string_equal (out, expect);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     s_scalar ("SELECT disabled FROM users WHERE id = $1", ops, buf, sizeof buf);
     assert_string_equal (buf, "0");
     assert_int_equal (
@@ -360,7 +352,7 @@ test_disable_enable (void **state)
     assert_int_equal (s_run (NULL, &out, &err, "user", "enable", "ops@x.example", NULL),
                       0);
     assert_non_null (strstr (out, "was already enabled"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     audits = s_count ("SELECT COUNT(*) FROM audit_log", NULL);
 
     /* Failures: exit 1, the code on stderr, nothing changed. */
@@ -368,21 +360,21 @@ test_disable_enable (void **state)
         s_run (NULL, &out, &err, "user", "disable", "nobody@x.example", NULL), 1);
     assert_non_null (strstr (err, "safeshare: user disable: user_not_found ("));
     assert_string_equal (out, "");
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (
         s_run (NULL, &out, &err, "user", "enable", "nobody@x.example", NULL), 1);
     assert_non_null (strstr (err, "safeshare: user enable: user_not_found"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_run (NULL, &out, &err, "user", "disable", "not-an-email", NULL),
                       1);
     assert_non_null (strstr (err, "safeshare: user disable: invalid_email"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     /* admin@ is the only admin */
     assert_int_equal (
         s_run (NULL, &out, &err, "user", "disable", "admin@x.example", NULL), 1);
     assert_non_null (strstr (err, "safeshare: user disable: last_admin ("));
     assert_string_equal (out, "");
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     s_scalar ("SELECT disabled FROM users WHERE id = $1", s_ids[0], buf, sizeof buf);
     assert_string_equal (buf, "0");
     assert_int_equal (s_count ("SELECT COUNT(*) FROM audit_log", NULL), audits);
@@ -392,11 +384,11 @@ test_disable_enable (void **state)
     s_add ("admin2@x.example", "admin", admin2);
     assert_int_equal (
         s_run (NULL, &out, &err, "user", "disable", "admin@x.example", NULL), 0);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (
         s_run (NULL, &out, &err, "user", "disable", "admin2@x.example", NULL), 1);
     assert_non_null (strstr (err, "last_admin"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 }
 
 /* ---- keys rotate-jwt ---------------------------------------------------- */
@@ -468,18 +460,18 @@ test_rotate_jwt (void **state)
     assert_int_equal (s_run (NULL, &out, &err, "keys", "rotate-jwt", NULL), 1);
     assert_non_null (strstr (err, "safeshare keys generate"));
     assert_string_equal (out, "");
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_mode ("rot-keys"), 0xffffffffu);
     assert_int_equal (mkdir (kdir, 0700), 0);
     assert_int_equal (s_run (NULL, &out, &err, "keys", "rotate-jwt", NULL), 1);
     assert_non_null (strstr (err, "no JWT signing key"));
     assert_non_null (strstr (err, "safeshare keys generate"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     const char *none[] = {NULL};
     s_key_dir_is ("rot-keys", none);
 
     assert_int_equal (s_run (NULL, &out, &err, "keys", "generate", NULL), 0);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     char kid0[17], old_kid[17], new_kid[17], kid[17];
     s_kid_of ("rot-keys/jwt-es256.pem", kid0);
     size_t pem0_len = 0;
@@ -497,7 +489,7 @@ test_rotate_jwt (void **state)
     assert_string_equal (kid, new_kid);
     assert_null (strstr (out, "PRIVATE KEY"));
     assert_null (strstr (err, "PRIVATE KEY"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_mode ("rot-keys/jwt-es256.pem"), 0600);
     assert_int_equal (s_mode ("rot-keys/jwt-es256.pub"), 0644);
     const char *pair[] = {"kek.ring", "jwt-es256.pem", "jwt-es256.pub", NULL};
@@ -515,7 +507,7 @@ test_rotate_jwt (void **state)
     s_rotated (out, old_kid, new_kid);
     assert_string_equal (old_kid, prev);
     assert_string_not_equal (new_kid, prev);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 
     /* A lone half, a damaged key, an open key dir: refused, unchanged. */
     size_t pem1_len = 0;
@@ -525,7 +517,7 @@ test_rotate_jwt (void **state)
     assert_int_equal (rename (pub, pub_saved), 0);
     assert_int_equal (s_run (NULL, &out, &err, "keys", "rotate-jwt", NULL), 1);
     assert_non_null (strstr (err, "jwt-es256.pem exists but"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (rename (pub_saved, pub), 0);
 
     FILE *f = fopen (pem_path, "w");
@@ -534,7 +526,7 @@ test_rotate_jwt (void **state)
     fclose (f);
     assert_int_equal (s_run (NULL, &out, &err, "keys", "rotate-jwt", NULL), 1);
     assert_non_null (strstr (err, "is not a P-256 key"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     size_t junk_len = 0;
     char *junk = cli_test_slurp (pem_path, &junk_len);
     assert_non_null (strstr (junk, "not a key"));
@@ -547,7 +539,7 @@ test_rotate_jwt (void **state)
     assert_int_equal (chmod (kdir, 0755), 0);
     assert_int_equal (s_run (NULL, &out, &err, "keys", "rotate-jwt", NULL), 1);
     assert_non_null (strstr (err, "accessible by other users"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (chmod (kdir, 0700), 0);
     size_t pem2_len = 0;
     char *pem2 = cli_test_slurp (pem_path, &pem2_len);

@@ -53,14 +53,6 @@ s_run (char **out, char **err, ...)
     return rc;
 }
 
-static void
-s_free2 (char **out, char **err)
-{
-    free (*out);
-    free (*err);
-    *out = *err = NULL;
-}
-
 static int
 s_setup (void **state)
 {
@@ -154,11 +146,11 @@ test_clean (void **state)
     assert_int_equal (s_run (&out, &err, "fsck", NULL), 0);
     assert_string_equal (
         out, "fsck: 3 committed files checked, 0 problems found, 0 removed\n");
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     /* --grace 0: now it is stale.                                      */
     assert_int_equal (s_run (&out, &err, "fsck", "--grace", "0", NULL), 1);
     assert_true (s_has_line (out, "stale pending upload %s\n", id));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     /* Configuration errors: exit 2.                                    */
     if (strncmp (f->url, "sqlite:", 7) == 0) {
         char url[700];
@@ -166,11 +158,11 @@ test_clean (void **state)
         setenv ("SAFESHARE_STORAGE_DB", url, 1);
         assert_int_equal (s_run (&out, &err, "fsck", NULL), 2);
         assert_non_null (strstr (err, "no storage database at"));
-        s_free2 (&out, &err);
+        cli_test_free2 (&out, &err);
         setenv ("SAFESHARE_STORAGE_DB", f->url, 1);
     }
     assert_int_equal (s_run (&out, &err, "fsck", "extra", NULL), 2);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 }
 
 static void
@@ -245,7 +237,7 @@ test_damage_repair (void **state)
     assert_true (s_has_line (
         out, "%s", "fsck: 5 committed files checked, 7 problems found, 0 removed\n"));
     assert_null (strstr (out, "removed orphan"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (access (orphan_path, F_OK), 0); /* nothing removed */
 
     assert_int_equal (s_run (&out, &err, "fsck", "--repair", NULL), 1);
@@ -254,7 +246,7 @@ test_damage_repair (void **state)
     assert_true (s_has_line (out, "removed stale pending upload %s\n", stale));
     assert_true (s_has_line (
         out, "%s", "fsck: 5 committed files checked, 7 problems found, 3 removed\n"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (access (orphan_path, F_OK), -1);
     assert_int_equal (access (path, F_OK), -1);
     snprintf (path, sizeof path, "%s/tmp/%s.part", f->blobs, stale);
@@ -282,7 +274,7 @@ test_damage_repair (void **state)
     assert_null (strstr (out, "stale"));
     assert_true (s_has_line (
         out, "%s", "fsck: 5 committed files checked, 4 problems found, 0 removed\n"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     free (plain);
 }
 

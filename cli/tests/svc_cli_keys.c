@@ -65,14 +65,6 @@ s_run (char **out, char **err, ...)
     return rc;
 }
 
-static void
-s_free2 (char **out, char **err)
-{
-    free (*out);
-    free (*err);
-    *out = *err = NULL;
-}
-
 static int
 s_setup (void **state)
 {
@@ -230,7 +222,7 @@ test_decrypt (void **state)
     assert_string_equal (kept, "mine");
     free (kept);
     unlink (path);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 
     /* No such file; a usage error; a directory that does not exist.    */
     snprintf (path, sizeof path, "%s/x", f->outdir);
@@ -238,15 +230,15 @@ test_decrypt (void **state)
                              "00000000000000000000000000000000", "--out", path, NULL),
                       1);
     assert_non_null (strstr (err, "file_not_found"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (
         s_run (&out, &err, "decrypt", "--file", "../../etc/passwd", "--out", path, NULL),
         2);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     snprintf (path, sizeof path, "%s/nodir/x", f->outdir);
     assert_int_equal (
         s_run (&out, &err, "decrypt", "--file", ids[0], "--out", path, NULL), 1);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_entries (f->outdir), 0);
 
     /* Tampering: one flipped bit in the last chunk's ciphertext, after
@@ -266,7 +258,7 @@ test_decrypt (void **state)
         s_run (&out, &err, "decrypt", "--file", ids[0], "--out", path, NULL), 1);
     assert_non_null (strstr (err, "chunk 3 of file"));
     assert_non_null (strstr (err, "does not authenticate"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_entries (f->outdir), 0);
     b ^= 0x10;
     assert_int_equal (pwrite (fd, &b, 1, (off_t)off), 1);
@@ -294,7 +286,7 @@ test_decrypt (void **state)
     assert_int_equal (
         s_run (&out, &err, "decrypt", "--file", ids[0], "--out", path, NULL), 1);
     assert_non_null (strstr (err, "not the size the metadata says"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     close (fd);
 
     /* A blob that decrypts but is not what the metadata says: the
@@ -309,7 +301,7 @@ test_decrypt (void **state)
     assert_int_equal (
         s_run (&out, &err, "decrypt", "--file", ids[1], "--out", path, NULL), 1);
     assert_non_null (strstr (err, "but the metadata says"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_entries (f->outdir), 0);
 
     /* A wrapped DEK copied from another file's row does not unwrap
@@ -326,7 +318,7 @@ test_decrypt (void **state)
     assert_int_equal (
         s_run (&out, &err, "decrypt", "--file", ids[2], "--out", path, NULL), 1);
     assert_non_null (strstr (err, "cannot unwrap the DEK"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_entries (f->outdir), 0);
     for (int i = 0; i < 4; i++) {
         free (plains[i]);
@@ -404,16 +396,16 @@ test_rotate_retire (void **state)
     assert_int_equal (s_run (&out, &err, "keys", "list", NULL), 0);
     assert_true (s_listed (out, k1, "yes", N));
     assert_non_null (strstr (out, "ring: "));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 
     /* The current KEK is never retired.                                */
     assert_int_equal (s_run (&out, &err, "keys", "retire", k1, NULL), 1);
     assert_non_null (strstr (err, "is the current KEK"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 
     /* A new KEK without rewrap (`keys generate`): K1 still wraps all N. */
     assert_int_equal (s_run (&out, &err, "keys", "generate", NULL), 0);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     s_current (f, k2);
     size_t ring_len = 0;
     char *ring_before = cli_test_slurp (f->st.ring, &ring_len);
@@ -421,7 +413,7 @@ test_rotate_retire (void **state)
     char want[160];
     snprintf (want, sizeof want, "KEK %s still wraps %d stored DEK(s)", k1, N);
     assert_non_null (strstr (err, want));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     size_t ring_len2 = 0;
     char *ring_after = cli_test_slurp (f->st.ring, &ring_len2);
     assert_int_equal (ring_len, ring_len2);
@@ -431,13 +423,13 @@ test_rotate_retire (void **state)
     assert_int_equal (s_run (&out, &err, "keys", "list", NULL), 0);
     assert_true (s_listed (out, k1, "no", N));
     assert_true (s_listed (out, k2, "yes", 0));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 
     /* --resume only rewraps (no new KEK), to K2.                       */
     assert_int_equal (s_run (&out, &err, "keys", "rotate", "--resume", NULL), 0);
     assert_non_null (strstr (out, "every stored DEK is under KEK"));
     assert_non_null (strstr (out, k2));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_ring_size (f), 2);
     assert_int_equal (s_count_kek (f, k2), N);
     for (int i = 0; i < N; i++) {
@@ -464,10 +456,10 @@ test_rotate_retire (void **state)
     assert_int_equal (stord_meta_file_insert (meta, "t", &later), CM_OK);
     assert_int_equal (s_run (&out, &err, "keys", "retire", k1, NULL), 1);
     assert_non_null (strstr (err, "1 upload(s) in progress"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_run (&out, &err, "keys", "list", NULL), 0);
     assert_non_null (strstr (out, "2 upload(s) in progress"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (stord_meta_file_delete (meta, "t", pend.id, STORD_STATE_PENDING),
                       CM_OK);
     stord_meta_destroy (&meta);
@@ -475,14 +467,14 @@ test_rotate_retire (void **state)
     assert_int_equal (s_run (&out, &err, "keys", "retire", k1, NULL), 0);
     snprintf (want, sizeof want, "KEK %s retired: 1 KEK(s) left", k1);
     assert_non_null (strstr (out, want));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_ring_size (f), 1);
     struct stat st;
     assert_int_equal (stat (f->st.ring, &st), 0);
     assert_int_equal (st.st_mode & 0777, 0600);
     assert_int_equal (s_run (&out, &err, "keys", "retire", k1, NULL), 1);
     assert_non_null (strstr (err, "is not in the ring"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 
     /* A full rotation: new K3, every DEK rewrapped, files still open. */
     char before[N][1025], kek[65];
@@ -495,7 +487,7 @@ test_rotate_retire (void **state)
     assert_non_null (strstr (out, want));
     snprintf (want, sizeof want, "rewrapped %d of %d DEKs", N, N);
     assert_non_null (strstr (out, want));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     s_current (f, k3);
     assert_string_not_equal (k2, k3);
     assert_int_equal (s_ring_size (f), 2);
@@ -512,9 +504,9 @@ test_rotate_retire (void **state)
     assert_int_equal (s_run (&out, &err, "keys", "list", NULL), 0);
     assert_true (s_listed (out, k2, "no", 0));
     assert_true (s_listed (out, k3, "yes", N));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_run (&out, &err, "keys", "retire", k2, NULL), 0);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_ring_size (f), 1);
     for (int i = 0; i < N; i++) {
         assert_int_equal (
@@ -524,7 +516,7 @@ test_rotate_retire (void **state)
     /* Nothing to do is fine.                                           */
     assert_int_equal (s_run (&out, &err, "keys", "rotate", "--resume", NULL), 0);
     assert_non_null (strstr (out, "rewrapping 0 DEKs"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
 }
 
 /* A DEK under a KEK the ring lacks: list says MISSING (exit 1), rotate
@@ -546,12 +538,12 @@ test_missing_kek (void **state)
     assert_int_equal (s_run (&out, &err, "keys", "list", NULL), 1);
     assert_true (s_listed (out, "00000000000000aa", "MISSING", 1));
     assert_non_null (strstr (err, "cannot be decrypted"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_run (&out, &err, "keys", "rotate", NULL), 1);
     assert_non_null (strstr (err, lost));
     assert_non_null (strstr (err, "its KEK is not in the ring"));
     assert_non_null (strstr (err, "1 DEK(s) are still under other KEKs"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     char cur[17], kek[65], w[1025];
     s_current (f, cur);
     s_row (f, good, kek, w);
@@ -659,14 +651,14 @@ test_rotate_interrupted (void **state)
     char want[80];
     snprintf (want, sizeof want, "rewrapping %ld DEKs to KEK %s", N - new2, k2);
     assert_non_null (strstr (out, want));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_count_kek (f, k2), N);
     assert_int_equal (s_ring_size (f), 2);
     for (int i = 0; i < N; i++) {
         assert_int_equal (s_decrypt_check (f, ids[i], "c", plain, 6000), 0);
     }
     assert_int_equal (s_run (&out, &err, "keys", "retire", k1, NULL), 0);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     free (plain);
 }
 
@@ -705,7 +697,7 @@ test_env_ring (void **state)
     assert_non_null (strstr (out, "ring: SAFESHARE_KEK_RING"));
     assert_true (s_listed (out, k1, "yes", 1));
     assert_null (strstr (out, env + 17)); /* list never prints a key */
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_decrypt_check (f, id, "e", plain, 9000), 0);
 
     /* rotate prints the new value (the only way a key is printed) and
@@ -721,7 +713,7 @@ test_env_ring (void **state)
     snprintf (k2, sizeof k2, "%s", cryptod_keyring_current (r2));
     cryptod_keyring_destroy (&r2);
     assert_non_null (strstr (out, "every stored DEK is under KEK"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_count_kek (f, k2), 1);
     assert_int_equal (s_decrypt_check (f, id, "e", plain, 9000), 1); /* old value */
     setenv ("SAFESHARE_KEK_RING", env2, 1);
@@ -729,14 +721,14 @@ test_env_ring (void **state)
 
     /* retire prints the value without K1.                              */
     assert_int_equal (s_run (&out, &err, "keys", "retire", k2, NULL), 1);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_run (&out, &err, "keys", "retire", k1, NULL), 0);
     char *env3 = s_env_value (out);
     assert_null (strstr (env3, k1));
     assert_non_null (strstr (env3, k2));
     assert_int_equal (strlen (env3), 81);
     assert_int_equal (access (f->st.ring, F_OK), -1);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     setenv ("SAFESHARE_KEK_RING", env3, 1);
     assert_int_equal (s_decrypt_check (f, id, "e", plain, 9000), 0);
 
@@ -747,7 +739,7 @@ test_env_ring (void **state)
     assert_int_equal (strlen (env4), 2 * 82 - 1);
     assert_true (strncmp (env4, env3, 81) == 0 && env4[81] == ';');
     assert_int_equal (access (f->st.ring, F_OK), -1);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     free (env4);
 
     /* A bad value: refused, and no part of it in any output.           */
@@ -759,11 +751,11 @@ test_env_ring (void **state)
     assert_null (strstr (err, env3 + 17));
     assert_null (strstr (out, env3 + 17));
     assert_null (strstr (err, env2 + 60));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     setenv ("SAFESHARE_KEK_RING", "a\x01", 1);
     assert_int_equal (s_run (&out, &err, "keys", "list", NULL), 2);
     assert_non_null (strstr (err, "SAFESHARE_KEK_RING=(secret, not shown)"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     unsetenv ("SAFESHARE_KEK_RING");
     assert_int_equal (rename (moved, f->st.ring), 0);
     cm_secret_free (env, strlen (env) + 1);
@@ -787,9 +779,9 @@ test_no_storage_db (void **state)
     char *out, *err;
     assert_int_equal (s_run (&out, &err, "keys", "list", NULL), 1);
     assert_non_null (strstr (err, "no storage database at"));
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_run (&out, &err, "keys", "rotate", NULL), 1);
-    s_free2 (&out, &err);
+    cli_test_free2 (&out, &err);
     assert_int_equal (s_ring_size (f), 1); /* no KEK added */
     char path[700];
     snprintf (path, sizeof path, "%s/nope.db", f->st.dir);
