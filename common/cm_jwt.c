@@ -14,6 +14,7 @@
     the lock, then swaps them in under a writer lock; verify copies the one
     key it needs under a reader lock and checks the signature unlocked.  */
 #include "cm_jwt.h"
+#include "cm_role.h"
 #include "cm_log.h"
 #include "cm_util.h"
 
@@ -317,8 +318,7 @@ cm_jwt_signer_public_pem (const cm_jwt_signer_t *self)
 static bool
 s_role_valid (const char *role)
 {
-    return role && (strcmp (role, "client") == 0 || strcmp (role, "ops") == 0 ||
-                    strcmp (role, "admin") == 0);
+    return cm_role_parse (role) != SAFESHARE__ROLE__ROLE_NONE;
 }
 
 char *
