@@ -1630,6 +1630,18 @@ test_limits (void **state)
     s_assert_error (&r, 400, "invalid_request");
     assert_non_null (strstr (r.body, "password"));
     s_resp_free (&r);
+    /* A NUL inside a string would cut it short on the wire (a password
+       "abcdefgh\u0000x" taken as "abcdefgh"): the JSON reader refuses
+       \u0000 (jansson without JSON_ALLOW_NUL) before any field is read. */
+    const char *nul[] = {"{\"email\":\"a@b.c\",\"password\":\"abcdefgh\\u0000x\"}",
+                         "{\"email\":\"a@b.c\\u0000x\",\"password\":\"abcdefghij\"}"};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal (s_post ("/api/auth/login", NULL, "application/json", nul[i],
+                                  strlen (nul[i]), &r),
+                          0);
+        s_assert_error (&r, 400, "invalid_json");
+        s_resp_free (&r);
+    }
     const char *neg = "{\"expires_in\": -5}";
     assert_int_equal (s_post ("/api/files/" FILE_ID "/links", s_client_token,
                               "application/json", neg, strlen (neg), &r),
