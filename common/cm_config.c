@@ -48,8 +48,29 @@ static const s_key_t s_keys[] = {
     {"SAFESHARE_AUTH_DB", S_DB, "sqlite:{data}/auth.db", 0, 0, NULL},
     {"SAFESHARE_STORAGE_DB", S_DB, "sqlite:{data}/storage.db", 0, 0, NULL},
     {"SAFESHARE_MAILER_DB", S_DB, "sqlite:{data}/mailer.db", 0, 0, NULL},
-    {"SAFESHARE_STORAGE_BACKEND", S_ENUM, "disk", 0, 0, "disk"},
+    {"SAFESHARE_STORAGE_BACKEND", S_ENUM, "disk", 0, 0, "disk|s3"},
+    /* Unset = the host name (storage checks the form). */
+    {"SAFESHARE_STORAGE_INSTANCE", S_STR, NULL, 0, 0, NULL},
     {"SAFESHARE_BLOB_DIR", S_PATH, "{data}/blobs", 0, 0, NULL},
+    /* The S3 backend (docs/storage.md); endpoint, bucket and keys are
+       required when SAFESHARE_STORAGE_BACKEND=s3 (checked by storage). */
+    {"SAFESHARE_S3_ENDPOINT", S_URL, NULL, 0, 0, NULL},
+    {"SAFESHARE_S3_BUCKET", S_STR, NULL, 0, 0, NULL},
+    {"SAFESHARE_S3_REGION", S_STR, "us-east-1", 0, 0, NULL},
+    {"SAFESHARE_S3_ACCESS_KEY", S_STR, NULL, 0, 0, NULL},
+    {"SAFESHARE_S3_SECRET_KEY", S_SECRET, NULL, 0, 0, NULL},
+    {"SAFESHARE_S3_ADDRESSING", S_ENUM, "path", 0, 0, "path|virtual"},
+    /* Keys are PREFIX + 32 hex; the prefix is [a-z0-9/] only. */
+    {"SAFESHARE_S3_PREFIX", S_STR, "blobs/", 0, 0, NULL},
+    /* Bytes buffered per pending upload; S3 parts are >= 5 MiB. */
+    {"SAFESHARE_S3_PART_SIZE", S_INT, "8388608", 5242880, 268435456, NULL},
+    /* Uploads buffered at once (each up to a part in memory); more: busy. */
+    {"SAFESHARE_S3_MAX_PENDING", S_INT, "32", 1, 1024, NULL},
+    /* One S3 operation, retries and back-off included. */
+    {"SAFESHARE_S3_TIMEOUT_MS", S_INT, "30000", 1000, 600000, NULL},
+    {"SAFESHARE_S3_CONNECT_TIMEOUT_MS", S_INT, "3000", 100, 60000, NULL},
+    /* Retries of a 5xx, a timeout or a connection error. */
+    {"SAFESHARE_S3_RETRIES", S_INT, "3", 0, 10, NULL},
     {"SAFESHARE_MAIL_DIR", S_PATH, "{data}/mail", 0, 0, NULL},
     {"SAFESHARE_KEY_DIR", S_PATH, "{data}/keys", 0, 0, NULL},
     /* The KEK ring itself, for containers ("<id> <64 hex>;...", the last
@@ -70,6 +91,10 @@ static const s_key_t s_keys[] = {
     {"SAFESHARE_CRYPTO_WINDOW", S_INT, "4", 1, 64, NULL},
     {"SAFESHARE_CHUNK_SIZE", S_INT, "1048576", 4096, 16777216, NULL},
     {"SAFESHARE_MAX_UPLOAD_BYTES", S_INT, "10737418240", 0, LONG_MAX, NULL},
+    /* Upload extension allow-list, "*" = any (gw_policy: GW_POLICY_DEFAULT
+       is the same list, checked by unit_gateway_policy).               */
+    {"SAFESHARE_UPLOAD_ALLOWED_TYPES", S_STR,
+     "docx,xlsx,pptx,odt,ods,odp,pdf,png,jpg,jpeg,gif,webp,txt,csv,zip,bin", 0, 0, NULL},
     {"SAFESHARE_ACCESS_TTL", S_INT, "900", 30, 86400, NULL},
     {"SAFESHARE_VERIFY_TTL", S_INT, "86400", 60, 2592000, NULL},
     {"SAFESHARE_REFRESH_TTL", S_INT, "1209600", 60, 31536000, NULL},
@@ -82,7 +107,27 @@ static const s_key_t s_keys[] = {
     {"SAFESHARE_JWT_AUDIENCE", S_STR, "safeshare-api", 0, 0, NULL},
     {"SAFESHARE_RPC_TIMEOUT_MS", S_INT, "5000", 100, 600000, NULL},
     {"SAFESHARE_HTTP_THREADS", S_INT, "16", 1, 256, NULL},
+    /* The gateway's drain on SIGTERM: in-flight requests get this long. */
+    {"SAFESHARE_SHUTDOWN_GRACE_MS", S_INT, "30000", 0, 3600000, NULL},
     {"SAFESHARE_MAIL_FROM", S_STR, "safeshare <no-reply@localhost>", 0, 0, NULL},
+    /* The mailer (docs/mail.md). Reply-To: unset = none. */
+    {"SAFESHARE_MAIL_REPLY_TO", S_STR, NULL, 0, 0, NULL},
+    /* smtp://[user[:pass]@]host[:port][?tls=none]: holds a password, so
+       a secret (never echoed); unset = the mail drop.                  */
+    {"SAFESHARE_SMTP_URL", S_SECRET, NULL, 0, 0, NULL},
+    /* Each SMTP step (connect, greeting, every reply, the transfer). */
+    {"SAFESHARE_SMTP_TIMEOUT_MS", S_INT, "10000", 100, 300000, NULL},
+    /* CA certificates for the SMTP server's; unset = the system's. */
+    {"SAFESHARE_SMTP_CA_FILE", S_PATH, NULL, 0, 0, NULL},
+    /* Transient failures are retried until a job is this old (s). */
+    {"SAFESHARE_MAIL_MAX_AGE", S_INT, "86400", 60, 2592000, NULL},
+    /* Backoff: the first retry after MIN, doubling up to MAX (jittered). */
+    {"SAFESHARE_MAIL_RETRY_MIN_MS", S_INT, "5000", 10, 3600000, NULL},
+    {"SAFESHARE_MAIL_RETRY_MAX_MS", S_INT, "600000", 10, 86400000, NULL},
+    /* A claimed job's lease (s): a dead mailer's job is sent after it. */
+    {"SAFESHARE_MAIL_LEASE_S", S_INT, "300", 2, 86400, NULL},
+    /* NAME.subject/.txt/.html for every template; unset = built in. */
+    {"SAFESHARE_MAIL_TEMPLATE_DIR", S_PATH, NULL, 0, 0, NULL},
 };
 #define S_NKEYS (sizeof s_keys / sizeof s_keys[0])
 

@@ -35,8 +35,9 @@ long cm_config_int (cm_config_t *self, const char *key);
      SAFESHARE_AUTH_DB             sqlite:$DATA_DIR/auth.db
      SAFESHARE_STORAGE_DB          sqlite:$DATA_DIR/storage.db
      SAFESHARE_MAILER_DB           sqlite:$DATA_DIR/mailer.db
-     SAFESHARE_STORAGE_BACKEND     disk
+     SAFESHARE_STORAGE_BACKEND     disk       (disk | s3)
      SAFESHARE_BLOB_DIR            $DATA_DIR/blobs
+     SAFESHARE_S3_*                the S3 backend (docs/storage.md)
      SAFESHARE_MAIL_DIR            $DATA_DIR/mail
      SAFESHARE_KEY_DIR             $DATA_DIR/keys   (kek.ring, jwt-es256.pem, jwt-es256.pub)
      SAFESHARE_AUTH_ENDPOINT       ipc://$DATA_DIR/run/auth.sock   (also _CRYPTO_, _STORAGE_, _MAILER_)
@@ -56,7 +57,9 @@ long cm_config_int (cm_config_t *self, const char *key);
      SAFESHARE_JWT_AUDIENCE        safeshare-api
      SAFESHARE_RPC_TIMEOUT_MS      5000       gateway -> service call timeout
      SAFESHARE_HTTP_THREADS        16
-     SAFESHARE_MAIL_FROM           safeshare <no-reply@localhost>      */
+     SAFESHARE_MAIL_FROM           safeshare <no-reply@localhost>
+     SAFESHARE_MAIL_REPLY_TO, SAFESHARE_SMTP_*, SAFESHARE_MAIL_*   the mailer
+                                   (docs/mail.md)                      */
 
 /* Makes `dir` (and parents) with `mode` if missing, fsyncing the parent
    of each directory it creates. 0 / -1.                                */

@@ -87,13 +87,19 @@ cm_db_open (const char *url)
         return NULL;
     }
     const char *path = url + 7;
-    /* Create the file ourselves so it is 0600 whatever the umask. */
-    int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
+    /* Create the file ourselves so it is 0600 whatever the umask. Only
+       when it is missing: close() of any descriptor of the file drops
+       every POSIX lock this process holds on it, those of an open SQLite
+       connection too -- another process would then think it is alone and
+       delete the WAL that connection still writes to.                   */
+    int fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EEXIST) {
         cm_error (NULL, "open(%s) failed: %s", path, strerror (errno));
         return NULL;
     }
-    close (fd);
+    if (fd >= 0) {
+        close (fd);
+    }
     cm_db_t *self = calloc (1, sizeof *self);
     if (!self) {
         return NULL;

@@ -89,6 +89,18 @@ cm_service_init (const cm_service_info_t *info, int *argc, char **argv, int *exi
     /* czmq must not install its handler over ours: it would reset on the
        first zsock_new and a second Ctrl-C would not exit at once.       */
     zsys_handler_set (NULL);
+    /* czmq sets itself up on the first zsock_new otherwise. zsys_init
+       (czmq 4.2) marks itself done, then sets the thread name prefix,
+       which asserts that no socket exists yet: a second thread making
+       its first socket meanwhile (civetweb workers, crypto workers)
+       sees "done", and the first aborts the process. Set up here,
+       before any thread.                                               */
+    if (zsys_init () == NULL) {
+        fprintf (stderr, "%s: zsys_init() failed\n", info->binary);
+        cm_config_destroy (&config);
+        *exit_code = 2;
+        return NULL;
+    }
     struct sigaction sa;
     memset (&sa, 0, sizeof sa);
     sa.sa_handler = s_on_signal;

@@ -17,8 +17,10 @@ build_pkgs=(
 # postgresql: the server for the private test cluster (pg-test-cluster.sh).
 # python3-cryptography: AES-GCM for the independent format decryptor
 # (tests/system/format_decrypt.py, run with /usr/bin/python3).
+# awscli: an independent S3 client for the S3 system tests (/usr/bin/aws).
+# python3-aiosmtpd: the SMTP server of the mail tests (scripts/smtp-test-server.sh).
 test_pkgs=(curl python3 python3-cryptography procps iproute2 openssl clang-format
-           postgresql)
+           postgresql awscli python3-aiosmtpd)
 
 pkgs=("${build_pkgs[@]}")
 [ $want_test = 1 ] && pkgs+=("${test_pkgs[@]}")
@@ -35,4 +37,21 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" -ne 0 ] && SUDO=sudo
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq --no-install-recommends --no-upgrade "${missing[@]}" >/dev/null
+fi
+
+# The S3 test server (scripts/s3-test-server.sh) is moto on the machine's
+# python3, which checks SigV4 signatures and is not installed from a
+# registry. Only where it is missing: npm s3rver, pinned (it does not
+# check signatures; the script says so when it runs).
+if [ $want_test = 1 ] && ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1 \
+    && [ "$(s3rver --version 2>/dev/null || true)" != 3.7.1 ]; then
+    echo "install-deps: moto is missing; installing npm s3rver@3.7.1 (no signature checks)"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    if ! command -v npm >/dev/null 2>&1; then
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+            --no-install-recommends --no-upgrade npm >/dev/null
+    fi
+    $SUDO npm install -g --no-audit --no-fund s3rver@3.7.1 >/dev/null
 fi

@@ -39,6 +39,10 @@ const char *const cli_args_usage =
     "                                   orphan blobs and pending uploads older\n"
     "                                   than SECONDS (3600); --repair removes\n"
     "                                   those (never a committed file)\n"
+    "  mail list [--status STATUS] [--limit N]\n"
+    "                                   the mailer's jobs, newest first; STATUS is\n"
+    "                                   pending, sending, sent or failed\n"
+    "  mail retry ID                    send a failed mail job again\n"
     "  version                          print the version\n"
     "  help                             this text\n"
     "\n"
@@ -409,6 +413,12 @@ cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err, size_t 
     if (strcmp (cmd, "fsck") == 0) {
         out->cmd = CLI_CMD_FSCK;
         return s_parse_fsck (argc - 2, argv + 2, out, err, errlen);
+    }
+    if (strcmp (cmd, "mail") == 0) {
+        out->cmd = CLI_CMD_MAIL; /* cli_mail parses the rest */
+        out->mail_argc = argc - 2;
+        out->mail_argv = argv + 2;
+        return 0;
     }
     if (s_listed (s_later, cmd)) {
         return s_fail (err, errlen, "%.64s is not available in this version", cmd);

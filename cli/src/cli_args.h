@@ -21,7 +21,8 @@ typedef enum {
     CLI_CMD_USER_LIST,
     CLI_CMD_USER_DISABLE,
     CLI_CMD_USER_ENABLE,
-    CLI_CMD_FSCK
+    CLI_CMD_FSCK,
+    CLI_CMD_MAIL
 } cli_cmd_t;
 
 /* Longest `user list --email` part (an e-mail address is at most 254). */
@@ -56,6 +57,9 @@ typedef struct {
     /* FSCK: --repair, --grace SECONDS. */
     int repair;
     unsigned grace_s;
+    /* MAIL: the arguments after `mail` (parsed by cli_mail). */
+    int mail_argc;
+    char *const *mail_argv;
 } cli_args_t;
 
 /* The command list for --help and `safeshare help`. */

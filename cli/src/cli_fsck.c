@@ -21,7 +21,6 @@ typedef struct {
 
 typedef struct {
     FILE *out;
-    const char *blob_dir;
     bool repair;
     size_t files;    /* committed files checked */
     size_t problems; /* lines reported */
@@ -182,7 +181,7 @@ s_check_orphans (s_fsck_t *k, stord_meta_t *meta, stord_backend_t *blobs)
             continue;
         }
         char path[4200];
-        snprintf (path, sizeof path, "%s/%.2s/%s", k->blob_dir, id, id);
+        stord_backend_where (blobs, id, false, path, sizeof path);
         k->problems++;
         fprintf (k->out, "orphan blob %s\n", path);
         if (k->repair) {
@@ -217,14 +216,15 @@ s_check_pending (s_fsck_t *k, stord_meta_t *meta, stord_backend_t *blobs, uint64
                would take the committed blob with it.                  */
             if (st == CM_OK && file.state == STORD_STATE_COMMITTED) {
                 k->problems++;
-                fprintf (k->out, "file %s: leftover partial blob %s/tmp/%s.part\n", id,
-                         k->blob_dir, id);
+                char path[4200];
+                fprintf (k->out, "file %s: leftover partial blob %s\n", id,
+                         stord_backend_where (blobs, id, true, path, sizeof path));
             }
             k->failed |= st != CM_OK && st != CM_NOT_FOUND;
             continue;
         }
         char path[4200];
-        snprintf (path, sizeof path, "%s/tmp/%s.part", k->blob_dir, id);
+        stord_backend_where (blobs, id, true, path, sizeof path);
         k->problems++;
         fprintf (k->out, "orphan blob %s\n", path);
         if (k->repair) {
@@ -233,7 +233,8 @@ s_check_pending (s_fsck_t *k, stord_meta_t *meta, stord_backend_t *blobs, uint64
         }
     }
     list.count = 0;
-    if (stord_meta_pending_before (meta, NULL, cutoff, s_collect_row, &list) != CM_OK) {
+    if (stord_meta_pending_before (meta, NULL, cutoff, NULL, s_collect_row, &list) !=
+        CM_OK) {
         fprintf (stderr, "safeshare: fsck: cannot list the pending uploads\n");
         goto cleanup;
     }
@@ -277,9 +278,7 @@ cli_fsck (cm_config_t *config, bool repair, uint64_t grace_s, FILE *out)
     if (!blobs) {
         goto cleanup;
     }
-    s_fsck_t k = {.out = out,
-                  .blob_dir = cm_config_get (config, "SAFESHARE_BLOB_DIR"),
-                  .repair = repair};
+    s_fsck_t k = {.out = out, .repair = repair};
     uint64_t now = cm_now_s ();
     uint64_t cutoff = now > grace_s ? now - grace_s : 0;
     if (s_check_files (&k, meta, ring, blobs) != 0 ||

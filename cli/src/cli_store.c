@@ -1,8 +1,6 @@
 /*  cli_store -- offline access to storage's DB and blobs.               */
 #include "cli_store.h"
-#include "stord_disk.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,27 +34,11 @@ cli_store_meta (cm_config_t *config, const char *cmd)
 stord_backend_t *
 cli_store_blobs (cm_config_t *config, const char *cmd)
 {
-    const char *backend = cm_config_get (config, "SAFESHARE_STORAGE_BACKEND");
-    const char *dir = cm_config_get (config, "SAFESHARE_BLOB_DIR");
-    if (!backend || strcmp (backend, "disk") != 0) {
-        fprintf (stderr, "safeshare: %s: storage backend %s is not supported offline\n",
-                 cmd, backend ? backend : "(unset)");
-        return NULL;
-    }
-    struct stat st;
-    int rc = dir ? stat (dir, &st) : -1;
-    if (rc != 0 || !S_ISDIR (st.st_mode)) {
-        fprintf (stderr,
-                 "safeshare: %s: no blob directory at %s (SAFESHARE_BLOB_DIR): %s\n", cmd,
-                 dir ? dir : "(unset)",
-                 !dir      ? "not set"
-                 : rc != 0 ? strerror (errno)
-                           : "not a directory");
-        return NULL;
-    }
-    stord_backend_t *blobs = stord_disk_new (dir);
+    char err[512];
+    /* Never creates a blob dir: a wrong setting must not look empty.   */
+    stord_backend_t *blobs = stord_backend_open (config, false, err, sizeof err);
     if (!blobs) {
-        fprintf (stderr, "safeshare: %s: cannot open the blob directory %s\n", cmd, dir);
+        fprintf (stderr, "safeshare: %s: %s\n", cmd, err);
     }
     return blobs;
 }

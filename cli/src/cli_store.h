@@ -1,6 +1,6 @@
 /*  cli_store -- the CLI's offline way into storage's data: the metadata
-    DB (SAFESHARE_STORAGE_DB, through stord_meta) and the blob dir
-    (SAFESHARE_BLOB_DIR, through stord_disk and its path rules). Used by
+    DB (SAFESHARE_STORAGE_DB, through stord_meta) and the blobs
+    (SAFESHARE_STORAGE_BACKEND: the blob dir or the S3 bucket). Used by
     `keys list|rotate|retire` and `decrypt`, which run with or without
     the services up.                                                    */
 #ifndef CLI_STORE_H
@@ -16,9 +16,9 @@
    `cmd`.                                                               */
 stord_meta_t *cli_store_meta (cm_config_t *config, const char *cmd);
 
-/* The blob backend of SAFESHARE_STORAGE_BACKEND (disk only so far) on an
-   existing SAFESHARE_BLOB_DIR (never created here). NULL with one line
-   on stderr.                                                           */
+/* The blob backend of SAFESHARE_STORAGE_BACKEND (stord_backend_open):
+   disk on an existing SAFESHARE_BLOB_DIR (never created here), or the
+   S3 bucket of SAFESHARE_S3_*. NULL with one line on stderr.           */
 stord_backend_t *cli_store_blobs (cm_config_t *config, const char *cmd);
 
 #endif

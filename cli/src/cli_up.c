@@ -103,6 +103,10 @@ cli_up (cm_config_t *config, const char *config_file)
     if (!stack) {
         goto cleanup;
     }
+    /* The gateway finishes in-flight transfers first (its drain). */
+    long grace = cm_config_int (config, "SAFESHARE_SHUTDOWN_GRACE_MS");
+    cli_stack_set_stop_timeout (stack,
+                                CLI_STACK_STOP_TIMEOUT_MS + (grace > 0 ? (int)grace : 0));
     for (size_t i = 0; i < sizeof s_services / sizeof s_services[0]; i++) {
         if (cli_stack_add (stack, s_services[i]) != 0) {
             goto cleanup;

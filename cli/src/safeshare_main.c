@@ -4,6 +4,7 @@
 #include "cli_decrypt.h"
 #include "cli_fsck.h"
 #include "cli_keys.h"
+#include "cli_mail.h"
 #include "cli_up.h"
 #include "cli_user.h"
 #include "cm_service.h"
@@ -99,6 +100,9 @@ main (int argc, char **argv)
             break;
         case CLI_CMD_FSCK:
             rc = cli_fsck (config, args.repair != 0, args.grace_s, stdout);
+            break;
+        case CLI_CMD_MAIL:
+            rc = cli_mail (config, args.mail_argc, args.mail_argv, stdout, stderr);
             break;
         case CLI_CMD_UP:
             rc = cli_up (config, config_file);

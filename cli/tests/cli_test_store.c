@@ -1,6 +1,7 @@
 /*  cli_test_store -- stored files for the CLI's system tests.          */
 #include "cli_test_store.h"
 #include "cli_test_proc.h"
+#include "cm_config.h"
 #include "cm_layout.h"
 #include "cm_status.h"
 #include "cm_testing.h"
@@ -16,6 +17,26 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+/* The blob backend as storage opens it: the blob dir, or S3 when the
+   test set SAFESHARE_STORAGE_BACKEND=s3 and SAFESHARE_S3_*.           */
+static stord_backend_t *
+s_blobs (cli_test_store_t *st)
+{
+    const char *backend = getenv ("SAFESHARE_STORAGE_BACKEND");
+    if (!backend || strcmp (backend, "s3") != 0) {
+        return stord_disk_new (st->blobs);
+    }
+    char err[512] = "";
+    cm_config_t *config = cm_config_load (NULL, err, sizeof err);
+    stord_backend_t *blobs =
+        config ? stord_backend_open (config, true, err, sizeof err) : NULL;
+    if (!blobs) {
+        fprintf (stderr, "blob backend: %s\n", err);
+    }
+    cm_config_destroy (&config);
+    return blobs;
+}
 
 void
 cli_test_store_init (cli_test_store_t *st)
@@ -41,7 +62,7 @@ cli_test_store_make (cli_test_store_t *st, const char *binary)
     stord_meta_t *meta = stord_meta_new (st->url);
     assert_non_null (meta);
     stord_meta_destroy (&meta);
-    stord_backend_t *blobs = stord_disk_new (st->blobs);
+    stord_backend_t *blobs = s_blobs (st);
     assert_non_null (blobs);
     stord_backend_destroy (&blobs);
 }
@@ -87,7 +108,7 @@ cli_test_store_with (cli_test_store_t *st, const cryptod_keyring_t *ring,
 {
     const uint32_t chunk = CLI_TEST_CHUNK;
     stord_meta_t *meta = stord_meta_new (st->url);
-    stord_backend_t *blobs = stord_disk_new (st->blobs);
+    stord_backend_t *blobs = s_blobs (st);
     assert_non_null (meta);
     assert_non_null (blobs);
     stord_file_t file;

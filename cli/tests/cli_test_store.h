@@ -2,7 +2,8 @@
     for the CLI's system tests, and stored files made as the running
     stack makes them, with the same code: a random DEK wrapped by
     cryptod_dek_wrap with the ring's current KEK, chunks sealed by
-    cryptod_chunk_seal, the blob written through stord_disk and the row
+    cryptod_chunk_seal, the blob written through stord_disk (or, with
+    SAFESHARE_STORAGE_BACKEND=s3 set, the S3 backend) and the row
     through stord_meta (insert, commit). The storage DB is SQLite, or a
     fresh PostgreSQL schema with SAFESHARE_TEST_DB=pg. Failures are
     cmocka assertions.                                                  */

@@ -1,7 +1,10 @@
 /*  svc_cli_up -- `safeshare up` as a supervisor, against fake service
     binaries (cli_fake_service, symlinked under each service's name, or
-    shell scripts that exit at once): start order, readiness, fail-fast,
-    ordered shutdown, nothing left running -- kill -9 included.
+    shell scripts that exit at once): start order, readiness, fail-fast
+    during start-up, restarts after it (backoff, giving up on a crash
+    loop or an exec failure, Ctrl-C during a backoff), ordered shutdown,
+    nothing left running -- kill -9 included. svc_cli_up_restart does
+    the restarts with the real services.
 
     The test makes itself a child subreaper, so that a service orphaned
     by a dead `safeshare up` would be re-parented here and seen.
@@ -12,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -450,6 +454,308 @@ test_missing_binary (void **state)
     }
 }
 
+/* Starts `safeshare [--config FILE] up` with stdout on *out_fd (a pipe)
+   and stderr appended to err_path (services may write a lot there).  */
+static pid_t
+s_start_up_err (const char *config, int *out_fd, const char *err_path)
+{
+    int p[2];
+    assert_int_equal (pipe (p), 0);
+    int err_fd = open (err_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    assert_true (err_fd >= 0);
+    char *argv[] = {"safeshare", config ? "--config" : "up", (char *)config,
+                    config ? "up" : NULL, NULL};
+    pid_t pid = cli_test_spawn (s_safeshare, argv, NULL, p[1], err_fd);
+    close (p[1]);
+    close (err_fd);
+    assert_true (pid > 0);
+    *out_fd = p[0];
+    return pid;
+}
+
+/* Waits until the file holds `needle`; 0, or -1 after timeout_ms. */
+static int
+s_wait_in_file (const char *path, const char *needle, int timeout_ms)
+{
+    long deadline = s_ms () + timeout_ms;
+    for (;;) {
+        char *text = cli_test_slurp (path, NULL);
+        int found = text && strstr (text, needle);
+        free (text);
+        if (found) {
+            return 0;
+        }
+        if (s_ms () > deadline) {
+            return -1;
+        }
+        usleep (10000);
+    }
+}
+
+/* Waits until names[i] runs with a pid other than `old`; the new pid. */
+static pid_t
+s_wait_new_pid (s_env_t *e, const char *name, pid_t old, int timeout_ms)
+{
+    long deadline = s_ms () + timeout_ms;
+    pid_t pid;
+    while ((pid = s_pid_of (e, name)) == old || pid <= 0) {
+        if (s_ms () > deadline) {
+            fail_msg ("%s was not restarted within %d ms", name, timeout_ms);
+        }
+        usleep (5000);
+    }
+    return pid;
+}
+
+static int
+s_count_lines (const char *path)
+{
+    char *text = cli_test_slurp (path, NULL);
+    int n = 0;
+    for (const char *p = text; p && *p; p++) {
+        n += *p == '\n';
+    }
+    free (text);
+    return n;
+}
+
+/* bin/safeshare-storage: the fake the first time it starts; every later
+   start records its pid in fake/storage.crashes and exits 3 at once.  */
+static void
+s_flaky_storage (s_env_t *e)
+{
+    char dir[600], real[700], path[600];
+    snprintf (dir, sizeof dir, "%s/real", e->fake);
+    assert_int_equal (mkdir (dir, 0755), 0);
+    snprintf (real, sizeof real, "%s/safeshare-storage", dir);
+    assert_int_equal (symlink (s_fake, real), 0);
+    snprintf (path, sizeof path, "%s/safeshare-storage", e->bin);
+    unlink (path);
+    FILE *f = fopen (path, "w");
+    assert_non_null (f);
+    fprintf (f, "#!/bin/sh\n"
+                "if [ -e \"$FAKE_DIR/storage.once\" ]; then\n"
+                "  echo $$ >> \"$FAKE_DIR/storage.crashes\"\n"
+                "  exit 3\n"
+                "fi\n"
+                ": > \"$FAKE_DIR/storage.once\"\n"
+                "exec \"$FAKE_DIR/real/safeshare-storage\" \"$@\"\n");
+    fclose (f);
+    assert_int_equal (chmod (path, 0755), 0);
+}
+
+/* Every service fake (storage flaky); `up` started and ready; the
+   storage pid. */
+static pid_t
+s_up_with_flaky_storage (s_env_t *e, pid_t *up, int *out_fd, char *err_path,
+                         size_t err_len)
+{
+    for (int i = 0; i < S_NSVC; i++) {
+        if (i != 1) {
+            s_link_fake (e, s_names[i]);
+        }
+    }
+    s_flaky_storage (e);
+    snprintf (err_path, err_len, "%s/up.err", e->root);
+    *up = s_start_up_err (NULL, out_fd, err_path);
+    char buf[8192] = "";
+    assert_int_equal (s_wait_output (*out_fd, "Ctrl-C stops\n", buf, sizeof buf, 20000),
+                      0);
+    s_wait_started (e, S_NSVC, 10000);
+    return s_pid_of (e, "safeshare-storage");
+}
+
+/* A service that exits 0 without being asked to is restarted after
+   200 ms with the same arguments, in its own process group; the others
+   keep running; a kill -9 of `up` then takes the new one down too
+   (PR_SET_PDEATHSIG holds for a restarted child).                     */
+static void
+test_restart_after_clean_exit (void **state)
+{
+    s_env_t *e = *state;
+    for (int i = 0; i < S_NSVC; i++) {
+        s_link_fake (e, s_names[i]);
+    }
+    char config[600], err_path[600];
+    snprintf (config, sizeof config, "%s/safeshare.conf", e->root);
+    snprintf (err_path, sizeof err_path, "%s/up.err", e->root);
+    FILE *f = fopen (config, "w");
+    fprintf (f, "SAFESHARE_LOG_LEVEL=warn\n");
+    fclose (f);
+    int out_fd;
+    pid_t up = s_start_up_err (config, &out_fd, err_path);
+    char buf[8192] = "";
+    assert_int_equal (s_wait_output (out_fd, "Ctrl-C stops\n", buf, sizeof buf, 20000),
+                      0);
+    s_wait_started (e, S_NSVC, 10000);
+    pid_t before[S_NSVC];
+    for (int i = 0; i < S_NSVC; i++) {
+        before[i] = s_pid_of (e, s_names[i]);
+    }
+    char args_path[700];
+    snprintf (args_path, sizeof args_path, "%s/safeshare-storage.args", e->fake);
+    unlink (args_path);
+
+    /* the fake exits 0 on SIGTERM: nobody asked `up` to stop */
+    long t0 = s_ms ();
+    assert_int_equal (kill (before[1], SIGTERM), 0);
+    pid_t now = s_wait_new_pid (e, "safeshare-storage", before[1], 5000);
+    assert_true (s_ms () - t0 >= 190);
+    char want[1400];
+    snprintf (want, sizeof want,
+              "safeshare: safeshare-storage (pid %d) exited with status 0; restarting "
+              "it in 200 ms\n",
+              (int)before[1]);
+    assert_int_equal (s_wait_in_file (err_path, want, 2000), 0);
+    snprintf (want, sizeof want, "safeshare: safeshare-storage restarted (pid %d)\n",
+              (int)now);
+    assert_int_equal (s_wait_in_file (err_path, want, 2000), 0);
+    char *args = cli_test_slurp (args_path, NULL);
+    snprintf (want, sizeof want, "safeshare-storage\n--config\n%s\n", config);
+    assert_non_null (args);
+    assert_string_equal (args, want);
+    free (args);
+    assert_int_equal (getpgid (now), now);
+    for (int i = 0; i < S_NSVC; i++) {
+        if (i != 1) {
+            assert_int_equal (s_pid_of (e, s_names[i]), before[i]);
+            assert_int_equal (kill (before[i], 0), 0);
+        }
+    }
+
+    assert_int_equal (kill (up, SIGKILL), 0);
+    assert_int_equal (cli_test_wait (up, 5000), 128 + SIGKILL);
+    close (out_fd);
+    s_assert_all_gone (e, 10000);
+}
+
+/* kill -9 of storage, which then crashes at every start: restarts after
+   200, 400, 800, 1600, 3200 ms, then the sixth death within 60 s ends
+   `up`: the others stopped in reverse order, exit 1, one clear line.  */
+static void
+test_crash_loop_gives_up (void **state)
+{
+    s_env_t *e = *state;
+    pid_t up;
+    int out_fd;
+    char err_path[600];
+    pid_t storage = s_up_with_flaky_storage (e, &up, &out_fd, err_path, sizeof err_path);
+    long t0 = s_ms ();
+    assert_int_equal (kill (storage, SIGKILL), 0);
+    int rc = cli_test_wait (up, 30000);
+    long took = s_ms () - t0;
+    close (out_fd);
+    assert_int_equal (rc, 1);
+    /* the backoffs were waited, and nothing more */
+    assert_true (took >= 6000);
+    assert_true (took < 15000);
+    char *err = cli_test_slurp (err_path, NULL);
+    assert_non_null (err);
+    char want[300];
+    snprintf (want, sizeof want,
+              "safeshare: safeshare-storage (pid %d) was killed by signal 9 (Killed); "
+              "restarting it in 200 ms\n",
+              (int)storage);
+    assert_non_null (strstr (err, want));
+    const int delays[] = {400, 800, 1600, 3200};
+    for (int i = 0; i < 4; i++) {
+        snprintf (want, sizeof want, "exited with status 3; restarting it in %d ms\n",
+                  delays[i]);
+        assert_non_null (strstr (err, want));
+    }
+    assert_null (strstr (err, "restarting it in 6400 ms"));
+    assert_non_null (strstr (err, "exited with status 3; it died 6 times within 60 s, "
+                                  "giving up; stopping the others\n"));
+    free (err);
+    char crashes[600];
+    snprintf (crashes, sizeof crashes, "%s/storage.crashes", e->fake);
+    assert_int_equal (s_count_lines (crashes), 5);
+    char *log = s_stopped_log (e);
+    assert_string_equal (log, "safeshare-gateway\nsafeshare-mailer\nsafeshare-auth\n"
+                              "safeshare-crypto\n");
+    free (log);
+    s_assert_all_gone (e, 1000);
+}
+
+/* Ctrl-C while storage waits 3.2 s for its restart: `up` stops the
+   others at once and exits 0; storage is not started again.          */
+static void
+test_sigint_during_backoff (void **state)
+{
+    s_env_t *e = *state;
+    pid_t up;
+    int out_fd;
+    char err_path[600];
+    pid_t storage = s_up_with_flaky_storage (e, &up, &out_fd, err_path, sizeof err_path);
+    assert_int_equal (kill (storage, SIGKILL), 0);
+    assert_int_equal (s_wait_in_file (err_path, "restarting it in 3200 ms\n", 10000), 0);
+    long t0 = s_ms ();
+    assert_int_equal (kill (up, SIGINT), 0);
+    assert_int_equal (cli_test_wait (up, 5000), 0);
+    assert_true (s_ms () - t0 < 1500);
+    close (out_fd);
+    char crashes[600];
+    snprintf (crashes, sizeof crashes, "%s/storage.crashes", e->fake);
+    assert_int_equal (s_count_lines (crashes), 4);
+    char *err = cli_test_slurp (err_path, NULL);
+    assert_non_null (err);
+    assert_non_null (strstr (err, "safeshare: stopping\n"));
+    assert_null (strstr (err, "giving up"));
+    assert_null (strstr (err, "not every service stopped cleanly"));
+    free (err);
+    char *log = s_stopped_log (e);
+    assert_string_equal (log, "safeshare-gateway\nsafeshare-mailer\nsafeshare-auth\n"
+                              "safeshare-crypto\n");
+    free (log);
+    s_assert_all_gone (e, 1000);
+}
+
+/* A restart that cannot exec (the binary lost its x bit) ends `up` at
+   once with the reason, exit 1: no loop.                              */
+static void
+test_exec_failure_gives_up (void **state)
+{
+    s_env_t *e = *state;
+    for (int i = 0; i < S_NSVC; i++) {
+        s_link_fake (e, s_names[i]);
+    }
+    char err_path[600];
+    snprintf (err_path, sizeof err_path, "%s/up.err", e->root);
+    int out_fd;
+    pid_t up = s_start_up_err (NULL, &out_fd, err_path);
+    char buf[8192] = "";
+    assert_int_equal (s_wait_output (out_fd, "Ctrl-C stops\n", buf, sizeof buf, 20000),
+                      0);
+    s_wait_started (e, S_NSVC, 10000);
+    char path[600];
+    snprintf (path, sizeof path, "%s/safeshare-storage", e->bin);
+    assert_int_equal (unlink (path), 0);
+    FILE *f = fopen (path, "w");
+    assert_non_null (f);
+    fputs ("#!/bin/sh\nexit 0\n", f);
+    fclose (f);
+    assert_int_equal (chmod (path, 0644), 0);
+    long t0 = s_ms ();
+    assert_int_equal (kill (s_pid_of (e, "safeshare-storage"), SIGKILL), 0);
+    assert_int_equal (cli_test_wait (up, 10000), 1);
+    assert_true (s_ms () - t0 < 3000);
+    close (out_fd);
+    char *err = cli_test_slurp (err_path, NULL);
+    char want[800];
+    snprintf (want, sizeof want,
+              "safeshare: cannot start safeshare-storage: execv(%s) failed: Permission "
+              "denied\n",
+              path);
+    assert_non_null (err);
+    assert_non_null (strstr (err, want));
+    free (err);
+    char *log = s_stopped_log (e);
+    assert_string_equal (log, "safeshare-gateway\nsafeshare-mailer\nsafeshare-auth\n"
+                              "safeshare-crypto\n");
+    free (log);
+    s_assert_all_gone (e, 1000);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -479,6 +785,11 @@ main (int argc, char **argv)
         cmocka_unit_test_setup_teardown (test_sigint_before_ready, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_up_killed_leaves_nothing, s_setup,
                                          s_teardown),
+        cmocka_unit_test_setup_teardown (test_restart_after_clean_exit, s_setup,
+                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_crash_loop_gives_up, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_sigint_during_backoff, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_exec_failure_gives_up, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
     return rc;

@@ -136,7 +136,8 @@ class Stack:
         return r
 
     def start(self, timeout=60):
-        self.log = open(self.log_path, "wb")
+        # Appended: a test that restarts the stack keeps the first run's log.
+        self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self._safeshare() + ["up"],
                                      env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -182,6 +183,20 @@ class Stack:
             except OSError:
                 pass
         return pids
+
+    def service_pid(self, binary):
+        """The PID of the process of this stack running `binary` (e.g.
+        "safeshare-storage"; worker processes excluded), or None."""
+        for pid in self.our_processes():
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if os.path.basename(argv[0]).decode(errors="replace") == binary and \
+                    b"worker" not in argv:
+                return pid
+        return None
 
     def stop(self, timeout=20):
         """SIGTERM `safeshare up`; returns its exit code (SIGKILL after timeout)."""

@@ -1,11 +1,16 @@
 /*  safeshare-gateway -- the REST API in front of the services.
-    Thin main: config -> civetweb -> wait for SIGTERM -> stop. The JWT
-    keys come from auth on first need, so auth may start later.        */
+    Thin main: config -> civetweb -> wait for SIGTERM -> drain -> stop.
+    The JWT keys come from auth on first need, so auth may start later.
+    The drain: new requests get 503 shutting_down, the ones in flight
+    run to their end for up to SAFESHARE_SHUTDOWN_GRACE_MS; a second
+    SIGTERM/SIGINT ends the process at once (cm_service's handler).    */
+#include <czmq.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include "cm_log.h"
 #include "cm_service.h"
+#include "cm_util.h"
 #include "gw_server.h"
 #include "gw_settings.h"
 
@@ -52,9 +57,20 @@ main (int argc, char **argv)
     while (!cm_service_stopping ()) {
         sigsuspend (&old);
     }
-    cm_info (NULL, "stopping: finishing in-flight requests");
-    gw_server_destroy (&server);
+    uint64_t deadline = cm_mono_ms () + settings.shutdown_grace_ms;
+    int in_flight = gw_server_drain_begin (server);
+    cm_info (NULL, "stopping: draining in_flight=%d grace_ms=%u", in_flight,
+             settings.shutdown_grace_ms);
+    /* Only this thread takes the stop signals: a second one now runs
+       cm_service's handler here, which exits at once.                 */
     pthread_sigmask (SIG_SETMASK, &old, NULL);
+    int cut = gw_server_drain_wait (server, deadline);
+    if (cut == 0) {
+        cm_info (NULL, "drained: no request in flight");
+    } else {
+        cm_warn (NULL, "grace expired: cutting in_flight=%d", cut);
+    }
+    gw_server_destroy (&server);
     cm_info (NULL, "stopped");
     return 0;
 }

@@ -1,9 +1,9 @@
 /*  gw_api -- the REST endpoints (see gw_api.h).                         */
 #include "gw_api.h"
 #include "gw_download.h"
+#include "gw_intake.h"
 #include "gw_json.h"
 #include "gw_text.h"
-#include "gw_upload.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +16,6 @@
 #include "cm_role.h"
 #include "cm_util.h"
 
-/* Non-file multipart fields are read (so they are counted) and ignored. */
-#define S_FORM_OTHER_MAX (64 * 1024)
-/* Boundary lines and part headers around the fields: what a Content-Length
-   may carry beyond max_upload_bytes + S_FORM_OTHER_MAX before the body is
-   refused unread. The exact limit is the per-byte count of file bytes.  */
-#define S_FORM_FRAMING_MAX (16 * 1024)
 /* readyz asks every service at once, each must answer within this. */
 #define S_READY_TIMEOUT_MS   1000
 #define S_LIST_LIMIT_MAX     200
@@ -41,6 +35,22 @@ static bool
 s_role_is (gw_req_t *req, const char *role)
 {
     return req->authed && strcmp (req->claims.role, role) == 0;
+}
+
+/* Ops and admins: they see every file (docs/api.md, "Who sees what"). */
+static bool
+s_staff (gw_req_t *req)
+{
+    return s_role_is (req, "ops") || s_role_is (req, "admin");
+}
+
+/* Whether the caller may see the file at all: staff every file, anyone
+   else only files whose visibility is "clients".                     */
+static bool
+s_sees (gw_req_t *req, const Safeshare__FileInfo *file)
+{
+    return s_staff (req) ||
+           (file->visibility && strcmp (file->visibility, "clients") == 0);
 }
 
 static const char *
@@ -936,7 +946,14 @@ s_storage_call (gw_req_t *req, Safeshare__StorageRequest *r,
                    (ProtobufCMessage **)reply);
 }
 
-/* FILE_GET; 0 with *reply (caller frees) or -1 after answering. */
+static int
+s_file_not_found (gw_req_t *req)
+{
+    return gw_reply_error (req, 404, "file_not_found", "no such file");
+}
+
+/* FILE_GET of a file the caller may see (s_sees; else 404
+   file_not_found); 0 with *reply (caller frees) or -1 after answering. */
 static int
 s_file_get (gw_req_t *req, const char *id, Safeshare__StorageReply **reply)
 {
@@ -954,13 +971,14 @@ s_file_get (gw_req_t *req, const char *id, Safeshare__StorageReply **reply)
         *reply = NULL;
         return -1;
     }
+    if (!s_sees (req, (*reply)->file_get->file)) {
+        /* 404, not 403: a client learns nothing of staff files.       */
+        protobuf_c_message_free_unpacked (&(*reply)->base, NULL);
+        *reply = NULL;
+        s_file_not_found (req);
+        return -1;
+    }
     return 0;
-}
-
-static int
-s_file_not_found (gw_req_t *req)
-{
-    return gw_reply_error (req, 404, "file_not_found", "no such file");
 }
 
 static int
@@ -971,10 +989,19 @@ s_files_list (gw_req_t *req)
     if (s_query_page (req, "invalid_request", &limit, cursor) != 0) {
         return req->status;
     }
+    char name[GW_NAME_MAX + 1];
+    int found = s_query (req, "name", name, sizeof name);
+    if (found < 0) {
+        return gw_reply_error (req, 400, "invalid_request",
+                               "query parameter 'name' must be at most %d bytes",
+                               GW_NAME_MAX);
+    }
     Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
     Safeshare__FileListRequest list = SAFESHARE__FILE_LIST_REQUEST__INIT;
     list.limit = limit;
     list.cursor = cursor;
+    list.name = found > 0 ? name : "";
+    list.clients_only = !s_staff (req);
     r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_LIST;
     r.file_list = &list;
     Safeshare__StorageReply *reply = NULL;
@@ -1050,6 +1077,117 @@ s_file_delete (gw_req_t *req)
                                      1, "key_destroyed", 1));
 }
 
+/* The body of PATCH /api/files/{id}: "name" (a display name as an
+   upload would make it) and/or "visibility", nothing else. 0, or -1
+   after answering 400.                                                */
+static int
+s_update_fields (gw_req_t *req, json_t *body, char name[GW_NAME_MAX + 1],
+                 char visibility[16])
+{
+    const char *key;
+    json_t *v;
+    name[0] = visibility[0] = '\0';
+    json_object_foreach (body, key, v)
+    {
+        if (strcmp (key, "name") != 0 && strcmp (key, "visibility") != 0) {
+            return gw_reply_error (req, 400, "invalid_request",
+                                   "unknown field; only 'name' and 'visibility' change"),
+                   -1;
+        }
+    }
+    json_t *n = json_object_get (body, "name");
+    json_t *vis = json_object_get (body, "visibility");
+    if (!n && !vis) {
+        return gw_reply_error (req, 400, "invalid_request",
+                               "nothing to change: give 'name' and/or 'visibility'"),
+               -1;
+    }
+    if (n) {
+        char clean[GW_NAME_MAX + 1];
+        const char *want = json_is_string (n) ? json_string_value (n) : NULL;
+        size_t len = want ? json_string_length (n) : 0;
+        /* The name an upload of it would get, or refused: no paths, no
+           control characters, valid UTF-8, 1..255 bytes.              */
+        if (want && len <= GW_NAME_MAX && strlen (want) == len) {
+            gw_name_clean (want, clean);
+        }
+        if (!want || len == 0 || len > GW_NAME_MAX || strlen (want) != len ||
+            strcmp (clean, want) != 0) {
+            return gw_reply_error (
+                       req, 400, "invalid_name",
+                       "'name' must be 1..%d bytes of UTF-8 without '/', '\\' "
+                       "or control characters",
+                       GW_NAME_MAX),
+                   -1;
+        }
+        memcpy (name, want, len + 1);
+    }
+    if (vis) {
+        const char *want = json_is_string (vis) ? json_string_value (vis) : "";
+        if (strcmp (want, "clients") != 0 && strcmp (want, "staff") != 0) {
+            return gw_reply_error (req, 400, "invalid_visibility",
+                                   "'visibility' must be \"clients\" or \"staff\""),
+                   -1;
+        }
+        snprintf (visibility, 16, "%s", want);
+    }
+    return 0;
+}
+
+static int
+s_file_update (gw_req_t *req)
+{
+    /* Roles first: a client learns nothing about which ids exist. */
+    if (!s_staff (req)) {
+        req->must_close = gw_has_body (req);
+        return gw_reply_error (req, 403, "forbidden", "your role may not change files");
+    }
+    if (!req->route.param_valid) {
+        req->must_close = gw_has_body (req);
+        return s_file_not_found (req);
+    }
+    json_t *body = NULL;
+    if (gw_body_json (req, &body) != 0) {
+        return req->status;
+    }
+    char name[GW_NAME_MAX + 1], visibility[16];
+    int bad = s_update_fields (req, body, name, visibility);
+    json_decref (body);
+    if (bad) {
+        return req->status;
+    }
+    Safeshare__StorageReply *reply = NULL;
+    if (s_file_get (req, req->route.param, &reply) != 0) {
+        return req->status;
+    }
+    bool owner = reply->file_get->file->owner_id &&
+                 strcmp (reply->file_get->file->owner_id, req->claims.sub) == 0;
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    if (!s_role_is (req, "admin") && !owner) {
+        return gw_reply_error (req, 403, "forbidden",
+                               "ops may change only their own files");
+    }
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__FileUpdateRequest update = SAFESHARE__FILE_UPDATE_REQUEST__INIT;
+    update.file_id = req->route.param;
+    update.name = name;
+    update.visibility = visibility;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_UPDATE;
+    r.file_update = &update;
+    if (s_storage_call (req, &r, &reply) != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__STORAGE_REPLY__BODY_FILE_UPDATE ||
+        !reply->file_update->file) {
+        return s_bad_reply (req, &reply->base, "FILE_UPDATE");
+    }
+    cm_info (req->req_id, "file updated file=%s by=%s%s%s", req->route.param,
+             req->claims.sub, visibility[0] ? " visibility=" : "", visibility);
+    int status = s_reply_owned (req, 200, gw_json_file (reply->file_update->file));
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
 static int
 s_file_content (gw_req_t *req)
 {
@@ -1080,9 +1218,25 @@ s_link_create (gw_req_t *req)
                            (json_int_t)req->settings->link_max_ttl, &expires_in) ||
               s_field_int (req, body, "max_downloads", 1, 1, S_LINK_DOWNLOADS_MAX,
                            &max_downloads);
+    json_t *sio = json_object_get (body, "signed_in_only");
+    if (!bad && sio && !json_is_boolean (sio)) {
+        gw_reply_error (req, 400, "invalid_request",
+                        "field 'signed_in_only' must be true or false");
+        bad = 1;
+    }
+    bool signed_in_only = sio && json_is_true (sio);
     json_decref (body);
     if (bad) {
         return req->status;
+    }
+    Safeshare__StorageReply *reply = NULL;
+    if (!s_staff (req)) {
+        /* Staff see every file; anyone else only what s_sees allows.  */
+        if (s_file_get (req, req->route.param, &reply) != 0) {
+            return req->status;
+        }
+        protobuf_c_message_free_unpacked (&reply->base, NULL);
+        reply = NULL;
     }
     Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
     Safeshare__LinkCreateRequest create = SAFESHARE__LINK_CREATE_REQUEST__INIT;
@@ -1090,9 +1244,9 @@ s_link_create (gw_req_t *req)
     create.creator_id = req->claims.sub;
     create.expires_in = (uint64_t)expires_in;
     create.max_downloads = (uint32_t)max_downloads;
+    create.signed_in_only = signed_in_only;
     r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_CREATE;
     r.link_create = &create;
-    Safeshare__StorageReply *reply = NULL;
     if (s_storage_call (req, &r, &reply) != 0) {
         return req->status;
     }
@@ -1117,8 +1271,9 @@ s_link_create (gw_req_t *req)
     snprintf (url, url_len, "%s/api/download/%s", req->settings->public_url, link->token);
     int status = s_reply_owned (
         req, 201,
-        json_pack ("{s:s, s:s, s:s, s:s, s:I}", "id", link->link_id, "token", link->token,
-                   "url", url, "expires_at", expires, "max_downloads", max_downloads));
+        json_pack ("{s:s, s:s, s:s, s:s, s:I, s:b}", "id", link->link_id, "token",
+                   link->token, "url", url, "expires_at", expires, "max_downloads",
+                   max_downloads, "signed_in_only", signed_in_only ? 1 : 0));
     free (url);
     cm_info (req->req_id, "link created file=%s link=%s", req->route.param,
              link->link_id);
@@ -1126,219 +1281,174 @@ s_link_create (gw_req_t *req)
     return status;
 }
 
+/* GET /api/files/{id}/links: admins see every link of the file, ops
+   every link of files they own, anyone else only the links they made. */
+static int
+s_links_list (gw_req_t *req)
+{
+    if (!req->route.param_valid) {
+        return s_file_not_found (req);
+    }
+    Safeshare__StorageReply *reply = NULL;
+    if (s_file_get (req, req->route.param, &reply) != 0) {
+        return req->status;
+    }
+    bool owner = reply->file_get->file->owner_id &&
+                 strcmp (reply->file_get->file->owner_id, req->claims.sub) == 0;
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    bool all = s_role_is (req, "admin") || (s_role_is (req, "ops") && owner);
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__LinkListRequest list = SAFESHARE__LINK_LIST_REQUEST__INIT;
+    list.file_id = req->route.param;
+    list.creator_id = all ? "" : req->claims.sub;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_LIST;
+    r.link_list = &list;
+    if (s_storage_call (req, &r, &reply) != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__STORAGE_REPLY__BODY_LINK_LIST) {
+        return s_bad_reply (req, &reply->base, "LINK_LIST");
+    }
+    json_t *links = json_array ();
+    for (size_t i = 0; links && i < reply->link_list->n_links; i++) {
+        json_t *item = gw_json_link (reply->link_list->links[i]);
+        if (item == NULL) {
+            json_decref (links);
+            links = NULL;
+        } else {
+            json_array_append_new (links, item);
+        }
+    }
+    if (links == NULL) {
+        return s_bad_reply (req, &reply->base, "LINK_LIST");
+    }
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return s_reply_owned (req, 200, json_pack ("{s:o}", "links", links));
+}
+
+/* DELETE /api/links/{id}: the link's creator, the file's owner or an
+   admin; 404 link_not_found when the caller cannot see the file.     */
+static int
+s_link_revoke (gw_req_t *req)
+{
+    if (!req->route.param_valid) {
+        return gw_reply_error (req, 404, "link_not_found", "no such link");
+    }
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__LinkGetRequest get = SAFESHARE__LINK_GET_REQUEST__INIT;
+    get.link_id = req->route.param;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_GET;
+    r.link_get = &get;
+    Safeshare__StorageReply *reply = NULL;
+    if (s_storage_call (req, &r, &reply) != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__STORAGE_REPLY__BODY_LINK_GET ||
+        !reply->link_get->link || !reply->link_get->file) {
+        return s_bad_reply (req, &reply->base, "LINK_GET");
+    }
+    const Safeshare__LinkInfo *link = reply->link_get->link;
+    const Safeshare__FileInfo *file = reply->link_get->file;
+    bool sees = s_sees (req, file);
+    bool may = s_role_is (req, "admin") ||
+               (link->creator_id && strcmp (link->creator_id, req->claims.sub) == 0) ||
+               (file->owner_id && strcmp (file->owner_id, req->claims.sub) == 0);
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    if (!sees) {
+        return gw_reply_error (req, 404, "link_not_found", "no such link");
+    }
+    if (!may) {
+        return gw_reply_error (req, 403, "forbidden",
+                               "only the link's creator, the file's owner or an admin "
+                               "may revoke it");
+    }
+    Safeshare__LinkRevokeRequest revoke = SAFESHARE__LINK_REVOKE_REQUEST__INIT;
+    revoke.link_id = req->route.param;
+    r = (Safeshare__StorageRequest)SAFESHARE__STORAGE_REQUEST__INIT;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_REVOKE;
+    r.link_revoke = &revoke;
+    if (s_storage_call (req, &r, &reply) != 0) {
+        return req->status;
+    }
+    if (reply->body_case != SAFESHARE__STORAGE_REPLY__BODY_LINK_REVOKE ||
+        !reply->link_revoke->link) {
+        return s_bad_reply (req, &reply->base, "LINK_REVOKE");
+    }
+    cm_info (req->req_id, "link revoked link=%s by=%s", req->route.param,
+             req->claims.sub);
+    int status = s_reply_owned (req, 200, gw_json_link (reply->link_revoke->link));
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return status;
+}
+
+/* LINK_REDEEM of the route's token as the caller is signed in or not;
+   peek: checked only, no download spent. 0 with *reply (its file
+   present; caller frees), or -1 after answering.                      */
+static int
+s_redeem (gw_req_t *req, bool peek, Safeshare__StorageReply **reply)
+{
+    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
+    Safeshare__Meta meta = SAFESHARE__META__INIT;
+    Safeshare__LinkRedeemRequest redeem = SAFESHARE__LINK_REDEEM_REQUEST__INIT;
+    redeem.token = req->route.param;
+    redeem.signed_in = req->authed;
+    redeem.peek = peek;
+    r.meta = &meta;
+    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_REDEEM;
+    r.link_redeem = &redeem;
+    cm_status_t rc = gw_rpc_call (req->rpc, GW_SVC_STORAGE, req->req_id, &r.base, NULL,
+                                  &safeshare__storage_reply__descriptor, 0,
+                                  (ProtobufCMessage **)reply, NULL);
+    if (rc == CM_OK &&
+        gw_rpc_status (&(*reply)->base, NULL, NULL) == CM_UNAUTHENTICATED) {
+        req->www_authenticate = true; /* link_requires_login: sign in */
+    }
+    if (s_checked (req, rc, (ProtobufCMessage **)reply) != 0) {
+        return -1;
+    }
+    if ((*reply)->body_case != SAFESHARE__STORAGE_REPLY__BODY_LINK_REDEEM ||
+        !(*reply)->link_redeem->file) {
+        s_bad_reply (req, &(*reply)->base, "LINK_REDEEM");
+        *reply = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* GET /api/download/{token}. A bearer token is optional (a link may be
+   for signed-in users only), but one that is sent must be valid. A
+   conditional or ranged request peeks first: 304 and 416 are answered
+   from the peek and spend nothing. Anything that sends bytes -- 200,
+   and 206 too (else ranges would give unlimited downloads) -- spends
+   one, in the one atomic redeem, before the first byte.              */
 static int
 s_download (gw_req_t *req)
 {
     if (!req->route.param_valid) {
         return gw_reply_error (req, 404, "link_not_found", "no such link");
     }
-    Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
-    Safeshare__LinkRedeemRequest redeem = SAFESHARE__LINK_REDEEM_REQUEST__INIT;
-    redeem.token = req->route.param;
-    r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_REDEEM;
-    r.link_redeem = &redeem;
-    Safeshare__StorageReply *reply = NULL;
-    if (s_storage_call (req, &r, &reply) != 0) {
+    const char *authz = mg_get_header (req->conn, "Authorization");
+    if (authz && *authz && s_authenticate (req) != 0) {
         return req->status;
     }
-    if (reply->body_case != SAFESHARE__STORAGE_REPLY__BODY_LINK_REDEEM ||
-        !reply->link_redeem->file) {
-        return s_bad_reply (req, &reply->base, "LINK_REDEEM");
+    Safeshare__StorageReply *reply = NULL;
+    if (mg_get_header (req->conn, "If-None-Match") ||
+        gw_header_count (req, "Range", NULL) > 0) {
+        if (s_redeem (req, true, &reply) != 0) {
+            return req->status;
+        }
+        int answered = gw_download_conditional (req, reply->link_redeem->file);
+        protobuf_c_message_free_unpacked (&reply->base, NULL);
+        reply = NULL;
+        if (answered != 0) {
+            return answered;
+        }
+    }
+    if (s_redeem (req, false, &reply) != 0) {
+        return req->status;
     }
     int status = gw_download_send (req, reply->link_redeem->file);
     protobuf_c_message_free_unpacked (&reply->base, NULL);
-    return status;
-}
-
-/* ---- upload (multipart/form-data, streamed) --------------------------- */
-
-typedef struct {
-    gw_req_t *req;
-    gw_upload_t *upload;
-    bool seen_file; /* the first `file` field was found */
-    bool in_file;   /* the current field is that one */
-    bool too_large;
-    bool failed; /* the pipeline failed: see gw_upload_error */
-    uint64_t other_bytes;
-    uint64_t body_bytes; /* every field's bytes, for the minimum rate */
-    uint64_t start_ms;
-} s_form_t;
-
-/* Each piece moves the body-read deadline: GW_BODY_GRACE_MS plus the time
-   GW_BODY_MIN_RATE allows for the bytes so far.                         */
-static void
-s_form_progress (s_form_t *form, size_t len)
-{
-    form->body_bytes += len;
-    gw_body_watch (form->req, form->start_ms + GW_BODY_GRACE_MS +
-                                  form->body_bytes * 1000 / GW_BODY_MIN_RATE);
-}
-
-static int
-s_form_found (const char *key, const char *filename, char *path, size_t pathlen,
-              void *user_data)
-{
-    s_form_t *form = user_data;
-    form->in_file = false;
-    if (form->failed || form->too_large) {
-        return MG_FORM_FIELD_STORAGE_ABORT;
-    }
-    if (key && strcmp (key, "file") == 0 && !form->seen_file) {
-        form->seen_file = true;
-        form->in_file = true;
-        char name[GW_NAME_MAX + 1];
-        gw_name_clean (filename, name);
-        if (gw_upload_begin (form->upload, name, gw_content_type_guess (name),
-                             form->req->claims.sub) != 0) {
-            form->failed = true;
-            return MG_FORM_FIELD_STORAGE_ABORT;
-        }
-    }
-    /* GET, never STORE: STORE would write the plaintext to disk. Other
-       fields are read only so that their bytes are counted.            */
-    return MG_FORM_FIELD_STORAGE_GET;
-}
-
-static int
-s_form_get (const char *key, const char *value, size_t len, void *user_data)
-{
-    s_form_t *form = user_data;
-    s_form_progress (form, len);
-    if (!form->in_file) {
-        form->other_bytes += len;
-        if (form->other_bytes > S_FORM_OTHER_MAX) {
-            form->too_large = true;
-            return MG_FORM_FIELD_HANDLE_ABORT;
-        }
-        return MG_FORM_FIELD_HANDLE_GET;
-    }
-    if (gw_upload_size (form->upload) + len > form->req->settings->max_upload_bytes) {
-        form->too_large = true;
-        return MG_FORM_FIELD_HANDLE_ABORT;
-    }
-    if (len > 0 && gw_upload_write (form->upload, value, len) != 0) {
-        form->failed = true;
-        return MG_FORM_FIELD_HANDLE_ABORT;
-    }
-    return MG_FORM_FIELD_HANDLE_GET;
-}
-
-static int
-s_form_store (const char *path, long long file_size, void *user_data)
-{
-    /* Never used: s_form_found never answers STORE. */
-    return MG_FORM_FIELD_HANDLE_ABORT;
-}
-
-static int
-s_upload_failed (gw_req_t *req, gw_upload_t *upload)
-{
-    const char *code = NULL;
-    const char *message = NULL;
-    cm_status_t status = gw_upload_error (upload, &code, &message);
-    int http = status == CM_UNAVAILABLE ? 503 : cm_status_http (status);
-    if (status == CM_INTERNAL && code && strcmp (code, "bad_gateway") == 0) {
-        http = 502;
-    }
-    req->must_close = true;
-    return gw_reply_error (req, http, code ? code : cm_status_code (status), "%s",
-                           message ? message : "upload failed");
-}
-
-static int
-s_files_upload (gw_req_t *req)
-{
-    if (!s_role_is (req, "ops") && !s_role_is (req, "admin")) {
-        req->must_close = gw_has_body (req);
-        return gw_reply_error (req, 403, "forbidden", "your role may not upload files");
-    }
-    char ctype[GW_MULTIPART_TYPE_MAX];
-    int multipart = gw_multipart_type (mg_get_header (req->conn, "Content-Type"), ctype,
-                                       sizeof ctype);
-    if (multipart < 0) {
-        req->must_close = gw_has_body (req);
-        return gw_reply_error (req, 415, "unsupported_media_type",
-                               "uploads must be multipart/form-data with a 'file' field");
-    }
-    if (multipart == 0) {
-        req->must_close = gw_has_body (req);
-        return gw_reply_error (req, 400, "invalid_multipart",
-                               "the multipart Content-Type has no usable boundary");
-    }
-    long long cl = mg_get_request_info (req->conn)->content_length;
-    uint64_t cl_max =
-        req->settings->max_upload_bytes + S_FORM_OTHER_MAX + S_FORM_FRAMING_MAX;
-    if (cl >= 0 && (unsigned long long)cl > cl_max) {
-        req->must_close = true;
-        return gw_reply_error (req, 413, "too_large", "upload is larger than %llu bytes",
-                               (unsigned long long)req->settings->max_upload_bytes);
-    }
-    gw_upload_t *upload = gw_upload_new (req->rpc, req->req_id, req->settings->chunk_size,
-                                         req->settings->crypto_window);
-    if (upload == NULL) {
-        req->must_close = true;
-        return gw_reply_error (req, 503, "service_unavailable", "out of memory");
-    }
-    s_form_t form = {.req = req, .upload = upload, .start_ms = cm_mono_ms ()};
-    gw_body_watch (req, form.start_ms + GW_BODY_GRACE_MS);
-    gw_send_continue (req);
-    struct mg_form_data_handler handler = {s_form_found, s_form_get, s_form_store, &form};
-    /* civetweb 1.15 finds the boundary only as the first parameter and
-       takes the rest of the header as its value: it is handed the
-       normalised type for the call (the header's value pointer lives in
-       the connection's request info, ours to point elsewhere meanwhile). */
-    struct mg_request_info *ri =
-        (struct mg_request_info *)mg_get_request_info (req->conn);
-    const char *ct_orig = NULL;
-    int ct_index = -1;
-    for (int i = 0; i < ri->num_headers && i < MG_MAX_HEADERS; i++) {
-        if (ri->http_headers[i].name &&
-            strcasecmp (ri->http_headers[i].name, "Content-Type") == 0) {
-            ct_index = i;
-            ct_orig = ri->http_headers[i].value;
-            ri->http_headers[i].value = ctype;
-            break;
-        }
-    }
-    int fields = mg_handle_form_request (req->conn, &handler);
-    if (ct_index >= 0) {
-        ri->http_headers[ct_index].value = ct_orig;
-    }
-    bool slow = gw_body_unwatch (req);
-    bool ok = !slow && !form.too_large && !form.failed && fields >= 0 && form.seen_file &&
-              gw_upload_finish (upload) == 0;
-    if (!ok) {
-        /* Abort before answering: once the client hears the error, the
-           partial blob is already gone.                                 */
-        gw_upload_abort (upload);
-    }
-    int status;
-    if (ok) {
-        const Safeshare__FileInfo *file = gw_upload_file (upload);
-        cm_info (req->req_id, "upload committed file=%s bytes=%llu", file->id,
-                 (unsigned long long)file->size);
-        status = s_reply_owned (req, 201, gw_json_file (file));
-    } else if (slow) {
-        status = gw_reply_slow (req);
-    } else if (form.too_large) {
-        req->must_close = true;
-        status =
-            gw_reply_error (req, 413, "too_large", "upload is larger than %llu bytes",
-                            (unsigned long long)req->settings->max_upload_bytes);
-    } else if (form.failed) {
-        status = s_upload_failed (req, upload);
-    } else if (fields < 0) {
-        /* Malformed multipart or the client went away mid-body. */
-        req->must_close = true;
-        status = gw_reply_error (req, 400, "invalid_multipart",
-                                 "the multipart body is malformed or incomplete");
-    } else if (!form.seen_file) {
-        status = gw_reply_error (req, 400, "missing_file",
-                                 "the multipart body has no 'file' field");
-    } else {
-        status = s_upload_failed (req, upload); /* gw_upload_finish failed */
-    }
-    gw_upload_destroy (&upload); /* FILE_ABORT unless committed */
     return status;
 }
 
@@ -1387,7 +1497,7 @@ gw_api_handle (gw_req_t *req)
         case GW_ROUTE_FILES_LIST:
             return s_files_list (req);
         case GW_ROUTE_FILES_UPLOAD:
-            return s_files_upload (req);
+            return gw_intake_handle (req);
         case GW_ROUTE_FILE_GET:
             return s_file_meta (req);
         case GW_ROUTE_FILE_DELETE:
@@ -1410,6 +1520,12 @@ gw_api_handle (gw_req_t *req)
             return s_user_create (req);
         case GW_ROUTE_USER_UPDATE:
             return s_user_update (req);
+        case GW_ROUTE_FILE_UPDATE:
+            return s_file_update (req);
+        case GW_ROUTE_LINKS_LIST:
+            return s_links_list (req);
+        case GW_ROUTE_LINK_REVOKE:
+            return s_link_revoke (req);
         default:
             return gw_reply_error (req, 404, "not_found", "no such endpoint");
     }

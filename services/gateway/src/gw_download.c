@@ -243,8 +243,13 @@ s_write_next (s_down_t *d, bool wait, cm_status_t *rc, ProtobufCMessage **reply)
     return 1;
 }
 
-int
-gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file)
+/* What the request asks of this file before any byte is read: -1 after
+   answering (502 for metadata that cannot be streamed, 304 for a
+   matching If-None-Match, 416 for an unsatisfiable Range), else 0 with
+   *ranged set (1: bytes first..last, 0: the whole file).              */
+static int
+s_conditions (gw_req_t *req, const Safeshare__FileInfo *file, const char *etag,
+              int *ranged, uint64_t *first, uint64_t *last)
 {
     uint32_t cs = file->chunk_size;
     bool sane = file->id && cm_is_hex_id (file->id, 32) && file->sha256 &&
@@ -256,33 +261,56 @@ gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file)
     if (!sane) {
         cm_error (req->req_id, "file=%s: stored metadata is inconsistent",
                   file->id ? file->id : "");
-        return gw_reply_error (req, 502, "integrity_error",
-                               "stored file metadata is inconsistent");
+        gw_reply_error (req, 502, "integrity_error",
+                        "stored file metadata is inconsistent");
+        return -1;
     }
     /* Conditions first (RFC 9110 13.2.2): a matching If-None-Match wins
        over Range; nothing is read or decrypted for either answer.      */
-    s_down_t d = {.req = req, .file = file, .from = 0, .stop = file->size};
-    snprintf (d.etag, sizeof d.etag, "\"%s\"", file->sha256);
-    if (gw_etag_match_any (mg_get_header (req->conn, "If-None-Match"), d.etag)) {
+    if (gw_etag_match_any (mg_get_header (req->conn, "If-None-Match"), etag)) {
         cm_info (req->req_id, "download file=%s: not modified", file->id);
-        return s_not_modified (req, d.etag);
+        s_not_modified (req, etag);
+        return -1;
     }
-    uint64_t first = 0, last = 0;
     const char *if_range = mg_get_header (req->conn, "If-Range");
     /* If-Range naming another version (or a date): the whole file. */
-    int ranged = if_range && strcmp (if_range, d.etag) != 0
-                     ? 0
-                     : gw_range_parse (s_range_header (req), file->size, &first, &last);
-    if (ranged < 0) {
+    *ranged = if_range && strcmp (if_range, etag) != 0
+                  ? 0
+                  : gw_range_parse (s_range_header (req), file->size, first, last);
+    if (*ranged < 0) {
         char unsatisfied[48];
         snprintf (unsatisfied, sizeof unsatisfied, "bytes */%llu",
                   (unsigned long long)file->size);
         req->content_range = unsatisfied;
-        int status = gw_reply_error (req, 416, "range_not_satisfiable",
-                                     "the range is outside the file's %llu bytes",
-                                     (unsigned long long)file->size);
+        gw_reply_error (req, 416, "range_not_satisfiable",
+                        "the range is outside the file's %llu bytes",
+                        (unsigned long long)file->size);
         req->content_range = NULL;
-        return status;
+        return -1;
+    }
+    return 0;
+}
+
+int
+gw_download_conditional (gw_req_t *req, const Safeshare__FileInfo *file)
+{
+    char etag[80];
+    int ranged = 0;
+    uint64_t first = 0, last = 0;
+    snprintf (etag, sizeof etag, "\"%s\"", file->sha256 ? file->sha256 : "");
+    return s_conditions (req, file, etag, &ranged, &first, &last) != 0 ? req->status : 0;
+}
+
+int
+gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file)
+{
+    uint32_t cs = file->chunk_size;
+    s_down_t d = {.req = req, .file = file, .from = 0, .stop = file->size};
+    snprintf (d.etag, sizeof d.etag, "\"%s\"", file->sha256 ? file->sha256 : "");
+    uint64_t first = 0, last = 0;
+    int ranged = 0;
+    if (s_conditions (req, file, d.etag, &ranged, &first, &last) != 0) {
+        return req->status;
     }
     if (ranged > 0) {
         d.partial = true;

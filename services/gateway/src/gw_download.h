@@ -26,4 +26,12 @@
    HTTP status (for the access log).                                   */
 int gw_download_send (gw_req_t *req, const Safeshare__FileInfo *file);
 
+/* The answers gw_download_send gives before reading any byte (502
+   integrity_error for metadata it cannot stream, 304, 416), without
+   the transfer: returns that HTTP status once answered, or 0 when the
+   request wants bytes (200 or 206) and nothing was answered. A share
+   link download asks this on a peeked link first, so a 304 or 416
+   spends no download.                                                 */
+int gw_download_conditional (gw_req_t *req, const Safeshare__FileInfo *file);
+
 #endif

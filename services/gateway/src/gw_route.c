@@ -27,9 +27,12 @@ static const s_entry_t s_table[] = {
     {"POST", "/api/files", GW_ROUTE_FILES_UPLOAD, "files_upload", true, false},
     {"GET", "/api/files/{id}", GW_ROUTE_FILE_GET, "file_get", true, false},
     {"DELETE", "/api/files/{id}", GW_ROUTE_FILE_DELETE, "file_delete", true, false},
+    {"PATCH", "/api/files/{id}", GW_ROUTE_FILE_UPDATE, "file_update", true, true},
     {"GET", "/api/files/{id}/content", GW_ROUTE_FILE_CONTENT, "file_content", true,
      false},
     {"POST", "/api/files/{id}/links", GW_ROUTE_LINK_CREATE, "link_create", true, true},
+    {"GET", "/api/files/{id}/links", GW_ROUTE_LINKS_LIST, "links_list", true, false},
+    {"DELETE", "/api/links/{id}", GW_ROUTE_LINK_REVOKE, "link_revoke", true, false},
     {"GET", "/api/download/{token}", GW_ROUTE_DOWNLOAD, "download", false, false},
     /* Refresh and logout present a refresh token, not a bearer one. */
     {"POST", "/api/auth/refresh", GW_ROUTE_REFRESH, "refresh", false, true},

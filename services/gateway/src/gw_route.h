@@ -29,6 +29,9 @@ typedef enum {
     GW_ROUTE_USERS_LIST,   /* GET /api/users (admin) */
     GW_ROUTE_USER_CREATE,  /* POST /api/users (admin) */
     GW_ROUTE_USER_UPDATE,  /* PATCH /api/users/{id} (admin) */
+    GW_ROUTE_FILE_UPDATE,  /* PATCH /api/files/{id} (ops: own, admin) */
+    GW_ROUTE_LINKS_LIST,   /* GET /api/files/{id}/links */
+    GW_ROUTE_LINK_REVOKE,  /* DELETE /api/links/{id} */
 } gw_route_id_t;
 
 typedef enum {

@@ -4,10 +4,14 @@
 #include "gw_http.h"
 
 #include <civetweb.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include "cm_log.h"
 #include "cm_util.h"
 
@@ -24,7 +28,40 @@ struct gw_server_t {
     gw_users_t *users; /* user state, SAFESHARE_USER_CACHE_TTL */
     gw_watchdog_t *watchdog;
     struct mg_context *ctx;
+    /* The drain: requests inside s_handle, and whether new ones are
+       turned away. Under lock; idle signalled when in_flight drops to
+       0 while draining.                                               */
+    pthread_mutex_t lock;
+    pthread_cond_t idle;
+    bool sync_ready; /* lock and idle initialised */
+    int in_flight;
+    bool draining;
 };
+
+/* A request enters: counted; true if the gateway is draining. */
+static bool
+s_enter (gw_server_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    self->in_flight++;
+    bool draining = self->draining;
+    pthread_mutex_unlock (&self->lock);
+    return draining;
+}
+
+/* A request leaves (its answer is out); true if draining. */
+static bool
+s_leave (gw_server_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    self->in_flight--;
+    bool draining = self->draining;
+    if (draining && self->in_flight == 0) {
+        pthread_cond_broadcast (&self->idle);
+    }
+    pthread_mutex_unlock (&self->lock);
+    return draining;
+}
 
 /* Worker threads (type 1) each get their own service sockets. */
 static void *
@@ -76,6 +113,7 @@ s_handle (struct mg_connection *conn, void *cbdata)
     } else if (cm_random_hex (req.req_id, 8) != 0) {
         snprintf (req.req_id, sizeof req.req_id, "norandom");
     }
+    bool draining = s_enter (self);
 
     const char *method = ri->request_method ? ri->request_method : "";
     const char *path = ri->local_uri_raw ? ri->local_uri_raw : ri->local_uri;
@@ -83,8 +121,15 @@ s_handle (struct mg_connection *conn, void *cbdata)
     const char *te = mg_get_header (conn, "Transfer-Encoding");
     int status;
     gw_match_t match = GW_MATCH_NOT_FOUND;
-    if (gw_header_count (&req, "Content-Length", NULL) > 1 ||
-        gw_header_count (&req, "Transfer-Encoding", NULL) > 1) {
+    if (draining) {
+        /* New work goes elsewhere; /readyz too says so, for the proxy.
+           Close: an unread body must not be discarded by civetweb,
+           and the client's next request belongs on another instance. */
+        req.must_close = true;
+        status = gw_reply_error (&req, 503, "shutting_down",
+                                 "the gateway is shutting down; send the request again");
+    } else if (gw_header_count (&req, "Content-Length", NULL) > 1 ||
+               gw_header_count (&req, "Transfer-Encoding", NULL) > 1) {
         /* civetweb frames the body by the first one; a proxy in front
            may use another: the same smuggling as CL + TE.             */
         req.must_close = true;
@@ -123,6 +168,11 @@ s_handle (struct mg_connection *conn, void *cbdata)
     cm_info (req.req_id, "%s %s status=%d ms=%llu", method,
              match == GW_MATCH_OK ? req.route.name : "-", status,
              (unsigned long long)(cm_mono_ms () - start));
+    if (s_leave (self)) {
+        /* Draining: the connection ends after this answer instead of
+           waiting for a next request (it would only get a 503).      */
+        mg_disable_connection_keep_alive (conn);
+    }
     return status > 0 ? status : 500;
 }
 
@@ -135,6 +185,26 @@ gw_server_new (const gw_settings_t *settings, char *err, size_t errlen)
         return NULL;
     }
     self->settings = *settings;
+    if (pthread_mutex_init (&self->lock, NULL) != 0) {
+        snprintf (err, errlen, "pthread_mutex_init() failed");
+        free (self);
+        return NULL;
+    }
+    /* The drain's deadline is monotonic: so is the condvar's clock. */
+    pthread_condattr_t attr;
+    int rc = pthread_condattr_init (&attr);
+    if (rc == 0) {
+        rc = pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+        rc = rc == 0 ? pthread_cond_init (&self->idle, &attr) : rc;
+        pthread_condattr_destroy (&attr);
+    }
+    if (rc != 0) {
+        snprintf (err, errlen, "pthread_cond_init() failed: %s", strerror (rc));
+        pthread_mutex_destroy (&self->lock);
+        free (self);
+        return NULL;
+    }
+    self->sync_ready = true;
     /* No key yet: the first authenticated request asks auth (gw_keys),
        so the gateway starts whether or not auth is up.                */
     self->keys = gw_keys_new (settings->jwt_issuer, settings->jwt_audience, NULL);
@@ -192,9 +262,52 @@ gw_server_destroy (gw_server_t **self_p)
         gw_watchdog_destroy (&self->watchdog);
         gw_users_destroy (&self->users);
         gw_keys_destroy (&self->keys);
+        if (self->sync_ready) {
+            pthread_cond_destroy (&self->idle);
+            pthread_mutex_destroy (&self->lock);
+        }
         free (self);
         *self_p = NULL;
     }
+}
+
+int
+gw_server_drain_begin (gw_server_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    self->draining = true;
+    int n = self->in_flight;
+    pthread_mutex_unlock (&self->lock);
+    return n;
+}
+
+int
+gw_server_drain_wait (gw_server_t *self, uint64_t deadline_ms)
+{
+    pthread_mutex_lock (&self->lock);
+    while (self->in_flight > 0) {
+        uint64_t now = cm_mono_ms ();
+        if (now >= deadline_ms) {
+            break;
+        }
+        uint64_t wait = deadline_ms - now;
+        struct timespec ts;
+        clock_gettime (CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(wait / 1000);
+        ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        int rc = pthread_cond_timedwait (&self->idle, &self->lock, &ts);
+        if (rc != 0 && rc != ETIMEDOUT) {
+            cm_error (NULL, "pthread_cond_timedwait() failed: %s", strerror (rc));
+            break;
+        }
+    }
+    int n = self->in_flight;
+    pthread_mutex_unlock (&self->lock);
+    return n;
 }
 
 int

@@ -72,6 +72,7 @@ gw_settings_load (gw_settings_t *settings, cm_config_t *config, char *err, size_
     long max_upload = cm_config_int (config, "SAFESHARE_MAX_UPLOAD_BYTES");
     long link_ttl = cm_config_int (config, "SAFESHARE_LINK_MAX_TTL");
     long user_ttl = cm_config_int (config, "SAFESHARE_USER_CACHE_TTL");
+    long grace = cm_config_int (config, "SAFESHARE_SHUTDOWN_GRACE_MS");
     /* cm_config validates ranges; these guard the gateway's own needs. */
     if (threads < 1 || threads > 1024) {
         snprintf (err, errlen, "SAFESHARE_HTTP_THREADS must be 1..1024, got %ld",
@@ -103,6 +104,16 @@ gw_settings_load (gw_settings_t *settings, cm_config_t *config, char *err, size_
                   user_ttl);
         return -1;
     }
+    if (grace < 0 || grace > 3600000) {
+        snprintf (err, errlen, "SAFESHARE_SHUTDOWN_GRACE_MS must be 0..3600000, got %ld",
+                  grace);
+        return -1;
+    }
+    if (gw_policy_parse (&settings->upload_policy,
+                         cm_config_get (config, "SAFESHARE_UPLOAD_ALLOWED_TYPES"), err,
+                         errlen) != 0) {
+        return -1;
+    }
     settings->http_threads = (int)threads;
     settings->rpc_timeout_ms = (int)timeout;
     settings->chunk_size = (uint32_t)chunk;
@@ -110,5 +121,6 @@ gw_settings_load (gw_settings_t *settings, cm_config_t *config, char *err, size_
     settings->max_upload_bytes = (uint64_t)max_upload;
     settings->link_max_ttl = (uint64_t)link_ttl;
     settings->user_cache_ttl_s = (unsigned)user_ttl;
+    settings->shutdown_grace_ms = (unsigned)grace;
     return 0;
 }

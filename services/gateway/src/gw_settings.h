@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include "cm_config.h"
 #include "cm_jwt.h"
+#include "gw_policy.h"
 
 typedef enum {
     GW_SVC_AUTH = 0,
@@ -30,10 +31,12 @@ typedef struct {
     uint32_t chunk_size;
     unsigned crypto_window; /* chunks of one transfer at crypto at once */
     uint64_t max_upload_bytes;
+    gw_policy_t upload_policy; /* SAFESHARE_UPLOAD_ALLOWED_TYPES */
     uint64_t link_max_ttl;
     char jwt_issuer[256];
     char jwt_audience[256];
-    unsigned user_cache_ttl_s; /* SAFESHARE_USER_CACHE_TTL: see gw_users */
+    unsigned user_cache_ttl_s;  /* SAFESHARE_USER_CACHE_TTL: see gw_users */
+    unsigned shutdown_grace_ms; /* SAFESHARE_SHUTDOWN_GRACE_MS: the drain's bound */
 } gw_settings_t;
 
 /* Fills settings from config. 0, or -1 with a one-line reason in err. */

@@ -119,6 +119,14 @@ s_check (gw_upload_t *self, gw_svc_t svc, ProtobufCMessage **reply, zmsg_t **blo
     if (status != CM_OK) {
         cm_warn (self->req_id, "upload step on %s failed: %s %s", gw_svc_name (svc),
                  cm_status_name (status), code ? code : "");
+        if (svc == GW_SVC_STORAGE && self->begun && status == CM_NOT_FOUND) {
+            /* Our own pending file is gone: storage restarted mid-upload
+               (its start-up sweep drops every pending upload). The
+               client did nothing wrong and may simply send it again.    */
+            status = CM_UNAVAILABLE;
+            code = "upload_lost";
+            message = "storage restarted during the upload; send the file again";
+        }
         s_fail (self, status, code ? code : cm_status_code (status),
                 message ? message : cm_status_name (status));
         protobuf_c_message_free_unpacked (*reply, NULL);
@@ -183,7 +191,7 @@ s_append (gw_upload_t *self, zmsg_t **frames, size_t len)
 
 int
 gw_upload_begin (gw_upload_t *self, const char *name, const char *content_type,
-                 const char *owner_id)
+                 const char *owner_id, const char *visibility)
 {
     if (self->begun || self->failed) {
         return s_fail (self, CM_INTERNAL, "internal_error", "upload already begun");
@@ -198,6 +206,7 @@ gw_upload_begin (gw_upload_t *self, const char *name, const char *content_type,
     begin.name = (char *)name;
     begin.content_type = (char *)content_type;
     begin.owner_id = (char *)owner_id;
+    begin.visibility = (char *)(visibility ? visibility : "");
     begin.chunk_size = self->chunk_size;
     ProtobufCMessage *reply = NULL;
     if (s_call (self, GW_SVC_STORAGE, &sreq.base, NULL,

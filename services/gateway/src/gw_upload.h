@@ -40,9 +40,11 @@ gw_upload_t *gw_upload_new (gw_rpc_t *rpc, const char *req_id, uint32_t chunk_si
 /* Aborts an upload that was begun and not committed. */
 void gw_upload_destroy (gw_upload_t **self_p);
 
-/* FILE_BEGIN + KEY_NEW + header append. 0 / -1 (see gw_upload_error). */
+/* FILE_BEGIN + KEY_NEW + header append. visibility: "clients", "staff"
+   (NULL or "": storage's default, clients). 0 / -1 (see
+   gw_upload_error).                                                   */
 int gw_upload_begin (gw_upload_t *self, const char *name, const char *content_type,
-                     const char *owner_id);
+                     const char *owner_id, const char *visibility);
 /* Feeds plaintext bytes. 0 / -1. */
 int gw_upload_write (gw_upload_t *self, const void *data, size_t len);
 /* Seals the last chunk and commits (then gw_upload_file). 0 / -1.   */

@@ -52,12 +52,15 @@ test_file_json (void **state)
     f.sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     f.owner_id = "fedcba9876543210fedcba9876543210";
     f.created_at = 0;
+    f.chunk_size = 1048576;
     f.kek_id = "0011223344556677";
     f.wrapped_dek.data = dek;
     f.wrapped_dek.len = sizeof dek;
     json_t *j = gw_json_file (&f);
     assert_non_null (j);
-    assert_int_equal (json_object_size (j), 7);
+    assert_int_equal (json_object_size (j), 9);
+    assert_int_equal (json_integer_value (json_object_get (j, "chunk_size")), 1048576);
+    assert_string_equal (json_string_value (json_object_get (j, "visibility")), "");
     assert_string_equal (json_string_value (json_object_get (j, "id")), f.id);
     assert_int_equal (json_integer_value (json_object_get (j, "size")), 12345678901LL);
     assert_string_equal (json_string_value (json_object_get (j, "created_at")),
@@ -65,6 +68,41 @@ test_file_json (void **state)
     /* Key material never leaves the gateway. */
     assert_null (json_object_get (j, "wrapped_dek"));
     assert_null (json_object_get (j, "kek_id"));
+    json_decref (j);
+}
+
+static void
+test_link_json (void **state)
+{
+    Safeshare__LinkInfo l = SAFESHARE__LINK_INFO__INIT;
+    l.id = "11112222333344445555666677778888";
+    l.file_id = "0123456789abcdef0123456789abcdef";
+    l.creator_id = "fedcba9876543210fedcba9876543210";
+    l.created_at = 0;
+    l.expires_at = 3600;
+    l.max_downloads = 3;
+    l.downloads = 1;
+    l.signed_in_only = true;
+    l.state = "active";
+    json_t *j = gw_json_link (&l);
+    assert_non_null (j);
+    assert_int_equal (json_object_size (j), 11);
+    assert_string_equal (json_string_value (json_object_get (j, "expires_at")),
+                         "1970-01-01T01:00:00Z");
+    assert_int_equal (json_integer_value (json_object_get (j, "downloads_left")), 2);
+    assert_true (json_is_true (json_object_get (j, "signed_in_only")));
+    assert_true (json_is_null (json_object_get (j, "revoked_at")));
+    assert_null (json_object_get (j, "token"));
+    json_decref (j);
+    /* Revoked, and more spent than allowed (never negative).          */
+    l.revoked_at = 60;
+    l.downloads = 5;
+    l.state = "revoked";
+    j = gw_json_link (&l);
+    assert_string_equal (json_string_value (json_object_get (j, "revoked_at")),
+                         "1970-01-01T00:01:00Z");
+    assert_int_equal (json_integer_value (json_object_get (j, "downloads_left")), 0);
+    assert_string_equal (json_string_value (json_object_get (j, "state")), "revoked");
     json_decref (j);
 }
 
@@ -119,9 +157,8 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test (test_error_shape),
-        cmocka_unit_test (test_file_json),
-        cmocka_unit_test (test_user_json),
+        cmocka_unit_test (test_error_shape), cmocka_unit_test (test_file_json),
+        cmocka_unit_test (test_link_json),   cmocka_unit_test (test_user_json),
         cmocka_unit_test (test_layout),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);

@@ -47,6 +47,22 @@ test_routes (void **state)
     assert_int_equal (gw_route_match ("POST", "/api/files/" ID "/links", &r),
                       GW_MATCH_OK);
     assert_int_equal (r.id, GW_ROUTE_LINK_CREATE);
+    assert_int_equal (gw_route_match ("GET", "/api/files/" ID "/links", &r), GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_LINKS_LIST);
+    assert_true (r.auth);
+    assert_false (r.json_body);
+    assert_string_equal (r.param, ID);
+    assert_int_equal (gw_route_match ("PATCH", "/api/files/" ID, &r), GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_FILE_UPDATE);
+    assert_true (r.auth);
+    assert_true (r.json_body);
+    assert_int_equal (gw_route_match ("DELETE", "/api/links/" ID, &r), GW_MATCH_OK);
+    assert_int_equal (r.id, GW_ROUTE_LINK_REVOKE);
+    assert_true (r.auth);
+    assert_true (r.param_valid);
+    assert_int_equal (gw_route_match ("DELETE", "/api/links/not-an-id", &r), GW_MATCH_OK);
+    assert_false (r.param_valid);
+    assert_int_equal (gw_route_match ("DELETE", "/api/links", &r), GW_MATCH_NOT_FOUND);
     assert_int_equal (gw_route_match ("GET", "/api/download/abc-_XYZ09", &r),
                       GW_MATCH_OK);
     assert_int_equal (r.id, GW_ROUTE_DOWNLOAD);
@@ -149,12 +165,14 @@ test_bad_method (void **state)
     assert_int_equal (gw_route_match ("PUT", "/api/files", &r), GW_MATCH_BAD_METHOD);
     assert_string_equal (r.allow, "GET, POST");
     assert_int_equal (gw_route_match ("POST", "/api/files/" ID, &r), GW_MATCH_BAD_METHOD);
-    assert_string_equal (r.allow, "GET, DELETE");
+    assert_string_equal (r.allow, "GET, DELETE, PATCH");
     assert_int_equal (gw_route_match ("GET", "/api/auth/login", &r), GW_MATCH_BAD_METHOD);
     assert_string_equal (r.allow, "POST");
     assert_int_equal (gw_route_match ("DELETE", "/api/files/" ID "/links", &r),
                       GW_MATCH_BAD_METHOD);
-    assert_string_equal (r.allow, "POST");
+    assert_string_equal (r.allow, "POST, GET");
+    assert_int_equal (gw_route_match ("GET", "/api/links/" ID, &r), GW_MATCH_BAD_METHOD);
+    assert_string_equal (r.allow, "DELETE");
     /* PATCH is a method like the others: in Allow where a path takes it,
        refused where it does not.                                       */
     assert_int_equal (gw_route_match ("GET", "/api/users/" ID, &r), GW_MATCH_BAD_METHOD);
@@ -168,9 +186,8 @@ test_bad_method (void **state)
     assert_string_equal (r.allow, "GET, POST");
     assert_int_equal (gw_route_match ("DELETE", "/api/users", &r), GW_MATCH_BAD_METHOD);
     assert_string_equal (r.allow, "GET, POST");
-    assert_int_equal (gw_route_match ("PATCH", "/api/files/" ID, &r),
-                      GW_MATCH_BAD_METHOD);
-    assert_string_equal (r.allow, "GET, DELETE");
+    assert_int_equal (gw_route_match ("PUT", "/api/files/" ID, &r), GW_MATCH_BAD_METHOD);
+    assert_string_equal (r.allow, "GET, DELETE, PATCH");
     assert_int_equal (gw_route_match ("patch", "/api/users/" ID, &r),
                       GW_MATCH_BAD_METHOD);
     assert_string_equal (r.allow, "PATCH");

@@ -76,6 +76,8 @@ typedef struct {
     size_t blob_len;
     char begin_name[300];
     char begin_type[128];
+    char begin_visibility[16];
+    int begins; /* FILE_BEGIN calls */
     int encrypts;
     size_t enc_len[64];
     bool enc_last[64];
@@ -93,7 +95,24 @@ typedef struct {
     char file_name[300]; /* stored name served back; "" = the default */
     int decrypts;        /* DECRYPT calls, their indexes in arrival order */
     uint64_t dec_index[64];
-    int redeems; /* LINK_REDEEM calls */
+    int redeems; /* LINK_REDEEM calls that spend a download (not peek) */
+    /* Files and links (test_files_*, test_links_*, test_link_download). */
+    int peeks;             /* LINK_REDEEM with peek */
+    bool redeem_signed_in; /* the last LINK_REDEEM's signed_in */
+    char redeem_fail[40];  /* LINK_REDEEM answers this code; "" = OK */
+    char visibility[16];   /* the fake file's; "" = "clients" */
+    char link_creator[33]; /* the fake link's creator; "" = CLIENT_ID */
+    int link_creates;      /* LINK_CREATE calls, the last one's flag */
+    bool link_signed_in_only;
+    int lists; /* FILE_LIST calls, the last one's filter */
+    char list_name[300];
+    bool list_clients_only;
+    int updates; /* FILE_UPDATE calls, the last one's fields */
+    char update_name[300];
+    char update_visibility[16];
+    int link_lists; /* LINK_LIST calls, the last one's creator */
+    char link_list_creator[40];
+    int revokes; /* LINK_REVOKE calls */
     int ids;     /* Meta.request_id of every storage/crypto call */
     char id[128][65];
     /* Crypto's pace (the window tests). hold: chunk replies wait until no
@@ -135,9 +154,27 @@ s_fake_reset (void)
     s_fake.file_name[0] = '\0';
     s_fake.decrypts = 0;
     s_fake.redeems = 0;
+    s_fake.peeks = 0;
+    s_fake.redeem_signed_in = false;
+    s_fake.redeem_fail[0] = '\0';
+    s_fake.visibility[0] = '\0';
+    s_fake.link_creator[0] = '\0';
+    s_fake.link_creates = 0;
+    s_fake.link_signed_in_only = false;
+    s_fake.lists = 0;
+    s_fake.list_name[0] = '\0';
+    s_fake.list_clients_only = false;
+    s_fake.updates = 0;
+    s_fake.update_name[0] = '\0';
+    s_fake.update_visibility[0] = '\0';
+    s_fake.link_lists = 0;
+    s_fake.link_list_creator[0] = '\0';
+    s_fake.revokes = 0;
     s_fake.ids = 0;
     s_fake.begin_name[0] = '\0';
     s_fake.begin_type[0] = '\0';
+    s_fake.begin_visibility[0] = '\0';
+    s_fake.begins = 0;
     s_fake.hold = false;
     s_fake.fail_index = -1;
     s_fake.late_index = -1;
@@ -157,6 +194,7 @@ s_fake_recount (void)
     s_fake.encrypts = 0;
     s_fake.decrypts = 0;
     s_fake.redeems = 0;
+    s_fake.peeks = 0;
     s_fake.ids = 0;
     s_fake.out = 0;
     s_fake.max_out = 0;
@@ -184,6 +222,7 @@ s_fake_file (Safeshare__FileInfo *f, uint8_t *dek)
     f->size = s_fake.commit_size;
     f->sha256 = s_fake.commit_sha;
     f->owner_id = OPS_ID;
+    f->visibility = s_fake.visibility[0] ? s_fake.visibility : "clients";
     f->created_at = 1790000000;
     f->chunk_size = CHUNK;
     f->chunk_count = s_fake.commit_chunks;
@@ -213,6 +252,15 @@ s_fake_storage (zsock_t *sock)
     Safeshare__FileGetReply get = SAFESHARE__FILE_GET_REPLY__INIT;
     Safeshare__BlobReadReply read = SAFESHARE__BLOB_READ_REPLY__INIT;
     Safeshare__LinkRedeemReply redeem = SAFESHARE__LINK_REDEEM_REPLY__INIT;
+    Safeshare__FileListReply list = SAFESHARE__FILE_LIST_REPLY__INIT;
+    Safeshare__FileUpdateReply update = SAFESHARE__FILE_UPDATE_REPLY__INIT;
+    Safeshare__LinkCreateReply created = SAFESHARE__LINK_CREATE_REPLY__INIT;
+    Safeshare__LinkListReply links = SAFESHARE__LINK_LIST_REPLY__INIT;
+    Safeshare__LinkGetReply link_get = SAFESHARE__LINK_GET_REPLY__INIT;
+    Safeshare__LinkRevokeReply revoked = SAFESHARE__LINK_REVOKE_REPLY__INIT;
+    Safeshare__LinkInfo link = SAFESHARE__LINK_INFO__INIT;
+    Safeshare__LinkInfo *link_ptr = &link;
+    Safeshare__FileInfo *file_ptr = NULL;
     Safeshare__FileInfo file = SAFESHARE__FILE_INFO__INIT;
     uint8_t dek[60] = {0};
     zmsg_t *out = NULL;
@@ -227,6 +275,9 @@ s_fake_storage (zsock_t *sock)
                       r->file_begin->name);
             snprintf (s_fake.begin_type, sizeof s_fake.begin_type, "%s",
                       r->file_begin->content_type);
+            snprintf (s_fake.begin_visibility, sizeof s_fake.begin_visibility, "%s",
+                      r->file_begin->visibility);
+            s_fake.begins++;
             begin.file_id = FILE_ID;
             reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_FILE_BEGIN;
             reply.file_begin = &begin;
@@ -302,12 +353,25 @@ s_fake_storage (zsock_t *sock)
             reply.file_get = &get;
             break;
         case SAFESHARE__STORAGE_REQUEST__BODY_LINK_REDEEM:
-            /* Every redeem counts, as the real one: a download spent. */
-            s_fake.redeems++;
-            if (!s_fake.committed || strcmp (r->link_redeem->token, "tok-en_1") != 0) {
+            /* Every redeem counts, as the real one: a download spent;
+               a peek spends nothing.                                   */
+            if (r->link_redeem->peek) {
+                s_fake.peeks++;
+            } else {
+                s_fake.redeems++;
+            }
+            s_fake.redeem_signed_in = r->link_redeem->signed_in;
+            if (!s_fake.committed || strcmp (r->link_redeem->token, "tok-en_1") != 0 ||
+                s_fake.redeem_fail[0]) {
+                const char *code =
+                    s_fake.redeem_fail[0] ? s_fake.redeem_fail : "link_not_found";
+                cm_status_t st = strcmp (code, "link_requires_login") == 0
+                                     ? CM_UNAUTHENTICATED
+                                 : strcmp (code, "link_not_found") == 0 ? CM_NOT_FOUND
+                                                                        : CM_GONE;
                 pthread_mutex_unlock (&s_fake.lock);
                 cm_call_reply_error (sock, &call, &safeshare__storage_reply__descriptor,
-                                     CM_NOT_FOUND, "link_not_found", "no such link");
+                                     st, code, "refused");
                 cm_call_release (&call);
                 return;
             }
@@ -329,6 +393,84 @@ s_fake_storage (zsock_t *sock)
             read.offset = r->blob_read->offset;
             reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_BLOB_READ;
             reply.blob_read = &read;
+            break;
+        case SAFESHARE__STORAGE_REQUEST__BODY_FILE_LIST:
+            s_fake.lists++;
+            snprintf (s_fake.list_name, sizeof s_fake.list_name, "%s",
+                      r->file_list->name ? r->file_list->name : "");
+            s_fake.list_clients_only = r->file_list->clients_only;
+            if (s_fake.committed) {
+                s_fake_file (&file, dek);
+                file_ptr = &file;
+                list.n_files = 1;
+                list.files = &file_ptr;
+            }
+            list.next_cursor = "";
+            reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_FILE_LIST;
+            reply.file_list = &list;
+            break;
+        case SAFESHARE__STORAGE_REQUEST__BODY_FILE_UPDATE:
+            s_fake.updates++;
+            snprintf (s_fake.update_name, sizeof s_fake.update_name, "%s",
+                      r->file_update->name ? r->file_update->name : "");
+            snprintf (s_fake.update_visibility, sizeof s_fake.update_visibility, "%s",
+                      r->file_update->visibility ? r->file_update->visibility : "");
+            if (s_fake.update_name[0]) {
+                snprintf (s_fake.file_name, sizeof s_fake.file_name, "%s",
+                          s_fake.update_name);
+            }
+            if (s_fake.update_visibility[0]) {
+                snprintf (s_fake.visibility, sizeof s_fake.visibility, "%s",
+                          s_fake.update_visibility);
+            }
+            s_fake_file (&file, dek);
+            update.file = &file;
+            reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_FILE_UPDATE;
+            reply.file_update = &update;
+            break;
+        case SAFESHARE__STORAGE_REQUEST__BODY_LINK_CREATE:
+            s_fake.link_creates++;
+            s_fake.link_signed_in_only = r->link_create->signed_in_only;
+            created.link_id = "11112222333344445555666677778888";
+            created.token = "tok-en_1";
+            created.expires_at = 1790003600;
+            reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_LINK_CREATE;
+            reply.link_create = &created;
+            break;
+        case SAFESHARE__STORAGE_REQUEST__BODY_LINK_LIST:
+        case SAFESHARE__STORAGE_REQUEST__BODY_LINK_GET:
+        case SAFESHARE__STORAGE_REQUEST__BODY_LINK_REVOKE:
+            /* One link, by link_creator, on the fake file.             */
+            link.id = "11112222333344445555666677778888";
+            link.file_id = FILE_ID;
+            link.creator_id = s_fake.link_creator[0] ? s_fake.link_creator : CLIENT_ID;
+            link.created_at = 1790000000;
+            link.expires_at = 1790003600;
+            link.max_downloads = 3;
+            link.downloads = 1;
+            link.state = "active";
+            s_fake_file (&file, dek);
+            if (r->body_case == SAFESHARE__STORAGE_REQUEST__BODY_LINK_LIST) {
+                s_fake.link_lists++;
+                snprintf (s_fake.link_list_creator, sizeof s_fake.link_list_creator, "%s",
+                          r->link_list->creator_id ? r->link_list->creator_id : "");
+                links.n_links = 1;
+                links.links = &link_ptr;
+                reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_LINK_LIST;
+                reply.link_list = &links;
+            } else if (r->body_case == SAFESHARE__STORAGE_REQUEST__BODY_LINK_GET) {
+                link_get.link = &link;
+                link_get.file = &file;
+                reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_LINK_GET;
+                reply.link_get = &link_get;
+            } else {
+                s_fake.revokes++;
+                link.state = "revoked";
+                link.revoked_at = 1790000100;
+                revoked.link = &link;
+                reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_LINK_REVOKE;
+                reply.link_revoke = &revoked;
+            }
             break;
         default:
             /* HEALTH included: the fake plays "down" for /readyz. */
@@ -1672,11 +1814,29 @@ test_roles (void **state)
     assert_int_equal (s_http (req, (size_t)n, &r, 5000), 0);
     s_assert_error (&r, 403, "forbidden");
     s_resp_free (&r);
-    /* Uploads must be multipart. */
+    /* A client may not upload raw either. */
+    assert_int_equal (s_post_ex ("/api/files", s_client_token, "application/octet-stream",
+                                 "X-File-Name: a.txt\r\n", "x", 1, &r),
+                      0);
+    s_assert_error (&r, 403, "forbidden");
+    s_resp_free (&r);
+    /* A raw body needs a name; form encodings and JSON are no upload. */
     assert_int_equal (
         s_post ("/api/files", s_ops_token, "application/octet-stream", "x", 1, &r), 0);
-    s_assert_error (&r, 415, "unsupported_media_type");
+    s_assert_error (&r, 400, "missing_file_name");
     s_resp_free (&r);
+    const char *never[] = {"application/x-www-form-urlencoded", "application/json",
+                           "multipart/mixed; boundary=B"};
+    for (size_t i = 0; i < sizeof never / sizeof never[0]; i++) {
+        /* With a NUL: CVE-2025-9648's body never reaches a parser.    */
+        assert_int_equal (s_post_ex ("/api/files", s_ops_token, never[i],
+                                     "X-File-Name: a.txt\r\n", "x=\0\0&y=%00", 10, &r),
+                          0);
+        s_assert_error (&r, 415, "unsupported_media_type");
+        s_resp_free (&r);
+    }
+    s_fake_t fake = s_fake_snapshot ();
+    assert_int_equal (fake.begins, 0);
 }
 
 static void
@@ -1732,7 +1892,8 @@ s_multipart (const char *filename, const uint8_t *data, size_t len, size_t *out_
 }
 
 /* Uploads size patterned bytes named filename, with that Content-Type
-   and extra header lines.                                              */
+   and extra header lines. The pattern is printable ASCII (a .txt must
+   be text) and does not repeat at chunk or prefix boundaries.          */
 static void
 s_upload_as (const char *filename, const char *ctype, const char *extra, size_t size,
              s_resp_t *r, uint8_t **data_out)
@@ -1740,7 +1901,7 @@ s_upload_as (const char *filename, const char *ctype, const char *extra, size_t 
     s_fake_reset ();
     uint8_t *data = malloc (size + 1);
     for (size_t i = 0; i < size; i++) {
-        data[i] = (uint8_t)(i * 7 + 3);
+        data[i] = (uint8_t)(' ' + (i * 7 + 3 + i / 4093) % 95);
     }
     size_t len;
     char *body = s_multipart (filename, data, size, &len);
@@ -2157,15 +2318,16 @@ test_download_not_modified (void **state)
     s_assert_whole (path, "If-None-Match: \"0011\"\r\n", data, size);
     s_assert_whole (path, "If-None-Match: garbage\r\n", data, size);
 
-    /* A share link answers 304 too, after LINK_REDEEM: that spends one
-       download (the file and its ETag are only known from the redeem). */
+    /* A share link answers 304 too, from a peek: no download spent
+       (the file and its ETag are only known from storage).            */
     snprintf (extra, sizeof extra, "If-None-Match: %s\r\n", etag);
     s_fake_recount ();
     assert_int_equal (s_get_ex ("/api/download/tok-en_1", extra, &r), 0);
     assert_int_equal (r.status, 304);
     assert_int_equal (r.body_len, 0);
     fake = s_fake_snapshot ();
-    assert_int_equal (fake.redeems, 1);
+    assert_int_equal (fake.redeems, 0);
+    assert_int_equal (fake.peeks, 1);
     assert_int_equal (fake.decrypts, 0);
     s_resp_free (&r);
     free (data);
@@ -2303,12 +2465,13 @@ test_unread_body_dos (void **state)
 }
 
 /* Item 1: a body that trickles in (JSON or upload) is cut at its deadline
-   with 408 request_timeout; the begun upload is aborted.              */
+   with 408 request_timeout; the begun upload (its first 9000 bytes are
+   past the policy's prefix) is aborted.                               */
 static void
 test_slow_body (void **state)
 {
     s_fake_reset ();
-    char head[4096];
+    char head[4096 + 9000];
     int fds[2];
     int n = snprintf (head, sizeof head,
                       "POST /api/auth/login HTTP/1.1\r\nHost: x\r\n"
@@ -2321,19 +2484,36 @@ test_slow_body (void **state)
                   "Content-Length: 60000\r\n\r\n--XbOuNdArY\r\nContent-Disposition: "
                   "form-data; name=\"file\"; filename=\"slow.bin\"\r\n\r\n",
                   s_ops_token);
+    memset (head + n, 's', 9000);
+    n += 9000;
     fds[1] = s_connect ();
     send (fds[1], head, (size_t)n, MSG_NOSIGNAL);
     uint64_t start = cm_mono_ms ();
     uint64_t took[2] = {0, 0};
+    uint64_t next_send = start;
+    /* A byte per connection every 500 ms by the clock, whatever poll
+       says: an answered connection is polled no more (its unread answer
+       would wake poll at once, and a spinning loop would flood the other
+       body to its Content-Length -- a complete, malformed body, rightly
+       400, the flake this test once had).                              */
     while ((!took[0] || !took[1]) && cm_mono_ms () - start < 20000) {
-        struct pollfd p[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
-        poll (p, 2, 500);
+        struct pollfd p[2] = {{took[0] ? -1 : fds[0], POLLIN, 0},
+                              {took[1] ? -1 : fds[1], POLLIN, 0}};
+        uint64_t now = cm_mono_ms ();
+        poll (p, 2, next_send > now ? (int)(next_send - now) : 0);
+        now = cm_mono_ms ();
         for (int i = 0; i < 2; i++) {
-            if (!took[i] && (p[i].revents & POLLIN)) {
-                took[i] = cm_mono_ms () - start;
-            } else if (!took[i]) {
-                send (fds[i], " ", 1, MSG_NOSIGNAL);
+            if (!took[i] && (p[i].revents & (POLLIN | POLLHUP))) {
+                took[i] = now - start;
             }
+        }
+        if (now >= next_send) {
+            for (int i = 0; i < 2; i++) {
+                if (!took[i]) {
+                    send (fds[i], " ", 1, MSG_NOSIGNAL);
+                }
+            }
+            next_send = now + 500;
         }
     }
     for (int i = 0; i < 2; i++) {
@@ -2384,7 +2564,9 @@ test_commit_reply_lost (void **state)
     s_resp_free (&r);
 }
 
-/* Item 4: active types are never stored nor served as such.           */
+/* Item 4: active types are never stored nor served as such: the
+   default list refuses them (with "*" they are stored inert: see
+   test_upload_any).                                                   */
 static void
 test_active_types (void **state)
 {
@@ -2394,11 +2576,17 @@ test_active_types (void **state)
         s_resp_t r;
         s_upload_as (names[i], "multipart/form-data; boundary=XbOuNdArY", "", 10, &r,
                      NULL);
-        assert_int_equal (r.status, 201);
+        s_assert_error (&r, 415, "unsupported_file_type");
         s_resp_free (&r);
         s_fake_t fake = s_fake_snapshot ();
-        assert_string_equal (fake.begin_type, "application/octet-stream");
+        assert_int_equal (fake.begins, 0);
     }
+    /* A file committed earlier, for the stored-type case below.        */
+    s_resp_t up;
+    s_upload_as ("page.txt", "multipart/form-data; boundary=XbOuNdArY", "", 10, &up,
+                 NULL);
+    assert_int_equal (up.status, 201);
+    s_resp_free (&up);
     /* One stored before the rule (or by another writer) is served inert. */
     pthread_mutex_lock (&s_fake.lock);
     snprintf (s_fake.file_type, sizeof s_fake.file_type, "text/html; charset=utf-8");
@@ -3684,6 +3872,812 @@ test_window_timeout (void **state)
     s_switch_back (pid);
 }
 
+/* ---- files: list filter, visibility, PATCH; links: rights, download -- */
+
+#define OTHER_CLIENT_ID "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1"
+#define LINK_ID         "11112222333344445555666677778888"
+
+/* GET path with extra header lines; token NULL: anonymous.            */
+static int
+s_get_as (const char *path, const char *token, const char *extra, s_resp_t *r)
+{
+    char req[8192];
+    int n = snprintf (req, sizeof req,
+                      "GET %s HTTP/1.1\r\nHost: x\r\n%s%s%s%sConnection: close\r\n\r\n",
+                      path, token ? "Authorization: Bearer " : "", token ? token : "",
+                      token ? "\r\n" : "", extra);
+    assert_true (n > 0 && (size_t)n < sizeof req);
+    return s_http (req, (size_t)n, r, 10000);
+}
+
+static json_t *
+s_body_json (const s_resp_t *r)
+{
+    json_error_t err;
+    json_t *j = r->body ? json_loads (r->body, 0, &err) : NULL;
+    assert_non_null (j);
+    return j;
+}
+
+/* A committed fake file (owner OPS_ID) with that visibility.          */
+static void
+s_fake_committed (const char *visibility)
+{
+    s_resp_t r;
+    s_upload (100, &r, NULL);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    pthread_mutex_lock (&s_fake.lock);
+    snprintf (s_fake.visibility, sizeof s_fake.visibility, "%s", visibility);
+    pthread_mutex_unlock (&s_fake.lock);
+}
+
+static void
+test_files_list_filter (void **state)
+{
+    s_resp_t r;
+    s_fake_committed ("clients");
+    /* A client's list is clients_only; staff lists are not.           */
+    const char *tokens[] = {s_client_token, s_ops_token, s_admin_token};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal (s_get ("/api/files?name=Rep%25o_rt%20X&limit=5", tokens[i], &r),
+                          0);
+        assert_int_equal (r.status, 200);
+        json_t *j = s_body_json (&r);
+        json_t *file = json_array_get (json_object_get (j, "files"), 0);
+        assert_string_equal (json_string_value (json_object_get (file, "visibility")),
+                             "clients");
+        assert_null (json_object_get (file, "kek_id"));
+        json_decref (j);
+        s_resp_free (&r);
+        s_fake_t fake = s_fake_snapshot ();
+        assert_string_equal (fake.list_name, "Rep%o_rt X");
+        assert_int_equal (fake.list_clients_only, i == 0);
+    }
+    /* No name: "" to storage.                                          */
+    assert_int_equal (s_get ("/api/files", s_client_token, &r), 0);
+    assert_int_equal (r.status, 200);
+    s_resp_free (&r);
+    s_fake_t fake = s_fake_snapshot ();
+    assert_string_equal (fake.list_name, "");
+    assert_true (fake.list_clients_only);
+    /* Too long a name: 400 before storage is asked.                    */
+    char path[512] = "/api/files?name=";
+    memset (path + strlen (path), 'a', 256);
+    path[16 + 256] = '\0';
+    int lists = fake.lists;
+    assert_int_equal (s_get (path, s_ops_token, &r), 0);
+    s_assert_error (&r, 400, "invalid_request");
+    s_resp_free (&r);
+    fake = s_fake_snapshot ();
+    assert_int_equal (fake.lists, lists);
+}
+
+/* A client asking for a "staff" file by id gets 404 file_not_found
+   everywhere (no existence leak); ops and admins see it.             */
+static void
+test_files_visibility (void **state)
+{
+    s_resp_t r;
+    s_fake_committed ("staff");
+    const char *paths[] = {"/api/files/" FILE_ID, "/api/files/" FILE_ID "/content",
+                           "/api/files/" FILE_ID "/links"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal (s_get (paths[i], s_client_token, &r), 0);
+        s_assert_error (&r, 404, "file_not_found");
+        s_resp_free (&r);
+    }
+    const char *body = "{\"expires_in\": 60}";
+    assert_int_equal (s_post ("/api/files/" FILE_ID "/links", s_client_token,
+                              "application/json", body, strlen (body), &r),
+                      0);
+    s_assert_error (&r, 404, "file_not_found");
+    s_resp_free (&r);
+    s_fake_t fake = s_fake_snapshot ();
+    assert_int_equal (fake.link_creates, 0);
+    assert_int_equal (fake.link_lists, 0);
+    assert_int_equal (fake.decrypts, 0);
+    /* Staff see it.                                                    */
+    assert_int_equal (s_get ("/api/files/" FILE_ID, s_ops_token, &r), 0);
+    assert_int_equal (r.status, 200);
+    assert_non_null (strstr (r.body, "\"visibility\":\"staff\""));
+    s_resp_free (&r);
+    assert_int_equal (s_get ("/api/files/" FILE_ID, s_admin_token, &r), 0);
+    assert_int_equal (r.status, 200);
+    s_resp_free (&r);
+    assert_int_equal (s_post ("/api/files/" FILE_ID "/links", s_ops_token,
+                              "application/json", body, strlen (body), &r),
+                      0);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    /* Shared with clients again: the client sees it.                   */
+    pthread_mutex_lock (&s_fake.lock);
+    snprintf (s_fake.visibility, sizeof s_fake.visibility, "clients");
+    pthread_mutex_unlock (&s_fake.lock);
+    assert_int_equal (s_get ("/api/files/" FILE_ID, s_client_token, &r), 0);
+    assert_int_equal (r.status, 200);
+    s_resp_free (&r);
+}
+
+static void
+test_files_update (void **state)
+{
+    s_resp_t r;
+    char demoted[CM_JWT_MAX_LEN];
+    s_sign (s_signer, DEMOTED_ID, "ops", 0, demoted); /* ops, not the owner */
+    s_fake_committed ("clients");
+    const char *vis = "{\"visibility\": \"staff\"}";
+    assert_int_equal (s_json ("PATCH", "/api/files/" FILE_ID, s_client_token, vis, &r),
+                      0);
+    s_assert_error (&r, 403, "forbidden");
+    s_resp_free (&r);
+    assert_int_equal (s_json ("PATCH", "/api/files/" FILE_ID, demoted, vis, &r), 0);
+    s_assert_error (&r, 403, "forbidden");
+    s_resp_free (&r);
+    s_fake_t fake = s_fake_snapshot ();
+    assert_int_equal (fake.updates, 0);
+    /* Bad bodies: 400, nothing sent to storage.                        */
+    const char *bad[][2] = {{"{}", "invalid_request"},
+                            {"{\"owner_id\": \"x\"}", "invalid_request"},
+                            {"{\"visibility\": \"public\"}", "invalid_visibility"},
+                            {"{\"visibility\": true}", "invalid_visibility"},
+                            {"{\"name\": \"\"}", "invalid_name"},
+                            {"{\"name\": \"a/b.txt\"}", "invalid_name"},
+                            {"{\"name\": \"..\"}", "invalid_name"},
+                            {"{\"name\": \"tab\\there\"}", "invalid_name"},
+                            {"{\"name\": 5}", "invalid_name"},
+                            {"[1]", "invalid_json"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal (
+            s_json ("PATCH", "/api/files/" FILE_ID, s_ops_token, bad[i][0], &r), 0);
+        s_assert_error (&r, 400, bad[i][1]);
+        s_resp_free (&r);
+    }
+    fake = s_fake_snapshot ();
+    assert_int_equal (fake.updates, 0);
+    assert_int_equal (s_json ("PATCH", "/api/files/nope", s_ops_token, vis, &r), 0);
+    s_assert_error (&r, 404, "file_not_found");
+    s_resp_free (&r);
+    /* The owner (ops) and an admin may.                                */
+    assert_int_equal (s_json ("PATCH", "/api/files/" FILE_ID, s_ops_token, vis, &r), 0);
+    assert_int_equal (r.status, 200);
+    json_t *j = s_body_json (&r);
+    assert_string_equal (json_string_value (json_object_get (j, "visibility")), "staff");
+    json_decref (j);
+    s_resp_free (&r);
+    fake = s_fake_snapshot ();
+    assert_int_equal (fake.updates, 1);
+    assert_string_equal (fake.update_visibility, "staff");
+    assert_string_equal (fake.update_name, "");
+    const char *name = "{\"name\": \"Q3 \\u00fcbersicht.pptx\"}";
+    assert_int_equal (s_json ("PATCH", "/api/files/" FILE_ID, s_admin_token, name, &r),
+                      0);
+    assert_int_equal (r.status, 200);
+    j = s_body_json (&r);
+    assert_string_equal (json_string_value (json_object_get (j, "name")),
+                         "Q3 \xc3\xbc"
+                         "bersicht.pptx");
+    json_decref (j);
+    s_resp_free (&r);
+    fake = s_fake_snapshot ();
+    assert_int_equal (fake.updates, 2);
+    assert_string_equal (fake.update_visibility, "");
+    /* Now "staff": a client's PATCH is still 403 (roles first).       */
+    assert_int_equal (s_json ("PATCH", "/api/files/" FILE_ID, s_client_token, vis, &r),
+                      0);
+    s_assert_error (&r, 403, "forbidden");
+    s_resp_free (&r);
+}
+
+static void
+test_links_rights (void **state)
+{
+    s_resp_t r;
+    char demoted[CM_JWT_MAX_LEN], other[CM_JWT_MAX_LEN];
+    s_sign (s_signer, DEMOTED_ID, "ops", 0, demoted);
+    s_auth_user (OTHER_CLIENT_ID, SAFESHARE__ROLE__ROLE_CLIENT, 0, false);
+    s_sign (s_signer, OTHER_CLIENT_ID, "client", 0, other);
+    s_fake_committed ("clients");
+
+    /* signed_in_only goes to storage and comes back; must be a bool.   */
+    const char *body = "{\"expires_in\": 60, \"signed_in_only\": true}";
+    assert_int_equal (s_post ("/api/files/" FILE_ID "/links", s_client_token,
+                              "application/json", body, strlen (body), &r),
+                      0);
+    assert_int_equal (r.status, 201);
+    json_t *j = s_body_json (&r);
+    assert_true (json_is_true (json_object_get (j, "signed_in_only")));
+    assert_string_equal (json_string_value (json_object_get (j, "token")), "tok-en_1");
+    json_decref (j);
+    s_resp_free (&r);
+    s_fake_t fake = s_fake_snapshot ();
+    assert_true (fake.link_signed_in_only);
+    body = "{\"signed_in_only\": \"yes\"}";
+    assert_int_equal (s_post ("/api/files/" FILE_ID "/links", s_client_token,
+                              "application/json", body, strlen (body), &r),
+                      0);
+    s_assert_error (&r, 400, "invalid_request");
+    s_resp_free (&r);
+    body = "{}";
+    assert_int_equal (s_post ("/api/files/" FILE_ID "/links", s_ops_token,
+                              "application/json", body, strlen (body), &r),
+                      0);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    fake = s_fake_snapshot ();
+    assert_int_equal (fake.link_creates, 2);
+    assert_false (fake.link_signed_in_only);
+
+    /* Who sees which links: admin and the owner all, others their own. */
+    struct {
+        const char *token;
+        const char *creator;
+    } lists[] = {{s_admin_token, ""},
+                 {s_ops_token, ""},
+                 {demoted, DEMOTED_ID},
+                 {s_client_token, CLIENT_ID}};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        assert_int_equal (s_get ("/api/files/" FILE_ID "/links", lists[i].token, &r), 0);
+        assert_int_equal (r.status, 200);
+        j = s_body_json (&r);
+        json_t *link = json_array_get (json_object_get (j, "links"), 0);
+        assert_string_equal (json_string_value (json_object_get (link, "id")), LINK_ID);
+        assert_string_equal (json_string_value (json_object_get (link, "state")),
+                             "active");
+        assert_int_equal (json_integer_value (json_object_get (link, "downloads_left")),
+                          2);
+        assert_true (json_is_null (json_object_get (link, "revoked_at")));
+        assert_null (json_object_get (link, "token"));
+        assert_null (strstr (r.body, "tok-en_1"));
+        json_decref (j);
+        s_resp_free (&r);
+        fake = s_fake_snapshot ();
+        assert_string_equal (fake.link_list_creator, lists[i].creator);
+    }
+
+    /* Revoke: the creator (a client here), the owner, an admin; not
+       another client nor another ops.                                  */
+    const char *may[] = {s_client_token, s_ops_token, s_admin_token};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal (s_json ("DELETE", "/api/links/" LINK_ID, may[i], NULL, &r), 0);
+        assert_int_equal (r.status, 200);
+        j = s_body_json (&r);
+        assert_string_equal (json_string_value (json_object_get (j, "state")), "revoked");
+        assert_true (json_is_string (json_object_get (j, "revoked_at")));
+        json_decref (j);
+        s_resp_free (&r);
+    }
+    fake = s_fake_snapshot ();
+    assert_int_equal (fake.revokes, 3);
+    const char *may_not[] = {other, demoted};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal (s_json ("DELETE", "/api/links/" LINK_ID, may_not[i], NULL, &r),
+                          0);
+        s_assert_error (&r, 403, "forbidden");
+        s_resp_free (&r);
+    }
+    assert_int_equal (s_json ("DELETE", "/api/links/xyz", s_admin_token, NULL, &r), 0);
+    s_assert_error (&r, 404, "link_not_found");
+    s_resp_free (&r);
+    assert_int_equal (s_json ("DELETE", "/api/links/" LINK_ID, NULL, NULL, &r), 0);
+    s_assert_error (&r, 401, "missing_token");
+    s_resp_free (&r);
+    /* The file became "staff": its creator (a client) cannot see it, so
+       the link is not found for them; ops still may.                  */
+    pthread_mutex_lock (&s_fake.lock);
+    snprintf (s_fake.visibility, sizeof s_fake.visibility, "staff");
+    pthread_mutex_unlock (&s_fake.lock);
+    assert_int_equal (s_json ("DELETE", "/api/links/" LINK_ID, s_client_token, NULL, &r),
+                      0);
+    s_assert_error (&r, 404, "link_not_found");
+    s_resp_free (&r);
+    fake = s_fake_snapshot ();
+    assert_int_equal (fake.revokes, 3);
+    assert_int_equal (s_json ("DELETE", "/api/links/" LINK_ID, s_ops_token, NULL, &r), 0);
+    assert_int_equal (r.status, 200);
+    s_resp_free (&r);
+}
+
+/* /api/download/{token}: an optional bearer token (signed_in), 304 and
+   416 answered from a peek without spending, 200 and 206 spend one.  */
+static void
+test_link_download (void **state)
+{
+    s_resp_t r;
+    uint8_t *data;
+    size_t size = 2 * CHUNK + 10;
+    s_upload (size, &r, &data);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    const char *path = "/api/download/tok-en_1";
+
+    /* Anonymous: signed_in false, one download spent, no peek.         */
+    s_fake_recount ();
+    assert_int_equal (s_get_as (path, NULL, "", &r), 0);
+    assert_int_equal (r.status, 200);
+    assert_int_equal (r.body_len, size);
+    assert_memory_equal (r.body, data, size);
+    s_resp_free (&r);
+    s_fake_t fake = s_fake_snapshot ();
+    assert_int_equal (fake.redeems, 1);
+    assert_int_equal (fake.peeks, 0);
+    assert_false (fake.redeem_signed_in);
+    /* Signed in: said so to storage.                                   */
+    assert_int_equal (s_get_as (path, s_client_token, "", &r), 0);
+    assert_int_equal (r.status, 200);
+    s_resp_free (&r);
+    fake = s_fake_snapshot ();
+    assert_true (fake.redeem_signed_in);
+    /* A token that is there but bad: 401, nothing spent.               */
+    s_fake_recount ();
+    assert_int_equal (s_get_as (path, "not.a.jwt", "", &r), 0);
+    s_assert_error (&r, 401, "invalid_token");
+    s_resp_free (&r);
+    fake = s_fake_snapshot ();
+    assert_int_equal (fake.redeems + fake.peeks, 0);
+    /* A signed-in-only link without sign-in: 401 link_requires_login. */
+    pthread_mutex_lock (&s_fake.lock);
+    snprintf (s_fake.redeem_fail, sizeof s_fake.redeem_fail, "link_requires_login");
+    pthread_mutex_unlock (&s_fake.lock);
+    assert_int_equal (s_get_as (path, NULL, "", &r), 0);
+    s_assert_error (&r, 401, "link_requires_login");
+    assert_non_null (strcasestr (r.head, "WWW-Authenticate: Bearer"));
+    s_resp_free (&r);
+    pthread_mutex_lock (&s_fake.lock);
+    snprintf (s_fake.redeem_fail, sizeof s_fake.redeem_fail, "link_exhausted");
+    pthread_mutex_unlock (&s_fake.lock);
+    assert_int_equal (s_get_as (path, NULL, "", &r), 0);
+    s_assert_error (&r, 410, "link_exhausted");
+    s_resp_free (&r);
+    /* ... from the peek too, for a conditional request.                */
+    s_fake_recount ();
+    assert_int_equal (s_get_as (path, NULL, "Range: bytes=0-1\r\n", &r), 0);
+    s_assert_error (&r, 410, "link_exhausted");
+    s_resp_free (&r);
+    fake = s_fake_snapshot ();
+    assert_int_equal (fake.peeks, 1);
+    assert_int_equal (fake.redeems, 0);
+    pthread_mutex_lock (&s_fake.lock);
+    s_fake.redeem_fail[0] = '\0';
+    pthread_mutex_unlock (&s_fake.lock);
+
+    /* 416 and 304 spend nothing; nothing is read or decrypted.         */
+    char etag[100], extra[200];
+    snprintf (etag, sizeof etag, "\"%s\"", fake.commit_sha);
+    const char *free_ones[] = {"Range: bytes=999999-\r\n", NULL};
+    snprintf (extra, sizeof extra, "If-None-Match: %s\r\n", etag);
+    free_ones[1] = extra;
+    const int want[] = {416, 304};
+    for (int i = 0; i < 2; i++) {
+        s_fake_recount ();
+        assert_int_equal (s_get_as (path, NULL, free_ones[i], &r), 0);
+        assert_int_equal (r.status, want[i]);
+        s_resp_free (&r);
+        fake = s_fake_snapshot ();
+        assert_int_equal (fake.peeks, 1);
+        assert_int_equal (fake.redeems, 0);
+        assert_int_equal (fake.decrypts, 0);
+    }
+    /* A 206 and a 200 after a stale If-None-Match spend one each.      */
+    s_fake_recount ();
+    assert_int_equal (s_get_as (path, NULL, "Range: bytes=4090-4101\r\n", &r), 0);
+    assert_int_equal (r.status, 206);
+    assert_int_equal (r.body_len, 12);
+    assert_memory_equal (r.body, data + 4090, 12);
+    s_resp_free (&r);
+    fake = s_fake_snapshot ();
+    assert_int_equal (fake.peeks, 1);
+    assert_int_equal (fake.redeems, 1);
+    s_fake_recount ();
+    assert_int_equal (s_get_as (path, NULL, "If-None-Match: \"00\"\r\n", &r), 0);
+    assert_int_equal (r.status, 200);
+    assert_int_equal (r.body_len, size);
+    s_resp_free (&r);
+    fake = s_fake_snapshot ();
+    assert_int_equal (fake.peeks, 1);
+    assert_int_equal (fake.redeems, 1);
+    free (data);
+}
+
+/* ---- the upload policy, raw bodies, visibility -------------------------- */
+
+/* A minimal OOXML package: [Content_Types].xml, then word/document.xml,
+   then the start of a central directory. Its length into *len.        */
+static uint8_t *
+s_docx (size_t *len)
+{
+    static const char *names[] = {"[Content_Types].xml", "word/document.xml"};
+    static const char *parts[] = {"<Types/>", "<w:document/>"};
+    uint8_t *buf = calloc (1, 512);
+    size_t off = 0;
+    for (int i = 0; i < 2; i++) {
+        uint8_t *h = buf + off;
+        size_t nlen = strlen (names[i]), dlen = strlen (parts[i]);
+        memcpy (h, "PK\x03\x04\x14\x00", 6);
+        h[18] = h[22] = (uint8_t)dlen; /* stored: sizes equal */
+        h[26] = (uint8_t)nlen;
+        memcpy (h + 30, names[i], nlen);
+        memcpy (h + 30 + nlen, parts[i], dlen);
+        off += 30 + nlen + dlen;
+    }
+    memcpy (buf + off, "PK\x01\x02", 4);
+    *len = off + 46;
+    return buf;
+}
+
+/* A raw upload: body as application/octet-stream (or ctype), extra
+   header lines, to path (a query string may follow /api/files).       */
+static int
+s_raw_post (const char *path, const char *ctype, const char *extra, const void *body,
+            size_t len, s_resp_t *r)
+{
+    s_fake_reset ();
+    return s_post_ex (path, s_ops_token, ctype ? ctype : "application/octet-stream",
+                      extra, body, len, r);
+}
+
+/* The upload was refused before storage heard of it. */
+static void
+s_assert_nothing_stored (void)
+{
+    s_fake_t fake = s_fake_snapshot ();
+    assert_int_equal (fake.begins, 0);
+    assert_int_equal (fake.aborts, 0);
+    assert_false (fake.committed);
+    assert_int_equal (fake.blob_len, 0);
+}
+
+/* The upload was committed as name/type/visibility with exactly data. */
+static void
+s_assert_stored (s_resp_t *r, const char *name, const char *type, const char *visibility,
+                 const void *data, size_t len)
+{
+    if (r->status != 201) {
+        fprintf (stderr, "upload of %s: %d %s\n", name, r->status, r->body);
+    }
+    assert_int_equal (r->status, 201);
+    s_fake_t fake = s_fake_snapshot ();
+    assert_int_equal (fake.begins, 1);
+    assert_string_equal (fake.begin_name, name);
+    assert_string_equal (fake.begin_type, type);
+    assert_string_equal (fake.begin_visibility, visibility);
+    assert_true (fake.committed);
+    assert_int_equal (fake.commit_size, len);
+    /* The fake's "cipher" is the plaintext + a tag per chunk. */
+    for (size_t off = 0, i = 0; off < len; off += CHUNK, i++) {
+        size_t n = len - off < CHUNK ? len - off : CHUNK;
+        assert_memory_equal (fake.blob + 48 + i * (CHUNK + 16),
+                             (const uint8_t *)data + off, n);
+    }
+    uint8_t digest[32];
+    char hex[65];
+    SHA256 (data, len, digest);
+    cm_hex_encode (hex, digest, 32);
+    assert_string_equal (fake.commit_sha, hex);
+}
+
+static void
+test_upload_raw (void **state)
+{
+    s_resp_t r;
+    /* A PDF, its UTF-8 name percent-encoded in X-File-Name. */
+    size_t len = 3 * CHUNK + 77;
+    uint8_t *pdf = malloc (len);
+    for (size_t i = 0; i < len; i++) {
+        pdf[i] = (uint8_t)(i * 13 + i / 4099);
+    }
+    memcpy (pdf, "%PDF-1.7\n", 9);
+    assert_int_equal (s_raw_post ("/api/files", NULL,
+                                  "X-File-Name: r%C3%A9sum%C3%A9%20v1.pdf\r\n", pdf, len,
+                                  &r),
+                      0);
+    s_assert_stored (&r, "r\xc3\xa9sum\xc3\xa9 v1.pdf", "application/pdf", "clients", pdf,
+                     len);
+    assert_non_null (strstr (r.body, "\"id\":\"" FILE_ID "\""));
+    s_resp_free (&r);
+    /* The file's own type, a name in the query, staff only.            */
+    const char text[] = "name,amount\nz\xc3\xbcrich,12\n";
+    assert_int_equal (s_raw_post ("/api/files?name=q3%20totals.csv&visibility=staff",
+                                  "text/csv; charset=utf-8", "", text, sizeof text - 1,
+                                  &r),
+                      0);
+    s_assert_stored (&r, "q3 totals.csv", "text/csv", "staff", text, sizeof text - 1);
+    s_resp_free (&r);
+    /* The name is cleaned like any: no path survives.                  */
+    assert_int_equal (s_raw_post ("/api/files", NULL,
+                                  "X-File-Name: ..%2F..%2Fetc%2Fnotes.txt\r\n", "hi", 2,
+                                  &r),
+                      0);
+    s_assert_stored (&r, "notes.txt", "text/plain", "clients", "hi", 2);
+    s_resp_free (&r);
+    /* Chunked, and empty.                                              */
+    char head[1024];
+    int n =
+        snprintf (head, sizeof head,
+                  "POST /api/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                  "Content-Type: application/octet-stream\r\nX-File-Name: c.pdf\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n%zx\r\n",
+                  s_ops_token, len);
+    s_fake_reset ();
+    int fd = s_connect ();
+    send (fd, head, (size_t)n, MSG_NOSIGNAL);
+    send (fd, pdf, len, MSG_NOSIGNAL);
+    send (fd, "\r\n0\r\n\r\n", 7, MSG_NOSIGNAL);
+    assert_int_equal (s_read_response (fd, &r, 10000), 0);
+    close (fd);
+    s_assert_stored (&r, "c.pdf", "application/pdf", "clients", pdf, len);
+    s_resp_free (&r);
+    assert_int_equal (
+        s_raw_post ("/api/files", NULL, "X-File-Name: empty.txt\r\n", "", 0, &r), 0);
+    s_assert_stored (&r, "empty.txt", "text/plain", "clients", "", 0);
+    s_resp_free (&r);
+    free (pdf);
+
+    /* No name, a bad one, twice; a type that is not the file's.        */
+    assert_int_equal (s_raw_post ("/api/files", NULL, "", "%PDF-", 5, &r), 0);
+    s_assert_error (&r, 400, "missing_file_name");
+    s_resp_free (&r);
+    assert_int_equal (s_raw_post ("/api/files?name=", NULL, "", "%PDF-", 5, &r), 0);
+    s_assert_error (&r, 400, "missing_file_name");
+    s_resp_free (&r);
+    const char *bad[] = {"X-File-Name: bad%zz.pdf\r\n", "X-File-Name: nul%00.pdf\r\n",
+                         "X-File-Name: a.pdf\r\nX-File-Name: b.pdf\r\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal (s_raw_post ("/api/files", NULL, bad[i], "%PDF-", 5, &r), 0);
+        s_assert_error (&r, 400, "invalid_file_name");
+        s_resp_free (&r);
+    }
+    assert_int_equal (s_raw_post ("/api/files", "application/pdf",
+                                  "X-File-Name: a.txt\r\n", "hello", 5, &r),
+                      0);
+    s_assert_error (&r, 415, "unsupported_media_type");
+    assert_non_null (strstr (r.body, "text/plain"));
+    s_resp_free (&r);
+    s_assert_nothing_stored ();
+    s_assert_alive ();
+}
+
+static void
+test_upload_policy (void **state)
+{
+    s_resp_t r;
+    /* Not on the list: refused by name, before a byte is stored.       */
+    assert_int_equal (
+        s_raw_post ("/api/files", NULL, "X-File-Name: setup.exe\r\n", "MZ", 2, &r), 0);
+    s_assert_error (&r, 415, "unsupported_file_type");
+    assert_non_null (strstr (r.body, ".exe"));
+    assert_non_null (strstr (r.body, "docx"));
+    s_resp_free (&r);
+    s_assert_nothing_stored ();
+    assert_int_equal (
+        s_raw_post ("/api/files", NULL, "X-File-Name: README\r\n", "hi", 2, &r), 0);
+    s_assert_error (&r, 415, "unsupported_file_type");
+    s_resp_free (&r);
+    s_assert_nothing_stored ();
+
+    /* The bytes are not what the name says: PNG bytes as .pdf, text as
+       .pptx, a NUL in a .txt -- short, and past the 8 KiB prefix.      */
+    static const uint8_t png[] = {0x89, 'P',  'N', 'G', '\r', '\n',
+                                  0x1a, '\n', 0,   0,   0,    13};
+    assert_int_equal (
+        s_raw_post ("/api/files", NULL, "X-File-Name: scan.pdf\r\n", png, sizeof png, &r),
+        0);
+    s_assert_error (&r, 415, "content_mismatch");
+    assert_non_null (strstr (r.body, "PDF"));
+    s_resp_free (&r);
+    s_assert_nothing_stored ();
+    size_t len;
+    char *body = s_multipart ("deck.pptx", (const uint8_t *)"just text", 9, &len);
+    s_fake_reset ();
+    assert_int_equal (s_post ("/api/files", s_ops_token,
+                              "multipart/form-data; boundary=XbOuNdArY", body, len, &r),
+                      0);
+    free (body);
+    s_assert_error (&r, 415, "content_mismatch");
+    s_resp_free (&r);
+    s_assert_nothing_stored ();
+    size_t big = 3 * CHUNK;
+    uint8_t *text = malloc (big);
+    memset (text, 'a', big);
+    text[100] = '\0';
+    body = s_multipart ("log.txt", text, big, &len);
+    s_fake_reset ();
+    assert_int_equal (s_post ("/api/files", s_ops_token,
+                              "multipart/form-data; boundary=XbOuNdArY", body, len, &r),
+                      0);
+    free (body);
+    s_assert_error (&r, 415, "content_mismatch");
+    s_resp_free (&r);
+    s_assert_nothing_stored ();
+    text[100] = 'a';
+    text[big - 1] = '\0'; /* past the prefix: not examined, stored */
+    assert_int_equal (
+        s_raw_post ("/api/files", NULL, "X-File-Name: log.txt\r\n", text, big, &r), 0);
+    s_assert_stored (&r, "log.txt", "text/plain", "clients", text, big);
+    s_resp_free (&r);
+    free (text);
+
+    /* An office document, multipart, visible to staff only.            */
+    uint8_t *docx = s_docx (&len);
+    size_t mlen;
+    body = s_multipart ("minutes.docx", docx, len, &mlen);
+    s_fake_reset ();
+    assert_int_equal (s_post ("/api/files?visibility=staff", s_ops_token,
+                              "multipart/form-data; boundary=XbOuNdArY", body, mlen, &r),
+                      0);
+    free (body);
+    s_assert_stored (
+        &r, "minutes.docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "staff", docx, len);
+    s_resp_free (&r);
+    /* The same bytes called .odt are not OpenDocument.                 */
+    assert_int_equal (
+        s_raw_post ("/api/files", NULL, "X-File-Name: minutes.odt\r\n", docx, len, &r),
+        0);
+    s_assert_error (&r, 415, "content_mismatch");
+    s_resp_free (&r);
+    free (docx);
+
+    /* The file field first, another after it: the file is judged (and
+       stored) when its field ends, not at the end of the body.         */
+    const char *first[] = {"%PDF-1.4 short", "not a pdf"};
+    for (int i = 0; i < 2; i++) {
+        char mp[512];
+        int n = snprintf (mp, sizeof mp,
+                          "--XbOuNdArY\r\nContent-Disposition: form-data; name=\"file\"; "
+                          "filename=\"f.pdf\"\r\n\r\n%s\r\n--XbOuNdArY\r\n"
+                          "Content-Disposition: form-data; name=\"note\"\r\n\r\nx\r\n"
+                          "--XbOuNdArY--\r\n",
+                          first[i]);
+        s_fake_reset ();
+        assert_int_equal (s_post ("/api/files", s_ops_token,
+                                  "multipart/form-data; boundary=XbOuNdArY", mp,
+                                  (size_t)n, &r),
+                          0);
+        if (i == 0) {
+            s_assert_stored (&r, "f.pdf", "application/pdf", "clients", first[0],
+                             strlen (first[0]));
+        } else {
+            s_assert_error (&r, 415, "content_mismatch");
+            s_assert_nothing_stored ();
+        }
+        s_resp_free (&r);
+    }
+
+    /* A multipart file part without a filename; bad visibility both ways. */
+    const char *noname =
+        "--XbOuNdArY\r\nContent-Disposition: form-data; name=\"file\"\r\n"
+        "\r\nhello\r\n--XbOuNdArY--\r\n";
+    s_fake_reset ();
+    assert_int_equal (s_post ("/api/files", s_ops_token,
+                              "multipart/form-data; boundary=XbOuNdArY", noname,
+                              strlen (noname), &r),
+                      0);
+    s_assert_error (&r, 400, "missing_file_name");
+    s_resp_free (&r);
+    s_fake_reset ();
+    assert_int_equal (s_post ("/api/files?visibility=public", s_ops_token,
+                              "multipart/form-data; boundary=XbOuNdArY", noname,
+                              strlen (noname), &r),
+                      0);
+    s_assert_error (&r, 400, "invalid_visibility");
+    s_resp_free (&r);
+    assert_int_equal (
+        s_raw_post ("/api/files?name=a.txt&visibility=Staff", NULL, "", "hi", 2, &r), 0);
+    s_assert_error (&r, 400, "invalid_visibility");
+    s_resp_free (&r);
+    s_assert_nothing_stored ();
+    s_assert_alive ();
+}
+
+/* 413 for a raw body: on its Content-Length before a byte of it is read
+   (none is sent: the answer and the close come at once), and at the
+   limit for a chunked one (which was begun, so it is aborted).        */
+static void
+test_upload_raw_limits (void **state)
+{
+    s_resp_t r;
+    char head[1024];
+    int n =
+        snprintf (head, sizeof head,
+                  "POST /api/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                  "Content-Type: application/octet-stream\r\nX-File-Name: big.bin\r\n"
+                  "Content-Length: %d\r\n\r\n",
+                  s_ops_token, MAX_UPLOAD + 1);
+    s_fake_reset ();
+    uint64_t start = cm_mono_ms ();
+    int fd = s_connect ();
+    send (fd, head, (size_t)n, MSG_NOSIGNAL);
+    assert_int_equal (s_read_response (fd, &r, 5000), 0);
+    s_assert_error (&r, 413, "too_large");
+    assert_true (cm_mono_ms () - start < 2000);
+    s_resp_free (&r);
+    char byte;
+    struct pollfd p = {fd, POLLIN, 0};
+    assert_int_equal (poll (&p, 1, 2000), 1);
+    assert_int_equal (recv (fd, &byte, 1, 0), 0);
+    close (fd);
+    s_assert_nothing_stored ();
+
+    uint8_t *data = calloc (1, MAX_UPLOAD + CHUNK);
+    n = snprintf (head, sizeof head,
+                  "POST /api/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                  "Content-Type: application/octet-stream\r\nX-File-Name: big.bin\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n%x\r\n",
+                  s_ops_token, MAX_UPLOAD + CHUNK);
+    s_fake_reset ();
+    fd = s_connect ();
+    send (fd, head, (size_t)n, MSG_NOSIGNAL);
+    send (fd, data, MAX_UPLOAD + CHUNK, MSG_NOSIGNAL);
+    send (fd, "\r\n0\r\n\r\n", 7, MSG_NOSIGNAL);
+    assert_int_equal (s_read_response (fd, &r, 10000), 0);
+    close (fd);
+    s_assert_error (&r, 413, "too_large");
+    s_resp_free (&r);
+    s_fake_t fake = s_fake_snapshot ();
+    assert_int_equal (fake.begins, 1);
+    assert_int_equal (fake.aborts, 1);
+    assert_false (fake.committed);
+
+    /* Exactly the limit is taken.                                      */
+    assert_int_equal (
+        s_raw_post ("/api/files", NULL, "X-File-Name: max.bin\r\n", data, MAX_UPLOAD, &r),
+        0);
+    s_assert_stored (&r, "max.bin", "application/octet-stream", "clients", data,
+                     MAX_UPLOAD);
+    s_resp_free (&r);
+    free (data);
+    s_assert_alive ();
+}
+
+/* SAFESHARE_UPLOAD_ALLOWED_TYPES: "*" takes any name (active types
+   stored inert, known ones still sniffed); a list of its own refuses the
+   rest; a malformed one stops the gateway at start.                   */
+static void
+test_upload_allowed_types (void **state)
+{
+    pid_t pid = s_switch_to (2, "SAFESHARE_UPLOAD_ALLOWED_TYPES=*");
+    assert_true (pid > 0);
+    s_resp_t r;
+    const char *names[] = {"page.html", "x.svg", "app.js", "noext"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char extra[128];
+        snprintf (extra, sizeof extra, "X-File-Name: %s\r\n", names[i]);
+        assert_int_equal (s_raw_post ("/api/files", NULL, extra, "<b>x</b>", 8, &r), 0);
+        s_assert_stored (&r, names[i], "application/octet-stream", "clients", "<b>x</b>",
+                         8);
+        s_resp_free (&r);
+    }
+    assert_int_equal (
+        s_raw_post ("/api/files", NULL, "X-File-Name: a.pdf\r\n", "<b>", 3, &r), 0);
+    s_assert_error (&r, 415, "content_mismatch");
+    s_resp_free (&r);
+    s_switch_back (pid);
+
+    pid = s_switch_to (2, "SAFESHARE_UPLOAD_ALLOWED_TYPES=pptx, DOCX,.xlsx");
+    assert_true (pid > 0);
+    assert_int_equal (
+        s_raw_post ("/api/files", NULL, "X-File-Name: a.txt\r\n", "hi", 2, &r), 0);
+    s_assert_error (&r, 415, "unsupported_file_type");
+    assert_non_null (strstr (r.body, "allowed: pptx, docx, xlsx"));
+    s_resp_free (&r);
+    size_t len;
+    uint8_t *docx = s_docx (&len);
+    assert_int_equal (
+        s_raw_post ("/api/files", NULL, "X-File-Name: a.docx\r\n", docx, len, &r), 0);
+    assert_int_equal (r.status, 201);
+    s_resp_free (&r);
+    free (docx);
+    s_switch_back (pid);
+
+    int port = s_free_port ();
+    assert_int_equal (s_spawn_ex (port, 1, "SAFESHARE_UPLOAD_ALLOWED_TYPES=tar.gz", NULL),
+                      -1);
+    assert_int_equal (s_spawn_ex (port, 1, "SAFESHARE_UPLOAD_ALLOWED_TYPES=,", NULL), -1);
+    s_assert_alive ();
+}
+
 static void
 test_sigterm (void **state)
 {
@@ -3699,6 +4693,11 @@ main (int argc, char **argv)
         return 2;
     }
     s_binary = argv[1];
+    /* SAFESHARE_TEST_ONLY=test_slow_body: one test (e.g. run in a loop
+       under load); its set-up and tear-down still run.                */
+    if (getenv ("SAFESHARE_TEST_ONLY")) {
+        cmocka_set_test_filter (getenv ("SAFESHARE_TEST_ONLY"));
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_healthz),
         cmocka_unit_test (test_readyz_down),
@@ -3740,6 +4739,15 @@ main (int argc, char **argv)
         cmocka_unit_test (test_window_sizes),
         cmocka_unit_test (test_window_chunk_error),
         cmocka_unit_test (test_window_timeout),
+        cmocka_unit_test (test_files_list_filter),
+        cmocka_unit_test (test_files_visibility),
+        cmocka_unit_test (test_files_update),
+        cmocka_unit_test (test_links_rights),
+        cmocka_unit_test (test_link_download),
+        cmocka_unit_test (test_upload_raw),
+        cmocka_unit_test (test_upload_policy),
+        cmocka_unit_test (test_upload_raw_limits),
+        cmocka_unit_test (test_upload_allowed_types),
         cmocka_unit_test (test_sigterm),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);

@@ -1,4 +1,4 @@
-/*  maild_drop -- one .eml file per job, durable before the ack.          */
+/*  maild_drop -- one .eml file per delivered job, written durably.      */
 #include "maild_drop.h"
 #include "cm_config.h"
 #include "cm_log.h"
@@ -31,55 +31,51 @@ s_fsync_path (const char *path, int flags)
     return rc;
 }
 
-static cm_status_t
-s_submit (void *impl, const char *req, const char *job_id, const char *to,
-          const char *data, size_t len, bool *duplicate)
+static maild_result_t
+s_deliver (void *impl, const char *req, const char *job_id, const char *to,
+           const char *data, size_t len, char *err, size_t errlen)
 {
     s_drop_t *self = impl;
+    (void)to; /* the recipient is in the To header; a drop has no envelope */
     if (!cm_is_hex_id (job_id, 32)) {
         /* The name of the file comes from it: never trust the caller. */
-        cm_error (req, "maild_drop: refused job id that is not 32 hex");
-        return CM_INVALID;
+        snprintf (err, errlen, "job id is not 32 hex");
+        return MAILD_FAILED;
     }
     char path[4096];
     int n = snprintf (path, sizeof path, "%s/%s.eml", self->dir, job_id);
     if (n < 0 || (size_t)n >= sizeof path) {
-        cm_error (req, "maild_drop: mail path too long job=%s", job_id);
-        return CM_INTERNAL;
+        snprintf (err, errlen, "mail path too long");
+        return MAILD_FAILED;
     }
     struct stat st;
     if (lstat (path, &st) == 0) {
         if (!S_ISREG (st.st_mode)) {
-            cm_error (req, "maild_drop: %s exists and is not a regular file job=%s", path,
-                      job_id);
-            return CM_INTERNAL;
+            snprintf (err, errlen, "%s exists and is not a regular file", path);
+            return MAILD_RETRY;
         }
-        /* Seen before: ack again without rewriting. The earlier writer may
-           have died between rename and the directory fsync, so make the
-           name durable before this ack too.                             */
+        /* Delivered before (the result was not recorded: a crash). The
+           earlier writer may have died between rename and the directory
+           fsync, so make the name durable before saying so.            */
         if (s_fsync_path (path, 0) != 0 || s_fsync_path (self->dir, O_DIRECTORY) != 0) {
-            cm_error (req, "fsync() failed job=%s path=%s: %s", job_id, path,
-                      strerror (errno));
-            return CM_UNAVAILABLE;
+            snprintf (err, errlen, "fsync(%s): %s", path, strerror (errno));
+            return MAILD_RETRY;
         }
-        *duplicate = true;
         cm_info (req, "mail already dropped job=%s path=%s", job_id, path);
-        return CM_OK;
+        return MAILD_DELIVERED;
     }
     if (errno != ENOENT) {
-        cm_error (req, "lstat() failed job=%s path=%s: %s", job_id, path,
-                  strerror (errno));
-        return CM_UNAVAILABLE;
+        snprintf (err, errlen, "lstat(%s): %s", path, strerror (errno));
+        return MAILD_RETRY;
     }
     if (cm_file_write_atomic (path, data, len, 0600) != 0) {
-        /* cm_file_write_atomic logged the failing call; the caller
-           retries and the next attempt finds or rewrites the file.      */
-        cm_error (req, "cm_file_write_atomic() failed job=%s path=%s", job_id, path);
-        return CM_UNAVAILABLE;
+        /* cm_file_write_atomic logged the failing call; disk full or an
+           I/O error may pass: retry with backoff.                        */
+        snprintf (err, errlen, "writing %s failed: %s", path, strerror (errno));
+        return MAILD_RETRY;
     }
-    (void)to; /* the recipient is in the To header; a drop has no envelope */
     cm_info (req, "mail dropped job=%s path=%s bytes=%zu", job_id, path, len);
-    return CM_OK;
+    return MAILD_DELIVERED;
 }
 
 static void
@@ -95,7 +91,7 @@ s_destroy (void **impl_p)
 
 static const maild_transport_ops_t s_ops = {
     .name = "drop",
-    .submit = s_submit,
+    .deliver = s_deliver,
     .destroy = s_destroy,
 };
 

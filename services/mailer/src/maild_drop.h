@@ -1,8 +1,8 @@
-/*  maild_drop -- the mail-drop transport: each job becomes one file
-    $MAIL_DIR/<job_id>.eml (0600), written atomically (tmp + fsync +
-    rename + fsync dir) before the job is acked. The embedded default,
-    used when no SMTP server is configured; an operator or a test reads
-    the files.                                                        */
+/*  maild_drop -- the mail-drop transport: each delivered job becomes one
+    file $MAIL_DIR/<job_id>.eml (0600), written atomically (tmp + fsync +
+    rename + fsync dir). The embedded default, used when no SMTP server
+    is configured; an operator or a test reads the files. Jobs reach it
+    through the outbox like SMTP jobs do (maild_transport.h).          */
 #ifndef MAILD_DROP_H
 #define MAILD_DROP_H
 

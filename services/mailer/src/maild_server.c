@@ -1,4 +1,4 @@
-/*  maild_server -- HEALTH and SEND on the mailer's ROUTER socket.        */
+/*  maild_server -- HEALTH, SEND and STATS on the mailer's ROUTER socket. */
 #include "maild_server.h"
 #include "maild_message.h"
 #include "maild_template.h"
@@ -18,24 +18,43 @@
 #define S_TICK_MS 500
 
 struct maild_server_t {
-    maild_transport_t *transport;
+    maild_templates_t *templates;
+    maild_outbox_t *outbox;
     char *from;
+    char *reply_to;
+    uint64_t max_age_ms;
+    maild_sender_t *sender;
+    maild_counters_t *counters;
     uint64_t started_ms; /* monotonic */
 };
 
 maild_server_t *
-maild_server_new (maild_transport_t **transport_p, const char *from)
+maild_server_new (const maild_server_config_t *config, maild_templates_t **templates_p,
+                  maild_outbox_t **outbox_p)
 {
-    if (!transport_p || !*transport_p || !maild_message_sender_valid (from)) {
+    if (!config || !templates_p || !*templates_p || !outbox_p || !*outbox_p ||
+        !config->counters || !maild_message_sender_valid (config->from) ||
+        (config->reply_to && *config->reply_to &&
+         !maild_message_sender_valid (config->reply_to))) {
         return NULL;
     }
     maild_server_t *self = calloc (1, sizeof *self);
-    if (!self || !(self->from = strdup (from))) {
+    if (!self || !(self->from = strdup (config->from)) ||
+        (config->reply_to && *config->reply_to &&
+         !(self->reply_to = strdup (config->reply_to)))) {
+        if (self) {
+            free (self->from);
+        }
         free (self);
         return NULL;
     }
-    self->transport = *transport_p;
-    *transport_p = NULL;
+    self->templates = *templates_p;
+    self->outbox = *outbox_p;
+    *templates_p = NULL;
+    *outbox_p = NULL;
+    self->max_age_ms = config->max_age_ms;
+    self->sender = config->sender;
+    self->counters = config->counters;
     self->started_ms = cm_mono_ms ();
     return self;
 }
@@ -45,8 +64,10 @@ maild_server_destroy (maild_server_t **self_p)
 {
     if (self_p && *self_p) {
         maild_server_t *self = *self_p;
-        maild_transport_destroy (&self->transport);
+        maild_templates_destroy (&self->templates);
+        maild_outbox_destroy (&self->outbox);
         free (self->from);
+        free (self->reply_to);
         free (self);
         *self_p = NULL;
     }
@@ -77,13 +98,38 @@ s_health (maild_server_t *self, zsock_t *router, cm_call_t *call)
 }
 
 static int
+s_stats (maild_server_t *self, zsock_t *router, cm_call_t *call)
+{
+    uint64_t counts[4];
+    if (maild_outbox_counts (self->outbox, counts) != 0) {
+        return s_reply_error (router, call, CM_UNAVAILABLE, "mail_store_failed",
+                              "the outbox could not be read");
+    }
+    Safeshare__MailStatsReply stats = SAFESHARE__MAIL_STATS_REPLY__INIT;
+    stats.pending = counts[0];
+    stats.sending = counts[1];
+    stats.sent = counts[2];
+    stats.failed = counts[3];
+    stats.queued_total = atomic_load (&self->counters->queued);
+    stats.sent_total = atomic_load (&self->counters->sent);
+    stats.failed_total = atomic_load (&self->counters->failed);
+    stats.retried_total = atomic_load (&self->counters->retried);
+    Safeshare__MailReply reply = SAFESHARE__MAIL_REPLY__INIT;
+    reply.status = CM_OK;
+    reply.body_case = SAFESHARE__MAIL_REPLY__BODY_STATS;
+    reply.stats = &stats;
+    return cm_call_reply (router, call, &reply.base, NULL);
+}
+
+static int
 s_send (maild_server_t *self, zsock_t *router, cm_call_t *call,
         const Safeshare__MailSendRequest *req)
 {
     int rc = -1;
     maild_var_t *vars = NULL;
-    char *body = NULL;
+    maild_rendered_t rendered = {0};
     char *message = NULL;
+    size_t len = 0;
 
     if (!cm_is_hex_id (req->job_id, 32)) {
         return s_reply_error (router, call, CM_INVALID, "invalid_job_id",
@@ -94,7 +140,7 @@ s_send (maild_server_t *self, zsock_t *router, cm_call_t *call,
                               "to must be one plain address (local@domain), at most 254 "
                               "bytes of printable ASCII without spaces or specials");
     }
-    if (!maild_template_known (req->template_)) {
+    if (!maild_templates_known (self->templates, req->template_)) {
         return s_reply_error (router, call, CM_INVALID, "unknown_template",
                               "no such mail template");
     }
@@ -116,17 +162,26 @@ s_send (maild_server_t *self, zsock_t *router, cm_call_t *call,
         vars[i].name = req->vars[i]->name;
         vars[i].value = req->vars[i]->value;
     }
-    const char *subject = NULL, *code = NULL;
+    const char *code = NULL;
     char why[160];
-    cm_status_t status = maild_template_render (req->template_, vars, req->n_vars,
-                                                &subject, &body, &code, why, sizeof why);
+    cm_status_t status =
+        maild_templates_render (self->templates, req->template_, vars, req->n_vars,
+                                &rendered, &code, why, sizeof why);
     if (status != CM_OK) {
         rc = s_reply_error (router, call, status, code, why);
         goto cleanup;
     }
-    size_t len = 0;
-    message = maild_message_compose (self->from, req->to, req->job_id, subject, body,
-                                     cm_now_s (), &len);
+    maild_message_parts_t parts = {
+        .from = self->from,
+        .reply_to = self->reply_to,
+        .to = req->to,
+        .job_id = req->job_id,
+        .subject = rendered.subject,
+        .text = rendered.text,
+        .html = rendered.html,
+        .date_s = cm_now_s (),
+    };
+    message = maild_message_compose (&parts, &len);
     if (!message) {
         /* Every part was checked above: this is our bug, not the peer's. */
         cm_error (call->req_id, "maild_message_compose() failed job=%s", req->job_id);
@@ -135,14 +190,13 @@ s_send (maild_server_t *self, zsock_t *router, cm_call_t *call,
         goto cleanup;
     }
     bool duplicate = false;
-    status = maild_transport_submit (self->transport, call->req_id, req->job_id, req->to,
-                                     message, len, &duplicate);
+    status = maild_outbox_enqueue (self->outbox, call->req_id, req->job_id,
+                                   req->template_, req->to, message, cm_now_ms (),
+                                   self->max_age_ms, &duplicate);
     if (status != CM_OK) {
         /* UNAVAILABLE tells the caller to retry later with the same job. */
-        rc = s_reply_error (
-            router, call, status,
-            status == CM_UNAVAILABLE ? "mail_store_failed" : cm_status_code (status),
-            "the message could not be stored; retry with the same job_id");
+        rc = s_reply_error (router, call, status, "mail_store_failed",
+                            "the job could not be stored; retry with the same job_id");
         goto cleanup;
     }
     Safeshare__MailSendReply send = SAFESHARE__MAIL_SEND_REPLY__INIT;
@@ -152,15 +206,22 @@ s_send (maild_server_t *self, zsock_t *router, cm_call_t *call,
     reply.body_case = SAFESHARE__MAIL_REPLY__BODY_SEND;
     reply.send = &send;
     rc = cm_call_reply (router, call, &reply.base, NULL);
-    cm_debug (call->req_id, "send acked job=%s duplicate=%d", req->job_id, duplicate);
+    if (duplicate) {
+        cm_info (call->req_id, "mail job=%s already queued: acked again", req->job_id);
+    } else {
+        atomic_fetch_add (&self->counters->queued, 1);
+        cm_info (call->req_id, "mail queued job=%s template=%s bytes=%zu", req->job_id,
+                 req->template_, len);
+        if (self->sender) {
+            maild_sender_kick (self->sender);
+        }
+    }
 
 cleanup:
-    /* The body holds the link (a bearer token): wipe it. */
-    if (body) {
-        cm_secret_free (body, strlen (body));
-    }
+    /* The parts hold the link (a bearer token): wipe them. */
+    maild_rendered_clear (&rendered);
     if (message) {
-        cm_secret_free (message, strlen (message));
+        cm_secret_free (message, len);
     }
     free (vars);
     return rc;
@@ -207,9 +268,12 @@ maild_server_handle (maild_server_t *self, zsock_t *router)
                            : s_reply_error (router, &call, CM_INVALID, "missing_body",
                                             "request has no body");
             break;
+        case SAFESHARE__MAIL_REQUEST__BODY_STATS:
+            rc = s_stats (self, router, &call);
+            break;
         default:
             rc = s_reply_error (router, &call, CM_INVALID, "missing_body",
-                                "request needs a health or send body");
+                                "request needs a health, send or stats body");
             break;
     }
 cleanup:
@@ -234,8 +298,7 @@ maild_server_run (maild_server_t *self, zsock_t *router)
     while (!cm_service_stopping ()) {
         uint64_t now = cm_mono_ms ();
         if (now >= next_tick) {
-            /* Periodic work (the SMTP outbox retries of issue 6) goes here. */
-            next_tick = now + S_TICK_MS;
+            next_tick = now + S_TICK_MS; /* delivery is the sender's thread */
         }
         int timeout = (int)(next_tick - now);
         void *which = zpoller_wait (poller, timeout);

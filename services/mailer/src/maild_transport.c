@@ -11,7 +11,7 @@ struct maild_transport_t {
 maild_transport_t *
 maild_transport_new (const maild_transport_ops_t *ops, void **impl_p)
 {
-    if (!ops || !impl_p || !*impl_p || !ops->submit || !ops->destroy) {
+    if (!ops || !impl_p || !*impl_p || !ops->deliver || !ops->destroy) {
         return NULL;
     }
     maild_transport_t *self = calloc (1, sizeof *self);
@@ -41,10 +41,13 @@ maild_transport_name (maild_transport_t *self)
     return self->ops->name;
 }
 
-cm_status_t
-maild_transport_submit (maild_transport_t *self, const char *req, const char *job_id,
-                        const char *to, const char *data, size_t len, bool *duplicate)
+maild_result_t
+maild_transport_deliver (maild_transport_t *self, const char *req, const char *job_id,
+                         const char *to, const char *data, size_t len, char *err,
+                         size_t errlen)
 {
-    *duplicate = false;
-    return self->ops->submit (self->impl, req, job_id, to, data, len, duplicate);
+    if (errlen) {
+        err[0] = '\0';
+    }
+    return self->ops->deliver (self->impl, req, job_id, to, data, len, err, errlen);
 }

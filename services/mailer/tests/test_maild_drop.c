@@ -1,5 +1,5 @@
 /*  unit_mailer_drop -- the mail drop writes one 0600 file per job in a
-    0700 directory, acks a known job again without rewriting it, and
+    0700 directory, delivers a known job again without rewriting it, and
     never builds a path from anything but a 32-hex job id.            */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -65,10 +65,10 @@ test_drop_writes_once (void **state)
     assert_int_equal (st.st_mode & 0777, 0700);
 
     const char *data = "From: a@b\r\n\r\nfirst\r\n";
-    bool dup = true;
-    assert_int_equal (
-        maild_transport_submit (t, "r1", JOB, "c@d", data, strlen (data), &dup), CM_OK);
-    assert_false (dup);
+    char why[200];
+    assert_int_equal (maild_transport_deliver (t, "r1", JOB, "c@d", data, strlen (data),
+                                               why, sizeof why),
+                      MAILD_DELIVERED);
     snprintf (path, sizeof path, "%s/%s.eml", dir, JOB);
     assert_int_equal (stat (path, &st), 0);
     assert_int_equal (st.st_mode & 0777, 0600);
@@ -80,11 +80,12 @@ test_drop_writes_once (void **state)
     assert_memory_equal (got, data, len);
     free (got);
 
-    /* Same job again (even with other bytes): acked, file untouched. */
+    /* Same job again (a crash before its result was recorded): delivered,
+       the file untouched.                                              */
     const char *other = "From: a@b\r\n\r\nsecond\r\n";
-    assert_int_equal (
-        maild_transport_submit (t, "r2", JOB, "c@d", other, strlen (other), &dup), CM_OK);
-    assert_true (dup);
+    assert_int_equal (maild_transport_deliver (t, "r2", JOB, "c@d", other, strlen (other),
+                                               why, sizeof why),
+                      MAILD_DELIVERED);
     assert_int_equal (stat (path, &st), 0);
     assert_int_equal (st.st_ino, ino);
     got = cm_file_read (path, 1 << 20, &len);
@@ -106,9 +107,10 @@ test_drop_refuses_bad_job_ids (void **state)
     static const char *bad[] = {"../../../../tmp/x", "0123456789ABCDEF0123456789ABCDEF",
                                 "0123456789abcdef0123456789abcde", "", "a/b"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        bool dup;
-        assert_int_equal (maild_transport_submit (t, "r", bad[i], "c@d", "x", 1, &dup),
-                          CM_INVALID);
+        char why[200];
+        assert_int_equal (
+            maild_transport_deliver (t, "r", bad[i], "c@d", "x", 1, why, sizeof why),
+            MAILD_FAILED);
     }
     assert_int_equal (s_count (*state), 0);
     maild_transport_destroy (&t);
@@ -130,9 +132,11 @@ test_drop_odd_paths (void **state)
     assert_non_null (t);
     snprintf (path, sizeof path, "%s/%s.eml", (char *)*state, JOB);
     assert_int_equal (mkdir (path, 0700), 0);
-    bool dup;
-    assert_int_equal (maild_transport_submit (t, "r", JOB, "c@d", "x", 1, &dup),
-                      CM_INTERNAL);
+    char why[200];
+    assert_int_equal (
+        maild_transport_deliver (t, "r", JOB, "c@d", "x", 1, why, sizeof why),
+        MAILD_RETRY);
+    assert_non_null (strstr (why, "not a regular file"));
     maild_transport_destroy (&t);
 }
 

@@ -1,8 +1,11 @@
-/*  svc_mailer -- the real safeshare-mailer binary over its real socket:
+/*  svc_mailer -- the real safeshare-mailer binary over its real socket,
+    in mail-drop mode (the drop is delivered from the outbox like SMTP):
     SEND leaves a .eml with the right headers and link, a repeated job is
-    acked twice but written once, bad input is answered INVALID with its
-    code and writes nothing, garbage never stops it answering HEALTH, and
-    SIGTERM ends it with exit 0.
+    acked twice but written once, a job acked just before a kill -9 is
+    delivered after the restart, STATS counts, bad input is answered
+    INVALID with its code and writes nothing, garbage never stops it
+    answering HEALTH, SIGTERM ends it with exit 0, bad configuration is
+    exit 2.
 
     usage: test_maild_service PATH/TO/safeshare-mailer                */
 #include <setjmp.h>
@@ -17,6 +20,7 @@
 #include "mailer.pb-c.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,12 +141,19 @@ s_count_eml (void)
     return n;
 }
 
+/* The job's .eml once the sender has delivered it (polled, 10 s). */
 static char *
 s_read_eml (const char *job, size_t *len)
 {
     char path[700];
     snprintf (path, sizeof path, "%s/%s.eml", s_mail_dir, job);
-    return cm_file_read (path, 1 << 20, len);
+    uint64_t deadline = cm_mono_ms () + 10000;
+    char *eml = NULL;
+    while (!(eml = cm_file_read (path, 1 << 20, len)) && cm_mono_ms () < deadline) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep (&ts, NULL);
+    }
+    return eml;
 }
 
 /* Sends raw frames [empty][frames...] on a fresh DEALER; returns the
@@ -197,6 +208,8 @@ s_frames_packed (Safeshare__MailRequest *req, int nblobs)
 
 /* ---- set-up ---------------------------------------------------------- */
 
+static int s_start (void);
+
 static int
 s_group_setup (void **state)
 {
@@ -207,6 +220,13 @@ s_group_setup (void **state)
     }
     snprintf (s_mail_dir, sizeof s_mail_dir, "%s/mail", s_dir);
     snprintf (s_endpoint, sizeof s_endpoint, "ipc://%s/run/mailer.sock", s_dir);
+    return s_start ();
+}
+
+/* Starts the mailer on s_dir and waits until HEALTH answers. 0 / -1. */
+static int
+s_start (void)
+{
     char data_env[600], ep_env[700];
     snprintf (data_env, sizeof data_env, "SAFESHARE_DATA_DIR=%s", s_dir);
     snprintf (ep_env, sizeof ep_env, "SAFESHARE_MAILER_ENDPOINT=%s", s_endpoint);
@@ -278,7 +298,7 @@ test_send_writes_eml (void **state)
     assert_string_equal (r->send->job_id, job);
     safeshare__mail_reply__free_unpacked (r, NULL);
 
-    /* Acked means on disk: read it right away. */
+    /* Acked means stored; the sender delivers it to the drop at once. */
     size_t len = 0;
     char *eml = s_read_eml (job, &len);
     assert_non_null (eml);
@@ -302,10 +322,15 @@ test_send_writes_eml (void **state)
     assert_non_null (strstr (headers, "To: ann@example.com\r\n"));
     assert_non_null (strstr (headers, "Subject: Verify your safeshare account\r\n"));
     assert_non_null (
-        strstr (headers, "Message-ID: <aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb@safeshare>\r\n"));
+        strstr (headers, "Message-ID: <aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb@localhost>\r\n"));
     assert_non_null (strstr (headers, "MIME-Version: 1.0\r\n"));
-    assert_non_null (strstr (headers, "Content-Type: text/plain; charset=utf-8\r\n"));
-    assert_non_null (strstr (headers, "Content-Transfer-Encoding: 8bit\r\n"));
+    assert_non_null (strstr (headers,
+                             "Content-Type: multipart/alternative; boundary="
+                             "\"=_safeshare_aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb\""));
+    assert_non_null (strstr (body, "Content-Type: text/plain; charset=utf-8\r\n"
+                                   "Content-Transfer-Encoding: 7bit\r\n"));
+    assert_non_null (strstr (body, "Content-Type: text/html; charset=utf-8\r\n"
+                                   "Content-Transfer-Encoding: base64\r\n"));
     assert_int_equal (strncmp (headers, "From: ", 6), 0);
     /* Date: RFC 5322 form, and close to now. */
     const char *date = strstr (headers, "\r\nDate: ");
@@ -344,10 +369,10 @@ test_same_job_twice (void **state)
     char path[700];
     snprintf (path, sizeof path, "%s/%s.eml", s_mail_dir, job);
     struct stat st1, st2;
-    assert_int_equal (stat (path, &st1), 0);
     size_t len1 = 0, len2 = 0;
     char *first = s_read_eml (job, &len1);
     assert_non_null (first);
+    assert_int_equal (stat (path, &st1), 0);
 
     /* A retry (even one whose Date would differ) is acked, not rewritten. */
     r = s_send (job, "bob@example.com", LINK);
@@ -355,6 +380,8 @@ test_same_job_twice (void **state)
     assert_int_equal (r->status, CM_OK);
     assert_string_equal (r->send->job_id, job);
     safeshare__mail_reply__free_unpacked (r, NULL);
+    struct timespec pause = {0, 500 * 1000000L}; /* the sender had time to act */
+    nanosleep (&pause, NULL);
     assert_int_equal (stat (path, &st2), 0);
     assert_int_equal (st1.st_ino, st2.st_ino);
     char *second = s_read_eml (job, &len2);
@@ -540,6 +567,57 @@ test_garbage_in (void **state)
     s_assert_healthy ();
 }
 
+static Safeshare__MailReply *
+s_stats (void)
+{
+    Safeshare__MailStatsRequest stats = SAFESHARE__MAIL_STATS_REQUEST__INIT;
+    Safeshare__MailRequest req = SAFESHARE__MAIL_REQUEST__INIT;
+    req.body_case = SAFESHARE__MAIL_REQUEST__BODY_STATS;
+    req.stats = &stats;
+    return s_call (&req, 3000, 3000);
+}
+
+static void
+test_stats (void **state)
+{
+    (void)state;
+    Safeshare__MailReply *r = s_stats ();
+    assert_non_null (r);
+    assert_int_equal (r->status, CM_OK);
+    assert_int_equal (r->body_case, SAFESHARE__MAIL_REPLY__BODY_STATS);
+    /* Two jobs so far (one sent twice), both delivered to the drop. */
+    assert_int_equal (r->stats->sent, 2);
+    assert_int_equal (r->stats->pending + r->stats->sending + r->stats->failed, 0);
+    assert_int_equal (r->stats->queued_total, 2);
+    assert_int_equal (r->stats->sent_total, 2);
+    safeshare__mail_reply__free_unpacked (r, NULL);
+}
+
+/* Acked means stored: a mailer killed right after the ack (before or
+   after delivery) delivers the job after its restart, once.          */
+static void
+test_kill9_after_ack (void **state)
+{
+    (void)state;
+    const char *job = "1111111111111111aaaaaaaaaaaaaaaa";
+    int before = s_count_eml ();
+    Safeshare__MailReply *r = s_send (job, "kim@example.com", LINK);
+    assert_non_null (r);
+    assert_int_equal (r->status, CM_OK);
+    safeshare__mail_reply__free_unpacked (r, NULL);
+    kill (s_pid, SIGKILL);
+    waitpid (s_pid, NULL, 0);
+    s_pid = -1;
+    zsock_destroy (&s_client);
+    assert_int_equal (s_start (), 0);
+    size_t len = 0;
+    char *eml = s_read_eml (job, &len);
+    assert_non_null (eml);
+    assert_non_null (strstr (eml, "To: kim@example.com\r\n"));
+    free (eml);
+    assert_int_equal (s_count_eml (), before + 1);
+}
+
 static void
 test_sigterm_exits_zero (void **state)
 {
@@ -579,8 +657,25 @@ test_startup_checks (void **state)
     (void)state;
     assert_int_equal (s_run_expect_exit ("SAFESHARE_MAIL_FROM=x <a@b>\tBcc: c@d"), 2);
     assert_int_equal (s_run_expect_exit ("SAFESHARE_MAIL_FROM=Acme, Inc <a@b>"), 2);
-    assert_int_equal (s_run_expect_exit ("SAFESHARE_SMTP_URL=smtp://mail.example:587"),
+    assert_int_equal (s_run_expect_exit ("SAFESHARE_SMTP_URL=smtps://mail.example:465"),
                       2);
+    assert_int_equal (s_run_expect_exit ("SAFESHARE_SMTP_URL=smtp://u:pw@h?tls=maybe"),
+                      2);
+    assert_int_equal (s_run_expect_exit ("SAFESHARE_MAIL_REPLY_TO=a@b\tBcc: c@d"), 2);
+    assert_int_equal (s_run_expect_exit ("SAFESHARE_MAIL_TEMPLATE_DIR=/nonexistent"), 2);
+    /* A lease shorter than one SMTP delivery may take. */
+    char lease_env[] = "SAFESHARE_MAIL_LEASE_S=10";
+    char data_env[600];
+    snprintf (data_env, sizeof data_env, "SAFESHARE_DATA_DIR=%s/startup", s_dir);
+    char *env[] = {data_env, lease_env, "SAFESHARE_SMTP_URL=smtp://127.0.0.1:1",
+                   "SAFESHARE_SMTP_TIMEOUT_MS=1000", NULL};
+    char *argv[] = {(char *)s_binary, NULL};
+    pid_t pid = cm_test_spawn (s_binary, argv, env);
+    assert_true (pid > 0);
+    int status = 0;
+    assert_int_equal (waitpid (pid, &status, 0), pid);
+    assert_true (WIFEXITED (status));
+    assert_int_equal (WEXITSTATUS (status), 2);
     char file_env[700];
     snprintf (file_env, sizeof file_env, "SAFESHARE_MAIL_DIR=%s/mail/%s.eml", s_dir,
               "aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb");
@@ -602,6 +697,8 @@ main (int argc, char **argv)
         cmocka_unit_test (test_bad_input_writes_nothing),
         cmocka_unit_test (test_expired_deadline_dropped),
         cmocka_unit_test (test_garbage_in),
+        cmocka_unit_test (test_stats),
+        cmocka_unit_test (test_kill9_after_ack),
         cmocka_unit_test (test_sigterm_exits_zero),
         cmocka_unit_test (test_startup_checks),
     };

@@ -1,7 +1,13 @@
 /*  stord_backend -- dispatch to the configured blob backend.            */
 #include "stord_backend.h"
+#include "stord_disk.h"
+#include "stord_s3.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 struct stord_backend_t {
     const stord_backend_ops_t *ops;
@@ -40,6 +46,26 @@ const char *
 stord_backend_name (stord_backend_t *self)
 {
     return self->ops->name;
+}
+
+void
+stord_backend_set_deadline (stord_backend_t *self, uint64_t deadline_ms)
+{
+    if (self->ops->deadline) {
+        self->ops->deadline (self->impl, deadline_ms);
+    }
+}
+
+const char *
+stord_backend_where (stord_backend_t *self, const char *id, bool pending, char *out,
+                     size_t outlen)
+{
+    if (self->ops->where) {
+        self->ops->where (self->impl, id, pending, out, outlen);
+    } else {
+        snprintf (out, outlen, "blob %s", id);
+    }
+    return out;
 }
 
 stord_rc_t
@@ -93,4 +119,70 @@ stord_backend_scan (stord_backend_t *self, const char *req, bool pending,
                     stord_scan_fn *fn, void *arg)
 {
     return self->ops->scan (self->impl, req, pending, fn, arg);
+}
+
+static stord_backend_t *
+s_open_disk (cm_config_t *config, bool create, char *err, size_t errlen)
+{
+    const char *dir = cm_config_get (config, "SAFESHARE_BLOB_DIR");
+    if (!dir) {
+        snprintf (err, errlen, "SAFESHARE_BLOB_DIR is not set");
+        return NULL;
+    }
+    struct stat st;
+    int rc = create ? 0 : stat (dir, &st);
+    if (rc != 0 || (!create && !S_ISDIR (st.st_mode))) {
+        snprintf (err, errlen, "no blob directory at %s (SAFESHARE_BLOB_DIR): %s", dir,
+                  rc != 0 ? strerror (errno) : "not a directory");
+        return NULL;
+    }
+    stord_backend_t *self = stord_disk_new (dir);
+    if (!self) {
+        snprintf (err, errlen, "cannot use the blob directory %s (SAFESHARE_BLOB_DIR)",
+                  dir);
+    }
+    return self;
+}
+
+static stord_backend_t *
+s_open_s3 (cm_config_t *config, char *err, size_t errlen)
+{
+    const char *addressing = cm_config_get (config, "SAFESHARE_S3_ADDRESSING");
+    stord_s3_config_t cfg = {
+        .endpoint = cm_config_get (config, "SAFESHARE_S3_ENDPOINT"),
+        .bucket = cm_config_get (config, "SAFESHARE_S3_BUCKET"),
+        .region = cm_config_get (config, "SAFESHARE_S3_REGION"),
+        .access_key = cm_config_get (config, "SAFESHARE_S3_ACCESS_KEY"),
+        .secret_key = cm_config_get (config, "SAFESHARE_S3_SECRET_KEY"),
+        .virtual_host = addressing && strcmp (addressing, "virtual") == 0,
+        .prefix = cm_config_get (config, "SAFESHARE_S3_PREFIX"),
+        .part_size = (size_t)cm_config_int (config, "SAFESHARE_S3_PART_SIZE"),
+        .max_pending = (size_t)cm_config_int (config, "SAFESHARE_S3_MAX_PENDING"),
+        .timeout_ms = cm_config_int (config, "SAFESHARE_S3_TIMEOUT_MS"),
+        .connect_timeout_ms = cm_config_int (config, "SAFESHARE_S3_CONNECT_TIMEOUT_MS"),
+        .retries = (int)cm_config_int (config, "SAFESHARE_S3_RETRIES"),
+    };
+    if (!cfg.endpoint || !cfg.bucket) {
+        snprintf (err, errlen,
+                  "SAFESHARE_STORAGE_BACKEND=s3 needs SAFESHARE_S3_ENDPOINT "
+                  "and SAFESHARE_S3_BUCKET");
+        return NULL;
+    }
+    return stord_s3_new (&cfg, err, errlen);
+}
+
+stord_backend_t *
+stord_backend_open (cm_config_t *config, bool create, char *err, size_t errlen)
+{
+    const char *name = cm_config_get (config, "SAFESHARE_STORAGE_BACKEND");
+    err[0] = '\0';
+    if (name && strcmp (name, "disk") == 0) {
+        return s_open_disk (config, create, err, errlen);
+    }
+    if (name && strcmp (name, "s3") == 0) {
+        return s_open_s3 (config, err, errlen);
+    }
+    snprintf (err, errlen, "SAFESHARE_STORAGE_BACKEND=%s is not a backend (disk | s3)",
+              name ? name : "");
+    return NULL;
 }

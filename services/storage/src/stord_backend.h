@@ -13,16 +13,21 @@
 #ifndef STORD_BACKEND_H
 #define STORD_BACKEND_H
 
+#include "cm_config.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef enum {
     STORD_OK = 0,
-    STORD_NOT_FOUND = 1, /* no such pending / committed blob            */
-    STORD_MISMATCH = 2,  /* offset or size differs from what is stored */
-    STORD_EXISTS = 3,    /* begin on an id that already has a blob      */
-    STORD_ERROR = 4      /* I/O failure (logged by the backend)         */
+    STORD_NOT_FOUND = 1,   /* no such pending / committed blob            */
+    STORD_MISMATCH = 2,    /* offset or size differs from what is stored */
+    STORD_EXISTS = 3,      /* begin on an id that already has a blob      */
+    STORD_ERROR = 4,       /* I/O failure (logged by the backend)         */
+    STORD_UNAVAILABLE = 5, /* the store did not answer (S3 down, after
+                              retries): the request may be retried     */
+    STORD_BUSY = 6         /* too many uploads in progress (S3 buffers) */
 } stord_rc_t;
 
 /* Called for each blob found by scan; return 0 to go on, -1 to stop.   */
@@ -54,14 +59,33 @@ typedef struct {
     /* Visits every pending (or committed) blob. 0 / -1.                 */
     int (*scan) (void *impl, const char *req, bool pending, stord_scan_fn *fn, void *arg);
     void (*destroy) (void **impl_p);
+    /* Optional (NULL: ignored): the caller's deadline, unix ms, 0 = none,
+       for the calls that follow; a network backend ends its retries by
+       then rather than outlive the request.                            */
+    void (*deadline) (void *impl, uint64_t deadline_ms);
+    /* Where a blob is, for an operator's eyes (a path, an s3:// URL).   */
+    void (*where) (void *impl, const char *id, bool pending, char *out, size_t outlen);
 } stord_backend_ops_t;
 
 typedef struct stord_backend_t stord_backend_t;
+
+/* The backend SAFESHARE_STORAGE_BACKEND names, configured from config
+   (disk: SAFESHARE_BLOB_DIR; s3: SAFESHARE_S3_*, the bucket checked).
+   create: the disk backend may make a missing blob dir (the service
+   does; the CLI refuses one, so a wrong setting does not look like an
+   empty store). NULL with one line (no secret in it) in err.            */
+stord_backend_t *stord_backend_open (cm_config_t *config, bool create, char *err,
+                                     size_t errlen);
 
 /* Takes ownership of impl (freed with ops->destroy). */
 stord_backend_t *stord_backend_new (const stord_backend_ops_t *ops, void *impl);
 void stord_backend_destroy (stord_backend_t **self_p);
 const char *stord_backend_name (stord_backend_t *self);
+/* See ops->deadline; storage sets it per request, 0 after.            */
+void stord_backend_set_deadline (stord_backend_t *self, uint64_t deadline_ms);
+/* See ops->where; "blob ID" for a backend without it. Returns out.     */
+const char *stord_backend_where (stord_backend_t *self, const char *id, bool pending,
+                                 char *out, size_t outlen);
 
 stord_rc_t stord_backend_begin (stord_backend_t *self, const char *req, const char *id);
 stord_rc_t stord_backend_append (stord_backend_t *self, const char *req, const char *id,

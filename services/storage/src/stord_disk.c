@@ -525,6 +525,14 @@ s_destroy (void **impl_p)
     *impl_p = NULL;
 }
 
+static void
+s_where (void *impl, const char *id, bool pending, char *out, size_t outlen)
+{
+    if ((pending ? s_pending_path : s_committed_path) (impl, id, out, outlen) != 0) {
+        snprintf (out, outlen, "%s", id);
+    }
+}
+
 static const stord_backend_ops_t s_disk_ops = {
     .name = "disk",
     .begin = s_begin,
@@ -536,6 +544,7 @@ static const stord_backend_ops_t s_disk_ops = {
     .stat = s_stat,
     .scan = s_scan,
     .destroy = s_destroy,
+    .where = s_where,
 };
 
 stord_backend_t *

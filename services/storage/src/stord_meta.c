@@ -28,6 +28,11 @@ s_res_status (const char *req, const cm_db_res_t *res, const char *what)
     return s_db_failure (cm_db_res_status (res));
 }
 
+static cm_status_t s_select_rows (stord_meta_t *self, const char *req, const char *what,
+                                  const char *sql, int nparams, const char *const *params,
+                                  size_t elem_size, cm_db_res_t **res, void **arr,
+                                  int *rows);
+
 /* Versioned schema; append new versions, never edit a shipped one.
    Common dialect for SQLite and PostgreSQL: TEXT/BIGINT/INTEGER.       */
 static const char *const s_migrations[] = {
@@ -59,11 +64,29 @@ static const char *const s_migrations[] = {
     "CREATE INDEX links_by_file ON links (file_id);",
     /* 2: DEKs per KEK (keys list / retire) without a full scan.         */
     "CREATE INDEX files_by_kek ON files (kek_id);",
+    /* 3: per-file visibility; links restricted to signed-in users, the
+       revocation time (links revoked before this version get their
+       creation time: the real one was not kept), listing by file.     */
+    "ALTER TABLE files ADD COLUMN visibility TEXT NOT NULL DEFAULT 'clients'"
+    " CHECK (visibility IN ('clients', 'staff'));"
+    "ALTER TABLE links ADD COLUMN signed_in_only INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE links ADD COLUMN revoked_at BIGINT NOT NULL DEFAULT 0;"
+    "UPDATE links SET revoked_at = created_at WHERE revoked <> 0;"
+    "CREATE INDEX links_by_file_time ON links (file_id, created_at, id);"
+    "DROP INDEX links_by_file;",
+    /* 4: which storage process began a pending upload, so a restarting
+       one drops its own dead uploads at once and leaves the live ones of
+       its replicas to the age rule ('' = before this version).        */
+    "ALTER TABLE files ADD COLUMN instance TEXT NOT NULL DEFAULT '';",
 };
 
 #define S_FILE_COLS                                                                      \
     "id, name, content_type, size, sha256, owner_id, created_at, chunk_size,"            \
-    " chunk_count, kek_id, wrapped_dek, blob_size, state"
+    " chunk_count, kek_id, wrapped_dek, blob_size, state, visibility, instance"
+
+#define S_LINK_COLS                                                                      \
+    "id, file_id, creator_id, created_at, expires_at, max_downloads, downloads,"         \
+    " signed_in_only, revoked, revoked_at"
 
 struct stord_meta_t {
     cm_db_t *db;
@@ -155,7 +178,12 @@ s_row_to_file (const cm_db_res_t *res, int row, stord_file_t *file)
         s_parse_u64 (cm_db_res_get (res, row, 8), &file->chunk_count) != 0 ||
         s_copy (file->kek_id, sizeof file->kek_id, cm_db_res_get (res, row, 9)) != 0 ||
         !dek || strlen (dek) % 2 != 0 || strlen (dek) / 2 > sizeof file->wrapped_dek ||
-        s_parse_u64 (cm_db_res_get (res, row, 11), &file->blob_size) != 0 || !state) {
+        s_parse_u64 (cm_db_res_get (res, row, 11), &file->blob_size) != 0 || !state ||
+        s_copy (file->visibility, sizeof file->visibility,
+                cm_db_res_get (res, row, 13)) != 0 ||
+        !stord_visibility_valid (file->visibility) ||
+        s_copy (file->instance, sizeof file->instance, cm_db_res_get (res, row, 14)) !=
+            0) {
         return -1;
     }
     file->chunk_size = (uint32_t)chunk_size;
@@ -174,6 +202,12 @@ s_row_to_file (const cm_db_res_t *res, int row, stord_file_t *file)
     return 0;
 }
 
+bool
+stord_visibility_valid (const char *s)
+{
+    return s && (strcmp (s, "clients") == 0 || strcmp (s, "staff") == 0);
+}
+
 static const char *
 s_state_name (stord_state_t state)
 {
@@ -187,13 +221,19 @@ stord_meta_file_insert (stord_meta_t *self, const char *req, const stord_file_t 
     snprintf (chunk_size, sizeof chunk_size, "%u", file->chunk_size);
     snprintf (created_at, sizeof created_at, "%llu",
               (unsigned long long)file->created_at);
-    const char *p[] = {file->id,       file->name, file->content_type,
-                       file->owner_id, chunk_size, created_at};
-    cm_db_status_t st = cm_db_exec (self->db,
-                                    "INSERT INTO files (id, name, content_type, owner_id,"
-                                    " chunk_size, created_at, state)"
-                                    " VALUES ($1, $2, $3, $4, $5, $6, 'pending')",
-                                    6, p);
+    const char *vis = file->visibility[0] ? file->visibility : "clients";
+    if (!stord_visibility_valid (vis)) {
+        return CM_INVALID;
+    }
+    const char *p[] = {
+        file->id,   file->name, file->content_type, file->owner_id, chunk_size,
+        created_at, vis,        file->instance};
+    cm_db_status_t st =
+        cm_db_exec (self->db,
+                    "INSERT INTO files (id, name, content_type, owner_id,"
+                    " chunk_size, created_at, state, visibility, instance)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
+                    8, p);
     if (st == CM_DB_CONSTRAINT) {
         return CM_CONFLICT;
     }
@@ -252,6 +292,31 @@ stord_meta_file_commit (stord_meta_t *self, const char *req, const stord_file_t 
     cm_status_t status = s_res_status (req, res, "UPDATE files commit");
     if (status == CM_OK && cm_db_res_changes (res) == 0) {
         status = CM_NOT_FOUND;
+    }
+    cm_db_res_free (&res);
+    return status;
+}
+
+cm_status_t
+stord_meta_file_update (stord_meta_t *self, const char *req, const char *id,
+                        const char *name, const char *visibility, stord_file_t *file)
+{
+    if (visibility && *visibility && !stord_visibility_valid (visibility)) {
+        return CM_INVALID;
+    }
+    const char *p[] = {id, name ? name : "", visibility ? visibility : ""};
+    cm_db_res_t *res =
+        cm_db_query (self->db,
+                     "UPDATE files SET name = CASE WHEN $2 = '' THEN name ELSE $2 END,"
+                     " visibility = CASE WHEN $3 = '' THEN visibility ELSE $3 END"
+                     " WHERE id = $1 AND state = 'committed' RETURNING " S_FILE_COLS,
+                     3, p);
+    cm_status_t status = s_res_status (req, res, "UPDATE files update");
+    if (status == CM_OK && cm_db_res_rows (res) == 0) {
+        status = CM_NOT_FOUND;
+    } else if (status == CM_OK && s_row_to_file (res, 0, file) != 0) {
+        cm_error (req, "files row %s is malformed", id);
+        status = CM_INTERNAL;
     }
     cm_db_res_free (&res);
     return status;
@@ -333,33 +398,75 @@ stord_meta_file_list (stord_meta_t *self, const char *req, const char *cursor,
                       uint32_t limit, stord_file_t **files, size_t *count,
                       char next_cursor[STORD_CURSOR_MAX + 1])
 {
+    return stord_meta_file_find (self, req, NULL, cursor, limit, files, count,
+                                 next_cursor);
+}
+
+/* '%' + needle with %, _ and \ escaped by \ + '%': a LIKE pattern that
+   matches needle as a substring. out: 2 * STORD_NAME_MAX + 3 bytes.   */
+static int
+s_like_pattern (const char *needle, char *out, size_t outlen)
+{
+    size_t n = 0;
+    if (strlen (needle) > STORD_NAME_MAX || outlen < 2 * STORD_NAME_MAX + 3) {
+        return -1;
+    }
+    out[n++] = '%';
+    for (const char *c = needle; *c; c++) {
+        if (*c == '%' || *c == '_' || *c == '\\') {
+            out[n++] = '\\';
+        }
+        out[n++] = *c;
+    }
+    out[n++] = '%';
+    out[n] = '\0';
+    return 0;
+}
+
+cm_status_t
+stord_meta_file_find (stord_meta_t *self, const char *req, const stord_filter_t *filter,
+                      const char *cursor, uint32_t limit, stord_file_t **files,
+                      size_t *count, char next_cursor[STORD_CURSOR_MAX + 1])
+{
     *files = NULL;
     *count = 0;
     next_cursor[0] = '\0';
     if (limit < 1 || limit > STORD_LIST_MAX) {
         return CM_INVALID;
     }
-    char t[24], id[STORD_ID_HEX + 1], lim[16];
+    char t[24], id[STORD_ID_HEX + 1], lim[16], like[2 * STORD_NAME_MAX + 3];
+    char sql[600];
+    const char *p[4];
+    int np = 0;
     /* One more than asked tells whether there is a next page.         */
     snprintf (lim, sizeof lim, "%u", limit + 1);
-    cm_db_res_t *res;
+    int len = snprintf (
+        sql, sizeof sql, "SELECT " S_FILE_COLS " FROM files WHERE state = 'committed'%s",
+        filter && filter->clients_only ? " AND visibility = 'clients'" : "");
+    if (filter && filter->name && *filter->name) {
+        if (s_like_pattern (filter->name, like, sizeof like) != 0) {
+            return CM_INVALID;
+        }
+        p[np++] = like;
+        /* lower() on both sides: SQLite's LIKE folds ASCII, PostgreSQL's
+           folds nothing, so neither LIKE's own folding is relied on.    */
+        len += snprintf (sql + len, sizeof sql - (size_t)len,
+                         " AND lower(name) LIKE lower($%d) ESCAPE '\\'", np);
+    }
     if (cursor && *cursor) {
         if (s_cursor_parse (cursor, t, id) != 0) {
             return CM_INVALID;
         }
-        const char *p[] = {t, id, lim};
-        res = cm_db_query (self->db,
-                           "SELECT " S_FILE_COLS " FROM files WHERE state = 'committed'"
-                           " AND (created_at < $1 OR (created_at = $1 AND id < $2))"
-                           " ORDER BY created_at DESC, id DESC LIMIT $3",
-                           3, p);
-    } else {
-        const char *p[] = {lim};
-        res = cm_db_query (self->db,
-                           "SELECT " S_FILE_COLS " FROM files WHERE state = 'committed'"
-                           " ORDER BY created_at DESC, id DESC LIMIT $1",
-                           1, p);
+        p[np++] = t;
+        p[np++] = id;
+        len += snprintf (sql + len, sizeof sql - (size_t)len,
+                         " AND (created_at < $%d OR (created_at = $%d AND id < $%d))",
+                         np - 1, np - 1, np);
     }
+    p[np++] = lim;
+    snprintf (sql + len, sizeof sql - (size_t)len,
+              " ORDER BY created_at DESC, id DESC LIMIT $%d", np);
+    cm_db_res_t *res = cm_db_query (self->db, sql, np, p);
     cm_status_t status = s_res_status (req, res, "SELECT files list");
     if (status != CM_OK) {
         goto cleanup;
@@ -395,14 +502,22 @@ cleanup:
 
 cm_status_t
 stord_meta_pending_before (stord_meta_t *self, const char *req, uint64_t cutoff_s,
-                           int (*fn) (const char *id, void *arg), void *arg)
+                           const char *instance, int (*fn) (const char *id, void *arg),
+                           void *arg)
 {
     char cutoff[24];
     snprintf (cutoff, sizeof cutoff, "%llu", (unsigned long long)cutoff_s);
-    const char *p[] = {cutoff};
-    cm_db_res_t *res = cm_db_query (
-        self->db, "SELECT id FROM files WHERE state = 'pending' AND created_at < $1", 1,
-        p);
+    const char *p[] = {cutoff, instance};
+    cm_db_res_t *res =
+        instance && *instance
+            ? cm_db_query (self->db,
+                           "SELECT id FROM files WHERE state = 'pending'"
+                           " AND (created_at < $1 OR instance = $2)",
+                           2, p)
+            : cm_db_query (
+                  self->db,
+                  "SELECT id FROM files WHERE state = 'pending' AND created_at < $1", 1,
+                  p);
     cm_status_t status = CM_OK;
     if (cm_db_res_status (res) != CM_DB_OK) {
         cm_error (req, "cm_db_query(SELECT pending files) failed");
@@ -421,8 +536,9 @@ stord_meta_pending_before (stord_meta_t *self, const char *req, uint64_t cutoff_
 cm_status_t
 stord_meta_link_create (stord_meta_t *self, const char *req, const char *file_id,
                         const char *creator_id, uint64_t now_s, uint64_t expires_in,
-                        uint32_t max_downloads, char link_id[STORD_ID_HEX + 1],
-                        char token[STORD_TOKEN_MAX + 1], uint64_t *expires_at)
+                        uint32_t max_downloads, bool signed_in_only,
+                        char link_id[STORD_ID_HEX + 1], char token[STORD_TOKEN_MAX + 1],
+                        uint64_t *expires_at)
 {
     char hash[65], now[24], exp[24], maxd[16];
     if (cm_random_hex (link_id, STORD_ID_HEX / 2) != 0 ||
@@ -435,17 +551,18 @@ stord_meta_link_create (stord_meta_t *self, const char *req, const char *file_id
     snprintf (now, sizeof now, "%llu", (unsigned long long)now_s);
     snprintf (exp, sizeof exp, "%llu", (unsigned long long)*expires_at);
     snprintf (maxd, sizeof maxd, "%u", max_downloads);
-    const char *p[] = {link_id, file_id, hash, creator_id, now, exp, maxd};
+    const char *p[] = {link_id, file_id, hash, creator_id,
+                       now,     exp,     maxd, signed_in_only ? "1" : "0"};
     /* One statement: the file is committed at the moment of insert.
        The casts type the SELECT list for PostgreSQL (no target typing). */
     cm_db_res_t *res = cm_db_query (
         self->db,
         "INSERT INTO links (id, file_id, token_hash, creator_id, created_at, expires_at,"
-        " max_downloads, downloads, revoked)"
+        " max_downloads, downloads, revoked, signed_in_only, revoked_at)"
         " SELECT $1, $2, $3, $4, CAST($5 AS BIGINT), CAST($6 AS BIGINT),"
-        " CAST($7 AS BIGINT), 0, 0 WHERE EXISTS"
+        " CAST($7 AS BIGINT), 0, 0, CAST($8 AS INTEGER), 0 WHERE EXISTS"
         " (SELECT 1 FROM files WHERE id = $2 AND state = 'committed')",
-        7, p);
+        8, p);
     cm_status_t status = s_res_status (req, res, "INSERT links");
     if (status == CM_OK && cm_db_res_changes (res) == 0) {
         status = CM_NOT_FOUND;
@@ -458,40 +575,97 @@ stord_meta_link_create (stord_meta_t *self, const char *req, const char *file_id
     return status;
 }
 
-/* After a redeem that changed nothing: why. Sets *code.                 */
+/* One row of S_LINK_COLS into *link; -1 if the row is not well formed. */
+static int
+s_row_to_link (const cm_db_res_t *res, int row, stord_link_t *link)
+{
+    memset (link, 0, sizeof *link);
+    uint64_t maxd, downloads, signed_in_only, revoked;
+    if (s_copy (link->id, sizeof link->id, cm_db_res_get (res, row, 0)) != 0 ||
+        s_copy (link->file_id, sizeof link->file_id, cm_db_res_get (res, row, 1)) != 0 ||
+        s_copy (link->creator_id, sizeof link->creator_id, cm_db_res_get (res, row, 2)) !=
+            0 ||
+        s_parse_u64 (cm_db_res_get (res, row, 3), &link->created_at) != 0 ||
+        s_parse_u64 (cm_db_res_get (res, row, 4), &link->expires_at) != 0 ||
+        s_parse_u64 (cm_db_res_get (res, row, 5), &maxd) != 0 || maxd > UINT32_MAX ||
+        s_parse_u64 (cm_db_res_get (res, row, 6), &downloads) != 0 ||
+        downloads > UINT32_MAX ||
+        s_parse_u64 (cm_db_res_get (res, row, 7), &signed_in_only) != 0 ||
+        s_parse_u64 (cm_db_res_get (res, row, 8), &revoked) != 0 ||
+        s_parse_u64 (cm_db_res_get (res, row, 9), &link->revoked_at) != 0) {
+        return -1;
+    }
+    link->max_downloads = (uint32_t)maxd;
+    link->downloads = (uint32_t)downloads;
+    link->signed_in_only = signed_in_only != 0;
+    link->revoked = revoked != 0;
+    return 0;
+}
+
+const char *
+stord_link_state (const stord_link_t *link, uint64_t now_s)
+{
+    if (link->revoked) {
+        return "revoked";
+    }
+    if (link->expires_at <= now_s) {
+        return "expired";
+    }
+    if (link->downloads >= link->max_downloads) {
+        return "exhausted";
+    }
+    return "active";
+}
+
+/* The answer a redeem of this link gets now, in storage.md's order;
+   CM_OK when it may be redeemed.                                       */
 static cm_status_t
-s_link_refusal (stord_meta_t *self, const char *req, const char *hash, uint64_t now_s,
-                const char **code)
+s_link_verdict (const stord_link_t *link, bool file_committed, bool signed_in,
+                uint64_t now_s, const char **code)
+{
+    *code = NULL;
+    if (!file_committed) {
+        return *code = "link_not_found", CM_NOT_FOUND;
+    }
+    if (link->signed_in_only && !signed_in) {
+        return *code = "link_requires_login", CM_UNAUTHENTICATED;
+    }
+    const char *state = stord_link_state (link, now_s);
+    if (strcmp (state, "revoked") == 0) {
+        return *code = "link_revoked", CM_GONE;
+    }
+    if (strcmp (state, "expired") == 0) {
+        return *code = "link_expired", CM_GONE;
+    }
+    if (strcmp (state, "exhausted") == 0) {
+        return *code = "link_exhausted", CM_GONE;
+    }
+    return CM_OK;
+}
+
+/* The link of token hash with its verdict (s_link_verdict). Sets *code. */
+static cm_status_t
+s_link_check (stord_meta_t *self, const char *req, const char *hash, uint64_t now_s,
+              bool signed_in, stord_link_t *link, const char **code)
 {
     const char *p[] = {hash};
     cm_db_res_t *res = cm_db_query (
         self->db,
-        "SELECT l.revoked, l.expires_at, l.downloads, l.max_downloads, f.state"
-        " FROM links l JOIN files f ON f.id = l.file_id WHERE l.token_hash = $1",
+        "SELECT " S_LINK_COLS ", (SELECT state FROM files WHERE files.id = links.file_id)"
+        " FROM links WHERE token_hash = $1",
         1, p);
-    cm_status_t status;
-    uint64_t revoked, expires_at, downloads, max_downloads;
-    const char *state = cm_db_res_get (res, 0, 4);
-    if (cm_db_res_status (res) != CM_DB_OK) {
-        cm_error (req, "cm_db_query(SELECT links) failed");
-        status = CM_INTERNAL, *code = "storage_error";
-    } else if (cm_db_res_rows (res) == 0 || !state || strcmp (state, "committed") != 0) {
+    cm_status_t status = s_res_status (req, res, "SELECT links by token");
+    const char *state = cm_db_res_get (res, 0, 10);
+    if (status != CM_OK) {
+        *code = status == CM_UNAVAILABLE ? "storage_busy" : "storage_error";
+    } else if (cm_db_res_rows (res) == 0) {
         status = CM_NOT_FOUND, *code = "link_not_found";
-    } else if (s_parse_u64 (cm_db_res_get (res, 0, 0), &revoked) != 0 ||
-               s_parse_u64 (cm_db_res_get (res, 0, 1), &expires_at) != 0 ||
-               s_parse_u64 (cm_db_res_get (res, 0, 2), &downloads) != 0 ||
-               s_parse_u64 (cm_db_res_get (res, 0, 3), &max_downloads) != 0) {
+    } else if (s_row_to_link (res, 0, link) != 0) {
         cm_error (req, "links row is malformed");
         status = CM_INTERNAL, *code = "storage_error";
-    } else if (revoked) {
-        status = CM_GONE, *code = "link_revoked";
-    } else if (expires_at <= now_s) {
-        status = CM_GONE, *code = "link_expired";
-    } else if (downloads >= max_downloads) {
-        status = CM_GONE, *code = "link_exhausted";
     } else {
-        /* Valid now: it changed between our UPDATE and this SELECT.    */
-        status = CM_UNAVAILABLE, *code = "retry";
+        status = s_link_verdict (link, state && strcmp (state, "committed") == 0,
+                                 signed_in, now_s, code);
     }
     cm_db_res_free (&res);
     return status;
@@ -499,52 +673,73 @@ s_link_refusal (stord_meta_t *self, const char *req, const char *hash, uint64_t 
 
 cm_status_t
 stord_meta_link_redeem (stord_meta_t *self, const char *req, const char *token,
-                        uint64_t now_s, stord_file_t *file, uint32_t *downloads_left,
-                        const char **code)
+                        uint64_t now_s, const stord_redeem_t *how, stord_file_t *file,
+                        stord_link_t *link, uint32_t *downloads_left, const char **code)
 {
     char hash[65], now[24];
     cm_sha256_hex (hash, token, strlen (token));
     snprintf (now, sizeof now, "%llu", (unsigned long long)now_s);
-    const char *p[] = {hash, now};
+    const char *p[] = {hash, now, how->signed_in ? "1" : "0"};
     cm_status_t status = CM_INTERNAL;
     *code = "storage_error";
-    /* The one atomic step: only a row that is still redeemable changes,
-       so N concurrent redeems of a one-time link change it once.       */
     cm_db_res_t *res = NULL;
-    for (int attempt = 0; attempt < 3; attempt++) {
-        cm_db_res_free (&res);
-        res = cm_db_query (self->db,
-                           "UPDATE links SET downloads = downloads + 1"
-                           " WHERE token_hash = $1 AND revoked = 0 AND expires_at > $2"
-                           " AND downloads < max_downloads AND file_id IN"
-                           " (SELECT id FROM files WHERE state = 'committed')"
-                           " RETURNING file_id, max_downloads - downloads",
-                           2, p);
-        if (cm_db_res_status (res) != CM_DB_BUSY) {
-            break;
+    if (how->peek) {
+        status = s_link_check (self, req, hash, now_s, how->signed_in, link, code);
+        if (status != CM_OK) {
+            goto cleanup;
+        }
+    } else {
+        /* The one atomic step: only a row that is still redeemable by
+           this caller changes, so N concurrent redeems of a one-time
+           link change it once. Every condition of s_link_verdict is in
+           the WHERE: nothing is read first and written after.          */
+        for (int attempt = 0; attempt < 3; attempt++) {
+            cm_db_res_free (&res);
+            res = cm_db_query (
+                self->db,
+                "UPDATE links SET downloads = downloads + 1"
+                " WHERE token_hash = $1 AND revoked = 0 AND expires_at > $2"
+                " AND downloads < max_downloads"
+                " AND (signed_in_only = 0 OR CAST($3 AS INTEGER) = 1) AND file_id IN"
+                " (SELECT id FROM files WHERE state = 'committed')"
+                " RETURNING " S_LINK_COLS,
+                3, p);
+            if (cm_db_res_status (res) != CM_DB_BUSY) {
+                break;
+            }
+        }
+        status = s_res_status (req, res, "UPDATE links redeem");
+        if (status != CM_OK) {
+            *code = status == CM_UNAVAILABLE ? "storage_busy" : "storage_error";
+            goto cleanup;
+        }
+        if (cm_db_res_rows (res) == 0) {
+            /* Refused: say why. Nothing makes a refused link valid
+               again, so a verdict of OK here cannot be a fact.         */
+            status = s_link_check (self, req, hash, now_s, how->signed_in, link, code);
+            if (status == CM_OK) {
+                cm_error (req, "link refused a redeem but checks as valid");
+                status = CM_INTERNAL, *code = "storage_error";
+            }
+            goto cleanup;
+        }
+        if (s_row_to_link (res, 0, link) != 0 ||
+            !cm_is_hex_id (link->file_id, STORD_ID_HEX)) {
+            cm_error (req, "links row is malformed");
+            status = CM_INTERNAL;
+            goto cleanup;
         }
     }
-    uint64_t left = 0;
-    if (cm_db_res_status (res) != CM_DB_OK) {
-        cm_error (req, "cm_db_query(UPDATE links redeem) failed");
-        goto cleanup;
-    }
-    if (cm_db_res_rows (res) == 0) {
-        status = s_link_refusal (self, req, hash, now_s, code);
-        goto cleanup;
-    }
-    const char *file_id = cm_db_res_get (res, 0, 0);
-    if (!file_id || !cm_is_hex_id (file_id, STORD_ID_HEX) ||
-        s_parse_u64 (cm_db_res_get (res, 0, 1), &left) != 0 || left > UINT32_MAX) {
-        cm_error (req, "links row is malformed");
-        goto cleanup;
-    }
-    status = stord_meta_file_get (self, req, file_id, true, file);
+    status = stord_meta_file_get (self, req, link->file_id, true, file);
     if (status == CM_NOT_FOUND) {
         *code = "link_not_found"; /* deleted after our UPDATE */
     } else if (status == CM_OK) {
         *code = NULL;
-        *downloads_left = (uint32_t)left;
+        *downloads_left = link->downloads < link->max_downloads
+                              ? link->max_downloads - link->downloads
+                              : 0;
+    } else {
+        *code = status == CM_UNAVAILABLE ? "storage_busy" : "storage_error";
     }
 cleanup:
     cm_db_res_free (&res);
@@ -553,20 +748,81 @@ cleanup:
 }
 
 cm_status_t
-stord_meta_link_revoke (stord_meta_t *self, const char *req, const char *link_id)
+stord_meta_link_get (stord_meta_t *self, const char *req, const char *link_id,
+                     stord_link_t *link)
 {
     const char *p[] = {link_id};
     cm_db_res_t *res =
-        cm_db_query (self->db, "UPDATE links SET revoked = 1 WHERE id = $1", 1, p);
-    cm_status_t status = CM_OK;
-    if (cm_db_res_status (res) != CM_DB_OK) {
-        cm_error (req, "cm_db_query(UPDATE links revoke) failed");
-        status = CM_INTERNAL;
-    } else if (cm_db_res_changes (res) == 0) {
+        cm_db_query (self->db, "SELECT " S_LINK_COLS " FROM links WHERE id = $1", 1, p);
+    cm_status_t status = s_res_status (req, res, "SELECT links");
+    if (status == CM_OK && cm_db_res_rows (res) == 0) {
         status = CM_NOT_FOUND;
+    } else if (status == CM_OK && s_row_to_link (res, 0, link) != 0) {
+        cm_error (req, "links row %s is malformed", link_id);
+        status = CM_INTERNAL;
     }
     cm_db_res_free (&res);
     return status;
+}
+
+cm_status_t
+stord_meta_link_list (stord_meta_t *self, const char *req, const char *file_id,
+                      const char *creator_id, stord_link_t **links, size_t *count)
+{
+    *links = NULL;
+    *count = 0;
+    stord_file_t file;
+    cm_status_t status = stord_meta_file_get (self, req, file_id, true, &file);
+    if (status != CM_OK) {
+        return status;
+    }
+    char lim[16];
+    snprintf (lim, sizeof lim, "%d", STORD_LINK_LIST_MAX);
+    const char *p[] = {file_id, creator_id ? creator_id : "", lim};
+    cm_db_res_t *res = NULL;
+    void *arr = NULL;
+    int rows = 0;
+    status = s_select_rows (self, req, "SELECT links list",
+                            "SELECT " S_LINK_COLS " FROM links WHERE file_id = $1"
+                            " AND ($2 = '' OR creator_id = $2)"
+                            " ORDER BY created_at DESC, id DESC LIMIT $3",
+                            3, p, sizeof **links, &res, &arr, &rows);
+    *links = arr;
+    for (int i = 0; status == CM_OK && i < rows; i++) {
+        if (s_row_to_link (res, i, &(*links)[i]) != 0) {
+            cm_error (req, "links row %d of a listing is malformed", i);
+            status = CM_INTERNAL;
+        }
+    }
+    if (status == CM_OK) {
+        *count = (size_t)rows;
+    } else {
+        free (*links);
+        *links = NULL;
+    }
+    cm_db_res_free (&res);
+    return status;
+}
+
+cm_status_t
+stord_meta_link_revoke (stord_meta_t *self, const char *req, const char *link_id,
+                        uint64_t now_s, stord_link_t *link)
+{
+    char now[24];
+    snprintf (now, sizeof now, "%llu", (unsigned long long)now_s);
+    const char *p[] = {link_id, now};
+    /* Only a live link changes: a second revoke keeps the first time.  */
+    cm_db_res_t *res = cm_db_query (
+        self->db,
+        "UPDATE links SET revoked = 1, revoked_at = $2 WHERE id = $1 AND revoked = 0", 2,
+        p);
+    cm_status_t status = s_res_status (req, res, "UPDATE links revoke");
+    cm_db_res_free (&res);
+    if (status != CM_OK) {
+        return status;
+    }
+    stord_link_t mine;
+    return stord_meta_link_get (self, req, link_id, link ? link : &mine);
 }
 
 /* Runs a SELECT and makes a zeroed array of its *rows rows of

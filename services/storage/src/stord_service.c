@@ -15,6 +15,7 @@ struct stord_service_t {
     stord_backend_t *backend;
     uint64_t link_max_ttl_s;
     uint64_t started_mono_ms;
+    char instance[STORD_INSTANCE_MAX + 1]; /* recorded in pending rows */
 };
 
 stord_service_t *
@@ -31,6 +32,7 @@ stord_service_new (stord_meta_t **meta_p, stord_backend_t **backend_p,
     *backend_p = NULL;
     self->link_max_ttl_s = link_max_ttl_s;
     self->started_mono_ms = cm_mono_ms ();
+    strcpy (self->instance, "storage");
     return self;
 }
 
@@ -46,9 +48,22 @@ stord_service_destroy (stord_service_t **self_p)
 }
 
 int
-stord_service_sweep (stord_service_t *self, uint64_t now_s, uint64_t max_age_s)
+stord_service_sweep (stord_service_t *self, uint64_t now_s, uint64_t max_age_s,
+                     bool restarted)
 {
-    return stord_sweep (self->meta, self->backend, now_s, max_age_s, NULL);
+    return stord_sweep (self->meta, self->backend, now_s, max_age_s,
+                        restarted ? self->instance : NULL, NULL);
+}
+
+int
+stord_service_set_instance (stord_service_t *self, const char *instance)
+{
+    size_t n = instance ? strlen (instance) : 0;
+    if (n == 0 || n > STORD_INSTANCE_MAX || !cm_is_request_id (instance)) {
+        return -1;
+    }
+    memcpy (self->instance, instance, n + 1);
+    return 0;
 }
 
 /* ---- validation ------------------------------------------------------ */
@@ -185,6 +200,24 @@ s_internal (zsock_t *router, cm_call_t *call)
     s_fail (router, call, CM_INTERNAL, "storage_error", "storage failed; see its log");
 }
 
+/* Answers a failed blob backend call: the store unreachable (S3, after
+   its retries) is UNAVAILABLE "storage_unavailable", too many uploads
+   in progress UNAVAILABLE "storage_busy" (both may be retried), the
+   rest INTERNAL "storage_error".                                      */
+static void
+s_backend_fail (zsock_t *router, cm_call_t *call, stord_rc_t rc)
+{
+    if (rc == STORD_UNAVAILABLE) {
+        s_fail (router, call, CM_UNAVAILABLE, "storage_unavailable",
+                "the blob store is unreachable; retry later");
+    } else if (rc == STORD_BUSY) {
+        s_fail (router, call, CM_UNAVAILABLE, "storage_busy",
+                "too many uploads in progress; retry later");
+    } else {
+        s_internal (router, call);
+    }
+}
+
 /* Answers a failed stord_meta call: UNAVAILABLE "storage_busy" when the
    DB was busy or locked (the caller may retry the same request),
    INTERNAL "storage_error" otherwise.                                  */
@@ -243,6 +276,47 @@ s_file_info (const stord_file_t *file, Safeshare__FileInfo *info)
     info->wrapped_dek.data = (uint8_t *)file->wrapped_dek;
     info->wrapped_dek.len = file->wrapped_dek_len;
     info->blob_size = file->blob_size;
+    info->visibility = (char *)file->visibility;
+}
+
+/* Borrows from link; state computed at now_s.                          */
+static void
+s_link_info (const stord_link_t *link, uint64_t now_s, Safeshare__LinkInfo *info)
+{
+    safeshare__link_info__init (info);
+    info->id = (char *)link->id;
+    info->file_id = (char *)link->file_id;
+    info->creator_id = (char *)link->creator_id;
+    info->created_at = link->created_at;
+    info->expires_at = link->expires_at;
+    info->max_downloads = link->max_downloads;
+    info->downloads = link->downloads;
+    info->signed_in_only = link->signed_in_only;
+    info->revoked_at = link->revoked_at;
+    info->state = (char *)stord_link_state (link, now_s);
+}
+
+/* Answers INVALID unless id is a link id; true when it is.             */
+static bool
+s_link_id_ok (zsock_t *router, cm_call_t *call, const char *id)
+{
+    if (!s_is_id (id)) {
+        s_fail (router, call, CM_INVALID, "invalid_link_id", "link_id must be 32 hex");
+        return false;
+    }
+    return true;
+}
+
+/* "" (the default) or a valid visibility; answers INVALID otherwise.   */
+static bool
+s_visibility_ok (zsock_t *router, cm_call_t *call, const char *v)
+{
+    if (v && *v && !stord_visibility_valid (v)) {
+        s_fail (router, call, CM_INVALID, "invalid_visibility",
+                "visibility must be \"clients\" or \"staff\"");
+        return false;
+    }
+    return true;
 }
 
 /* ---- handlers -------------------------------------------------------- */
@@ -283,6 +357,9 @@ s_file_begin (stord_service_t *self, zsock_t *router, cm_call_t *call,
                 "chunk_size must be 4096..16777216");
         return;
     }
+    if (!s_visibility_ok (router, call, rq->visibility)) {
+        return;
+    }
     stord_file_t file = {0};
     if (cm_random_hex (file.id, STORD_ID_HEX / 2) != 0) {
         cm_error (call->req_id, "cm_random_hex() failed");
@@ -294,6 +371,9 @@ s_file_begin (stord_service_t *self, zsock_t *router, cm_call_t *call,
     strcpy (file.owner_id, rq->owner_id);
     file.chunk_size = rq->chunk_size;
     file.created_at = cm_now_s ();
+    memcpy (file.instance, self->instance, sizeof file.instance);
+    snprintf (file.visibility, sizeof file.visibility, "%s",
+              rq->visibility && *rq->visibility ? rq->visibility : "clients");
     /* Row first: a crash before the blob exists leaves a pending row
        that the sweep removes.                                          */
     cm_status_t st = stord_meta_file_insert (self->meta, call->req_id, &file);
@@ -301,10 +381,11 @@ s_file_begin (stord_service_t *self, zsock_t *router, cm_call_t *call,
         s_meta_fail (router, call, st);
         return;
     }
-    if (stord_backend_begin (self->backend, call->req_id, file.id) != STORD_OK) {
+    stord_rc_t begun = stord_backend_begin (self->backend, call->req_id, file.id);
+    if (begun != STORD_OK) {
         cm_error (call->req_id, "stord_backend_begin() failed for %s", file.id);
         stord_meta_file_delete (self->meta, call->req_id, file.id, STORD_STATE_PENDING);
-        s_internal (router, call);
+        s_backend_fail (router, call, begun);
         return;
     }
     cm_info (call->req_id, "file %s begun (chunk_size=%u)", file.id, file.chunk_size);
@@ -378,7 +459,7 @@ s_blob_append (stord_service_t *self, zsock_t *router, cm_call_t *call,
         return;
     }
     if (rc != STORD_OK) {
-        s_internal (router, call);
+        s_backend_fail (router, call, rc);
         return;
     }
     Safeshare__BlobAppendReply body = SAFESHARE__BLOB_APPEND_REPLY__INIT;
@@ -492,7 +573,7 @@ s_file_commit (stord_service_t *self, zsock_t *router, cm_call_t *call,
         return;
     }
     if (rc != STORD_OK) {
-        s_internal (router, call);
+        s_backend_fail (router, call, rc);
         return;
     }
     file.size = rq->size;
@@ -541,8 +622,9 @@ s_file_abort (stord_service_t *self, zsock_t *router, cm_call_t *call,
     }
     /* Blob first: if that fails the row stays and a retry (or the
        sweep) can still find the blob.                                  */
-    if (stord_backend_abort (self->backend, call->req_id, file.id) == STORD_ERROR) {
-        s_internal (router, call);
+    stord_rc_t aborted = stord_backend_abort (self->backend, call->req_id, file.id);
+    if (aborted != STORD_OK && aborted != STORD_NOT_FOUND) {
+        s_backend_fail (router, call, aborted);
         return;
     }
     cm_status_t st =
@@ -586,11 +668,18 @@ s_file_list (stord_service_t *self, zsock_t *router, cm_call_t *call,
         s_fail (router, call, CM_INVALID, "invalid_cursor", "malformed cursor");
         return;
     }
+    const char *name = rq->name ? rq->name : "";
+    if (*name && !s_valid_name (name)) {
+        s_fail (router, call, CM_INVALID, "invalid_name",
+                "name must be 1..255 bytes of UTF-8 without control characters");
+        return;
+    }
+    stord_filter_t filter = {.name = name, .clients_only = rq->clients_only};
     stord_file_t *files = NULL;
     size_t count = 0;
     char next[STORD_CURSOR_MAX + 1];
-    cm_status_t st = stord_meta_file_list (self->meta, call->req_id, cursor, limit,
-                                           &files, &count, next);
+    cm_status_t st = stord_meta_file_find (self->meta, call->req_id, &filter, cursor,
+                                           limit, &files, &count, next);
     if (st == CM_INVALID) {
         s_fail (router, call, CM_INVALID, "invalid_cursor", "malformed cursor");
         return;
@@ -660,6 +749,43 @@ s_file_delete (stord_service_t *self, zsock_t *router, cm_call_t *call,
 }
 
 static void
+s_file_update (stord_service_t *self, zsock_t *router, cm_call_t *call,
+               const Safeshare__FileUpdateRequest *rq)
+{
+    if (!s_file_id_ok (router, call, rq->file_id)) {
+        return;
+    }
+    if (rq->name && *rq->name && !s_valid_name (rq->name)) {
+        s_fail (router, call, CM_INVALID, "invalid_name",
+                "name must be 1..255 bytes of UTF-8 without control characters");
+        return;
+    }
+    if (!s_visibility_ok (router, call, rq->visibility)) {
+        return;
+    }
+    stord_file_t file;
+    cm_status_t st = stord_meta_file_update (self->meta, call->req_id, rq->file_id,
+                                             rq->name, rq->visibility, &file);
+    if (st == CM_NOT_FOUND) {
+        s_fail (router, call, CM_NOT_FOUND, "file_not_found", "no such file");
+        return;
+    }
+    if (st != CM_OK) {
+        s_meta_fail (router, call, st);
+        return;
+    }
+    cm_info (call->req_id, "file %s updated (visibility=%s)", file.id, file.visibility);
+    Safeshare__FileInfo info;
+    s_file_info (&file, &info);
+    Safeshare__FileUpdateReply body = SAFESHARE__FILE_UPDATE_REPLY__INIT;
+    body.file = &info;
+    Safeshare__StorageReply reply = SAFESHARE__STORAGE_REPLY__INIT;
+    reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_FILE_UPDATE;
+    reply.file_update = &body;
+    s_reply (router, call, &reply, NULL);
+}
+
+static void
 s_blob_read (stord_service_t *self, zsock_t *router, cm_call_t *call,
              const Safeshare__BlobReadRequest *rq)
 {
@@ -685,11 +811,11 @@ s_blob_read (stord_service_t *self, zsock_t *router, cm_call_t *call,
                                         zframe_data (frame), rq->length);
     if (rc != STORD_OK) {
         zframe_destroy (&frame);
-        if (rc != STORD_ERROR) {
+        if (rc == STORD_NOT_FOUND || rc == STORD_MISMATCH) {
             cm_error (call->req_id, "blob of committed file %s is %s", file.id,
                       rc == STORD_NOT_FOUND ? "missing" : "shorter than its metadata");
         }
-        s_internal (router, call);
+        s_backend_fail (router, call, rc);
         return;
     }
     zmsg_t *blobs = zmsg_new ();
@@ -726,9 +852,10 @@ s_link_create (stord_service_t *self, zsock_t *router, cm_call_t *call,
     }
     char link_id[STORD_ID_HEX + 1], token[STORD_TOKEN_MAX + 1];
     uint64_t expires_at = 0;
-    cm_status_t st = stord_meta_link_create (
-        self->meta, call->req_id, rq->file_id, rq->creator_id, cm_now_s (),
-        rq->expires_in, rq->max_downloads, link_id, token, &expires_at);
+    cm_status_t st =
+        stord_meta_link_create (self->meta, call->req_id, rq->file_id, rq->creator_id,
+                                cm_now_s (), rq->expires_in, rq->max_downloads,
+                                rq->signed_in_only, link_id, token, &expires_at);
     if (st == CM_NOT_FOUND) {
         s_fail (router, call, CM_NOT_FOUND, "file_not_found", "no such file");
         return;
@@ -737,8 +864,9 @@ s_link_create (stord_service_t *self, zsock_t *router, cm_call_t *call,
         s_meta_fail (router, call, st);
         return;
     }
-    cm_info (call->req_id, "link %s created for file %s (max %u downloads)", link_id,
-             rq->file_id, rq->max_downloads);
+    cm_info (call->req_id, "link %s created for file %s (max %u downloads%s)", link_id,
+             rq->file_id, rq->max_downloads,
+             rq->signed_in_only ? ", signed-in only" : "");
     Safeshare__LinkCreateReply body = SAFESHARE__LINK_CREATE_REPLY__INIT;
     body.link_id = link_id;
     body.token = token;
@@ -758,6 +886,8 @@ s_refusal_message (const char *code)
         {"link_expired", "the link has expired"},
         {"link_exhausted", "the link has no downloads left"},
         {"link_revoked", "the link was revoked"},
+        {"link_requires_login", "the link is for signed-in users only"},
+        {"storage_busy", "storage database is busy; retry the request"},
     };
     for (size_t i = 0; code && i < sizeof map / sizeof map[0]; i++) {
         if (strcmp (code, map[i][0]) == 0) {
@@ -777,23 +907,166 @@ s_link_redeem (stord_service_t *self, zsock_t *router, cm_call_t *call,
         return;
     }
     stord_file_t file;
+    stord_link_t link;
     uint32_t left = 0;
     const char *code = NULL;
-    cm_status_t st = stord_meta_link_redeem (self->meta, call->req_id, rq->token,
-                                             cm_now_s (), &file, &left, &code);
+    uint64_t now = cm_now_s ();
+    stord_redeem_t how = {.signed_in = rq->signed_in, .peek = rq->peek};
+    cm_status_t st = stord_meta_link_redeem (self->meta, call->req_id, rq->token, now,
+                                             &how, &file, &link, &left, &code);
     if (st != CM_OK) {
-        s_fail (router, call, st, code, s_refusal_message (code));
+        s_fail (router, call, st, code ? code : "storage_error",
+                s_refusal_message (code));
         return;
     }
-    cm_info (call->req_id, "link redeemed for file %s (%u left)", file.id, left);
+    if (!rq->peek) {
+        cm_info (call->req_id, "link %s redeemed for file %s (%u left)", link.id, file.id,
+                 left);
+    }
     Safeshare__FileInfo info;
     s_file_info (&file, &info);
+    Safeshare__LinkInfo link_info;
+    s_link_info (&link, now, &link_info);
     Safeshare__LinkRedeemReply body = SAFESHARE__LINK_REDEEM_REPLY__INIT;
     body.file = &info;
     body.downloads_left = left;
+    body.link = &link_info;
     Safeshare__StorageReply reply = SAFESHARE__STORAGE_REPLY__INIT;
     reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_LINK_REDEEM;
     reply.link_redeem = &body;
+    s_reply (router, call, &reply, NULL);
+}
+
+static void
+s_link_list (stord_service_t *self, zsock_t *router, cm_call_t *call,
+             const Safeshare__LinkListRequest *rq)
+{
+    if (!s_file_id_ok (router, call, rq->file_id)) {
+        return;
+    }
+    const char *creator = rq->creator_id ? rq->creator_id : "";
+    if (*creator && !s_is_id (creator)) {
+        s_fail (router, call, CM_INVALID, "invalid_creator_id",
+                "creator_id must be empty or 32 hex");
+        return;
+    }
+    stord_link_t *links = NULL;
+    size_t count = 0;
+    cm_status_t st = stord_meta_link_list (self->meta, call->req_id, rq->file_id, creator,
+                                           &links, &count);
+    if (st == CM_NOT_FOUND) {
+        s_fail (router, call, CM_NOT_FOUND, "file_not_found", "no such file");
+        return;
+    }
+    if (st != CM_OK) {
+        s_meta_fail (router, call, st);
+        return;
+    }
+    Safeshare__LinkInfo *infos = count ? calloc (count, sizeof *infos) : NULL;
+    Safeshare__LinkInfo **ptrs = count ? calloc (count, sizeof *ptrs) : NULL;
+    if (count && (!infos || !ptrs)) {
+        free (infos);
+        free (ptrs);
+        free (links);
+        s_internal (router, call);
+        return;
+    }
+    uint64_t now = cm_now_s ();
+    for (size_t i = 0; i < count; i++) {
+        s_link_info (&links[i], now, &infos[i]);
+        ptrs[i] = &infos[i];
+    }
+    Safeshare__LinkListReply body = SAFESHARE__LINK_LIST_REPLY__INIT;
+    body.n_links = count;
+    body.links = ptrs;
+    Safeshare__StorageReply reply = SAFESHARE__STORAGE_REPLY__INIT;
+    reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_LINK_LIST;
+    reply.link_list = &body;
+    s_reply (router, call, &reply, NULL);
+    free (ptrs);
+    free (infos);
+    free (links);
+}
+
+/* The link by id into *link; answers NOT_FOUND link_not_found or the
+   failure and returns false.                                           */
+static bool
+s_link_load (stord_service_t *self, zsock_t *router, cm_call_t *call, const char *id,
+             stord_link_t *link)
+{
+    cm_status_t st = stord_meta_link_get (self->meta, call->req_id, id, link);
+    if (st == CM_NOT_FOUND) {
+        s_fail (router, call, CM_NOT_FOUND, "link_not_found", "no such link");
+    } else if (st != CM_OK) {
+        s_meta_fail (router, call, st);
+    }
+    return st == CM_OK;
+}
+
+static void
+s_link_get (stord_service_t *self, zsock_t *router, cm_call_t *call,
+            const Safeshare__LinkGetRequest *rq)
+{
+    if (!s_link_id_ok (router, call, rq->link_id)) {
+        return;
+    }
+    stord_link_t link;
+    stord_file_t file;
+    if (!s_link_load (self, router, call, rq->link_id, &link)) {
+        return;
+    }
+    /* Links exist for committed files only; a row without its file is
+       answered as no link at all.                                      */
+    cm_status_t st =
+        stord_meta_file_get (self->meta, call->req_id, link.file_id, true, &file);
+    if (st == CM_NOT_FOUND) {
+        s_fail (router, call, CM_NOT_FOUND, "link_not_found", "no such link");
+        return;
+    }
+    if (st != CM_OK) {
+        s_meta_fail (router, call, st);
+        return;
+    }
+    Safeshare__LinkInfo link_info;
+    s_link_info (&link, cm_now_s (), &link_info);
+    Safeshare__FileInfo info;
+    s_file_info (&file, &info);
+    Safeshare__LinkGetReply body = SAFESHARE__LINK_GET_REPLY__INIT;
+    body.link = &link_info;
+    body.file = &info;
+    Safeshare__StorageReply reply = SAFESHARE__STORAGE_REPLY__INIT;
+    reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_LINK_GET;
+    reply.link_get = &body;
+    s_reply (router, call, &reply, NULL);
+}
+
+static void
+s_link_revoke (stord_service_t *self, zsock_t *router, cm_call_t *call,
+               const Safeshare__LinkRevokeRequest *rq)
+{
+    if (!s_link_id_ok (router, call, rq->link_id)) {
+        return;
+    }
+    stord_link_t link;
+    uint64_t now = cm_now_s ();
+    cm_status_t st =
+        stord_meta_link_revoke (self->meta, call->req_id, rq->link_id, now, &link);
+    if (st == CM_NOT_FOUND) {
+        s_fail (router, call, CM_NOT_FOUND, "link_not_found", "no such link");
+        return;
+    }
+    if (st != CM_OK) {
+        s_meta_fail (router, call, st);
+        return;
+    }
+    cm_info (call->req_id, "link %s revoked", link.id);
+    Safeshare__LinkInfo link_info;
+    s_link_info (&link, now, &link_info);
+    Safeshare__LinkRevokeReply body = SAFESHARE__LINK_REVOKE_REPLY__INIT;
+    body.link = &link_info;
+    Safeshare__StorageReply reply = SAFESHARE__STORAGE_REPLY__INIT;
+    reply.body_case = SAFESHARE__STORAGE_REPLY__BODY_LINK_REVOKE;
+    reply.link_revoke = &body;
     s_reply (router, call, &reply, NULL);
 }
 
@@ -871,6 +1144,30 @@ stord_service_handle (stord_service_t *self, zsock_t *router, cm_call_t *call)
         case SAFESHARE__STORAGE_REQUEST__BODY_LINK_REDEEM:
             if (rq->link_redeem) {
                 s_link_redeem (self, router, call, rq->link_redeem);
+                return;
+            }
+            break;
+        case SAFESHARE__STORAGE_REQUEST__BODY_FILE_UPDATE:
+            if (rq->file_update) {
+                s_file_update (self, router, call, rq->file_update);
+                return;
+            }
+            break;
+        case SAFESHARE__STORAGE_REQUEST__BODY_LINK_LIST:
+            if (rq->link_list) {
+                s_link_list (self, router, call, rq->link_list);
+                return;
+            }
+            break;
+        case SAFESHARE__STORAGE_REQUEST__BODY_LINK_GET:
+            if (rq->link_get) {
+                s_link_get (self, router, call, rq->link_get);
+                return;
+            }
+            break;
+        case SAFESHARE__STORAGE_REQUEST__BODY_LINK_REVOKE:
+            if (rq->link_revoke) {
+                s_link_revoke (self, router, call, rq->link_revoke);
                 return;
             }
             break;

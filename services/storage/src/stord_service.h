@@ -26,7 +26,14 @@ void stord_service_destroy (stord_service_t **self_p);
    release).                                                            */
 void stord_service_handle (stord_service_t *self, zsock_t *router, cm_call_t *call);
 
-/* Start-up / periodic clean-up (stord_sweep) over this service's parts. */
-int stord_service_sweep (stord_service_t *self, uint64_t now_s, uint64_t max_age_s);
+/* Names this process among storage replicas (SAFESHARE_STORAGE_INSTANCE:
+   1..64 of [A-Za-z0-9._-]); pending uploads record it. 0 / -1.         */
+int stord_service_set_instance (stord_service_t *self, const char *instance);
+
+/* Periodic clean-up (stord_sweep) over this service's parts; restarted:
+   the start-up one, which also drops every upload this instance had
+   pending.                                                             */
+int stord_service_sweep (stord_service_t *self, uint64_t now_s, uint64_t max_age_s,
+                         bool restarted);
 
 #endif

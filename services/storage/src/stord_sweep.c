@@ -9,12 +9,14 @@
 
 typedef struct {
     char (*ids)[STORD_ID_HEX + 1];
+    uint64_t *mtimes; /* of blobs (the scan's: S3 only knows another
+                         process's uploads from its listing)           */
     size_t count, cap;
     uint64_t cutoff; /* collect only blobs older than this (0: all) */
 } s_idlist_t;
 
 static int
-s_idlist_add (s_idlist_t *list, const char *id)
+s_idlist_add (s_idlist_t *list, const char *id, uint64_t mtime_s)
 {
     if (list->count == list->cap) {
         size_t cap = list->cap ? list->cap * 2 : 64;
@@ -23,9 +25,15 @@ s_idlist_add (s_idlist_t *list, const char *id)
             return -1;
         }
         list->ids = ids;
+        void *mtimes = realloc (list->mtimes, cap * sizeof *list->mtimes);
+        if (!mtimes) {
+            return -1;
+        }
+        list->mtimes = mtimes;
         list->cap = cap;
     }
-    memcpy (list->ids[list->count++], id, STORD_ID_HEX + 1);
+    memcpy (list->ids[list->count], id, STORD_ID_HEX + 1);
+    list->mtimes[list->count++] = mtime_s;
     return 0;
 }
 
@@ -37,26 +45,40 @@ s_collect_blob (const char *id, uint64_t mtime_s, void *arg)
     if (list->cutoff && mtime_s >= list->cutoff) {
         return 0;
     }
-    return s_idlist_add (list, id);
+    return s_idlist_add (list, id, mtime_s);
 }
 
 static int
 s_collect_row (const char *id, void *arg)
 {
-    return s_idlist_add (arg, id);
+    return s_idlist_add (arg, id, 0);
+}
+
+/* Whether a pending upload may go: this process's own dead one at its
+   restart, or anyone's nobody wrote to within max_age_s.               */
+static bool
+s_dead (const stord_file_t *row, const char *restarted, uint64_t mtime_s, uint64_t cutoff)
+{
+    if (restarted && *restarted && strcmp (row->instance, restarted) == 0) {
+        return true;
+    }
+    return mtime_s < cutoff;
 }
 
 int
 stord_sweep (stord_meta_t *meta, stord_backend_t *backend, uint64_t now_s,
-             uint64_t max_age_s, stord_sweep_stats_t *stats)
+             uint64_t max_age_s, const char *restarted, stord_sweep_stats_t *stats)
 {
     stord_sweep_stats_t local = {0};
     uint64_t cutoff = now_s > max_age_s ? now_s - max_age_s : 0;
-    s_idlist_t list = {.cutoff = cutoff};
+    /* At a restart every pending blob is looked at (its row decides);
+       else only the old ones.                                          */
+    s_idlist_t list = {.cutoff = restarted && *restarted ? now_s + 1 : cutoff};
     int rc = -1;
 
-    /* 1. Pending blobs nobody appended to within max_age_s.            */
-    if (cutoff > 0) {
+    /* 1. Pending blobs: a row of another live process keeps its blob
+       until it is old; a blob without a row is nobody's.               */
+    if (list.cutoff > 0) {
         if (stord_backend_scan (backend, S_REQ, true, s_collect_blob, &list) != 0) {
             goto cleanup;
         }
@@ -68,6 +90,9 @@ stord_sweep (stord_meta_t *meta, stord_backend_t *backend, uint64_t now_s,
                 (st == CM_OK && file.state == STORD_STATE_COMMITTED)) {
                 continue; /* never touch what a committed row points at */
             }
+            if (st == CM_OK && !s_dead (&file, restarted, list.mtimes[i], cutoff)) {
+                continue; /* another process's upload, still young */
+            }
             if (st == CM_OK &&
                 stord_meta_file_delete (meta, S_REQ, id, STORD_STATE_PENDING) == CM_OK) {
                 local.rows_removed++;
@@ -78,21 +103,27 @@ stord_sweep (stord_meta_t *meta, stord_backend_t *backend, uint64_t now_s,
         }
     }
 
-    /* 2. Old pending rows without a live blob.                          */
+    /* 2. Old pending rows (and, at a restart, this process's own)
+       without a live blob.                                              */
     list.count = 0;
-    if (cutoff > 0) {
-        if (stord_meta_pending_before (meta, S_REQ, cutoff, s_collect_row, &list) !=
-            CM_OK) {
+    if (cutoff > 0 || (restarted && *restarted)) {
+        if (stord_meta_pending_before (meta, S_REQ, cutoff, restarted, s_collect_row,
+                                       &list) != CM_OK) {
             goto cleanup;
         }
         for (size_t i = 0; i < list.count; i++) {
             const char *id = list.ids[i];
+            stord_file_t file;
+            if (stord_meta_file_get (meta, S_REQ, id, false, &file) != CM_OK ||
+                file.state != STORD_STATE_PENDING) {
+                continue;
+            }
             uint64_t mtime = 0;
             stord_rc_t st = stord_backend_stat (backend, S_REQ, id, true, NULL, &mtime);
-            if (st == STORD_OK && mtime >= cutoff) {
+            if (st == STORD_OK && !s_dead (&file, restarted, mtime, cutoff)) {
                 continue; /* a slow upload that is still being written */
             }
-            if (st == STORD_ERROR) {
+            if (st != STORD_OK && st != STORD_NOT_FOUND) {
                 continue;
             }
             if (stord_backend_abort (backend, S_REQ, id) == STORD_OK) {
@@ -123,6 +154,7 @@ stord_sweep (stord_meta_t *meta, stord_backend_t *backend, uint64_t now_s,
     rc = 0;
 cleanup:
     free (list.ids);
+    free (list.mtimes);
     if (local.parts_removed || local.rows_removed || local.orphans_removed) {
         cm_info (S_REQ, "swept %zu pending blobs, %zu pending rows, %zu orphan blobs",
                  local.parts_removed, local.rows_removed, local.orphans_removed);

@@ -1,7 +1,10 @@
 /*  svc_storage -- the real safeshare-storage binary over its socket:
     begin -> append -> commit -> get/list -> read back -> links -> delete,
-    pending files invisible, abort, field validation, garbage-in, the
-    start-up sweep across a restart, SIGTERM -> exit 0.
+    pending files invisible, abort, field validation, visibility, the
+    name filter, FILE_UPDATE, LINK_LIST / GET / REVOKE, peek and
+    signed-in-only redeems, 50 concurrent redeems of a one-time link
+    over two processes, garbage-in, the start-up sweep across a
+    restart, SIGTERM -> exit 0.
     usage: test_storage_svc PATH/TO/safeshare-storage                    */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +18,7 @@
 #include "cm_util.h"
 #include "storage.pb-c.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,14 +269,22 @@ s_link (const char *id, uint64_t expires_in, uint32_t max_downloads)
 }
 
 static reply_t *
-s_redeem (const char *token)
+s_redeem_as (const char *token, bool signed_in, bool peek)
 {
     Safeshare__LinkRedeemRequest q = SAFESHARE__LINK_REDEEM_REQUEST__INIT;
     q.token = (char *)token;
+    q.signed_in = signed_in;
+    q.peek = peek;
     Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
     rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_REDEEM;
     rq.link_redeem = &q;
     return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+static reply_t *
+s_redeem (const char *token)
+{
+    return s_redeem_as (token, false, false);
 }
 
 static void
@@ -964,6 +976,421 @@ test_restart_sweeps (void **state)
     free (stale);
 }
 
+/* A committed empty file named name with that visibility ("" = the
+   default); its id (caller frees).                                     */
+static char *
+s_file_named (const char *name, const char *visibility)
+{
+    Safeshare__FileBeginRequest b = SAFESHARE__FILE_BEGIN_REQUEST__INIT;
+    b.name = (char *)name;
+    b.content_type = "text/plain";
+    b.owner_id = OWNER;
+    b.chunk_size = 4096;
+    b.visibility = (char *)visibility;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_BEGIN;
+    rq.file_begin = &b;
+    reply_t *r = s_call (&rq, NULL, NULL, TIMEOUT);
+    s_expect (r, CM_OK, NULL);
+    char *id = strdup (r->file_begin->file_id);
+    s_free (&r);
+    uint8_t blob[EMPTY_BLOB];
+    s_append_empty_blob (id, blob);
+    r = s_commit (id, 0, 1, EMPTY_BLOB);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    return id;
+}
+
+static reply_t *
+s_find (const char *name, bool clients_only)
+{
+    Safeshare__FileListRequest q = SAFESHARE__FILE_LIST_REQUEST__INIT;
+    q.limit = 200;
+    q.name = (char *)name;
+    q.clients_only = clients_only;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_LIST;
+    rq.file_list = &q;
+    return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+static reply_t *
+s_update (const char *id, const char *name, const char *visibility)
+{
+    Safeshare__FileUpdateRequest q = SAFESHARE__FILE_UPDATE_REQUEST__INIT;
+    q.file_id = (char *)id;
+    q.name = (char *)name;
+    q.visibility = (char *)visibility;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_UPDATE;
+    rq.file_update = &q;
+    return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+static reply_t *
+s_link_ex (const char *id, const char *creator, uint32_t max_downloads,
+           bool signed_in_only)
+{
+    Safeshare__LinkCreateRequest q = SAFESHARE__LINK_CREATE_REQUEST__INIT;
+    q.file_id = (char *)id;
+    q.creator_id = (char *)creator;
+    q.expires_in = 600;
+    q.max_downloads = max_downloads;
+    q.signed_in_only = signed_in_only;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_CREATE;
+    rq.link_create = &q;
+    return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+static reply_t *
+s_link_list (const char *file_id, const char *creator)
+{
+    Safeshare__LinkListRequest q = SAFESHARE__LINK_LIST_REQUEST__INIT;
+    q.file_id = (char *)file_id;
+    q.creator_id = (char *)creator;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_LIST;
+    rq.link_list = &q;
+    return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+static reply_t *
+s_link_get (const char *link_id)
+{
+    Safeshare__LinkGetRequest q = SAFESHARE__LINK_GET_REQUEST__INIT;
+    q.link_id = (char *)link_id;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_GET;
+    rq.link_get = &q;
+    return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+static reply_t *
+s_link_revoke (const char *link_id)
+{
+    Safeshare__LinkRevokeRequest q = SAFESHARE__LINK_REVOKE_REQUEST__INIT;
+    q.link_id = (char *)link_id;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_REVOKE;
+    rq.link_revoke = &q;
+    return s_call (&rq, NULL, NULL, TIMEOUT);
+}
+
+#define OTHER "fedcba9876543210fedcba9876543210"
+
+/* The new requests over the wire: visibility, the name filter,
+   FILE_UPDATE, LINK_LIST / GET / REVOKE, a signed-in-only link, peek. */
+static void
+test_files_and_links (void **state)
+{
+    char *staff = s_file_named ("Plan 50%_final.pptx", "staff");
+    char *open = s_file_named ("plan_b.txt", "");
+    reply_t *r = s_get (staff);
+    s_expect (r, CM_OK, NULL);
+    assert_string_equal (r->file_get->file->visibility, "staff");
+    s_free (&r);
+    r = s_get (open);
+    s_expect (r, CM_OK, NULL);
+    assert_string_equal (r->file_get->file->visibility, "clients");
+    s_free (&r);
+
+    /* Filter: case-insensitive, % and _ literal; clients_only.         */
+    r = s_find ("PLAN", false);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->file_list->n_files, 2);
+    s_free (&r);
+    r = s_find ("50%_", false);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->file_list->n_files, 1);
+    assert_string_equal (r->file_list->files[0]->id, staff);
+    s_free (&r);
+    r = s_find ("n_", false); /* "_" literal: "plan_b", not "Plan 5" */
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->file_list->n_files, 1);
+    assert_string_equal (r->file_list->files[0]->id, open);
+    s_free (&r);
+    r = s_find ("plan", true);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->file_list->n_files, 1);
+    assert_string_equal (r->file_list->files[0]->id, open);
+    s_free (&r);
+    r = s_find ("a\x01", false);
+    s_expect (r, CM_INVALID, "invalid_name");
+    s_free (&r);
+
+    /* FILE_UPDATE.                                                     */
+    r = s_update (staff, "", "clients");
+    s_expect (r, CM_OK, NULL);
+    assert_string_equal (r->file_update->file->visibility, "clients");
+    assert_string_equal (r->file_update->file->name, "Plan 50%_final.pptx");
+    s_free (&r);
+    r = s_update (staff, "Plan final.pptx", "staff");
+    s_expect (r, CM_OK, NULL);
+    assert_string_equal (r->file_update->file->visibility, "staff");
+    assert_string_equal (r->file_update->file->name, "Plan final.pptx");
+    s_free (&r);
+    r = s_update (staff, "", "public");
+    s_expect (r, CM_INVALID, "invalid_visibility");
+    s_free (&r);
+    r = s_update (staff, "bad\nname", "");
+    s_expect (r, CM_INVALID, "invalid_name");
+    s_free (&r);
+    r = s_update ("ffffffffffffffffffffffffffffffff", "x", "");
+    s_expect (r, CM_NOT_FOUND, "file_not_found");
+    s_free (&r);
+    r = s_update ("nope", "x", "");
+    s_expect (r, CM_INVALID, "invalid_file_id");
+    s_free (&r);
+    Safeshare__FileBeginRequest b = SAFESHARE__FILE_BEGIN_REQUEST__INIT;
+    b.name = "x";
+    b.content_type = "text/plain";
+    b.owner_id = OWNER;
+    b.chunk_size = 4096;
+    b.visibility = "everyone";
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_BEGIN;
+    rq.file_begin = &b;
+    r = s_call (&rq, NULL, NULL, TIMEOUT);
+    s_expect (r, CM_INVALID, "invalid_visibility");
+    s_free (&r);
+
+    /* Links: two by OWNER, one signed-in only by OTHER.                */
+    r = s_link_ex (open, OWNER, 3, false);
+    s_expect (r, CM_OK, NULL);
+    char *a = strdup (r->link_create->link_id);
+    char *token_a = strdup (r->link_create->token);
+    s_free (&r);
+    r = s_link_ex (open, OTHER, 2, true);
+    s_expect (r, CM_OK, NULL);
+    char *c = strdup (r->link_create->link_id);
+    char *token_c = strdup (r->link_create->token);
+    s_free (&r);
+    r = s_link_list (open, "");
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->link_list->n_links, 2);
+    for (size_t i = 0; i < 2; i++) {
+        Safeshare__LinkInfo *l = r->link_list->links[i];
+        assert_string_equal (l->file_id, open);
+        assert_string_equal (l->state, "active");
+        assert_int_equal (l->revoked_at, 0);
+        assert_int_equal (l->expires_at, l->created_at + 600);
+    }
+    s_free (&r);
+    r = s_link_list (open, OTHER);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->link_list->n_links, 1);
+    assert_string_equal (r->link_list->links[0]->id, c);
+    assert_true (r->link_list->links[0]->signed_in_only);
+    assert_int_equal (r->link_list->links[0]->max_downloads, 2);
+    s_free (&r);
+    r = s_link_list (open, "bad");
+    s_expect (r, CM_INVALID, "invalid_creator_id");
+    s_free (&r);
+    r = s_link_list ("ffffffffffffffffffffffffffffffff", "");
+    s_expect (r, CM_NOT_FOUND, "file_not_found");
+    s_free (&r);
+
+    /* Peek spends nothing; the signed-in-only link wants sign-in.      */
+    r = s_redeem_as (token_a, false, true);
+    s_expect (r, CM_OK, NULL);
+    assert_string_equal (r->link_redeem->file->id, open);
+    assert_int_equal (r->link_redeem->downloads_left, 3);
+    assert_string_equal (r->link_redeem->link->id, a);
+    s_free (&r);
+    r = s_redeem_as (token_c, false, false);
+    s_expect (r, CM_UNAUTHENTICATED, "link_requires_login");
+    s_free (&r);
+    r = s_redeem_as (token_c, false, true);
+    s_expect (r, CM_UNAUTHENTICATED, "link_requires_login");
+    s_free (&r);
+    r = s_redeem_as (token_c, true, false);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->link_redeem->downloads_left, 1);
+    assert_int_equal (r->link_redeem->link->downloads, 1);
+    s_free (&r);
+    r = s_link_get (c);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->link_get->link->downloads, 1);
+    assert_string_equal (r->link_get->link->creator_id, OTHER);
+    assert_string_equal (r->link_get->file->id, open);
+    assert_string_equal (r->link_get->file->owner_id, OWNER);
+    s_free (&r);
+
+    /* Revoke: idempotent, then the link answers link_revoked.          */
+    r = s_link_revoke (a);
+    s_expect (r, CM_OK, NULL);
+    assert_string_equal (r->link_revoke->link->state, "revoked");
+    uint64_t at = r->link_revoke->link->revoked_at;
+    assert_true (at > 0);
+    s_free (&r);
+    r = s_link_revoke (a);
+    s_expect (r, CM_OK, NULL);
+    assert_string_equal (r->link_revoke->link->state, "revoked");
+    assert_int_equal (r->link_revoke->link->revoked_at, at);
+    s_free (&r);
+    r = s_redeem_as (token_a, false, true);
+    s_expect (r, CM_GONE, "link_revoked");
+    s_free (&r);
+    r = s_redeem (token_a);
+    s_expect (r, CM_GONE, "link_revoked");
+    s_free (&r);
+    r = s_link_revoke ("ffffffffffffffffffffffffffffffff");
+    s_expect (r, CM_NOT_FOUND, "link_not_found");
+    s_free (&r);
+    r = s_link_revoke ("xyz");
+    s_expect (r, CM_INVALID, "invalid_link_id");
+    s_free (&r);
+    r = s_link_get ("ffffffffffffffffffffffffffffffff");
+    s_expect (r, CM_NOT_FOUND, "link_not_found");
+    s_free (&r);
+
+    /* Deleting the file takes its links.                               */
+    r = s_delete (open);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    r = s_link_get (c);
+    s_expect (r, CM_NOT_FOUND, "link_not_found");
+    s_free (&r);
+    r = s_delete (staff);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    free (a), free (c), free (token_a), free (token_c), free (staff), free (open);
+}
+
+/* ---- 50 concurrent redeems of a one-time link ------------------------- */
+
+enum { S_RACERS = 50 };
+
+typedef struct {
+    const char *endpoint;
+    const char *token;
+    pthread_barrier_t *gate;
+    int status; /* cm_status_t of the reply, -1 no reply */
+    char code[48];
+} s_racer_t;
+
+/* One client with its own socket: connect, wait at the gate, redeem.  */
+static void *
+s_racer (void *arg)
+{
+    s_racer_t *me = arg;
+    me->status = -1;
+    zsock_t *sock = cm_sock_client (me->endpoint);
+    Safeshare__LinkRedeemRequest q = SAFESHARE__LINK_REDEEM_REQUEST__INIT;
+    q.token = (char *)me->token;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_REDEEM;
+    rq.link_redeem = &q;
+    char reqbuf[65];
+    Safeshare__Meta meta;
+    cm_meta_init (&meta, reqbuf, NULL, 20000);
+    rq.meta = &meta;
+    pthread_barrier_wait (me->gate);
+    ProtobufCMessage *reply = NULL;
+    if (sock && cm_rpc_call (sock, &rq.base, NULL, &safeshare__storage_reply__descriptor,
+                             20000, &reply, NULL) == CM_OK) {
+        reply_t *r = (reply_t *)reply;
+        me->status = (int)r->status;
+        snprintf (me->code, sizeof me->code, "%s", r->error ? r->error->code : "");
+        protobuf_c_message_free_unpacked (reply, NULL);
+    }
+    zsock_destroy (&sock);
+    return NULL;
+}
+
+/* Two storage processes answering from one database, 25 clients on
+   each (own sockets, own threads), all let go at once: exactly one
+   redeem wins, the other 49 are link_exhausted, and the database
+   counts one download.                                                */
+static void
+test_redeem_race (void **state)
+{
+    char env_ep2[700];
+    snprintf (env_ep2, sizeof env_ep2,
+              "SAFESHARE_STORAGE_ENDPOINT=ipc://%s/run/storage-2.sock", g.tmp);
+    char *argv[] = {(char *)g.bin, NULL};
+    char *env[] = {g.env_data, env_ep2, "SAFESHARE_LOG_LEVEL=error", NULL};
+    pid_t second = cm_test_spawn (g.bin, argv, env);
+    assert_true (second > 0);
+    const char *ep[2] = {g.env_ep + strlen ("SAFESHARE_STORAGE_ENDPOINT="),
+                         env_ep2 + strlen ("SAFESHARE_STORAGE_ENDPOINT=")};
+    /* Ready = the second one answers HEALTH.                            */
+    zsock_t *probe = cm_sock_client (ep[1]);
+    assert_non_null (probe);
+    uint64_t deadline = cm_mono_ms () + 15000;
+    for (bool up = false; !up;) {
+        assert_false (cm_test_exited (second));
+        assert_true (cm_mono_ms () < deadline);
+        Safeshare__HealthRequest h = SAFESHARE__HEALTH_REQUEST__INIT;
+        Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+        rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_HEALTH;
+        rq.health = &h;
+        char reqbuf[65];
+        Safeshare__Meta meta;
+        cm_meta_init (&meta, reqbuf, NULL, 250);
+        rq.meta = &meta;
+        ProtobufCMessage *reply = NULL;
+        if (cm_rpc_call (probe, &rq.base, NULL, &safeshare__storage_reply__descriptor,
+                         250, &reply, NULL) == CM_OK) {
+            protobuf_c_message_free_unpacked (reply, NULL);
+            up = true;
+        } else {
+            zsock_destroy (&probe); /* Lazy Pirate: a fresh socket */
+            probe = cm_sock_client (ep[1]);
+            s_sleep_ms (20);
+        }
+    }
+    zsock_destroy (&probe);
+
+    char *id = s_file_named ("race.bin", "");
+    reply_t *r = s_link_ex (id, OWNER, 1, false);
+    s_expect (r, CM_OK, NULL);
+    char *link_id = strdup (r->link_create->link_id);
+    char *token = strdup (r->link_create->token);
+    s_free (&r);
+
+    pthread_barrier_t gate;
+    assert_int_equal (pthread_barrier_init (&gate, NULL, S_RACERS), 0);
+    s_racer_t racers[S_RACERS];
+    pthread_t threads[S_RACERS];
+    for (int i = 0; i < S_RACERS; i++) {
+        racers[i] = (s_racer_t){.endpoint = ep[i % 2], .token = token, .gate = &gate};
+        assert_int_equal (pthread_create (&threads[i], NULL, s_racer, &racers[i]), 0);
+    }
+    int won = 0, exhausted = 0;
+    for (int i = 0; i < S_RACERS; i++) {
+        pthread_join (threads[i], NULL);
+        if (racers[i].status == CM_OK) {
+            won++;
+        } else if (racers[i].status == CM_GONE &&
+                   strcmp (racers[i].code, "link_exhausted") == 0) {
+            exhausted++;
+        } else {
+            fprintf (stderr, "racer %d: status %d %s\n", i, racers[i].status,
+                     racers[i].code);
+        }
+    }
+    pthread_barrier_destroy (&gate);
+    assert_int_equal (cm_test_stop (second, 10000), 0);
+    fprintf (stderr,
+             "# %d concurrent redeems over 2 storage processes: %d won, %d "
+             "link_exhausted\n",
+             S_RACERS, won, exhausted);
+    assert_int_equal (won, 1);
+    assert_int_equal (exhausted, S_RACERS - 1);
+    r = s_link_get (link_id);
+    s_expect (r, CM_OK, NULL);
+    assert_int_equal (r->link_get->link->downloads, 1);
+    assert_string_equal (r->link_get->link->state, "exhausted");
+    s_free (&r);
+    r = s_delete (id);
+    s_expect (r, CM_OK, NULL);
+    s_free (&r);
+    free (id), free (link_id), free (token);
+}
+
 static void
 test_sigterm_exits_zero (void **state)
 {
@@ -1020,6 +1447,8 @@ main (int argc, char **argv)
         cmocka_unit_test (test_commit_db_busy),
         cmocka_unit_test (test_validation),
         cmocka_unit_test (test_list_paging),
+        cmocka_unit_test (test_files_and_links),
+        cmocka_unit_test (test_redeem_race),
         cmocka_unit_test (test_garbage_in),
         cmocka_unit_test (test_restart_sweeps),
         cmocka_unit_test (test_sigterm_exits_zero),

@@ -274,9 +274,10 @@ s_age (const char *path, uint64_t when)
 }
 
 static void
-s_row (stord_meta_t *meta, const char *id, uint64_t created_at)
+s_row_of (stord_meta_t *meta, const char *id, uint64_t created_at, const char *instance)
 {
     stord_file_t file = {0};
+    snprintf (file.instance, sizeof file.instance, "%s", instance);
     snprintf (file.id, sizeof file.id, "%s", id);
     snprintf (file.name, sizeof file.name, "n");
     snprintf (file.content_type, sizeof file.content_type, "a/b");
@@ -284,6 +285,12 @@ s_row (stord_meta_t *meta, const char *id, uint64_t created_at)
     file.chunk_size = 4096;
     file.created_at = created_at;
     assert_int_equal (stord_meta_file_insert (meta, "t", &file), CM_OK);
+}
+
+static void
+s_row (stord_meta_t *meta, const char *id, uint64_t created_at)
+{
+    s_row_of (meta, id, created_at, "");
 }
 
 static void
@@ -365,7 +372,7 @@ test_sweep (void **state)
     s_age (path, old);
 
     stord_sweep_stats_t stats;
-    assert_int_equal (stord_sweep (meta, be, now, 3600, &stats), 0);
+    assert_int_equal (stord_sweep (meta, be, now, 3600, NULL, &stats), 0);
 
     assert_int_equal (s_state (meta, stale), STORD_STATE_NONE);
     assert_int_equal (stord_backend_stat (be, "t", stale, true, NULL, NULL),
@@ -392,9 +399,58 @@ test_sweep (void **state)
     assert_int_equal (stats.orphans_removed, 1); /* orphan                  */
 
     /* A second sweep finds nothing more.                                */
-    assert_int_equal (stord_sweep (meta, be, now, 3600, &stats), 0);
+    assert_int_equal (stord_sweep (meta, be, now, 3600, NULL, &stats), 0);
     assert_int_equal (stats.rows_removed + stats.parts_removed + stats.orphans_removed,
                       0);
+    stord_meta_destroy (&meta);
+}
+
+/* A restart (instance "a" again) drops the uploads "a" had pending,
+   however young, and a young part without a row; another replica's
+   ("b") young upload stays.                                          */
+static void
+test_restart_sweep (void **state)
+{
+    fixture_t *f = *state;
+    char url[600];
+    snprintf (url, sizeof url, "sqlite:%s/storage.db", f->tmp);
+    stord_meta_t *meta = stord_meta_new (url);
+    assert_non_null (meta);
+    stord_backend_t *be = f->be;
+    uint64_t now = cm_now_s (), size;
+    char mine[33], mine_rowonly[33], theirs[33], stray[33], legacy[33];
+    s_new_id (mine);
+    s_row_of (meta, mine, now, "a");
+    assert_int_equal (stord_backend_begin (be, "t", mine), STORD_OK);
+    assert_int_equal (stord_backend_append (be, "t", mine, 0, "xy", 2, &size), STORD_OK);
+    s_new_id (mine_rowonly);
+    s_row_of (meta, mine_rowonly, now, "a");
+    s_new_id (theirs);
+    s_row_of (meta, theirs, now, "b");
+    assert_int_equal (stord_backend_begin (be, "t", theirs), STORD_OK);
+    s_new_id (legacy); /* from before instance names: the age rule */
+    s_row_of (meta, legacy, now, "");
+    assert_int_equal (stord_backend_begin (be, "t", legacy), STORD_OK);
+    s_new_id (stray);
+    assert_int_equal (stord_backend_begin (be, "t", stray), STORD_OK);
+
+    stord_sweep_stats_t stats;
+    assert_int_equal (stord_sweep (meta, be, now, 3600, "a", &stats), 0);
+    assert_int_equal (s_state (meta, mine), STORD_STATE_NONE);
+    assert_int_equal (stord_backend_stat (be, "t", mine, true, NULL, NULL),
+                      STORD_NOT_FOUND);
+    assert_int_equal (s_state (meta, mine_rowonly), STORD_STATE_NONE);
+    assert_int_equal (stord_backend_stat (be, "t", stray, true, NULL, NULL),
+                      STORD_NOT_FOUND);
+    assert_int_equal (s_state (meta, theirs), STORD_STATE_PENDING);
+    assert_int_equal (stord_backend_stat (be, "t", theirs, true, NULL, NULL), STORD_OK);
+    assert_int_equal (s_state (meta, legacy), STORD_STATE_PENDING);
+    assert_int_equal (stats.rows_removed, 2);  /* mine, mine_rowonly */
+    assert_int_equal (stats.parts_removed, 2); /* mine, stray        */
+    /* "b" may commit after all.                                         */
+    assert_int_equal (stord_backend_append (be, "t", theirs, 0, "ok", 2, &size),
+                      STORD_OK);
+    assert_int_equal (stord_backend_commit (be, "t", theirs, 2), STORD_OK);
     stord_meta_destroy (&meta);
 }
 
@@ -409,6 +465,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_ids_are_not_paths, setup, teardown),
         cmocka_unit_test_setup_teardown (test_scan, setup, teardown),
         cmocka_unit_test_setup_teardown (test_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_restart_sweep, setup, teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

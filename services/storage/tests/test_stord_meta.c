@@ -1,7 +1,10 @@
 /*  unit_storage_meta -- file metadata and share links on a temp SQLite
     (or a PostgreSQL schema with SAFESHARE_TEST_DB=pg): visibility, list
-    paging and cursors, link redeem counting and its refusal codes, a
-    one-time link raced by several processes; DEK counts per KEK, the
+    paging and cursors, the name filter (%, _ and \ literal, ASCII case
+    folding) and clients_only, FILE_UPDATE, link redeem counting and its
+    refusal codes, peek and signed-in-only links, link list / get /
+    revoke, a one-time link raced by 50 processes, the upgrade of a
+    version-2 database; DEK counts per KEK, the
     rewrap batches and the conditional replace (raced too), and that a
     delete leaves no wrapped DEK in the SQLite files.                   */
 #include <setjmp.h>
@@ -22,6 +25,8 @@
 #include <unistd.h>
 
 #define OWNER "0123456789abcdef0123456789abcdef"
+
+static const stord_redeem_t s_anon = {0};
 
 typedef struct {
     char *tmp;
@@ -240,20 +245,21 @@ test_links (void **state)
     stord_file_t file;
     uint32_t left = 99;
     const char *code = NULL;
+    stord_link_t lk;
     s_committed (f->meta, id, 1000);
     s_pending (f->meta, pending, 1000);
 
     /* Only committed files get links. */
     assert_int_equal (stord_meta_link_create (f->meta, "t", pending, OWNER, 1000, 60, 1,
-                                              link_id, token, &expires_at),
+                                              false, link_id, token, &expires_at),
                       CM_NOT_FOUND);
-    assert_int_equal (stord_meta_link_create (f->meta, "t",
-                                              "ffffffffffffffffffffffffffffffff", OWNER,
-                                              1000, 60, 1, link_id, token, &expires_at),
-                      CM_NOT_FOUND);
+    assert_int_equal (
+        stord_meta_link_create (f->meta, "t", "ffffffffffffffffffffffffffffffff", OWNER,
+                                1000, 60, 1, false, link_id, token, &expires_at),
+        CM_NOT_FOUND);
 
     /* Two downloads, then exhausted. */
-    assert_int_equal (stord_meta_link_create (f->meta, "t", id, OWNER, 1000, 60, 2,
+    assert_int_equal (stord_meta_link_create (f->meta, "t", id, OWNER, 1000, 60, 2, false,
                                               link_id, token, &expires_at),
                       CM_OK);
     assert_int_equal (expires_at, 1060);
@@ -263,15 +269,18 @@ test_links (void **state)
                               "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                               "0123456789-_"),
                       43);
-    assert_int_equal (
-        stord_meta_link_redeem (f->meta, "t", token, 1001, &file, &left, &code), CM_OK);
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token, 1001, &s_anon, &file,
+                                              &lk, &left, &code),
+                      CM_OK);
     assert_string_equal (file.id, id);
     assert_int_equal (left, 1);
-    assert_int_equal (
-        stord_meta_link_redeem (f->meta, "t", token, 1002, &file, &left, &code), CM_OK);
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token, 1002, &s_anon, &file,
+                                              &lk, &left, &code),
+                      CM_OK);
     assert_int_equal (left, 0);
-    assert_int_equal (
-        stord_meta_link_redeem (f->meta, "t", token, 1003, &file, &left, &code), CM_GONE);
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token, 1003, &s_anon, &file,
+                                              &lk, &left, &code),
+                      CM_GONE);
     assert_string_equal (code, "link_exhausted");
 
     /* Only the hash is stored: the token appears nowhere in the DB.    */
@@ -292,43 +301,46 @@ test_links (void **state)
     cm_db_destroy (&db);
 
     /* Expiry is exclusive at expires_at. */
-    assert_int_equal (stord_meta_link_create (f->meta, "t", id, OWNER, 1000, 10, 5,
+    assert_int_equal (stord_meta_link_create (f->meta, "t", id, OWNER, 1000, 10, 5, false,
                                               link_id, token, &expires_at),
                       CM_OK);
-    assert_int_equal (
-        stord_meta_link_redeem (f->meta, "t", token, 1009, &file, &left, &code), CM_OK);
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token, 1009, &s_anon, &file,
+                                              &lk, &left, &code),
+                      CM_OK);
     assert_int_equal (left, 4);
-    assert_int_equal (
-        stord_meta_link_redeem (f->meta, "t", token, 1010, &file, &left, &code), CM_GONE);
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token, 1010, &s_anon, &file,
+                                              &lk, &left, &code),
+                      CM_GONE);
     assert_string_equal (code, "link_expired");
 
     /* Revoked beats everything else. */
-    assert_int_equal (stord_meta_link_create (f->meta, "t", id, OWNER, 1000, 60, 5,
+    assert_int_equal (stord_meta_link_create (f->meta, "t", id, OWNER, 1000, 60, 5, false,
                                               link_id, token, &expires_at),
                       CM_OK);
-    assert_int_equal (stord_meta_link_revoke (f->meta, "t", link_id), CM_OK);
-    assert_int_equal (
-        stord_meta_link_redeem (f->meta, "t", token, 1001, &file, &left, &code), CM_GONE);
+    assert_int_equal (stord_meta_link_revoke (f->meta, "t", link_id, 1000, NULL), CM_OK);
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token, 1001, &s_anon, &file,
+                                              &lk, &left, &code),
+                      CM_GONE);
     assert_string_equal (code, "link_revoked");
-    assert_int_equal (
-        stord_meta_link_revoke (f->meta, "t", "ffffffffffffffffffffffffffffffff"),
-        CM_NOT_FOUND);
+    assert_int_equal (stord_meta_link_revoke (
+                          f->meta, "t", "ffffffffffffffffffffffffffffffff", 1000, NULL),
+                      CM_NOT_FOUND);
 
     /* Unknown token. */
-    assert_int_equal (
-        stord_meta_link_redeem (f->meta, "t", "nosuchtoken", 1001, &file, &left, &code),
-        CM_NOT_FOUND);
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", "nosuchtoken", 1001, &s_anon,
+                                              &file, &lk, &left, &code),
+                      CM_NOT_FOUND);
     assert_string_equal (code, "link_not_found");
 
     /* Deleting the file takes its links with it. */
-    assert_int_equal (stord_meta_link_create (f->meta, "t", id, OWNER, 1000, 60, 5,
+    assert_int_equal (stord_meta_link_create (f->meta, "t", id, OWNER, 1000, 60, 5, false,
                                               link_id, token, &expires_at),
                       CM_OK);
     assert_int_equal (stord_meta_file_delete (f->meta, "t", id, STORD_STATE_COMMITTED),
                       CM_OK);
-    assert_int_equal (
-        stord_meta_link_redeem (f->meta, "t", token, 1001, &file, &left, &code),
-        CM_NOT_FOUND);
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token, 1001, &s_anon, &file,
+                                              &lk, &left, &code),
+                      CM_NOT_FOUND);
     assert_string_equal (code, "link_not_found");
     db = cm_db_open (f->url);
     res = cm_db_query (db, "SELECT count(*) FROM links", 0, NULL);
@@ -343,12 +355,12 @@ static void
 test_one_time_link_race (void **state)
 {
     fixture_t *f = *state;
-    enum { N = 12 };
+    enum { N = 50 };
     char id[33], link_id[33], token[STORD_TOKEN_MAX + 1];
     uint64_t expires_at;
     uint64_t now = cm_now_s ();
     s_committed (f->meta, id, now);
-    assert_int_equal (stord_meta_link_create (f->meta, "t", id, OWNER, now, 600, 1,
+    assert_int_equal (stord_meta_link_create (f->meta, "t", id, OWNER, now, 600, 1, false,
                                               link_id, token, &expires_at),
                       CM_OK);
     int gate[2], ready[2];
@@ -368,10 +380,11 @@ test_one_time_link_race (void **state)
                 _exit (3);
             }
             stord_file_t file;
+            stord_link_t lk;
             uint32_t left;
             const char *code = NULL;
-            cm_status_t st =
-                stord_meta_link_redeem (mine, "race", token, now, &file, &left, &code);
+            cm_status_t st = stord_meta_link_redeem (mine, "race", token, now, &s_anon,
+                                                     &file, &lk, &left, &code);
             int rc = 2;
             if (st == CM_OK && strcmp (file.id, id) == 0 && left == 0) {
                 rc = 0;
@@ -751,6 +764,434 @@ test_delete_shreds (void **state)
     assert_int_equal (kept_found, 1); /* the other file's row is intact */
 }
 
+/* A committed file named name (visibility "" = the default).          */
+static void
+s_named (stord_meta_t *meta, char id[33], const char *name, const char *visibility,
+         uint64_t now)
+{
+    stord_file_t file = {0};
+    assert_int_equal (cm_random_hex (file.id, 16), 0);
+    snprintf (file.name, sizeof file.name, "%s", name);
+    snprintf (file.content_type, sizeof file.content_type, "text/plain");
+    snprintf (file.owner_id, sizeof file.owner_id, OWNER);
+    snprintf (file.visibility, sizeof file.visibility, "%s", visibility);
+    file.chunk_size = 1048576;
+    file.created_at = now - 1;
+    assert_int_equal (stord_meta_file_insert (meta, "t", &file), CM_OK);
+    s_commit (meta, file.id, now);
+    memcpy (id, file.id, 33);
+}
+
+/* The names found for a filter, sorted, joined by '|'.                 */
+static void
+s_find (stord_meta_t *meta, const char *name, bool clients_only, char *out, size_t len)
+{
+    stord_filter_t filter = {.name = name, .clients_only = clients_only};
+    stord_file_t *files = NULL;
+    size_t count = 0;
+    char next[STORD_CURSOR_MAX + 1];
+    assert_int_equal (
+        stord_meta_file_find (meta, "t", &filter, "", 200, &files, &count, next), CM_OK);
+    assert_string_equal (next, "");
+    out[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        /* newest first: the test made them in time order, so reversed  */
+        size_t used = strlen (out);
+        snprintf (out + used, len - used, "%s%s", i ? "|" : "", files[i].name);
+    }
+    free (files);
+}
+
+static void
+test_filter_and_visibility (void **state)
+{
+    fixture_t *f = *state;
+    char ids[8][33];
+    s_named (f->meta, ids[0], "Report 100%.pdf", "", 100);
+    s_named (f->meta, ids[1], "report_1.txt", "clients", 101);
+    s_named (f->meta, ids[2], "REPORT-x.doc", "staff", 102);
+    s_named (f->meta, ids[3], "a\\b.txt", "", 103);
+    s_named (f->meta, ids[4], "1000 items.txt", "", 104);
+    s_named (f->meta, ids[5], "x1 y.txt", "staff", 105);
+    s_named (f->meta, ids[6], "ab.txt", "", 106);
+    s_named (f->meta, ids[7], "Gr\xc3\xbc\xc3\x9f.txt", "", 107);
+    char out[1024];
+
+    /* Default visibility is "clients"; "staff" is kept.                */
+    stord_file_t file;
+    assert_int_equal (stord_meta_file_get (f->meta, "t", ids[0], true, &file), CM_OK);
+    assert_string_equal (file.visibility, "clients");
+    assert_int_equal (stord_meta_file_get (f->meta, "t", ids[2], true, &file), CM_OK);
+    assert_string_equal (file.visibility, "staff");
+
+    /* ASCII case folding, substring anywhere.                          */
+    s_find (f->meta, "rEpOrT", false, out, sizeof out);
+    assert_string_equal (out, "REPORT-x.doc|report_1.txt|Report 100%.pdf");
+    /* %, _ and \ are literal: unescaped, "100%" would match "1000 ...",
+       "_1" any name with a character before a 1 and "a\b" "ab".      */
+    s_find (f->meta, "100%", false, out, sizeof out);
+    assert_string_equal (out, "Report 100%.pdf");
+    s_find (f->meta, "%", false, out, sizeof out);
+    assert_string_equal (out, "Report 100%.pdf");
+    s_find (f->meta, "_1", false, out, sizeof out);
+    assert_string_equal (out, "report_1.txt");
+    s_find (f->meta, "a\\b", false, out, sizeof out);
+    assert_string_equal (out, "a\\b.txt");
+    s_find (f->meta, "\\", false, out, sizeof out);
+    assert_string_equal (out, "a\\b.txt");
+    s_find (f->meta, "gr\xc3\xbc", false, out, sizeof out); /* ASCII folded, UTF-8 kept */
+    assert_string_equal (out, "Gr\xc3\xbc\xc3\x9f.txt");
+    s_find (f->meta, "'; DROP TABLE files; --", false, out, sizeof out);
+    assert_string_equal (out, "");
+    s_find (f->meta, "", false, out, sizeof out);
+    assert_int_equal (strlen (out) > 0, 1);
+
+    /* clients_only hides "staff", alone and with a name.              */
+    s_find (f->meta, "report", true, out, sizeof out);
+    assert_string_equal (out, "report_1.txt|Report 100%.pdf");
+    s_find (f->meta, "1", true, out, sizeof out);
+    assert_string_equal (out, "1000 items.txt|report_1.txt|Report 100%.pdf");
+    s_find (f->meta, NULL, true, out, sizeof out);
+    assert_null (strstr (out, "REPORT-x.doc"));
+    assert_null (strstr (out, "x1 y.txt"));
+
+    /* Paging under a filter: one at a time, the same three.            */
+    stord_filter_t filter = {.name = "REPORT"};
+    char cursor[STORD_CURSOR_MAX + 1] = "";
+    int pages = 0;
+    do {
+        stord_file_t *files = NULL;
+        size_t count = 0;
+        char next[STORD_CURSOR_MAX + 1];
+        assert_int_equal (
+            stord_meta_file_find (f->meta, "t", &filter, cursor, 1, &files, &count, next),
+            CM_OK);
+        assert_int_equal (count, 1);
+        assert_string_equal (files[0].id, ids[2 - pages]);
+        free (files);
+        snprintf (cursor, sizeof cursor, "%s", next);
+        pages++;
+    } while (cursor[0] && pages < 5);
+    assert_int_equal (pages, 3);
+
+    /* FILE_UPDATE: name, visibility, both; empty = unchanged.          */
+    assert_int_equal (
+        stord_meta_file_update (f->meta, "t", ids[2], NULL, "clients", &file), CM_OK);
+    assert_string_equal (file.visibility, "clients");
+    assert_string_equal (file.name, "REPORT-x.doc");
+    s_find (f->meta, "report", true, out, sizeof out);
+    assert_string_equal (out, "REPORT-x.doc|report_1.txt|Report 100%.pdf");
+    assert_int_equal (
+        stord_meta_file_update (f->meta, "t", ids[2], "Renamed.doc", "staff", &file),
+        CM_OK);
+    assert_string_equal (file.name, "Renamed.doc");
+    assert_string_equal (file.visibility, "staff");
+    assert_int_equal (stord_meta_file_update (f->meta, "t", ids[2], "", "", &file),
+                      CM_OK);
+    assert_string_equal (file.name, "Renamed.doc");
+    assert_string_equal (file.visibility, "staff");
+    assert_int_equal (file.size, 5000000); /* the rest untouched */
+    assert_int_equal (stord_meta_file_get (f->meta, "t", ids[2], true, &file), CM_OK);
+    assert_string_equal (file.name, "Renamed.doc");
+    assert_int_equal (
+        stord_meta_file_update (f->meta, "t", ids[2], NULL, "everyone", &file),
+        CM_INVALID);
+    assert_int_equal (stord_meta_file_update (f->meta, "t",
+                                              "ffffffffffffffffffffffffffffffff", "x",
+                                              NULL, &file),
+                      CM_NOT_FOUND);
+    char pending[33];
+    s_pending (f->meta, pending, 200);
+    assert_int_equal (stord_meta_file_update (f->meta, "t", pending, "x", NULL, &file),
+                      CM_NOT_FOUND);
+    /* A visibility other than the two is refused at insert as well.   */
+    stord_file_t bad = {0};
+    assert_int_equal (cm_random_hex (bad.id, 16), 0);
+    snprintf (bad.name, sizeof bad.name, "x");
+    snprintf (bad.content_type, sizeof bad.content_type, "text/plain");
+    snprintf (bad.owner_id, sizeof bad.owner_id, OWNER);
+    snprintf (bad.visibility, sizeof bad.visibility, "public");
+    bad.chunk_size = 4096;
+    assert_int_equal (stord_meta_file_insert (f->meta, "t", &bad), CM_INVALID);
+}
+
+#define OTHER "fedcba9876543210fedcba9876543210"
+
+static void
+test_link_list_get_revoke (void **state)
+{
+    fixture_t *f = *state;
+    char id[33], other_file[33], pending[33];
+    char a[33], b[33], c[33], token_a[STORD_TOKEN_MAX + 1], token_b[STORD_TOKEN_MAX + 1],
+        token_c[STORD_TOKEN_MAX + 1];
+    uint64_t exp;
+    s_committed (f->meta, id, 1000);
+    s_committed (f->meta, other_file, 1000);
+    s_pending (f->meta, pending, 1000);
+    assert_int_equal (stord_meta_link_create (f->meta, "t", id, OWNER, 1000, 60, 2, false,
+                                              a, token_a, &exp),
+                      CM_OK);
+    assert_int_equal (stord_meta_link_create (f->meta, "t", id, OTHER, 1001, 60, 1, true,
+                                              b, token_b, &exp),
+                      CM_OK);
+    assert_int_equal (stord_meta_link_create (f->meta, "t", id, OWNER, 1002, 5, 3, false,
+                                              c, token_c, &exp),
+                      CM_OK);
+    char x[33], token_x[STORD_TOKEN_MAX + 1];
+    assert_int_equal (stord_meta_link_create (f->meta, "t", other_file, OWNER, 1003, 60,
+                                              1, false, x, token_x, &exp),
+                      CM_OK);
+
+    /* Newest first, the file's links only; by creator.                */
+    stord_link_t *links = NULL;
+    size_t n = 0;
+    assert_int_equal (stord_meta_link_list (f->meta, "t", id, "", &links, &n), CM_OK);
+    assert_int_equal (n, 3);
+    assert_string_equal (links[0].id, c);
+    assert_string_equal (links[1].id, b);
+    assert_string_equal (links[2].id, a);
+    assert_true (links[1].signed_in_only);
+    assert_false (links[0].signed_in_only);
+    assert_string_equal (links[1].creator_id, OTHER);
+    assert_int_equal (links[1].created_at, 1001);
+    assert_int_equal (links[1].expires_at, 1061);
+    assert_int_equal (links[1].max_downloads, 1);
+    assert_int_equal (links[1].downloads, 0);
+    assert_int_equal (links[1].revoked_at, 0);
+    free (links);
+    assert_int_equal (stord_meta_link_list (f->meta, "t", id, OWNER, &links, &n), CM_OK);
+    assert_int_equal (n, 2);
+    assert_string_equal (links[0].id, c);
+    assert_string_equal (links[1].id, a);
+    free (links);
+    assert_int_equal (stord_meta_link_list (f->meta, "t", pending, "", &links, &n),
+                      CM_NOT_FOUND);
+    assert_int_equal (stord_meta_link_list (f->meta, "t",
+                                            "ffffffffffffffffffffffffffffffff", "",
+                                            &links, &n),
+                      CM_NOT_FOUND);
+    assert_null (links);
+
+    /* State at read time.                                              */
+    stord_link_t lk;
+    assert_int_equal (stord_meta_link_get (f->meta, "t", c, &lk), CM_OK);
+    assert_string_equal (stord_link_state (&lk, 1006), "active");
+    assert_string_equal (stord_link_state (&lk, 1007), "expired");
+    assert_int_equal (
+        stord_meta_link_get (f->meta, "t", "ffffffffffffffffffffffffffffffff", &lk),
+        CM_NOT_FOUND);
+
+    /* Peek takes nothing; a redeem takes one; both give file and link. */
+    stord_file_t file;
+    uint32_t left = 0;
+    const char *code = NULL;
+    stord_redeem_t peek = {.peek = true};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal (stord_meta_link_redeem (f->meta, "t", token_a, 1010, &peek,
+                                                  &file, &lk, &left, &code),
+                          CM_OK);
+        assert_string_equal (file.id, id);
+        assert_string_equal (lk.id, a);
+        assert_int_equal (lk.downloads, 0);
+        assert_int_equal (left, 2);
+    }
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token_a, 1010, &s_anon, &file,
+                                              &lk, &left, &code),
+                      CM_OK);
+    assert_int_equal (lk.downloads, 1);
+    assert_int_equal (left, 1);
+    assert_int_equal (stord_meta_link_get (f->meta, "t", a, &lk), CM_OK);
+    assert_int_equal (lk.downloads, 1);
+
+    /* Signed-in only: refused without sign-in (redeem and peek alike),
+       and the refusal spends nothing.                                  */
+    stord_redeem_t signed_in = {.signed_in = true};
+    stord_redeem_t peek_in = {.signed_in = true, .peek = true};
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token_b, 1010, &s_anon, &file,
+                                              &lk, &left, &code),
+                      CM_UNAUTHENTICATED);
+    assert_string_equal (code, "link_requires_login");
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token_b, 1010, &peek, &file,
+                                              &lk, &left, &code),
+                      CM_UNAUTHENTICATED);
+    assert_string_equal (code, "link_requires_login");
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token_b, 1010, &peek_in,
+                                              &file, &lk, &left, &code),
+                      CM_OK);
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token_b, 1010, &signed_in,
+                                              &file, &lk, &left, &code),
+                      CM_OK);
+    assert_int_equal (left, 0);
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token_b, 1010, &signed_in,
+                                              &file, &lk, &left, &code),
+                      CM_GONE);
+    assert_string_equal (code, "link_exhausted");
+    /* Peek says the same as a redeem would.                            */
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token_b, 1010, &peek_in,
+                                              &file, &lk, &left, &code),
+                      CM_GONE);
+    assert_string_equal (code, "link_exhausted");
+    assert_int_equal (stord_meta_link_get (f->meta, "t", b, &lk), CM_OK);
+    assert_string_equal (stord_link_state (&lk, 1010), "exhausted");
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token_c, 1007, &peek, &file,
+                                              &lk, &left, &code),
+                      CM_GONE);
+    assert_string_equal (code, "link_expired");
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", "nosuchtoken", 1007, &peek,
+                                              &file, &lk, &left, &code),
+                      CM_NOT_FOUND);
+    assert_string_equal (code, "link_not_found");
+
+    /* Revoke: the first time is kept, a second revoke is OK as is.     */
+    memset (&lk, 0, sizeof lk);
+    assert_int_equal (stord_meta_link_revoke (f->meta, "t", a, 1020, &lk), CM_OK);
+    assert_true (lk.revoked);
+    assert_int_equal (lk.revoked_at, 1020);
+    assert_string_equal (stord_link_state (&lk, 1020), "revoked");
+    assert_int_equal (stord_meta_link_revoke (f->meta, "t", a, 1030, &lk), CM_OK);
+    assert_int_equal (lk.revoked_at, 1020);
+    assert_int_equal (lk.downloads, 1);
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token_a, 1031, &peek, &file,
+                                              &lk, &left, &code),
+                      CM_GONE);
+    assert_string_equal (code, "link_revoked");
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token_a, 1031, &s_anon, &file,
+                                              &lk, &left, &code),
+                      CM_GONE);
+    assert_string_equal (code, "link_revoked");
+    /* Revoked and signed-in only: sign-in is asked first.              */
+    assert_int_equal (stord_meta_link_revoke (f->meta, "t", b, 1032, NULL), CM_OK);
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token_b, 1033, &s_anon, &file,
+                                              &lk, &left, &code),
+                      CM_UNAUTHENTICATED);
+    assert_int_equal (stord_meta_link_redeem (f->meta, "t", token_b, 1033, &signed_in,
+                                              &file, &lk, &left, &code),
+                      CM_GONE);
+    assert_string_equal (code, "link_revoked");
+    assert_int_equal (
+        stord_meta_link_revoke (f->meta, "t", "ffffffffffffffffffffffffffffffff", 1, &lk),
+        CM_NOT_FOUND);
+
+    /* Bounded: the newest STORD_LINK_LIST_MAX only.                    */
+    for (int i = 0; i < STORD_LINK_LIST_MAX; i++) {
+        assert_int_equal (stord_meta_link_create (f->meta, "t", other_file, OTHER,
+                                                  2000 + (uint64_t)i, 60, 1, false, x,
+                                                  token_x, &exp),
+                          CM_OK);
+    }
+    assert_int_equal (stord_meta_link_list (f->meta, "t", other_file, "", &links, &n),
+                      CM_OK);
+    assert_int_equal (n, STORD_LINK_LIST_MAX);
+    assert_int_equal (links[0].created_at, 2000 + STORD_LINK_LIST_MAX - 1);
+    assert_int_equal (links[n - 1].created_at, 2000);
+    free (links);
+}
+
+/* A database made by the previous schema (versions 1-2, as shipped)
+   is upgraded in place: rows keep their data, files become "clients",
+   links are not signed-in only, a revoked link gets a revoked_at.    */
+static void
+test_upgrade_from_v2 (void **state)
+{
+    fixture_t *f = *state;
+    /* A fresh DB of its own: the fixture's is at the latest version.   */
+    char url[700], schema[40] = "";
+    snprintf (url, sizeof url, "sqlite:%s/old.db", f->tmp);
+    assert_int_not_equal (cm_test_pg_schema_url (schema, url, sizeof url), -1);
+    static const char *const v2[] = {
+        "CREATE TABLE files ("
+        " id TEXT PRIMARY KEY,"
+        " name TEXT NOT NULL,"
+        " content_type TEXT NOT NULL,"
+        " size BIGINT NOT NULL DEFAULT 0,"
+        " sha256 TEXT NOT NULL DEFAULT '',"
+        " owner_id TEXT NOT NULL,"
+        " created_at BIGINT NOT NULL,"
+        " chunk_size BIGINT NOT NULL,"
+        " chunk_count BIGINT NOT NULL DEFAULT 0,"
+        " kek_id TEXT NOT NULL DEFAULT '',"
+        " wrapped_dek TEXT NOT NULL DEFAULT '',"
+        " blob_size BIGINT NOT NULL DEFAULT 0,"
+        " state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', "
+        "'committed')));"
+        "CREATE INDEX files_by_state_time ON files (state, created_at, id);"
+        "CREATE TABLE links ("
+        " id TEXT PRIMARY KEY,"
+        " file_id TEXT NOT NULL REFERENCES files (id) ON DELETE CASCADE,"
+        " token_hash TEXT NOT NULL UNIQUE,"
+        " creator_id TEXT NOT NULL,"
+        " created_at BIGINT NOT NULL,"
+        " expires_at BIGINT NOT NULL,"
+        " max_downloads BIGINT NOT NULL,"
+        " downloads BIGINT NOT NULL DEFAULT 0,"
+        " revoked INTEGER NOT NULL DEFAULT 0);"
+        "CREATE INDEX links_by_file ON links (file_id);",
+        "CREATE INDEX files_by_kek ON files (kek_id);",
+    };
+    cm_db_t *db = cm_db_open (url);
+    assert_non_null (db);
+    assert_int_equal (cm_db_migrate (db, "storage", v2, 2), 0);
+    const char *fid = "00112233445566778899aabbccddeeff";
+    const char *p[] = {fid};
+    assert_int_equal (
+        cm_db_exec (
+            db,
+            "INSERT INTO files (id, name, content_type, size, sha256, owner_id,"
+            " created_at, chunk_size, chunk_count, kek_id, wrapped_dek, blob_size,"
+            " state) VALUES ($1, 'old.txt', 'text/plain', 1, '"
+            "0000000000000000000000000000000000000000000000000000000000000007',"
+            " '0123456789abcdef0123456789abcdef', 50, 4096, 1, 'k1', 'aabb', 65,"
+            " 'committed')",
+            1, p),
+        CM_DB_OK);
+    assert_int_equal (
+        cm_db_exec (db,
+                    "INSERT INTO links (id, file_id, token_hash, creator_id, created_at,"
+                    " expires_at, max_downloads, downloads, revoked) VALUES"
+                    " ('11111111111111111111111111111111', $1, 'h1',"
+                    " '0123456789abcdef0123456789abcdef', 60, 9999, 3, 1, 1),"
+                    " ('22222222222222222222222222222222', $1, 'h2',"
+                    " '0123456789abcdef0123456789abcdef', 70, 9999, 3, 0, 0)",
+                    1, p),
+        CM_DB_OK);
+    cm_db_destroy (&db);
+
+    stord_meta_t *meta = stord_meta_new (url);
+    assert_non_null (meta);
+    stord_file_t file;
+    assert_int_equal (stord_meta_file_get (meta, "t", fid, true, &file), CM_OK);
+    assert_string_equal (file.name, "old.txt");
+    assert_string_equal (file.visibility, "clients");
+    stord_link_t lk;
+    assert_int_equal (
+        stord_meta_link_get (meta, "t", "11111111111111111111111111111111", &lk), CM_OK);
+    assert_true (lk.revoked);
+    assert_int_equal (lk.revoked_at, 60);
+    assert_false (lk.signed_in_only);
+    assert_int_equal (lk.downloads, 1);
+    assert_int_equal (
+        stord_meta_link_get (meta, "t", "22222222222222222222222222222222", &lk), CM_OK);
+    assert_false (lk.revoked);
+    assert_int_equal (lk.revoked_at, 0);
+    assert_string_equal (stord_link_state (&lk, 100), "active");
+    stord_link_t *links = NULL;
+    size_t n = 0;
+    assert_int_equal (stord_meta_link_list (meta, "t", fid, "", &links, &n), CM_OK);
+    assert_int_equal (n, 2);
+    assert_string_equal (links[0].id, "22222222222222222222222222222222");
+    free (links);
+    assert_int_equal (stord_meta_file_update (meta, "t", fid, NULL, "staff", &file),
+                      CM_OK);
+    stord_meta_destroy (&meta);
+    /* Opening again runs nothing twice.                                */
+    meta = stord_meta_new (url);
+    assert_non_null (meta);
+    assert_int_equal (stord_meta_file_get (meta, "t", fid, true, &file), CM_OK);
+    assert_string_equal (file.visibility, "staff");
+    stord_meta_destroy (&meta);
+    assert_int_equal (cm_test_pg_schema_drop (schema), 0);
+}
+
 int
 main (void)
 {
@@ -764,6 +1205,9 @@ main (void)
         cmocka_unit_test_setup_teardown (test_kek_rewrap, setup, teardown),
         cmocka_unit_test_setup_teardown (test_rewrap_race, setup, teardown),
         cmocka_unit_test_setup_teardown (test_delete_shreds, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_filter_and_visibility, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_link_list_get_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_upgrade_from_v2, setup, teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

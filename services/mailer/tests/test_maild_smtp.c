@@ -1,0 +1,404 @@
+/*  svc_mailer_smtp -- the real safeshare-mailer against a real SMTP
+    server (aiosmtpd, scripts/smtp-test-server.sh), each case with its
+    own server and mailer: STARTTLS + AUTH delivers a well-formed
+    message; a 5xx recipient is failed and never retried; STARTTLS
+    required but not offered, a certificate we cannot verify or one for
+    another name: nothing sent (retried, never in clear); a wrong
+    password is retried, not failed; the server down during 5 jobs ->
+    all 5 arrive once when it is back; tls=none (explicit) works.
+
+    usage: test_maild_smtp PATH/TO/safeshare-mailer PATH/TO/smtp-test-server.sh */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "maild_test_proc.h"
+#include "cm_testing.h"
+#include "cm_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LINK "http://127.0.0.1:8000/api/auth/verify?token=c210dGVzdF90b2tlbl8xMjM0NTY"
+
+static const char *s_mailer;
+static const char *s_script;
+static char *s_root;
+static char s_cert[600], s_key[600];
+
+/* One case: a server (maybe none yet), a mailer, their dirs. */
+typedef struct {
+    char dir[600];
+    char maildir[700];
+    char newdir[720];
+    int port;
+    pid_t smtp;
+    maild_test_t mailer;
+} s_case_t;
+
+static int
+s_case_init (s_case_t *c, const char *name)
+{
+    memset (c, 0, sizeof *c);
+    c->smtp = -1;
+    snprintf (c->dir, sizeof c->dir, "%s/%s", s_root, name);
+    snprintf (c->maildir, sizeof c->maildir, "%s/maildir", c->dir);
+    snprintf (c->newdir, sizeof c->newdir, "%s/new", c->maildir);
+    c->port = maild_test_free_port ();
+    return mkdir (c->dir, 0700) == 0 && c->port > 0 ? 0 : -1;
+}
+
+static void
+s_case_smtp (s_case_t *c, const char *const args[])
+{
+    c->smtp = maild_test_smtp_start (s_script, c->port, c->maildir, args);
+    assert_true (c->smtp > 0);
+}
+
+/* Starts the mailer with SAFESHARE_SMTP_URL=smtp://CRED127.0.0.1:PORTOPT. */
+static void
+s_case_mailer (s_case_t *c, const char *cred, const char *opt, bool with_ca)
+{
+    char url_env[450], ca_env[700];
+    snprintf (url_env, sizeof url_env, "SAFESHARE_SMTP_URL=smtp://%s127.0.0.1:%d%s", cred,
+              c->port, opt);
+    snprintf (ca_env, sizeof ca_env, "SAFESHARE_SMTP_CA_FILE=%s", s_cert);
+    char *env[] = {url_env,
+                   /* Generous for a loaded machine or ASan (the first TLS
+                      handshake of a fresh server can take a second);
+                      the lease must cover 16 of them.                   */
+                   "SAFESHARE_SMTP_TIMEOUT_MS=3000", "SAFESHARE_MAIL_LEASE_S=60",
+                   "SAFESHARE_MAIL_RETRY_MIN_MS=200", "SAFESHARE_MAIL_RETRY_MAX_MS=800",
+                   "SAFESHARE_MAIL_FROM=safeshare <no-reply@safeshare.test>",
+                   "SAFESHARE_MAIL_REPLY_TO=Support <help@safeshare.test>",
+                   with_ca ? ca_env : NULL, NULL};
+    assert_int_equal (maild_test_start (&c->mailer, s_mailer, c->dir, env), 0);
+}
+
+static void
+s_case_end (s_case_t *c)
+{
+    assert_int_equal (maild_test_stop (&c->mailer), 0);
+    if (c->smtp > 0) {
+        cm_test_stop (c->smtp, 5000);
+    }
+}
+
+static void
+s_send_ok (s_case_t *c, const char *job, const char *to)
+{
+    Safeshare__MailReply *r =
+        maild_test_send (&c->mailer, job, NULL, to, "link", LINK, NULL, NULL);
+    assert_non_null (r);
+    assert_int_equal (r->status, CM_OK);
+    assert_string_equal (r->send->job_id, job);
+    safeshare__mail_reply__free_unpacked (r, NULL);
+}
+
+/* Polls the job's row until column equals want (or contains it, with
+   contains). The last value (caller frees) or NULL.                  */
+static char *
+s_wait_field (s_case_t *c, const char *job, const char *column, const char *want,
+              bool contains, int timeout_ms)
+{
+    uint64_t deadline = cm_mono_ms () + (uint64_t)timeout_ms;
+    char *v = NULL;
+    do {
+        free (v);
+        v = maild_test_job_field (&c->mailer, job, column);
+        if (v && (contains ? strstr (v, want) != NULL : strcmp (v, want) == 0)) {
+            return v;
+        }
+        usleep (50000);
+    } while (cm_mono_ms () < deadline);
+    return v;
+}
+
+static long
+s_attempts (s_case_t *c, const char *job)
+{
+    char *v = maild_test_job_field (&c->mailer, job, "attempts");
+    long n = v ? strtol (v, NULL, 10) : -1;
+    free (v);
+    return n;
+}
+
+/* ---- cases ------------------------------------------------------------ */
+
+static void
+test_starttls_auth_delivers (void **state)
+{
+    (void)state;
+    s_case_t c;
+    assert_int_equal (s_case_init (&c, "tls_auth"), 0);
+    /* A password with specials, percent-encoded in the URL. */
+    const char *args[] = {"--tls", s_cert, s_key, "--auth", "mailer:p@ss:w/rd", NULL};
+    s_case_smtp (&c, args);
+    s_case_mailer (&c, "mailer:p%40ss%3Aw%2Frd@", "", true);
+    const char *job = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
+    s_send_ok (&c, job, "ann@example.com");
+    assert_int_equal (maild_test_wait_files (c.newdir, 1, 15000), 1);
+    size_t len = 0;
+    char *m = maild_test_read_first (c.newdir, &len);
+    assert_non_null (m);
+    assert_non_null (strstr (m, "From: safeshare <no-reply@safeshare.test>\n"));
+    assert_non_null (strstr (m, "Reply-To: Support <help@safeshare.test>\n"));
+    assert_non_null (strstr (m, "To: ann@example.com\n"));
+    assert_non_null (strstr (m, "Subject: Verify your safeshare account\n"));
+    assert_non_null (strstr (m, "Message-ID: <"
+                                "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"
+                                "@safeshare.test>\n"));
+    assert_non_null (strstr (m, "Content-Type: multipart/alternative; boundary="));
+    assert_non_null (strstr (m, "Content-Type: text/html; charset=utf-8"));
+    /* The text part carries the link alone on its line. */
+    assert_non_null (strstr (m, "\n" LINK "\n"));
+    /* The envelope the server saw. */
+    assert_non_null (strstr (m, "X-MailFrom: no-reply@safeshare.test"));
+    assert_non_null (strstr (m, "X-RcptTo: ann@example.com"));
+    free (m);
+
+    char *status = s_wait_field (&c, job, "status", "sent", false, 5000);
+    assert_non_null (status);
+    assert_string_equal (status, "sent");
+    free (status);
+    /* The link does not stay at rest once sent. */
+    assert_null (maild_test_job_field (&c.mailer, job, "message"));
+    assert_true (s_attempts (&c, job) >= 1);
+    Safeshare__MailReply *r = maild_test_stats (&c.mailer);
+    assert_non_null (r);
+    assert_int_equal (r->status, CM_OK);
+    assert_int_equal (r->body_case, SAFESHARE__MAIL_REPLY__BODY_STATS);
+    assert_int_equal (r->stats->sent, 1);
+    assert_int_equal (r->stats->pending, 0);
+    assert_int_equal (r->stats->failed, 0);
+    assert_int_equal (r->stats->queued_total, 1);
+    assert_int_equal (r->stats->sent_total, 1);
+    safeshare__mail_reply__free_unpacked (r, NULL);
+    s_case_end (&c);
+}
+
+static void
+test_rejected_recipient_failed_once (void **state)
+{
+    (void)state;
+    s_case_t c;
+    assert_int_equal (s_case_init (&c, "reject"), 0);
+    const char *args[] = {"--tls", s_cert, s_key, "--reject", "gone@example.com", NULL};
+    s_case_smtp (&c, args);
+    s_case_mailer (&c, "", "", true);
+    const char *job = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
+    s_send_ok (&c, job, "gone@example.com");
+    char *status = s_wait_field (&c, job, "status", "failed", false, 15000);
+    assert_non_null (status);
+    assert_string_equal (status, "failed");
+    free (status);
+    char *err = maild_test_job_field (&c.mailer, job, "last_error");
+    assert_non_null (err);
+    assert_non_null (strstr (err, "RCPT TO: 550"));
+    free (err);
+    /* 1, or more if a transient failure (a slow first TLS handshake)
+       came before the 550; many retry intervals later: unchanged.      */
+    long attempts = s_attempts (&c, job);
+    assert_true (attempts >= 1);
+    usleep (2500 * 1000);
+    assert_int_equal (s_attempts (&c, job), attempts);
+    assert_true (maild_test_count_files (c.newdir) <= 0);
+    Safeshare__MailReply *r = maild_test_stats (&c.mailer);
+    assert_non_null (r);
+    assert_int_equal (r->stats->failed, 1);
+    assert_int_equal (r->stats->failed_total, 1);
+    assert_int_equal (r->stats->sent, 0);
+    safeshare__mail_reply__free_unpacked (r, NULL);
+    s_case_end (&c);
+}
+
+/* The job is retried and nothing arrives; last_error contains `why`. */
+static void
+s_assert_retried_not_sent (s_case_t *c, const char *job, const char *why)
+{
+    char *err = s_wait_field (c, job, "last_error", why, true, 15000);
+    assert_non_null (err);
+    if (!strstr (err, why)) {
+        fail_msg ("last_error is \"%s\", wanted \"%s\"", err, why);
+    }
+    free (err);
+    uint64_t deadline = cm_mono_ms () + 10000;
+    while (s_attempts (c, job) < 3 && cm_mono_ms () < deadline) {
+        usleep (50000);
+    }
+    assert_true (s_attempts (c, job) >= 3);
+    char *status = maild_test_job_field (&c->mailer, job, "status");
+    assert_non_null (status);
+    assert_true (strcmp (status, "pending") == 0 || strcmp (status, "sending") == 0);
+    free (status);
+    assert_true (maild_test_count_files (c->newdir) <= 0);
+}
+
+static void
+test_starttls_not_offered_sends_nothing (void **state)
+{
+    (void)state;
+    s_case_t c;
+    assert_int_equal (s_case_init (&c, "notls"), 0);
+    s_case_smtp (&c, NULL); /* a server without STARTTLS */
+    s_case_mailer (&c, "", "", true);
+    const char *job = "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3";
+    s_send_ok (&c, job, "ann@example.com");
+    s_assert_retried_not_sent (&c, job, "STARTTLS required");
+    s_case_end (&c);
+}
+
+static void
+test_untrusted_certificate_sends_nothing (void **state)
+{
+    (void)state;
+    s_case_t c;
+    assert_int_equal (s_case_init (&c, "badcert"), 0);
+    const char *args[] = {"--tls", s_cert, s_key, NULL};
+    s_case_smtp (&c, args);
+    s_case_mailer (&c, "", "", false); /* system CAs only */
+    const char *job = "d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4";
+    s_send_ok (&c, job, "ann@example.com");
+    s_assert_retried_not_sent (&c, job, "STARTTLS");
+    s_case_end (&c);
+}
+
+/* A certificate our CA file trusts, but for another name. */
+static void
+test_certificate_for_another_name_sends_nothing (void **state)
+{
+    (void)state;
+    s_case_t c;
+    assert_int_equal (s_case_init (&c, "wrongname"), 0);
+    char cert[700], key[700];
+    snprintf (cert, sizeof cert, "%s/other.pem", c.dir);
+    snprintf (key, sizeof key, "%s/other.key", c.dir);
+    assert_int_equal (maild_test_make_cert_for (cert, key, "DNS:smtp.elsewhere.test"), 0);
+    const char *args[] = {"--tls", cert, key, NULL};
+    s_case_smtp (&c, args);
+    char url_env[200], ca_env[800];
+    snprintf (url_env, sizeof url_env, "SAFESHARE_SMTP_URL=smtp://127.0.0.1:%d", c.port);
+    snprintf (ca_env, sizeof ca_env, "SAFESHARE_SMTP_CA_FILE=%s", cert);
+    char *env[] = {url_env,
+                   ca_env,
+                   "SAFESHARE_SMTP_TIMEOUT_MS=3000",
+                   "SAFESHARE_MAIL_LEASE_S=60",
+                   "SAFESHARE_MAIL_RETRY_MIN_MS=200",
+                   "SAFESHARE_MAIL_RETRY_MAX_MS=800",
+                   NULL};
+    assert_int_equal (maild_test_start (&c.mailer, s_mailer, c.dir, env), 0);
+    const char *job = "d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5";
+    s_send_ok (&c, job, "ann@example.com");
+    s_assert_retried_not_sent (&c, job, "STARTTLS");
+    s_case_end (&c);
+}
+
+static void
+test_wrong_password_retried (void **state)
+{
+    (void)state;
+    s_case_t c;
+    assert_int_equal (s_case_init (&c, "badauth"), 0);
+    const char *args[] = {"--tls", s_cert, s_key, "--auth", "mailer:right", NULL};
+    s_case_smtp (&c, args);
+    s_case_mailer (&c, "mailer:wrong@", "", true);
+    const char *job = "e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5";
+    s_send_ok (&c, job, "ann@example.com");
+    s_assert_retried_not_sent (&c, job, "MAIL FROM: 530");
+    s_case_end (&c);
+}
+
+static void
+test_server_down_then_back (void **state)
+{
+    (void)state;
+    s_case_t c;
+    assert_int_equal (s_case_init (&c, "down"), 0);
+    s_case_mailer (&c, "", "", true); /* nothing listens yet */
+    char jobs[5][33];
+    for (int i = 0; i < 5; i++) {
+        snprintf (jobs[i], sizeof jobs[i], "f6f6f6f6f6f6f6f6f6f6f6f6f6f6f60%d", i);
+        s_send_ok (&c, jobs[i], "ann@example.com");
+    }
+    char *err =
+        s_wait_field (&c, jobs[0], "last_error", "Connection refused", true, 10000);
+    assert_non_null (err);
+    assert_non_null (strstr (err, "Connection refused"));
+    free (err);
+    /* A repeated SEND of a queued job is acked, not queued again. */
+    s_send_ok (&c, jobs[0], "ann@example.com");
+    const char *args[] = {"--tls", s_cert, s_key, NULL};
+    s_case_smtp (&c, args);
+    assert_int_equal (maild_test_wait_files (c.newdir, 5, 20000), 5);
+    usleep (1500 * 1000);
+    assert_int_equal (maild_test_count_files (c.newdir), 5);
+    Safeshare__MailReply *r = maild_test_stats (&c.mailer);
+    assert_non_null (r);
+    assert_int_equal (r->stats->sent, 5);
+    assert_int_equal (r->stats->queued_total, 5);
+    assert_true (r->stats->retried_total >= 5);
+    safeshare__mail_reply__free_unpacked (r, NULL);
+    s_case_end (&c);
+}
+
+static void
+test_tls_none_explicit (void **state)
+{
+    (void)state;
+    s_case_t c;
+    assert_int_equal (s_case_init (&c, "plain"), 0);
+    s_case_smtp (&c, NULL);
+    s_case_mailer (&c, "", "?tls=none", false);
+    s_send_ok (&c, "a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7", "ann@example.com");
+    assert_int_equal (maild_test_wait_files (c.newdir, 1, 15000), 1);
+    s_case_end (&c);
+}
+
+static int
+s_group_setup (void **state)
+{
+    (void)state;
+    s_root = cm_test_tmpdir ();
+    if (!s_root) {
+        return -1;
+    }
+    snprintf (s_cert, sizeof s_cert, "%s/cert.pem", s_root);
+    snprintf (s_key, sizeof s_key, "%s/key.pem", s_root);
+    return maild_test_make_cert (s_cert, s_key);
+}
+
+static int
+s_group_teardown (void **state)
+{
+    (void)state;
+    cm_test_rmrf (s_root);
+    free (s_root);
+    return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf (stderr, "usage: %s SAFESHARE_MAILER SMTP_TEST_SERVER\n", argv[0]);
+        return 2;
+    }
+    s_mailer = argv[1];
+    s_script = argv[2];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_starttls_auth_delivers),
+        cmocka_unit_test (test_rejected_recipient_failed_once),
+        cmocka_unit_test (test_starttls_not_offered_sends_nothing),
+        cmocka_unit_test (test_untrusted_certificate_sends_nothing),
+        cmocka_unit_test (test_certificate_for_another_name_sends_nothing),
+        cmocka_unit_test (test_wrong_password_retried),
+        cmocka_unit_test (test_server_down_then_back),
+        cmocka_unit_test (test_tls_none_explicit),
+    };
+    return cmocka_run_group_tests (tests, s_group_setup, s_group_teardown);
+}
