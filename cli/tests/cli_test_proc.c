@@ -1,16 +1,23 @@
 /*  cli_test_proc -- running the `safeshare` binary from tests.          */
 #include "cli_test_proc.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 pid_t
 cli_test_spawn (const char *binary, char *const argv[], const char *stdin_data,
@@ -175,4 +182,17 @@ cli_test_mode (const char *dir, const char *rel)
         return 0xffffffffu;
     }
     return (unsigned)(st.st_mode & 07777);
+}
+
+int
+cli_test_free_port (void)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    assert_int_equal (bind (fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t sl = sizeof sa;
+    getsockname (fd, (struct sockaddr *)&sa, &sl);
+    close (fd);
+    return ntohs (sa.sin_port);
 }

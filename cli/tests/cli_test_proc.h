@@ -27,5 +27,8 @@ void cli_test_free2 (char **out, char **err);
 char *cli_test_slurp (const char *path, size_t *len_out);
 /* Permission bits of dir/rel, 0xffffffff if it cannot be stat'ed.     */
 unsigned cli_test_mode (const char *dir, const char *rel);
+/* A loopback TCP port free right now (bound, then released); asserts
+   the bind.                                                            */
+int cli_test_free_port (void);
 
 #endif

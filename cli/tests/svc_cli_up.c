@@ -13,10 +13,8 @@
 #include "cli_test_proc.h"
 #include "cm_testing.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -28,7 +26,6 @@
 #include <string.h>
 #include <limits.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -57,19 +54,6 @@ s_ms (void)
 }
 
 static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    assert_int_equal (bind (fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t sl = sizeof sa;
-    getsockname (fd, (struct sockaddr *)&sa, &sl);
-    close (fd);
-    return ntohs (sa.sin_port);
-}
-
-static int
 s_setup (void **state)
 {
     s_env_t *e = calloc (1, sizeof *e);
@@ -81,7 +65,7 @@ s_setup (void **state)
     assert_int_equal (mkdir (e->bin, 0755), 0);
     assert_int_equal (mkdir (e->fake, 0755), 0);
     char addr[64];
-    snprintf (addr, sizeof addr, "127.0.0.1:%d", s_free_port ());
+    snprintf (addr, sizeof addr, "127.0.0.1:%d", cli_test_free_port ());
     setenv ("SAFESHARE_HTTP_ADDR", addr, 1);
     setenv ("SAFESHARE_DATA_DIR", e->data, 1);
     setenv ("SAFESHARE_BIN_DIR", e->bin, 1);

@@ -12,10 +12,8 @@
 #include "cli_test_proc.h"
 #include "cm_testing.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,19 +36,6 @@ typedef struct {
 } s_env_t;
 
 static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    assert_int_equal (bind (fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t sl = sizeof sa;
-    getsockname (fd, (struct sockaddr *)&sa, &sl);
-    close (fd);
-    return ntohs (sa.sin_port);
-}
-
-static int
 s_setup (void **state)
 {
     s_env_t *e = calloc (1, sizeof *e);
@@ -62,7 +46,7 @@ s_setup (void **state)
     snprintf (e->starts, sizeof e->starts, "%s/starts", e->fake);
     assert_int_equal (mkdir (e->bin, 0755), 0);
     assert_int_equal (mkdir (e->fake, 0755), 0);
-    snprintf (e->addr, sizeof e->addr, "127.0.0.1:%d", s_free_port ());
+    snprintf (e->addr, sizeof e->addr, "127.0.0.1:%d", cli_test_free_port ());
     setenv ("SAFESHARE_HTTP_ADDR", e->addr, 1);
     setenv ("FAKE_DIR", e->fake, 1);
     char gw[700];

@@ -12,13 +12,11 @@
 #include "cli_test_proc.h"
 #include "cm_testing.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -28,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,19 +56,6 @@ s_ms (void)
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    assert_int_equal (bind (fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t sl = sizeof sa;
-    getsockname (fd, (struct sockaddr *)&sa, &sl);
-    close (fd);
-    return ntohs (sa.sin_port);
 }
 
 /* Only our variables reach `up`: none from the caller's environment. */
@@ -105,7 +89,7 @@ s_setup (void **state)
     snprintf (data, sizeof data, "%s/data", e->root);
     snprintf (e->log, sizeof e->log, "%s/up.log", e->root);
     snprintf (e->config, sizeof e->config, "%s/safeshare.conf", e->root);
-    snprintf (e->addr, sizeof e->addr, "127.0.0.1:%d", s_free_port ());
+    snprintf (e->addr, sizeof e->addr, "127.0.0.1:%d", cli_test_free_port ());
     char url[80];
     snprintf (url, sizeof url, "http://%s", e->addr);
     s_clear_safeshare_env ();

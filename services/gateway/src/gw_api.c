@@ -307,21 +307,6 @@ s_field_int (gw_req_t *req, json_t *body, const char *name, json_int_t def,
     return 0;
 }
 
-/* Query parameter into buf. 1 found, 0 absent, -1 too long / bad. */
-static int
-s_query (gw_req_t *req, const char *name, char *buf, size_t buflen)
-{
-    const char *qs = mg_get_request_info (req->conn)->query_string;
-    if (qs == NULL) {
-        return 0;
-    }
-    int n = mg_get_var (qs, strlen (qs), name, buf, buflen);
-    if (n == -1) {
-        return 0;
-    }
-    return n < 0 || strlen (buf) != (size_t)n ? -1 : 1;
-}
-
 /* The paging parameters of a list: 'limit' 1..S_LIST_LIMIT_MAX (0 when
    absent) and 'cursor' ("" when absent). 0, or -1 after answering 400
    limit_code (bad limit) or invalid_cursor.                           */
@@ -331,7 +316,7 @@ s_query_page (gw_req_t *req, const char *limit_code, uint32_t *limit,
 {
     char limit_s[16];
     long v = 0;
-    int found = s_query (req, "limit", limit_s, sizeof limit_s);
+    int found = gw_query (req, "limit", limit_s, sizeof limit_s);
     if (found > 0) {
         char *end = NULL;
         v = strtol (limit_s, &end, 10);
@@ -344,7 +329,7 @@ s_query_page (gw_req_t *req, const char *limit_code, uint32_t *limit,
         return -1;
     }
     *limit = (uint32_t)v;
-    found = s_query (req, "cursor", cursor, S_CURSOR_MAX + 1);
+    found = gw_query (req, "cursor", cursor, S_CURSOR_MAX + 1);
     if (found < 0) {
         gw_reply_error (req, 400, "invalid_cursor",
                         "query parameter 'cursor' is malformed");
@@ -393,19 +378,6 @@ s_bad_reply (gw_req_t *req, ProtobufCMessage *reply, const char *what)
     return gw_reply_error (req, 502, "bad_gateway", "a backend service answered badly");
 }
 
-/* JSON out, or 502 if a service's strings were not valid UTF-8. */
-static int
-s_reply_owned (gw_req_t *req, int status, json_t *body)
-{
-    if (body == NULL) {
-        return gw_reply_error (req, 502, "bad_gateway",
-                               "a backend service answered badly");
-    }
-    gw_reply_json (req, status, body);
-    json_decref (body);
-    return status;
-}
-
 /* 200 {"<name>": items, "next_cursor": next or null} of a list answer
    (items NULL: an entry was malformed, 502). Frees reply.            */
 static int
@@ -417,7 +389,7 @@ s_reply_page (gw_req_t *req, ProtobufCMessage *reply, const char *what, const ch
     }
     json_t *out = json_pack ("{s:o, s:o}", name, items, "next_cursor",
                              next && *next ? json_string (next) : json_null ());
-    int status = s_reply_owned (req, 200, out);
+    int status = gw_reply_owned (req, 200, out);
     protobuf_c_message_free_unpacked (reply, NULL);
     return status;
 }
@@ -451,7 +423,7 @@ s_reply_user (gw_req_t *req, int status, Safeshare__AuthReply *reply,
     if (user == NULL) {
         return s_bad_reply (req, &reply->base, what);
     }
-    int rc = s_reply_owned (req, status, gw_json_user (user));
+    int rc = gw_reply_owned (req, status, gw_json_user (user));
     protobuf_c_message_free_unpacked (&reply->base, NULL);
     return rc;
 }
@@ -502,7 +474,7 @@ static int
 s_verify (gw_req_t *req)
 {
     char token[GW_PARAM_MAX + 2];
-    int found = s_query (req, "token", token, sizeof token);
+    int found = gw_query (req, "token", token, sizeof token);
     if (found <= 0 || !gw_token_plausible (token)) {
         return gw_reply_error (req, 400, "invalid_request",
                                "query parameter 'token' is missing or malformed");
@@ -520,7 +492,7 @@ s_verify (gw_req_t *req)
         return s_bad_reply (req, &reply->base, "VERIFY");
     }
     const char *email = reply->verify->user->email;
-    int status = s_reply_owned (
+    int status = gw_reply_owned (
         req, 200, json_pack ("{s:b, s:s}", "verified", 1, "email", email ? email : ""));
     protobuf_c_message_free_unpacked (&reply->base, NULL);
     return status;
@@ -565,7 +537,7 @@ s_resend (gw_req_t *req)
         return s_bad_reply (req, &reply->base, "RESEND");
     }
     protobuf_c_message_free_unpacked (&reply->base, NULL);
-    return s_reply_owned (req, 202, json_pack ("{s:s}", "status", "accepted"));
+    return gw_reply_owned (req, 202, json_pack ("{s:s}", "status", "accepted"));
 }
 
 /* The token pair of a LOGIN or REFRESH answer:
@@ -803,14 +775,14 @@ s_users_list (gw_req_t *req)
     if (s_query_page (req, "invalid_limit", &limit, cursor) != 0) {
         return req->status;
     }
-    int has_email = s_query (req, "email", email, sizeof email);
+    int has_email = gw_query (req, "email", email, sizeof email);
     if (has_email < 0) {
         return gw_reply_error (req, 400, "invalid_request",
                                "query parameter 'email' is longer than %d bytes",
                                S_EMAIL_FIELD_MAX);
     }
     Safeshare__Role role = SAFESHARE__ROLE__ROLE_NONE;
-    int found = s_query (req, "role", role_s, sizeof role_s);
+    int found = gw_query (req, "role", role_s, sizeof role_s);
     if (found > 0 && *role_s) {
         role = cm_role_parse (role_s);
     }
@@ -981,6 +953,21 @@ s_file_get (gw_req_t *req, const char *id, Safeshare__StorageReply **reply)
     return 0;
 }
 
+/* Whether the caller owns the route's file (s_file_get: one it may
+   see). 0 with *owner, or -1 after answering.                        */
+static int
+s_file_owned (gw_req_t *req, bool *owner)
+{
+    Safeshare__StorageReply *reply = NULL;
+    if (s_file_get (req, req->route.param, &reply) != 0) {
+        return -1;
+    }
+    const char *owner_id = reply->file_get->file->owner_id;
+    *owner = owner_id && strcmp (owner_id, req->claims.sub) == 0;
+    protobuf_c_message_free_unpacked (&reply->base, NULL);
+    return 0;
+}
+
 static int
 s_files_list (gw_req_t *req)
 {
@@ -990,7 +977,7 @@ s_files_list (gw_req_t *req)
         return req->status;
     }
     char name[GW_NAME_MAX + 1];
-    int found = s_query (req, "name", name, sizeof name);
+    int found = gw_query (req, "name", name, sizeof name);
     if (found < 0) {
         return gw_reply_error (req, 400, "invalid_request",
                                "query parameter 'name' must be at most %d bytes",
@@ -1035,7 +1022,7 @@ s_file_meta (gw_req_t *req)
     if (s_file_get (req, req->route.param, &reply) != 0) {
         return req->status;
     }
-    int status = s_reply_owned (req, 200, gw_json_file (reply->file_get->file));
+    int status = gw_reply_owned (req, 200, gw_json_file (reply->file_get->file));
     protobuf_c_message_free_unpacked (&reply->base, NULL);
     return status;
 }
@@ -1050,13 +1037,10 @@ s_file_delete (gw_req_t *req)
     if (!req->route.param_valid) {
         return s_file_not_found (req);
     }
-    Safeshare__StorageReply *reply = NULL;
-    if (s_file_get (req, req->route.param, &reply) != 0) {
+    bool owner = false;
+    if (s_file_owned (req, &owner) != 0) {
         return req->status;
     }
-    bool owner = reply->file_get->file->owner_id &&
-                 strcmp (reply->file_get->file->owner_id, req->claims.sub) == 0;
-    protobuf_c_message_free_unpacked (&reply->base, NULL);
     if (!s_role_is (req, "admin") && !owner) {
         return gw_reply_error (req, 403, "forbidden",
                                "ops may delete only their own files");
@@ -1066,15 +1050,16 @@ s_file_delete (gw_req_t *req)
     del.file_id = req->route.param;
     r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_DELETE;
     r.file_delete = &del;
+    Safeshare__StorageReply *reply = NULL;
     if (s_storage_call (req, &r, &reply) != 0) {
         return req->status;
     }
     protobuf_c_message_free_unpacked (&reply->base, NULL);
     cm_info (req->req_id, "file deleted file=%s by=%s", req->route.param,
              req->claims.sub);
-    return s_reply_owned (req, 200,
-                          json_pack ("{s:s, s:b, s:b}", "id", req->route.param, "deleted",
-                                     1, "key_destroyed", 1));
+    return gw_reply_owned (req, 200,
+                           json_pack ("{s:s, s:b, s:b}", "id", req->route.param,
+                                      "deleted", 1, "key_destroyed", 1));
 }
 
 /* The body of PATCH /api/files/{id}: "name" (a display name as an
@@ -1156,13 +1141,10 @@ s_file_update (gw_req_t *req)
     if (bad) {
         return req->status;
     }
-    Safeshare__StorageReply *reply = NULL;
-    if (s_file_get (req, req->route.param, &reply) != 0) {
+    bool owner = false;
+    if (s_file_owned (req, &owner) != 0) {
         return req->status;
     }
-    bool owner = reply->file_get->file->owner_id &&
-                 strcmp (reply->file_get->file->owner_id, req->claims.sub) == 0;
-    protobuf_c_message_free_unpacked (&reply->base, NULL);
     if (!s_role_is (req, "admin") && !owner) {
         return gw_reply_error (req, 403, "forbidden",
                                "ops may change only their own files");
@@ -1174,6 +1156,7 @@ s_file_update (gw_req_t *req)
     update.visibility = visibility;
     r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_UPDATE;
     r.file_update = &update;
+    Safeshare__StorageReply *reply = NULL;
     if (s_storage_call (req, &r, &reply) != 0) {
         return req->status;
     }
@@ -1183,7 +1166,7 @@ s_file_update (gw_req_t *req)
     }
     cm_info (req->req_id, "file updated file=%s by=%s%s%s", req->route.param,
              req->claims.sub, visibility[0] ? " visibility=" : "", visibility);
-    int status = s_reply_owned (req, 200, gw_json_file (reply->file_update->file));
+    int status = gw_reply_owned (req, 200, gw_json_file (reply->file_update->file));
     protobuf_c_message_free_unpacked (&reply->base, NULL);
     return status;
 }
@@ -1269,7 +1252,7 @@ s_link_create (gw_req_t *req)
         return gw_reply_error (req, 503, "service_unavailable", "out of memory");
     }
     snprintf (url, url_len, "%s/api/download/%s", req->settings->public_url, link->token);
-    int status = s_reply_owned (
+    int status = gw_reply_owned (
         req, 201,
         json_pack ("{s:s, s:s, s:s, s:s, s:I, s:b}", "id", link->link_id, "token",
                    link->token, "url", url, "expires_at", expires, "max_downloads",
@@ -1289,13 +1272,10 @@ s_links_list (gw_req_t *req)
     if (!req->route.param_valid) {
         return s_file_not_found (req);
     }
-    Safeshare__StorageReply *reply = NULL;
-    if (s_file_get (req, req->route.param, &reply) != 0) {
+    bool owner = false;
+    if (s_file_owned (req, &owner) != 0) {
         return req->status;
     }
-    bool owner = reply->file_get->file->owner_id &&
-                 strcmp (reply->file_get->file->owner_id, req->claims.sub) == 0;
-    protobuf_c_message_free_unpacked (&reply->base, NULL);
     bool all = s_role_is (req, "admin") || (s_role_is (req, "ops") && owner);
     Safeshare__StorageRequest r = SAFESHARE__STORAGE_REQUEST__INIT;
     Safeshare__LinkListRequest list = SAFESHARE__LINK_LIST_REQUEST__INIT;
@@ -1303,6 +1283,7 @@ s_links_list (gw_req_t *req)
     list.creator_id = all ? "" : req->claims.sub;
     r.body_case = SAFESHARE__STORAGE_REQUEST__BODY_LINK_LIST;
     r.link_list = &list;
+    Safeshare__StorageReply *reply = NULL;
     if (s_storage_call (req, &r, &reply) != 0) {
         return req->status;
     }
@@ -1323,7 +1304,7 @@ s_links_list (gw_req_t *req)
         return s_bad_reply (req, &reply->base, "LINK_LIST");
     }
     protobuf_c_message_free_unpacked (&reply->base, NULL);
-    return s_reply_owned (req, 200, json_pack ("{s:o}", "links", links));
+    return gw_reply_owned (req, 200, json_pack ("{s:o}", "links", links));
 }
 
 /* DELETE /api/links/{id}: the link's creator, the file's owner or an
@@ -1376,7 +1357,7 @@ s_link_revoke (gw_req_t *req)
     }
     cm_info (req->req_id, "link revoked link=%s by=%s", req->route.param,
              req->claims.sub);
-    int status = s_reply_owned (req, 200, gw_json_link (reply->link_revoke->link));
+    int status = gw_reply_owned (req, 200, gw_json_link (reply->link_revoke->link));
     protobuf_c_message_free_unpacked (&reply->base, NULL);
     return status;
 }
@@ -1470,7 +1451,7 @@ s_readyz (gw_req_t *req)
     }
     json_t *out = json_pack ("{s:s, s:o}", "status", all ? "ready" : "unavailable",
                              "services", services);
-    return s_reply_owned (req, all ? 200 : 503, out);
+    return gw_reply_owned (req, all ? 200 : 503, out);
 }
 
 int
@@ -1481,7 +1462,7 @@ gw_api_handle (gw_req_t *req)
     }
     switch (req->route.id) {
         case GW_ROUTE_HEALTHZ:
-            return s_reply_owned (req, 200, json_pack ("{s:s}", "status", "ok"));
+            return gw_reply_owned (req, 200, json_pack ("{s:s}", "status", "ok"));
         case GW_ROUTE_READYZ:
             return s_readyz (req);
         case GW_ROUTE_SIGNUP:

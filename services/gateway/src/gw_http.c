@@ -358,3 +358,29 @@ gw_body_json (gw_req_t *req, json_t **out)
     *out = root;
     return 0;
 }
+
+int
+gw_query (gw_req_t *req, const char *name, char *buf, size_t buflen)
+{
+    const char *qs = mg_get_request_info (req->conn)->query_string;
+    if (qs == NULL) {
+        return 0;
+    }
+    int n = mg_get_var (qs, strlen (qs), name, buf, buflen);
+    if (n == -1) {
+        return 0;
+    }
+    return n < 0 || strlen (buf) != (size_t)n ? -1 : 1;
+}
+
+int
+gw_reply_owned (gw_req_t *req, int status, json_t *body)
+{
+    if (body == NULL) {
+        return gw_reply_error (req, 502, "bad_gateway",
+                               "a backend service answered badly");
+    }
+    gw_reply_json (req, status, body);
+    json_decref (body);
+    return status;
+}

@@ -42,6 +42,11 @@ typedef struct {
    Returns status.                                                      */
 int gw_reply_json (gw_req_t *req, int status, json_t *body);
 
+/* gw_reply_json of a body built from a service's reply, then freed;
+   NULL (its strings were not valid UTF-8, or no memory): 502
+   bad_gateway. Returns the status sent.                                */
+int gw_reply_owned (gw_req_t *req, int status, json_t *body);
+
 /* A status without a body (204): no Content-Type, no Content-Length
    (RFC 9110 forbids it on 204), the common headers. Returns status.  */
 int gw_reply_empty (gw_req_t *req, int status);
@@ -114,5 +119,9 @@ int gw_header_count (gw_req_t *req, const char *name, const char **first);
 
 /* True if the request has a body to read (Content-Length > 0 or chunked). */
 bool gw_has_body (gw_req_t *req);
+
+/* Query parameter `name` into buf: 1 found, 0 absent, -1 too long or
+   holding a NUL.                                                       */
+int gw_query (gw_req_t *req, const char *name, char *buf, size_t buflen);
 
 #endif

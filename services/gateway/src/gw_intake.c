@@ -273,14 +273,7 @@ s_reply_committed (s_intake_t *in)
     const Safeshare__FileInfo *file = gw_upload_file (in->upload);
     cm_info (in->req->req_id, "upload committed file=%s bytes=%llu type=%s", file->id,
              (unsigned long long)file->size, in->rule.content_type);
-    json_t *body = gw_json_file (file);
-    if (body == NULL) {
-        return gw_reply_error (in->req, 502, "bad_gateway",
-                               "a backend service answered badly");
-    }
-    gw_reply_json (in->req, 201, body);
-    json_decref (body);
-    return 201;
+    return gw_reply_owned (in->req, 201, gw_json_file (file));
 }
 
 /* ---- multipart/form-data ---------------------------------------------- */
@@ -415,21 +408,6 @@ s_multipart (s_intake_t *in, char *ctype)
 
 /* ---- raw body ------------------------------------------------------ */
 
-/* Query parameter into buf. 1 found, 0 absent, -1 too long / bad. */
-static int
-s_query (gw_req_t *req, const char *name, char *buf, size_t buflen)
-{
-    const char *qs = mg_get_request_info (req->conn)->query_string;
-    if (qs == NULL) {
-        return 0;
-    }
-    int n = mg_get_var (qs, strlen (qs), name, buf, buflen);
-    if (n == -1) {
-        return 0;
-    }
-    return n < 0 || strlen (buf) != (size_t)n ? -1 : 1;
-}
-
 /* True for the types that are never a file's own: form encodings, JSON
    and every multipart/ (form-data was routed to s_multipart already). */
 static bool
@@ -463,7 +441,7 @@ s_raw_name (gw_req_t *req, char out[S_NAME_IN_MAX + 1])
     } else if (count == 1) {
         rc = gw_policy_name_decode (header, out, S_NAME_IN_MAX + 1);
     } else {
-        rc = s_query (req, "name", out, S_NAME_IN_MAX + 1) < 0 ? -1 : 0;
+        rc = gw_query (req, "name", out, S_NAME_IN_MAX + 1) < 0 ? -1 : 0;
     }
     if (rc != 0) {
         req->must_close = gw_has_body (req);
@@ -557,7 +535,7 @@ gw_intake_handle (gw_req_t *req)
         return gw_reply_error (req, 403, "forbidden", "your role may not upload files");
     }
     char vis[16];
-    int found = s_query (req, "visibility", vis, sizeof vis);
+    int found = gw_query (req, "visibility", vis, sizeof vis);
     if (found < 0 ||
         (found > 0 && strcmp (vis, "clients") != 0 && strcmp (vis, "staff") != 0)) {
         req->must_close = gw_has_body (req);

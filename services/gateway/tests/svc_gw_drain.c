@@ -43,6 +43,7 @@
 #include "auth.pb-c.h"
 #include "crypto.pb-c.h"
 #include "storage.pb-c.h"
+#include "gw_test_http.h"
 
 #define CHUNK     4096
 #define HEADER    48 /* the blob header the fake's KEY_NEW hands out */
@@ -391,35 +392,6 @@ typedef struct {
     int port;
 } s_gw_t;
 
-static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind (fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname (fd, (struct sockaddr *)&a, &len) == 0) {
-        port = ntohs (a.sin_port);
-    }
-    close (fd);
-    return port;
-}
-
-static int
-s_connect (int port)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
-    a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    if (connect (fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close (fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* The gateway's output so far (caller frees). */
 static char *
 s_read_log (void)
@@ -433,18 +405,18 @@ s_read_log (void)
     return text;
 }
 
-/* Starts a gateway whose output goes to s_log (truncated), with
-   SAFESHARE_SHUTDOWN_GRACE_MS=grace_ms; ready when it accepts a
-   connection. cm_test_spawn inherits the output, which the drain's log
-   lines must not be lost in: so a fork here.                          */
 /* The gateway a test started and has not seen exit (a failed
    assertion leaves it running: s_kill_live ends it).                  */
 static pid_t s_live = -1;
 
+/* Starts a gateway whose output goes to s_log (truncated), with
+   SAFESHARE_SHUTDOWN_GRACE_MS=grace_ms; ready when it accepts a
+   connection. cm_test_spawn inherits the output, which the drain's log
+   lines must not be lost in: so a fork here.                          */
 static s_gw_t
 s_start_threads (int grace_ms, int threads)
 {
-    s_gw_t gw = {-1, s_free_port ()};
+    s_gw_t gw = {-1, gw_test_free_port ()};
     char env[12][700];
     int n = 0;
     snprintf (env[n++], 700, "SAFESHARE_SHUTDOWN_GRACE_MS=%d", grace_ms);
@@ -479,7 +451,7 @@ s_start_threads (int grace_ms, int threads)
     assert_true (pid > 0);
     uint64_t deadline = cm_mono_ms () + 10000;
     while (cm_mono_ms () < deadline) {
-        int fd = s_connect (gw.port);
+        int fd = gw_test_connect (gw.port);
         if (fd >= 0) {
             close (fd);
             gw.pid = pid;
@@ -534,78 +506,10 @@ s_wait_exit (s_gw_t *gw, int timeout_ms)
 
 /* ---- a raw HTTP client ---------------------------------------------------- */
 
-typedef struct {
-    int status;
-    char head[8192];
-    char *body;
-    size_t body_len;
-    long long content_length;
-    bool closed; /* the server closed the connection */
-} s_resp_t;
-
 static void
 s_send (int fd, const void *data, size_t len)
 {
     assert_int_equal (send (fd, data, len, MSG_NOSIGNAL), (ssize_t)len);
-}
-
-/* Reads one response (headers, then Content-Length bytes or to EOF)
-   within timeout_ms, at most `piece` bytes a read. 0 / -1.            */
-static int
-s_read_response (int fd, s_resp_t *r, int timeout_ms, size_t piece)
-{
-    memset (r, 0, sizeof *r);
-    r->content_length = -1;
-    size_t cap = 1 << 16, used = 0;
-    char *buf = malloc (cap);
-    uint64_t deadline = cm_mono_ms () + (uint64_t)timeout_ms;
-    size_t body_off = 0;
-    bool have_head = false;
-    while (true) {
-        if (have_head && r->content_length >= 0 &&
-            used - body_off >= (size_t)r->content_length) {
-            break;
-        }
-        uint64_t now = cm_mono_ms ();
-        if (now >= deadline) {
-            break;
-        }
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll (&p, 1, (int)(deadline - now)) <= 0) {
-            break;
-        }
-        if (used + piece + 1 > cap) {
-            cap = 2 * cap + piece;
-            buf = realloc (buf, cap);
-        }
-        ssize_t n = recv (fd, buf + used, piece, 0);
-        if (n <= 0) {
-            r->closed = true;
-            break;
-        }
-        used += (size_t)n;
-        buf[used] = '\0';
-        char *end = have_head ? NULL : strstr (buf, "\r\n\r\n");
-        if (end) {
-            have_head = true;
-            body_off = (size_t)(end + 4 - buf);
-            size_t hl = (size_t)(end - buf);
-            memcpy (r->head, buf, hl < sizeof r->head - 1 ? hl : sizeof r->head - 1);
-            sscanf (buf, "HTTP/1.%*d %d", &r->status);
-            char *cl = strcasestr (r->head, "\r\nContent-Length:");
-            if (cl) {
-                r->content_length = atoll (cl + 17);
-            }
-        }
-    }
-    if (have_head) {
-        r->body_len = used - body_off;
-        r->body = malloc (r->body_len + 1);
-        memcpy (r->body, buf + body_off, r->body_len);
-        r->body[r->body_len] = '\0';
-    }
-    free (buf);
-    return have_head ? 0 : -1;
 }
 
 /* True if the server closes fd within timeout_ms (EOF or reset). */
@@ -619,9 +523,9 @@ s_closed_within (int fd, int timeout_ms)
 
 /* One GET on a fresh connection that asks to stay open. */
 static int
-s_get (int port, const char *path, s_resp_t *r)
+s_get (int port, const char *path, gw_test_resp_t *r)
 {
-    int fd = s_connect (port);
+    int fd = gw_test_connect (port);
     if (fd < 0) {
         memset (r, 0, sizeof *r);
         return -1;
@@ -629,7 +533,7 @@ s_get (int port, const char *path, s_resp_t *r)
     char req[512];
     int n = snprintf (req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
     s_send (fd, req, (size_t)n);
-    int rc = s_read_response (fd, r, 5000, 65536);
+    int rc = gw_test_read_response (fd, r, 5000, 65536);
     if (rc == 0 && !r->closed) {
         r->closed = s_closed_within (fd, 3000);
     }
@@ -639,7 +543,7 @@ s_get (int port, const char *path, s_resp_t *r)
 
 /* The JSON error code of a response ("" if none). */
 static void
-s_assert_error (const s_resp_t *r, int status, const char *code)
+s_assert_error (const gw_test_resp_t *r, int status, const char *code)
 {
     json_error_t err;
     json_t *root = r->body ? json_loads (r->body, 0, &err) : NULL;
@@ -685,7 +589,7 @@ s_assert_draining (int port)
     s_wait_log ("stopping: draining", 5000);
     const char *paths[] = {"/healthz", "/readyz"};
     for (int i = 0; i < 2; i++) {
-        s_resp_t r;
+        gw_test_resp_t r;
         assert_int_equal (s_get (port, paths[i], &r), 0);
         s_assert_error (&r, 503, "shutting_down");
         assert_non_null (strcasestr (r.head, "\r\nConnection: close"));
@@ -852,7 +756,7 @@ test_upload_finishes (void **state)
     uint8_t *data = s_pattern (size);
     size_t len, head_len;
     char *req = s_upload_request (data, size, &len, &head_len);
-    int fd = s_connect (gw.port);
+    int fd = gw_test_connect (gw.port);
     assert_true (fd >= 0);
     size_t sent = head_len + 8 * CHUNK;
     s_send (fd, req, sent);
@@ -871,8 +775,8 @@ test_upload_finishes (void **state)
         sent += piece;
         poll (NULL, 0, 40);
     }
-    s_resp_t r;
-    assert_int_equal (s_read_response (fd, &r, 10000, 65536), 0);
+    gw_test_resp_t r;
+    assert_int_equal (gw_test_read_response (fd, &r, 10000, 65536), 0);
     if (r.status != 201) {
         fprintf (stderr, "upload: %d %s\n", r.status, r.body ? r.body : "");
     }
@@ -942,7 +846,7 @@ test_download_finishes (void **state)
     pthread_mutex_unlock (&s_fake.lock);
 
     s_gw_t gw = s_start (20000);
-    int fd = s_connect (gw.port);
+    int fd = gw_test_connect (gw.port);
     assert_true (fd >= 0);
     char req[2048];
     int n = snprintf (req, sizeof req,
@@ -962,8 +866,8 @@ test_download_finishes (void **state)
     assert_true (decrypts < (int)chunks); /* still in flight */
 
     /* Read in small pieces, as a slow client would. */
-    s_resp_t r;
-    assert_int_equal (s_read_response (fd, &r, 15000, 1000), 0);
+    gw_test_resp_t r;
+    assert_int_equal (gw_test_read_response (fd, &r, 15000, 1000), 0);
     assert_int_equal (r.status, 200);
     assert_int_equal (r.content_length, size);
     assert_int_equal (r.body_len, size);
@@ -999,7 +903,7 @@ test_grace_expires (void **state)
     uint8_t *data = s_pattern (size);
     size_t len, head_len;
     char *req = s_upload_request (data, size, &len, &head_len);
-    int fd = s_connect (gw.port);
+    int fd = gw_test_connect (gw.port);
     assert_true (fd >= 0);
     s_send (fd, req, head_len + 8 * CHUNK);
     s_wait_begun ();
@@ -1014,8 +918,8 @@ test_grace_expires (void **state)
     assert_int_equal (code, 0);
     assert_true (took >= (uint64_t)grace);
     /* The cut client sees its connection end without a 201. */
-    s_resp_t r;
-    int rc = s_read_response (fd, &r, 2000, 65536);
+    gw_test_resp_t r;
+    int rc = gw_test_read_response (fd, &r, 2000, 65536);
     assert_true (rc != 0 || r.status != 201);
     free (r.body);
     close (fd);
@@ -1049,7 +953,7 @@ test_second_signal (void **state)
     uint8_t *data = s_pattern (size);
     size_t len, head_len;
     char *req = s_upload_request (data, size, &len, &head_len);
-    int fd = s_connect (gw.port);
+    int fd = gw_test_connect (gw.port);
     assert_true (fd >= 0);
     s_send (fd, req, head_len + 8 * CHUNK);
     s_wait_begun ();
@@ -1081,18 +985,18 @@ test_idle_keepalive (void **state)
     uint8_t *data = s_pattern (size);
     size_t len, head_len;
     char *upload = s_upload_request (data, size, &len, &head_len);
-    int up = s_connect (gw.port);
+    int up = gw_test_connect (gw.port);
     assert_true (up >= 0);
     size_t sent = head_len + 8 * CHUNK;
     s_send (up, upload, sent);
     s_wait_begun ();
 
-    int fd = s_connect (gw.port);
+    int fd = gw_test_connect (gw.port);
     assert_true (fd >= 0);
     const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     s_send (fd, req, sizeof req - 1);
-    s_resp_t r;
-    assert_int_equal (s_read_response (fd, &r, 5000, 65536), 0);
+    gw_test_resp_t r;
+    assert_int_equal (gw_test_read_response (fd, &r, 5000, 65536), 0);
     uint64_t answered = cm_mono_ms ();
     assert_int_equal (r.status, 200);
     assert_non_null (strcasestr (r.head, "\r\nConnection: keep-alive"));
@@ -1103,7 +1007,8 @@ test_idle_keepalive (void **state)
     /* The idle connection's next request, as soon as the drain began. */
     uint64_t asked = cm_mono_ms ();
     ssize_t n = send (fd, req, sizeof req - 1, MSG_NOSIGNAL);
-    int rc = n == (ssize_t)(sizeof req - 1) ? s_read_response (fd, &r, 5000, 65536) : -1;
+    int rc =
+        n == (ssize_t)(sizeof req - 1) ? gw_test_read_response (fd, &r, 5000, 65536) : -1;
     if (rc == 0) {
         s_assert_error (&r, 503, "shutting_down");
         assert_non_null (strcasestr (r.head, "\r\nConnection: close"));
@@ -1129,7 +1034,7 @@ test_idle_keepalive (void **state)
 
     /* The upload ends; so does the drain. */
     s_send (up, upload + sent, len - sent);
-    assert_int_equal (s_read_response (up, &r, 10000, 65536), 0);
+    assert_int_equal (gw_test_read_response (up, &r, 10000, 65536), 0);
     assert_int_equal (r.status, 201);
     free (r.body);
     close (up);
@@ -1153,7 +1058,7 @@ test_idle_stop (void **state)
 {
     s_fake_reset ();
     s_gw_t gw = s_start (30000);
-    int fd = s_connect (gw.port);
+    int fd = gw_test_connect (gw.port);
     assert_true (fd >= 0);
     uint64_t t0 = cm_mono_ms ();
     assert_int_equal (kill (gw.pid, SIGTERM), 0);
@@ -1182,7 +1087,7 @@ test_first_sockets_at_once (void **state)
         s_gw_t gw = s_start_threads (30000, CONNS);
         int fds[CONNS];
         for (int i = 0; i < CONNS; i++) {
-            fds[i] = s_connect (gw.port);
+            fds[i] = gw_test_connect (gw.port);
             assert_true (fds[i] >= 0);
         }
         /* Every worker has taken a connection and waits for its request. */
@@ -1193,10 +1098,10 @@ test_first_sockets_at_once (void **state)
         }
         int answered = 0;
         for (int i = 0; i < CONNS; i++) {
-            s_resp_t r;
+            gw_test_resp_t r;
             /* The fake answers HEALTH with an error: "not ready". */
             answered +=
-                s_read_response (fds[i], &r, 10000, 65536) == 0 && r.status == 503;
+                gw_test_read_response (fds[i], &r, 10000, 65536) == 0 && r.status == 503;
             free (r.body);
             close (fds[i]);
         }

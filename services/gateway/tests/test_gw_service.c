@@ -44,6 +44,7 @@
 #include "auth.pb-c.h"
 #include "crypto.pb-c.h"
 #include "storage.pb-c.h"
+#include "gw_test_http.h"
 
 #define CHUNK      4096
 #define MAX_UPLOAD (64 * 1024)
@@ -1128,132 +1129,35 @@ s_auth_actor_fn (zsock_t *pipe, void *args)
 
 /* ---- a raw HTTP client ------------------------------------------------- */
 
-typedef struct {
-    int status;
-    char head[8192];
-    char *body;
-    size_t body_len;
-    long long content_length;
-    bool closed; /* the server closed the connection */
-} s_resp_t;
-
-static void
-s_resp_free (s_resp_t *r)
-{
-    free (r->body);
-    r->body = NULL;
-}
-
-static int
-s_connect_to (int port)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
-    a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    if (connect (fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close (fd);
-        return -1;
-    }
-    return fd;
-}
-
 static int
 s_connect (void)
 {
-    return s_connect_to (s_port);
-}
-
-/* Reads one response from fd (headers, then Content-Length bytes or to
-   EOF), waiting at most timeout_ms. 0 / -1.                          */
-static int
-s_read_response (int fd, s_resp_t *r, int timeout_ms)
-{
-    memset (r, 0, sizeof *r);
-    r->content_length = -1;
-    size_t cap = 1 << 16, used = 0;
-    char *buf = malloc (cap);
-    uint64_t deadline = cm_mono_ms () + (uint64_t)timeout_ms;
-    char *body_start = NULL;
-    while (true) {
-        if (body_start && r->content_length >= 0 &&
-            (size_t)(used - (size_t)(body_start - buf)) >= (size_t)r->content_length) {
-            break;
-        }
-        uint64_t now = cm_mono_ms ();
-        if (now >= deadline) {
-            break;
-        }
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll (&p, 1, (int)(deadline - now)) <= 0) {
-            break;
-        }
-        if (used + 4096 > cap) {
-            size_t off = body_start ? (size_t)(body_start - buf) : 0;
-            cap *= 2;
-            buf = realloc (buf, cap);
-            body_start = body_start ? buf + off : NULL;
-        }
-        ssize_t n = recv (fd, buf + used, cap - used - 1, 0);
-        if (n <= 0) {
-            r->closed = true;
-            break;
-        }
-        used += (size_t)n;
-        buf[used] = '\0';
-        if (!body_start) {
-            char *end = strstr (buf, "\r\n\r\n");
-            /* Skip interim 100 Continue responses. */
-            while (end && strncmp (buf, "HTTP/1.1 100", 12) == 0) {
-                size_t skip = (size_t)(end + 4 - buf);
-                memmove (buf, buf + skip, used - skip + 1);
-                used -= skip;
-                end = strstr (buf, "\r\n\r\n");
-            }
-            if (end) {
-                body_start = end + 4;
-                size_t hl = (size_t)(end - buf);
-                memcpy (r->head, buf, hl < sizeof r->head - 1 ? hl : sizeof r->head - 1);
-                sscanf (buf, "HTTP/1.%*d %d", &r->status);
-                char *cl = strcasestr (r->head, "\r\nContent-Length:");
-                if (cl) {
-                    r->content_length = atoll (cl + 17);
-                }
-            }
-        }
-    }
-    if (body_start) {
-        r->body_len = used - (size_t)(body_start - buf);
-        r->body = malloc (r->body_len + 1);
-        memcpy (r->body, body_start, r->body_len);
-        r->body[r->body_len] = '\0';
-    }
-    free (buf);
-    return body_start ? 0 : -1;
+    return gw_test_connect (s_port);
 }
 
 /* One request on a fresh connection to the gateway on port. */
 static int
-s_http_on (int port, const void *req, size_t len, s_resp_t *r, int timeout_ms)
+s_http_on (int port, const void *req, size_t len, gw_test_resp_t *r, int timeout_ms)
 {
-    int fd = s_connect_to (port);
+    int fd = gw_test_connect (port);
     if (fd < 0) {
         memset (r, 0, sizeof *r);
         return -1;
     }
     send (fd, req, len, MSG_NOSIGNAL);
-    int rc = s_read_response (fd, r, timeout_ms);
+    int rc = gw_test_read_response (fd, r, timeout_ms, 65536);
     close (fd);
     return rc;
 }
 
 static int
-s_http (const void *req, size_t len, s_resp_t *r, int timeout_ms)
+s_http (const void *req, size_t len, gw_test_resp_t *r, int timeout_ms)
 {
     return s_http_on (s_port, req, len, r, timeout_ms);
 }
 
 static int
-s_get_on (int port, const char *path, const char *token, s_resp_t *r)
+s_get_on (int port, const char *path, const char *token, gw_test_resp_t *r)
 {
     char req[8192];
     int n = snprintf (req, sizeof req,
@@ -1264,7 +1168,7 @@ s_get_on (int port, const char *path, const char *token, s_resp_t *r)
 }
 
 static int
-s_get (const char *path, const char *token, s_resp_t *r)
+s_get (const char *path, const char *token, gw_test_resp_t *r)
 {
     return s_get_on (s_port, path, token, r);
 }
@@ -1272,7 +1176,7 @@ s_get (const char *path, const char *token, s_resp_t *r)
 /* method + a JSON body (NULL: none, Content-Length: 0). */
 static int
 s_json (const char *method, const char *path, const char *token, const char *body,
-        s_resp_t *r)
+        gw_test_resp_t *r)
 {
     char req[16384];
     size_t len = body ? strlen (body) : 0;
@@ -1290,7 +1194,7 @@ s_json (const char *method, const char *path, const char *token, const char *bod
 /* POST with extra header lines (each ending in CRLF, may be ""). */
 static int
 s_post_ex (const char *path, const char *token, const char *ctype, const char *extra,
-           const void *body, size_t len, s_resp_t *r)
+           const void *body, size_t len, gw_test_resp_t *r)
 {
     char head[8192];
     int n = snprintf (head, sizeof head,
@@ -1308,14 +1212,14 @@ s_post_ex (const char *path, const char *token, const char *ctype, const char *e
 
 static int
 s_post (const char *path, const char *token, const char *ctype, const void *body,
-        size_t len, s_resp_t *r)
+        size_t len, gw_test_resp_t *r)
 {
     return s_post_ex (path, token, ctype, "", body, len, r);
 }
 
 /* The JSON error code of a response, "" if none. */
 static const char *
-s_code (s_resp_t *r, char *buf, size_t len)
+s_code (gw_test_resp_t *r, char *buf, size_t len)
 {
     buf[0] = '\0';
     json_error_t err;
@@ -1328,7 +1232,7 @@ s_code (s_resp_t *r, char *buf, size_t len)
 }
 
 static void
-s_assert_error (s_resp_t *r, int status, const char *code)
+s_assert_error (gw_test_resp_t *r, int status, const char *code)
 {
     char buf[64];
     if (r->status != status || strcmp (s_code (r, buf, sizeof buf), code) != 0) {
@@ -1343,32 +1247,37 @@ s_assert_error (s_resp_t *r, int status, const char *code)
     assert_non_null (strcasestr (r->head, "X-Request-Id: "));
 }
 
+/* A request head whose body is never sent: `status` `code` must come
+   within 2 s, then the close at once (the unread body is not waited
+   for).                                                               */
+static void
+s_assert_refused_unread (const char *head, size_t len, int status, const char *code)
+{
+    gw_test_resp_t r;
+    uint64_t start = cm_mono_ms ();
+    int fd = s_connect ();
+    send (fd, head, len, MSG_NOSIGNAL);
+    assert_int_equal (gw_test_read_response (fd, &r, 5000, 65536), 0);
+    s_assert_error (&r, status, code);
+    assert_true (cm_mono_ms () - start < 2000);
+    gw_test_resp_free (&r);
+    char byte;
+    struct pollfd p = {fd, POLLIN, 0};
+    assert_int_equal (poll (&p, 1, 2000), 1);
+    assert_int_equal (recv (fd, &byte, 1, 0), 0);
+    close (fd);
+}
+
 static void
 s_assert_alive (void)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_get ("/healthz", NULL, &r), 0);
     assert_int_equal (r.status, 200);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 /* ---- set-up ------------------------------------------------------------- */
-
-static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (bind (fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname (fd, (struct sockaddr *)&a, &len) != 0) {
-        close (fd);
-        return -1;
-    }
-    close (fd);
-    return ntohs (a.sin_port);
-}
 
 static char s_env[16][700];
 static char s_storage_ep[600], s_crypto_ep[600], s_auth_ep[600];
@@ -1413,7 +1322,7 @@ s_spawn_ex (int port, int threads, const char *extra1, const char *extra2)
             fprintf (stderr, "gateway exited during start-up\n");
             return -1;
         }
-        int fd = s_connect_to (port);
+        int fd = gw_test_connect (port);
         if (fd >= 0) {
             close (fd);
             return pid;
@@ -1491,7 +1400,7 @@ s_setup (void **state)
         return -1;
     }
 
-    s_port = s_free_port ();
+    s_port = gw_test_free_port ();
     s_pid = s_spawn (s_port, 4);
     return s_pid > 0 ? 0 : -1;
 }
@@ -1519,7 +1428,7 @@ s_teardown (void **state)
 static void
 test_healthz (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: probe-42\r\n"
                        "Connection: close\r\n\r\n";
     assert_int_equal (s_http (req, sizeof req - 1, &r, 5000), 0);
@@ -1530,19 +1439,19 @@ test_healthz (void **state)
     /* A request id that is not ours to echo is replaced. */
     const char bad[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: a b<c>\r\n"
                        "Connection: close\r\n\r\n";
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_http (bad, sizeof bad - 1, &r, 5000), 0);
     assert_null (strstr (r.head, "a b<c>"));
     assert_non_null (strstr (r.head, "X-Request-Id: "));
     /* No CORS unless configured. */
     assert_null (strcasestr (r.head, "Access-Control-Allow-Origin"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 static void
 test_readyz_down (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     uint64_t start = cm_mono_ms ();
     assert_int_equal (s_get ("/readyz", NULL, &r), 0);
     uint64_t took = cm_mono_ms () - start;
@@ -1560,7 +1469,7 @@ test_readyz_down (void **state)
         assert_true (json_is_false (json_object_get (svc, "ok")));
     }
     json_decref (root);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 static char *
@@ -1583,16 +1492,16 @@ s_b64url (const char *in)
 static void
 test_tokens (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_get ("/api/files", NULL, &r), 0);
     s_assert_error (&r, 401, "missing_token");
     assert_non_null (strcasestr (r.head, "WWW-Authenticate: Bearer"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 
     assert_int_equal (s_get ("/api/files", "not.a.token", &r), 0);
     s_assert_error (&r, 401, "invalid_token");
     assert_non_null (strcasestr (r.head, "WWW-Authenticate: Bearer"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 
     /* Tampered payload: one character of the middle part changed. */
     char tampered[CM_JWT_MAX_LEN];
@@ -1601,7 +1510,7 @@ test_tokens (void **state)
     dot[5] = dot[5] == 'A' ? 'B' : 'A';
     assert_int_equal (s_get ("/api/files", tampered, &r), 0);
     s_assert_error (&r, 401, "invalid_token");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 
     /* Expired, properly signed. */
     char *expired = cm_jwt_sign (s_signer, OPS_ID, "ops", 0, cm_now_s () - 7200, 60);
@@ -1609,7 +1518,7 @@ test_tokens (void **state)
     assert_int_equal (s_get ("/api/files", expired, &r), 0);
     s_assert_error (&r, 401, "invalid_token");
     free (expired);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 
     /* alg none with our claims and no signature. */
     char payload[512];
@@ -1626,47 +1535,47 @@ test_tokens (void **state)
     free (p64);
     assert_int_equal (s_get ("/api/files", none, &r), 0);
     s_assert_error (&r, 401, "invalid_token");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 static void
 test_routing_errors (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_get ("/nope", NULL, &r), 0);
     s_assert_error (&r, 404, "not_found");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_get ("/index.html", NULL, &r), 0); /* no document_root */
     s_assert_error (&r, 404, "not_found");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     const char put[] = "PUT /api/files HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
                        "Connection: close\r\n\r\n";
     assert_int_equal (s_http (put, sizeof put - 1, &r, 5000), 0);
     s_assert_error (&r, 405, "method_not_allowed");
     assert_non_null (strstr (r.head, "Allow: GET, POST"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* A malformed file id is a 404 file_not_found (after auth). */
     assert_int_equal (s_get ("/api/files/../../etc", s_client_token, &r), 0);
     assert_true (r.status == 404);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_get ("/api/files/XYZ", s_client_token, &r), 0);
     s_assert_error (&r, 404, "file_not_found");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_get ("/api/download/bad.token", NULL, &r), 0);
     s_assert_error (&r, 404, "link_not_found");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 static void
 test_smuggling (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     const char req[] = "POST /api/auth/login HTTP/1.1\r\nHost: x\r\n"
                        "Content-Type: application/json\r\nContent-Length: 4\r\n"
                        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     assert_int_equal (s_http (req, sizeof req - 1, &r, 5000), 0);
     s_assert_error (&r, 400, "invalid_request");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* The same header twice (civetweb would frame by the first one),
        even with equal values or another case: 400, then the close.     */
     const char *twice[] = {
@@ -1684,9 +1593,9 @@ test_smuggling (void **state)
         int fd = s_connect ();
         assert_true (fd >= 0);
         send (fd, twice[i], strlen (twice[i]), MSG_NOSIGNAL);
-        assert_int_equal (s_read_response (fd, &r, 5000), 0);
+        assert_int_equal (gw_test_read_response (fd, &r, 5000, 65536), 0);
         s_assert_error (&r, 400, "invalid_request");
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
         struct pollfd p = {fd, POLLIN, 0};
         char byte;
         assert_int_equal (poll (&p, 1, 3000), 1);
@@ -1709,7 +1618,7 @@ test_cve_nul_urlencoded (void **state)
     const char *tokens[] = {NULL, s_ops_token, s_client_token, s_admin_token};
     for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
         for (size_t t = 0; t < sizeof tokens / sizeof tokens[0]; t++) {
-            s_resp_t r;
+            gw_test_resp_t r;
             uint64_t start = cm_mono_ms ();
             assert_int_equal (s_post (paths[p], tokens[t],
                                       "application/x-www-form-urlencoded", body,
@@ -1717,7 +1626,7 @@ test_cve_nul_urlencoded (void **state)
                               0);
             assert_true (r.status >= 400 && r.status < 500);
             assert_true (cm_mono_ms () - start < 3000);
-            s_resp_free (&r);
+            gw_test_resp_free (&r);
         }
     }
     s_assert_alive ();
@@ -1726,7 +1635,7 @@ test_cve_nul_urlencoded (void **state)
 static void
 test_limits (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     /* Upload: Content-Length over the limit -> 413 before any body byte. */
     char req[4096];
     int n =
@@ -1735,19 +1644,7 @@ test_limits (void **state)
                   "Content-Type: multipart/form-data; boundary=B\r\n"
                   "Content-Length: %d\r\n\r\n",
                   s_ops_token, MAX_UPLOAD + 200 * 1000);
-    uint64_t start = cm_mono_ms ();
-    int fd = s_connect ();
-    send (fd, req, (size_t)n, MSG_NOSIGNAL);
-    assert_int_equal (s_read_response (fd, &r, 5000), 0);
-    s_assert_error (&r, 413, "too_large");
-    assert_true (cm_mono_ms () - start < 2000);
-    s_resp_free (&r);
-    /* The unread body is not waited for: the server closes at once. */
-    char byte;
-    struct pollfd p = {fd, POLLIN, 0};
-    assert_int_equal (poll (&p, 1, 2000), 1);
-    assert_int_equal (recv (fd, &byte, 1, 0), 0);
-    close (fd);
+    s_assert_refused_unread (req, (size_t)n, 413, "too_large");
 
     /* JSON routes: bodies over 16 KiB. */
     n = snprintf (req, sizeof req,
@@ -1755,23 +1652,23 @@ test_limits (void **state)
                   "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{");
     assert_int_equal (s_http (req, (size_t)n, &r, 5000), 0);
     s_assert_error (&r, 413, "too_large");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 
     /* Bad JSON, missing fields. */
     assert_int_equal (
         s_post ("/api/auth/login", NULL, "application/json", "{\"a\":", 5, &r), 0);
     s_assert_error (&r, 400, "invalid_json");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_post ("/api/auth/login", NULL, "application/json", "[1]", 3, &r),
                       0);
     s_assert_error (&r, 400, "invalid_json");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     const char *nopw = "{\"email\":\"a@b.c\"}";
     assert_int_equal (
         s_post ("/api/auth/login", NULL, "application/json", nopw, strlen (nopw), &r), 0);
     s_assert_error (&r, 400, "invalid_request");
     assert_non_null (strstr (r.body, "password"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* A NUL inside a string would cut it short on the wire (a password
        "abcdefgh\u0000x" taken as "abcdefgh"): the JSON reader refuses
        \u0000 (jansson without JSON_ALLOW_NUL) before any field is read. */
@@ -1782,7 +1679,7 @@ test_limits (void **state)
                                   strlen (nul[i]), &r),
                           0);
         s_assert_error (&r, 400, "invalid_json");
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     const char *neg = "{\"expires_in\": -5}";
     assert_int_equal (s_post ("/api/files/" FILE_ID "/links", s_client_token,
@@ -1790,14 +1687,14 @@ test_limits (void **state)
                       0);
     s_assert_error (&r, 400, "invalid_request");
     assert_non_null (strstr (r.body, "expires_in"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_alive ();
 }
 
 static void
 test_roles (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     const char *mp =
         "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n"
         "\r\nhello\r\n--B--\r\n";
@@ -1805,7 +1702,7 @@ test_roles (void **state)
                               "multipart/form-data; boundary=B", mp, strlen (mp), &r),
                       0);
     s_assert_error (&r, 403, "forbidden");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     const char del[] = "DELETE /api/files/" FILE_ID " HTTP/1.1\r\nHost: x\r\n"
                        "Authorization: Bearer ";
     char req[4096];
@@ -1813,18 +1710,18 @@ test_roles (void **state)
                       s_client_token);
     assert_int_equal (s_http (req, (size_t)n, &r, 5000), 0);
     s_assert_error (&r, 403, "forbidden");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* A client may not upload raw either. */
     assert_int_equal (s_post_ex ("/api/files", s_client_token, "application/octet-stream",
                                  "X-File-Name: a.txt\r\n", "x", 1, &r),
                       0);
     s_assert_error (&r, 403, "forbidden");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* A raw body needs a name; form encodings and JSON are no upload. */
     assert_int_equal (
         s_post ("/api/files", s_ops_token, "application/octet-stream", "x", 1, &r), 0);
     s_assert_error (&r, 400, "missing_file_name");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     const char *never[] = {"application/x-www-form-urlencoded", "application/json",
                            "multipart/mixed; boundary=B"};
     for (size_t i = 0; i < sizeof never / sizeof never[0]; i++) {
@@ -1833,7 +1730,7 @@ test_roles (void **state)
                                      "X-File-Name: a.txt\r\n", "x=\0\0&y=%00", 10, &r),
                           0);
         s_assert_error (&r, 415, "unsupported_media_type");
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     s_fake_t fake = s_fake_snapshot ();
     assert_int_equal (fake.begins, 0);
@@ -1843,7 +1740,7 @@ static void
 test_service_down (void **state)
 {
     s_auth_set (&s_auth.down, true);
-    s_resp_t r;
+    gw_test_resp_t r;
     const char *login = "{\"email\":\"a@b.example\",\"password\":\"correct horse\"}";
     uint64_t start = cm_mono_ms ();
     assert_int_equal (
@@ -1851,21 +1748,21 @@ test_service_down (void **state)
         0);
     s_assert_error (&r, 503, "service_unavailable");
     assert_true (cm_mono_ms () - start < 3000); /* RPC timeout is 1 s */
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_get ("/api/auth/me", s_ops_token, &r), 0);
     s_assert_error (&r, 503, "service_unavailable");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* Keys held, user state not fresh, auth silent: 503, not a pass. */
     char token[CM_JWT_MAX_LEN];
     s_auth_user ("d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0", SAFESHARE__ROLE__ROLE_OPS, 0, false);
     s_sign (s_signer, "d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0", "ops", 0, token);
     assert_int_equal (s_get ("/api/files/XYZ", token, &r), 0);
     s_assert_error (&r, 503, "service_unavailable");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     const char *refresh = "{\"refresh\":\"good-1\"}";
     assert_int_equal (s_json ("POST", "/api/auth/refresh", NULL, refresh, &r), 0);
     s_assert_error (&r, 503, "service_unavailable");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_auth_set (&s_auth.down, false);
     s_assert_alive ();
 }
@@ -1896,7 +1793,7 @@ s_multipart (const char *filename, const uint8_t *data, size_t len, size_t *out_
    be text) and does not repeat at chunk or prefix boundaries.          */
 static void
 s_upload_as (const char *filename, const char *ctype, const char *extra, size_t size,
-             s_resp_t *r, uint8_t **data_out)
+             gw_test_resp_t *r, uint8_t **data_out)
 {
     s_fake_reset ();
     uint8_t *data = malloc (size + 1);
@@ -1916,7 +1813,7 @@ s_upload_as (const char *filename, const char *ctype, const char *extra, size_t 
 }
 
 static void
-s_upload (size_t size, s_resp_t *r, uint8_t **data_out)
+s_upload (size_t size, gw_test_resp_t *r, uint8_t **data_out)
 {
     s_upload_as ("C:\\tmp\\dir/report.txt", "multipart/form-data; boundary=XbOuNdArY", "",
                  size, r, data_out);
@@ -1929,7 +1826,7 @@ test_upload_pipeline (void **state)
     size_t sizes[] = {10000, 2 * CHUNK, 0, 1};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         size_t size = sizes[s];
-        s_resp_t r;
+        gw_test_resp_t r;
         uint8_t *data;
         s_upload (size, &r, &data);
         if (r.status != 201) {
@@ -1970,14 +1867,14 @@ test_upload_pipeline (void **state)
         assert_null (json_object_get (root, "wrapped_dek"));
         json_decref (root);
         free (data);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
 }
 
 static void
 test_upload_errors (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     /* No `file` field. */
     const char *mp =
         "--XbOuNdArY\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\n"
@@ -1987,7 +1884,7 @@ test_upload_errors (void **state)
                               &r),
                       0);
     s_assert_error (&r, 400, "missing_file");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 
     /* Client goes away mid-body: FILE_ABORT, nothing committed. */
     s_fake_reset ();
@@ -2040,10 +1937,10 @@ test_upload_errors (void **state)
     send (fd, head, (size_t)n, MSG_NOSIGNAL);
     send (fd, body, len, MSG_NOSIGNAL);
     send (fd, "\r\n0\r\n\r\n", 7, MSG_NOSIGNAL);
-    assert_int_equal (s_read_response (fd, &r, 10000), 0);
+    assert_int_equal (gw_test_read_response (fd, &r, 10000, 65536), 0);
     close (fd);
     s_assert_error (&r, 413, "too_large");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     free (body);
     free (bigdata);
     s_fake_t fake = s_fake_snapshot ();
@@ -2055,12 +1952,12 @@ test_upload_errors (void **state)
 static void
 test_download (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     uint8_t *data;
     size_t size = 3 * CHUNK + 100;
     s_upload (size, &r, &data);
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 
     assert_int_equal (s_get ("/api/files/" FILE_ID "/content", s_client_token, &r), 0);
     assert_int_equal (r.status, 200);
@@ -2078,7 +1975,7 @@ test_download (void **state)
     assert_non_null (
         strstr (r.head, "Content-Security-Policy: sandbox; default-src 'none'"));
     assert_non_null (strcasestr (r.head, "X-Content-Type-Options: nosniff"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 
     /* First chunk fails authentication: a JSON error, no plaintext. */
     pthread_mutex_lock (&s_fake.lock);
@@ -2086,7 +1983,7 @@ test_download (void **state)
     pthread_mutex_unlock (&s_fake.lock);
     assert_int_equal (s_get ("/api/files/" FILE_ID "/content", s_client_token, &r), 0);
     s_assert_error (&r, 502, "integrity_error");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 
     /* A later chunk fails: the connection is cut short of Content-Length,
        and the bad chunk's bytes never arrive.                           */
@@ -2100,12 +1997,12 @@ test_download (void **state)
                       s_client_token); /* keep-alive */
     int fd = s_connect ();
     send (fd, full, (size_t)n, MSG_NOSIGNAL);
-    assert_int_equal (s_read_response (fd, &r, 5000), 0);
+    assert_int_equal (gw_test_read_response (fd, &r, 5000, 65536), 0);
     close (fd);
     assert_int_equal (r.status, 200);
     assert_true (r.closed);
     assert_int_equal (r.body_len, 2 * CHUNK);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     pthread_mutex_lock (&s_fake.lock);
     s_fake.bad_chunk = -1;
     pthread_mutex_unlock (&s_fake.lock);
@@ -2115,7 +2012,7 @@ test_download (void **state)
 
 /* GET path with the client token and extra header lines (CRLF each). */
 static int
-s_get_ex (const char *path, const char *extra, s_resp_t *r)
+s_get_ex (const char *path, const char *extra, gw_test_resp_t *r)
 {
     char req[8192];
     int n = snprintf (req, sizeof req,
@@ -2128,7 +2025,7 @@ s_get_ex (const char *path, const char *extra, s_resp_t *r)
 
 /* The value of header `name` in r->head ("" if absent). */
 static const char *
-s_header (const s_resp_t *r, const char *name, char *out, size_t len)
+s_header (const gw_test_resp_t *r, const char *name, char *out, size_t len)
 {
     char key[128];
     snprintf (key, sizeof key, "\r\n%s: ", name);
@@ -2152,7 +2049,7 @@ s_assert_range (const char *path, const char *range, const uint8_t *data, size_t
     char extra[128], want[128], got[128];
     snprintf (extra, sizeof extra, "Range: %s\r\n", range);
     s_fake_recount ();
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_get_ex (path, extra, &r), 0);
     if (r.status != 206) {
         fprintf (stderr, "%s: %d\n%s\n", range, r.status, r.head);
@@ -2169,14 +2066,14 @@ s_assert_range (const char *path, const char *range, const uint8_t *data, size_t
     for (int i = 0; i < fake.decrypts; i++) {
         assert_int_equal (fake.dec_index[i], a / CHUNK + (size_t)i);
     }
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 /* The whole file, 200, whatever the (ignored) extra headers said. */
 static void
 s_assert_whole (const char *path, const char *extra, const uint8_t *data, size_t size)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     char got[128];
     assert_int_equal (s_get_ex (path, extra, &r), 0);
     assert_int_equal (r.status, 200);
@@ -2185,7 +2082,7 @@ s_assert_whole (const char *path, const char *extra, const uint8_t *data, size_t
     assert_memory_equal (r.body, data, size);
     assert_string_equal (s_header (&r, "Content-Range", got, sizeof got), "");
     assert_string_equal (s_header (&r, "Accept-Ranges", got, sizeof got), "bytes");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 static void
@@ -2194,25 +2091,25 @@ s_assert_416 (const char *path, const char *range, size_t size)
     char extra[128], want[64], got[128];
     snprintf (extra, sizeof extra, "Range: %s\r\n", range);
     s_fake_recount ();
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_get_ex (path, extra, &r), 0);
     s_assert_error (&r, 416, "range_not_satisfiable");
     snprintf (want, sizeof want, "bytes */%zu", size);
     assert_string_equal (s_header (&r, "Content-Range", got, sizeof got), want);
     assert_int_equal (s_fake_snapshot ().decrypts, 0);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 static void
 test_download_ranges (void **state)
 {
     const char *path = "/api/files/" FILE_ID "/content";
-    s_resp_t r;
+    gw_test_resp_t r;
     uint8_t *data;
     size_t size = 3 * CHUNK + 100; /* chunks 0..3, the last 100 bytes */
     s_upload (size, &r, &data);
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 
     s_assert_range (path, "bytes=0-0", data, size, 0, 0);            /* first byte */
     s_assert_range (path, "bytes=0-4095", data, size, 0, CHUNK - 1); /* chunk 0 */
@@ -2251,7 +2148,7 @@ test_download_ranges (void **state)
     assert_int_equal (r.status, 206);
     assert_int_equal (r.body_len, 2);
     assert_memory_equal (r.body, data + 1, 2);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 
     /* A bad chunk inside the range: a JSON error before any header. */
     pthread_mutex_lock (&s_fake.lock);
@@ -2259,7 +2156,7 @@ test_download_ranges (void **state)
     pthread_mutex_unlock (&s_fake.lock);
     assert_int_equal (s_get_ex (path, "Range: bytes=5000-5001\r\n", &r), 0);
     s_assert_error (&r, 502, "integrity_error");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* ... and one outside it is never touched. */
     s_assert_range (path, "bytes=0-10", data, size, 0, 10);
     pthread_mutex_lock (&s_fake.lock);
@@ -2273,7 +2170,7 @@ test_download_ranges (void **state)
     /* An empty file: any range is unsatisfiable, no Range is 200 + 0. */
     s_upload (0, &r, &data);
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_416 (path, "bytes=0-", 0);
     s_assert_416 (path, "bytes=-5", 0);
     s_assert_whole (path, "", data, 0);
@@ -2285,12 +2182,12 @@ static void
 test_download_not_modified (void **state)
 {
     const char *path = "/api/files/" FILE_ID "/content";
-    s_resp_t r;
+    gw_test_resp_t r;
     uint8_t *data;
     size_t size = CHUNK + 10;
     s_upload (size, &r, &data);
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_fake_t fake = s_fake_snapshot ();
     char etag[80], got[128], extra[256];
     snprintf (etag, sizeof etag, "\"%s\"", fake.commit_sha);
@@ -2312,7 +2209,7 @@ test_download_not_modified (void **state)
         fake = s_fake_snapshot ();
         assert_int_equal (fake.ids, 1); /* FILE_GET only: nothing read or decrypted */
         assert_int_equal (fake.decrypts, 0);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     /* Another version's tag: the file. */
     s_assert_whole (path, "If-None-Match: \"0011\"\r\n", data, size);
@@ -2329,7 +2226,7 @@ test_download_not_modified (void **state)
     assert_int_equal (fake.redeems, 0);
     assert_int_equal (fake.peeks, 1);
     assert_int_equal (fake.decrypts, 0);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     free (data);
 }
 
@@ -2340,7 +2237,7 @@ s_assert_disposition (const char *name, const char *want)
     pthread_mutex_lock (&s_fake.lock);
     snprintf (s_fake.file_name, sizeof s_fake.file_name, "%s", name);
     pthread_mutex_unlock (&s_fake.lock);
-    s_resp_t r;
+    gw_test_resp_t r;
     char got[2048];
     assert_int_equal (s_get_ex ("/api/files/" FILE_ID "/content", "", &r), 0);
     assert_int_equal (r.status, 200);
@@ -2348,16 +2245,16 @@ s_assert_disposition (const char *name, const char *want)
     /* Nothing the name held became a header of its own. */
     assert_null (strcasestr (r.head, "\r\nX-Evil"));
     assert_null (strcasestr (r.head, "\r\nSet-Cookie"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 static void
 test_download_names (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     s_upload (10, &r, NULL);
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_disposition ("say \"hi\".txt", "attachment; filename=\"say _hi_.txt\"; "
                                             "filename*=UTF-8''say%20%22hi%22.txt");
     s_assert_disposition ("a\"b.txt", "attachment; filename=\"a_b.txt\"; "
@@ -2386,15 +2283,15 @@ test_keepalive (void **state)
     const char one[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     const char two[] = "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n";
     send (fd, one, sizeof one - 1, MSG_NOSIGNAL);
-    s_resp_t r;
-    assert_int_equal (s_read_response (fd, &r, 5000), 0);
+    gw_test_resp_t r;
+    assert_int_equal (gw_test_read_response (fd, &r, 5000, 65536), 0);
     assert_int_equal (r.status, 200);
     assert_false (r.closed);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     send (fd, two, sizeof two - 1, MSG_NOSIGNAL);
-    assert_int_equal (s_read_response (fd, &r, 5000), 0);
+    assert_int_equal (gw_test_read_response (fd, &r, 5000, 65536), 0);
     assert_int_equal (r.status, 404);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     close (fd);
 }
 
@@ -2407,7 +2304,7 @@ test_keepalive (void **state)
 static void
 test_unread_body_dos (void **state)
 {
-    int port = s_free_port ();
+    int port = gw_test_free_port ();
     pid_t pid = s_spawn (port, 2);
     assert_true (pid > 0);
     const char head[] = "POST /api/files HTTP/1.1\r\nHost: x\r\n"
@@ -2415,18 +2312,18 @@ test_unread_body_dos (void **state)
                         "Content-Length: 1000000000\r\n\r\n--BoUnDaRy\r\n";
     int fds[2];
     for (int i = 0; i < 2; i++) {
-        fds[i] = s_connect_to (port);
+        fds[i] = gw_test_connect (port);
         assert_true (fds[i] >= 0);
         send (fds[i], head, sizeof head - 1, MSG_NOSIGNAL);
     }
     for (int i = 0; i < 2; i++) {
-        s_resp_t r;
-        assert_int_equal (s_read_response (fds[i], &r, 3000), 0);
+        gw_test_resp_t r;
+        assert_int_equal (gw_test_read_response (fds[i], &r, 3000, 65536), 0);
         s_assert_error (&r, 401, "missing_token");
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     /* fds[0] trickles a byte every 100 ms, fds[1] just holds.          */
-    int h = s_connect_to (port);
+    int h = gw_test_connect (port);
     assert_true (h >= 0);
     const char health[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     send (h, health, sizeof health - 1, MSG_NOSIGNAL);
@@ -2517,10 +2414,10 @@ test_slow_body (void **state)
         }
     }
     for (int i = 0; i < 2; i++) {
-        s_resp_t r;
-        assert_int_equal (s_read_response (fds[i], &r, 2000), 0);
+        gw_test_resp_t r;
+        assert_int_equal (gw_test_read_response (fds[i], &r, 2000, 65536), 0);
         s_assert_error (&r, 408, "request_timeout");
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
         close (fds[i]);
         fprintf (stderr, "slow body %d cut after %llu ms\n", i,
                  (unsigned long long)took[i]);
@@ -2546,13 +2443,13 @@ test_commit_reply_lost (void **state)
     memset (data, 'c', sizeof data);
     size_t len;
     char *body = s_multipart ("late.txt", data, sizeof data, &len);
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_post ("/api/files", s_ops_token,
                               "multipart/form-data; boundary=XbOuNdArY", body, len, &r),
                       0);
     free (body);
     s_assert_error (&r, 503, "service_unavailable");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     pthread_mutex_lock (&s_fake.lock);
     s_fake.commit_delay_ms = 0;
     pthread_mutex_unlock (&s_fake.lock);
@@ -2561,7 +2458,7 @@ test_commit_reply_lost (void **state)
     assert_false (fake.committed);
     assert_int_equal (s_get ("/api/files/" FILE_ID, s_client_token, &r), 0);
     s_assert_error (&r, 404, "file_not_found");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 /* Item 4: active types are never stored nor served as such: the
@@ -2573,25 +2470,25 @@ test_active_types (void **state)
     const char *names[] = {"page.html", "PAGE.HTM", "x.svg",
                            "feed.xml",  "app.js",   "doc.xhtml"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        s_resp_t r;
+        gw_test_resp_t r;
         s_upload_as (names[i], "multipart/form-data; boundary=XbOuNdArY", "", 10, &r,
                      NULL);
         s_assert_error (&r, 415, "unsupported_file_type");
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
         s_fake_t fake = s_fake_snapshot ();
         assert_int_equal (fake.begins, 0);
     }
     /* A file committed earlier, for the stored-type case below.        */
-    s_resp_t up;
+    gw_test_resp_t up;
     s_upload_as ("page.txt", "multipart/form-data; boundary=XbOuNdArY", "", 10, &up,
                  NULL);
     assert_int_equal (up.status, 201);
-    s_resp_free (&up);
+    gw_test_resp_free (&up);
     /* One stored before the rule (or by another writer) is served inert. */
     pthread_mutex_lock (&s_fake.lock);
     snprintf (s_fake.file_type, sizeof s_fake.file_type, "text/html; charset=utf-8");
     pthread_mutex_unlock (&s_fake.lock);
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_get ("/api/files/" FILE_ID "/content", s_client_token, &r), 0);
     assert_int_equal (r.status, 200);
     assert_non_null (strcasestr (r.head, "Content-Type: application/octet-stream"));
@@ -2599,7 +2496,7 @@ test_active_types (void **state)
     assert_non_null (strstr (r.head, "Content-Disposition: attachment;"));
     assert_non_null (strcasestr (r.head, "X-Content-Type-Options: nosniff"));
     assert_non_null (strstr (r.head, "Content-Security-Policy: sandbox"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     pthread_mutex_lock (&s_fake.lock);
     s_fake.file_type[0] = '\0';
     pthread_mutex_unlock (&s_fake.lock);
@@ -2610,20 +2507,20 @@ test_active_types (void **state)
 static void
 test_upload_max (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     s_upload (MAX_UPLOAD, &r, NULL);
     if (r.status != 201) {
         fprintf (stderr, "max upload: %d %s\n", r.status, r.body);
     }
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_fake_t fake = s_fake_snapshot ();
     assert_true (fake.committed);
     assert_int_equal (fake.commit_size, MAX_UPLOAD);
 
     s_upload (MAX_UPLOAD + 1, &r, NULL);
     s_assert_error (&r, 413, "too_large");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     fake = s_fake_snapshot ();
     assert_false (fake.committed);
     assert_int_equal (fake.aborts, 1);
@@ -2652,12 +2549,12 @@ s_check_wire_ids (const char *req_id, size_t min_calls)
 static void
 test_wire_ids (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     s_upload_as ("w.txt", "multipart/form-data; boundary=XbOuNdArY",
                  "X-Request-Id: wire-probe\r\n", 2 * CHUNK + 5, &r, NULL);
     assert_int_equal (r.status, 201);
     assert_non_null (strstr (r.head, "X-Request-Id: wire-probe\r\n"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* begin, key, header append, 3 x (encrypt + append), commit        */
     s_check_wire_ids ("wire-probe.", 10);
 
@@ -2671,7 +2568,7 @@ test_wire_ids (void **state)
     char want[100];
     snprintf (want, sizeof want, "X-Request-Id: %s\r\n", id);
     assert_non_null (strstr (r.head, want));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_check_wire_ids (id, 5);
 }
 
@@ -2686,14 +2583,14 @@ test_multipart_params (void **state)
         "Multipart/Form-Data ; Charset=\"a;b\" ;BOUNDARY=XbOuNdArY",
     };
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
-        s_resp_t r;
+        gw_test_resp_t r;
         uint8_t *data;
         s_upload_as ("p.bin", types[i], "", CHUNK + 7, &r, &data);
         if (r.status != 201) {
             fprintf (stderr, "%s: %d %s\n", types[i], r.status, r.body);
         }
         assert_int_equal (r.status, 201);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
         s_fake_t fake = s_fake_snapshot ();
         assert_int_equal (fake.commit_size, CHUNK + 7);
         assert_memory_equal (fake.blob + 48, data, CHUNK);
@@ -2708,27 +2605,27 @@ test_multipart_params (void **state)
     for (char *p = body; (p = memmem (p, len - (size_t)(p - body), "XbOuNdArY", 9));) {
         memcpy (p, "Xb Ou(N)d", 9);
     }
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_post ("/api/files", s_ops_token,
                               "multipart/form-data; charset=x; boundary=\"Xb Ou(N)d\"",
                               body, len, &r),
                       0);
     free (body);
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_fake_t fake = s_fake_snapshot ();
     assert_int_equal (fake.commit_size, sizeof data);
 
     s_upload_as ("p.bin", "multipart/form-data; charset=utf-8", "", 10, &r, NULL);
     s_assert_error (&r, 400, "invalid_multipart");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_alive ();
 }
 
 /* ---- auth: resend and login throttling ---------------------------------- */
 
 static int
-s_resend_post (const char *body, s_resp_t *r)
+s_resend_post (const char *body, gw_test_resp_t *r)
 {
     return s_post ("/api/auth/verify/resend", NULL, "application/json", body,
                    strlen (body), r);
@@ -2748,12 +2645,12 @@ test_verify_resend (void **state)
     pthread_mutex_unlock (&s_auth.lock);
 
     /* 202, the same body whatever auth did; the address passed on as is. */
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_resend_post ("{\"email\":\" Someone@Example.org\"}", &r), 0);
     assert_int_equal (r.status, 202);
     assert_string_equal (r.body, "{\"status\":\"accepted\"}");
     assert_non_null (strcasestr (r.head, "Content-Type: application/json"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_auth_t seen = s_auth_snapshot ();
     assert_int_equal (seen.resend_count, 1);
     assert_string_equal (seen.resend_seen[0], " Someone@Example.org");
@@ -2761,11 +2658,11 @@ test_verify_resend (void **state)
     /* What auth calls no address: 400 invalid_email. */
     assert_int_equal (s_resend_post ("{\"email\":\"not-an-address\"}", &r), 0);
     s_assert_error (&r, 400, "invalid_email");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* Empty or absurdly long: the gateway says so without asking. */
     assert_int_equal (s_resend_post ("{\"email\":\"\"}", &r), 0);
     s_assert_error (&r, 400, "invalid_email");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     char big[1200 + 32];
     memset (big, 0, sizeof big);
     strcpy (big, "{\"email\":\"");
@@ -2773,22 +2670,22 @@ test_verify_resend (void **state)
     strcat (big, "@x.org\"}");
     assert_int_equal (s_resend_post (big, &r), 0);
     s_assert_error (&r, 400, "invalid_email");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_resend_count (), 2);
 
     /* Not a string, missing, not JSON, wrong method. */
     assert_int_equal (s_resend_post ("{\"email\":5}", &r), 0);
     s_assert_error (&r, 400, "invalid_request");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_resend_post ("{}", &r), 0);
     s_assert_error (&r, 400, "invalid_request");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_resend_post ("{\"email\":", &r), 0);
     s_assert_error (&r, 400, "invalid_json");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_get ("/api/auth/verify/resend", NULL, &r), 0);
     s_assert_error (&r, 405, "method_not_allowed");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_alive ();
 }
 
@@ -2798,18 +2695,18 @@ static void
 test_login_rate_limited (void **state)
 {
     const char *login = "{\"email\":\"a@example.org\",\"password\":\"whatever12\"}";
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (
         s_post ("/api/auth/login", NULL, "application/json", login, strlen (login), &r),
         0);
     s_assert_error (&r, 429, "too_many_attempts");
     assert_non_null (strcasestr (r.head, "\r\nRetry-After: 42\r\n"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* A 400 from auth (same fake, RESEND) has none. */
     assert_int_equal (s_resend_post ("{\"email\":\"not-an-address\"}", &r), 0);
     s_assert_error (&r, 400, "invalid_email");
     assert_null (strcasestr (r.head, "Retry-After"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_alive ();
 }
 
@@ -2822,22 +2719,22 @@ test_login_rate_limited (void **state)
 static void
 s_assert_authed (int port, const char *token)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_get_on (port, PROBE, token, &r), 0);
     s_assert_error (&r, 404, "file_not_found");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 static void
 s_assert_refused (int port, const char *token, int status, const char *code)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_get_on (port, PROBE, token, &r), 0);
     s_assert_error (&r, status, code);
     if (status == 401) {
         assert_non_null (strcasestr (r.head, "WWW-Authenticate: Bearer"));
     }
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 static int
@@ -2890,30 +2787,30 @@ test_key_rotation (void **state)
 static void
 test_auth_down_no_keys (void **state)
 {
-    int port = s_free_port ();
+    int port = gw_test_free_port ();
     char ep[700];
     snprintf (ep, sizeof ep, "SAFESHARE_AUTH_ENDPOINT=ipc://%s/run/nobody.sock", s_dir);
     pid_t pid = s_spawn_ex (port, 2, ep, NULL);
     assert_true (pid > 0);
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_get_on (port, "/healthz", NULL, &r), 0);
     assert_int_equal (r.status, 200);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     uint64_t start = cm_mono_ms ();
     assert_int_equal (s_get_on (port, PROBE, s_ops_token, &r), 0);
     s_assert_error (&r, 503, "service_unavailable");
     assert_null (strcasestr (r.head, "WWW-Authenticate"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_true (cm_mono_ms () - start < 3000); /* one RPC timeout */
     start = cm_mono_ms ();
     assert_int_equal (s_get_on (port, PROBE, s_ops_token, &r), 0);
     s_assert_error (&r, 503, "service_unavailable");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_true (cm_mono_ms () - start < 500);
     /* A token-less route needing no auth call is not affected. */
     assert_int_equal (s_get_on (port, "/api/download/bad.token", NULL, &r), 0);
     s_assert_error (&r, 404, "link_not_found");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (cm_test_stop (pid, 10000), 0);
 }
 
@@ -2947,14 +2844,14 @@ test_user_state (void **state)
     s_assert_authed (s_port, t);
     assert_int_equal (s_auth_gets (USER_G), gets);
     /* /api/auth/me answers with what auth says, disabled included. */
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_get ("/api/auth/me", t, &r), 0);
     assert_int_equal (r.status, 200);
     json_t *me = json_loads (r.body, 0, NULL);
     assert_string_equal (json_string_value (json_object_get (me, "id")), USER_G);
     assert_true (json_is_false (json_object_get (me, "disabled")));
     json_decref (me);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 #define USER_T "f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3"
@@ -2966,7 +2863,7 @@ test_user_state (void **state)
 static void
 test_user_cache_ttl (void **state)
 {
-    int port = s_free_port ();
+    int port = gw_test_free_port ();
     pid_t pid = s_spawn_ex (port, 2, "SAFESHARE_USER_CACHE_TTL=2", NULL);
     assert_true (pid > 0);
     s_auth_user (USER_T, SAFESHARE__ROLE__ROLE_OPS, 0, false);
@@ -2980,15 +2877,15 @@ test_user_cache_ttl (void **state)
     /* Answers that arrive before t0 + 2 s were decided on a fresh entry. */
     int fresh_answers = 0;
     while (true) {
-        s_resp_t r;
+        gw_test_resp_t r;
         assert_int_equal (s_get_on (port, PROBE, t, &r), 0);
         uint64_t got = cm_mono_ms ();
         if (got >= t0 + 2000) {
-            s_resp_free (&r);
+            gw_test_resp_free (&r);
             break;
         }
         s_assert_error (&r, 404, "file_not_found");
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
         assert_int_equal (s_auth_gets (USER_T), 0); /* reset by s_auth_user */
         fresh_answers++;
         poll (NULL, 0, 200);
@@ -3003,7 +2900,7 @@ test_user_cache_ttl (void **state)
     assert_true (s_auth_gets (USER_T) >= 1);
     assert_int_equal (cm_test_stop (pid, 10000), 0);
 
-    port = s_free_port ();
+    port = gw_test_free_port ();
     pid = s_spawn_ex (port, 2, "SAFESHARE_USER_CACHE_TTL=0", NULL);
     assert_true (pid > 0);
     s_auth_user (USER_Z, SAFESHARE__ROLE__ROLE_OPS, 0, false);
@@ -3033,7 +2930,7 @@ test_client_addr (void **state)
 /* A 204: no body, no Content-Length, no Content-Type; the common
    headers all the same.                                              */
 static void
-s_assert_no_content (s_resp_t *r)
+s_assert_no_content (gw_test_resp_t *r)
 {
     if (r->status != 204) {
         fprintf (stderr, "expected 204, got %d: %s\n", r->status, r->body);
@@ -3050,7 +2947,7 @@ static void
 test_login_tokens (void **state)
 {
     const char *login = "{\"email\":\"ok@example.org\",\"password\":\"whatever12\"}";
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_json ("POST", "/api/auth/login", NULL, login, &r), 0);
     assert_int_equal (r.status, 200);
     assert_string_equal (r.body,
@@ -3058,17 +2955,17 @@ test_login_tokens (void **state)
                          "login-0123456789abcdefghijklmno\",\"token_type\":\"Bearer\","
                          "\"expires_in\":900,\"refresh_expires_in\":1209600}");
     assert_non_null (strcasestr (r.head, "Cache-Control: no-store"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     login = "{\"email\":\"wrong@example.org\",\"password\":\"whatever12\"}";
     assert_int_equal (s_json ("POST", "/api/auth/login", NULL, login, &r), 0);
     s_assert_error (&r, 401, "invalid_credentials");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 static void
 test_refresh (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     /* No bearer token needed; the answer has the login's shape. */
     assert_int_equal (
         s_json ("POST", "/api/auth/refresh", NULL, "{\"refresh\":\"good-1\"}", &r), 0);
@@ -3077,7 +2974,7 @@ test_refresh (void **state)
         r.body, "{\"access\":\"access.refreshed.token\",\"refresh\":\"refresh-"
                 "rotated-0123456789abcdefghijklmnopqr\",\"token_type\":\"Bearer\","
                 "\"expires_in\":900,\"refresh_expires_in\":1200000}");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_string_equal (s_auth_snapshot ().refresh_seen, "good-1");
 
     struct {
@@ -3096,7 +2993,7 @@ test_refresh (void **state)
         snprintf (body, sizeof body, "{\"refresh\":\"%s\"}", errors[i].token);
         assert_int_equal (s_json ("POST", "/api/auth/refresh", NULL, body, &r), 0);
         s_assert_error (&r, errors[i].status, errors[i].code);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     /* 256 bytes are passed on, 257 are not. */
     char body[400];
@@ -3106,7 +3003,7 @@ test_refresh (void **state)
     snprintf (body, sizeof body, "{\"refresh\":\"%s\"}", token);
     assert_int_equal (s_json ("POST", "/api/auth/refresh", NULL, body, &r), 0);
     s_assert_error (&r, 401, "invalid_refresh_token");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_string_equal (s_auth_snapshot ().refresh_seen, token);
     int calls = s_auth_snapshot ().calls;
     const char *bad[] = {"{}", "{\"refresh\":5}", "{\"refresh\":null}",
@@ -3116,44 +3013,44 @@ test_refresh (void **state)
         assert_int_equal (
             s_json ("POST", "/api/auth/refresh", NULL, bad[i] ? bad[i] : body, &r), 0);
         s_assert_error (&r, 400, "invalid_request");
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     assert_int_equal (s_auth_snapshot ().calls, calls);
     assert_int_equal (s_json ("POST", "/api/auth/refresh", NULL, "{\"refresh\":", &r), 0);
     s_assert_error (&r, 400, "invalid_json");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* A NUL inside is refused before it could cut the token short. */
     assert_int_equal (
         s_json ("POST", "/api/auth/refresh", NULL, "{\"refresh\":\"good\\u0000x\"}", &r),
         0);
     assert_int_equal (r.status, 400);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_auth_snapshot ().calls, calls);
     assert_int_equal (s_get ("/api/auth/refresh", NULL, &r), 0);
     s_assert_error (&r, 405, "method_not_allowed");
     assert_non_null (strstr (r.head, "Allow: POST"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 static void
 test_logout (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (
         s_json ("POST", "/api/auth/logout", NULL, "{\"refresh\":\"good-2\"}", &r), 0);
     s_assert_no_content (&r);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_string_equal (s_auth_snapshot ().logout_seen, "good-2");
     assert_int_equal (
         s_json ("POST", "/api/auth/logout", NULL, "{\"refresh\":\"spent-2\"}", &r), 0);
     s_assert_error (&r, 401, "invalid_refresh_token");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_json ("POST", "/api/auth/logout", NULL, "{}", &r), 0);
     s_assert_error (&r, 400, "invalid_request");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_json ("POST", "/api/auth/logout", NULL, NULL, &r), 0);
     s_assert_error (&r, 400, "invalid_request");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 /* Reads one response head (up to the blank line) from fd; nothing of
@@ -3196,10 +3093,10 @@ test_logout_all (void **state)
     s_sign (s_signer, USER_L, "ops", 1, t1);
     s_sign (s_signer, USER_L, "ops", 2, t2);
     s_assert_authed (s_port, t0); /* cached now, for 5 s */
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_json ("POST", "/api/auth/logout-all", t0, NULL, &r), 0);
     s_assert_no_content (&r);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_string_equal (s_auth_snapshot ().logout_all_seen, USER_L);
     s_assert_refused (s_port, t0, 401, "token_revoked");
     s_assert_authed (s_port, t1);
@@ -3207,7 +3104,7 @@ test_logout_all (void **state)
     assert_int_equal (s_json ("POST", "/api/auth/logout-all", t1, "{\"all\":true}", &r),
                       0);
     s_assert_error (&r, 400, "invalid_request");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_authed (s_port, t1);
     /* On a kept-alive connection: the 204 ends where its head does and
        the next request is answered.                                   */
@@ -3226,17 +3123,17 @@ test_logout_all (void **state)
     assert_null (strcasestr (head, "Connection: close"));
     const char health[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     send (fd, health, sizeof health - 1, MSG_NOSIGNAL);
-    assert_int_equal (s_read_response (fd, &r, 5000), 0);
+    assert_int_equal (gw_test_read_response (fd, &r, 5000, 65536), 0);
     assert_int_equal (r.status, 200);
     assert_string_equal (r.body, "{\"status\":\"ok\"}");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     close (fd);
     s_assert_refused (s_port, t1, 401, "token_revoked");
     s_assert_authed (s_port, t2);
     /* Without a token: 401 like every bearer route. */
     assert_int_equal (s_json ("POST", "/api/auth/logout-all", NULL, NULL, &r), 0);
     s_assert_error (&r, 401, "missing_token");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 /* ---- users (admin) ------------------------------------------------------- */
@@ -3246,18 +3143,18 @@ test_users_create (void **state)
 {
     const char *body = "{\"email\":\"new@example.org\",\"password\":\"long password "
                        "1\",\"role\":\"ops\"}";
-    s_resp_t r;
+    gw_test_resp_t r;
     int creates = s_auth_snapshot ().creates;
     /* Not admins: refused by the gateway, auth never asked. */
     assert_int_equal (s_json ("POST", "/api/users", s_ops_token, body, &r), 0);
     s_assert_error (&r, 403, "forbidden");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_json ("POST", "/api/users", s_client_token, body, &r), 0);
     s_assert_error (&r, 403, "forbidden");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_json ("POST", "/api/users", NULL, body, &r), 0);
     s_assert_error (&r, 401, "missing_token");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_auth_snapshot ().creates, creates);
 
     assert_int_equal (s_json ("POST", "/api/users", s_admin_token, body, &r), 0);
@@ -3273,7 +3170,7 @@ test_users_create (void **state)
     assert_non_null (json_object_get (u, "created_at"));
     assert_null (json_object_get (u, "password"));
     json_decref (u);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_auth_t seen = s_auth_snapshot ();
     assert_string_equal (seen.actor_seen, ADMIN_ID);
     assert_int_equal (seen.create_role, SAFESHARE__ROLE__ROLE_OPS);
@@ -3283,7 +3180,7 @@ test_users_create (void **state)
            "\"role\":\"admin\"}";
     assert_int_equal (s_json ("POST", "/api/users", s_admin_token, body, &r), 0);
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_auth_snapshot ().create_role, SAFESHARE__ROLE__ROLE_ADMIN);
 
     struct {
@@ -3315,7 +3212,7 @@ test_users_create (void **state)
         assert_int_equal (
             s_json ("POST", "/api/users", s_admin_token, errors[i].body, &r), 0);
         s_assert_error (&r, errors[i].status, errors[i].code);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     /* Auth checks the actor again: an admin token of someone auth knows
        as ops is refused there.                                        */
@@ -3325,14 +3222,14 @@ test_users_create (void **state)
         "{\"email\":\"y@example.org\",\"password\":\"long password 1\",\"role\":\"ops\"}";
     assert_int_equal (s_json ("POST", "/api/users", demoted, body, &r), 0);
     s_assert_error (&r, 403, "forbidden");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_string_equal (s_auth_snapshot ().actor_seen, DEMOTED_ID);
 }
 
 static void
 test_users_list (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_get ("/api/users", s_admin_token, &r), 0);
     assert_int_equal (r.status, 200);
     json_t *root = json_loads (r.body, 0, NULL);
@@ -3347,7 +3244,7 @@ test_users_list (void **state)
     assert_string_equal (json_string_value (json_object_get (root, "next_cursor")),
                          "page-2");
     json_decref (root);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_auth_t seen = s_auth_snapshot ();
     assert_int_equal (seen.list_limit, 0);
     assert_string_equal (seen.list_cursor, "");
@@ -3362,7 +3259,7 @@ test_users_list (void **state)
         0);
     assert_int_equal (r.status, 200);
     assert_non_null (strstr (r.body, "\"next_cursor\":null"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     seen = s_auth_snapshot ();
     assert_int_equal (seen.list_limit, 200);
     assert_string_equal (seen.list_cursor, "page-2");
@@ -3385,30 +3282,30 @@ test_users_list (void **state)
     for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++) {
         assert_int_equal (s_get (errors[i].path, s_admin_token, &r), 0);
         s_assert_error (&r, 400, errors[i].code);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     char path[2000] = "/api/users?cursor=";
     memset (path + strlen (path), 'c', 300);
     assert_int_equal (s_get (path, s_admin_token, &r), 0);
     s_assert_error (&r, 400, "invalid_cursor");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     snprintf (path, sizeof path, "/api/users?email=");
     memset (path + strlen (path), 'e', 1100);
     assert_int_equal (s_get (path, s_admin_token, &r), 0);
     s_assert_error (&r, 400, "invalid_request");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_auth_snapshot ().lists, lists);
     /* A cursor auth does not take: its error. */
     assert_int_equal (s_get ("/api/users?cursor=bad", s_admin_token, &r), 0);
     s_assert_error (&r, 400, "invalid_cursor");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 
     assert_int_equal (s_get ("/api/users", s_ops_token, &r), 0);
     s_assert_error (&r, 403, "forbidden");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_get ("/api/users", s_client_token, &r), 0);
     s_assert_error (&r, 403, "forbidden");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_auth_snapshot ().lists, lists + 1);
 }
 
@@ -3425,7 +3322,7 @@ test_users_patch (void **state)
     s_sign (s_signer, USER_P2, "ops", 0, tp2);
     s_assert_authed (s_port, tp); /* both cached, for 5 s */
     s_assert_authed (s_port, tp2);
-    s_resp_t r;
+    gw_test_resp_t r;
     int updates = s_auth_snapshot ().updates;
 
     /* Not admins; bad ids (404 like files); bad bodies: auth never asked. */
@@ -3433,11 +3330,11 @@ test_users_patch (void **state)
         s_json ("PATCH", "/api/users/" USER_P, s_ops_token, "{\"disabled\":true}", &r),
         0);
     s_assert_error (&r, 403, "forbidden");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (
         s_json ("PATCH", "/api/users/" USER_P, tp, "{\"disabled\":true}", &r), 0);
     s_assert_error (&r, 403, "forbidden");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     const char *bad_ids[] = {"/api/users/nobody",
                              "/api/users/C6C6C6C6C6C6C6C6C6C6C6C6C6C6C6C6",
                              "/api/users/" USER_P "0"};
@@ -3445,7 +3342,7 @@ test_users_patch (void **state)
         assert_int_equal (
             s_json ("PATCH", bad_ids[i], s_admin_token, "{\"disabled\":true}", &r), 0);
         s_assert_error (&r, 404, "user_not_found");
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     struct {
         const char *body;
@@ -3467,15 +3364,15 @@ test_users_patch (void **state)
         assert_int_equal (
             s_json ("PATCH", "/api/users/" USER_P, s_admin_token, bad[i].body, &r), 0);
         s_assert_error (&r, 400, bad[i].code);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     assert_int_equal (s_json ("PATCH", "/api/users/" USER_P, s_admin_token, NULL, &r), 0);
     s_assert_error (&r, 400, "invalid_request");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_json ("PATCH", "/api/users/" USER_P, s_admin_token, "[true]", &r),
                       0);
     s_assert_error (&r, 400, "invalid_json");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_auth_snapshot ().updates, updates);
 
     /* Disable: 200 user object; refused at once on this gateway. */
@@ -3488,7 +3385,7 @@ test_users_patch (void **state)
     assert_true (json_is_true (json_object_get (u, "disabled")));
     assert_string_equal (json_string_value (json_object_get (u, "role")), "client");
     json_decref (u);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_auth_t seen = s_auth_snapshot ();
     assert_string_equal (seen.update_id, USER_P);
     assert_string_equal (seen.actor_seen, ADMIN_ID);
@@ -3503,7 +3400,7 @@ test_users_patch (void **state)
                       0);
     assert_int_equal (r.status, 200);
     assert_non_null (strstr (r.body, "\"role\":\"admin\""));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     seen = s_auth_snapshot ();
     assert_false (seen.update_change_disabled);
     assert_int_equal (seen.update_role, SAFESHARE__ROLE__ROLE_ADMIN);
@@ -3514,7 +3411,7 @@ test_users_patch (void **state)
                               "{\"role\":\"ops\",\"disabled\":false}", &r),
                       0);
     assert_int_equal (r.status, 200);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     seen = s_auth_snapshot ();
     assert_true (seen.update_change_disabled);
     assert_false (seen.update_disabled);
@@ -3525,12 +3422,12 @@ test_users_patch (void **state)
                               "{\"disabled\":true}", &r),
                       0);
     s_assert_error (&r, 404, "user_not_found");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (
         s_json ("PATCH", "/api/users/" ADMIN_ID, s_admin_token, "{\"role\":\"ops\"}", &r),
         0);
     s_assert_error (&r, 409, "last_admin");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_authed (s_port, s_admin_token);
 
     /* Not JSON; the wrong method (Allow names PATCH). */
@@ -3539,7 +3436,7 @@ test_users_patch (void **state)
                       0);
     s_assert_error (&r, 405, "method_not_allowed");
     assert_non_null (strstr (r.head, "Allow: PATCH"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     char req[4096];
     int n = snprintf (req, sizeof req,
                       "PATCH /api/users/" USER_P " HTTP/1.1\r\nHost: x\r\n"
@@ -3548,11 +3445,11 @@ test_users_patch (void **state)
                       s_admin_token);
     assert_int_equal (s_http (req, (size_t)n, &r, 5000), 0);
     s_assert_error (&r, 415, "unsupported_media_type");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_get ("/api/users/" USER_P, s_admin_token, &r), 0);
     s_assert_error (&r, 405, "method_not_allowed");
     assert_non_null (strstr (r.head, "Allow: PATCH"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_alive ();
 }
 
@@ -3567,7 +3464,7 @@ s_chunks (size_t size)
 /* Uploads size bytes of a pattern picked by seed (no fake reset: the
    caller set the fake's pace). *data_out: the bytes, the caller's.    */
 static void
-s_upload_seeded (size_t size, unsigned seed, s_resp_t *r, uint8_t **data_out)
+s_upload_seeded (size_t size, unsigned seed, gw_test_resp_t *r, uint8_t **data_out)
 {
     uint8_t *data = malloc (size + 1);
     for (size_t i = 0; i < size; i++) {
@@ -3624,7 +3521,7 @@ s_expect_stored (const uint8_t *data, size_t size)
 static void
 s_expect_download (const uint8_t *data, size_t size)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     assert_int_equal (s_get ("/api/files/" FILE_ID "/content", s_client_token, &r), 0);
     if (r.status != 200) {
         fprintf (stderr, "download %zu: %d %s\n", size, r.status, r.body);
@@ -3635,7 +3532,7 @@ s_expect_download (const uint8_t *data, size_t size)
     if (size) {
         assert_memory_equal (r.body, data, size);
     }
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 /* A fresh fake that holds each group of chunks back (see s_fake).     */
@@ -3654,11 +3551,11 @@ static uint8_t *
 s_upload_held (size_t size, unsigned seed)
 {
     s_fake_reset_held ();
-    s_resp_t r;
+    gw_test_resp_t r;
     uint8_t *data;
     s_upload_seeded (size, seed, &r, &data);
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_expect_stored (data, size);
     return data;
 }
@@ -3675,14 +3572,14 @@ s_expect_download_cut (const uint8_t *data, size_t len)
                       s_client_token);
     int fd = s_connect ();
     send (fd, full, (size_t)n, MSG_NOSIGNAL);
-    s_resp_t r;
-    assert_int_equal (s_read_response (fd, &r, 10000), 0);
+    gw_test_resp_t r;
+    assert_int_equal (gw_test_read_response (fd, &r, 10000, 65536), 0);
     close (fd);
     assert_int_equal (r.status, 200);
     assert_true (r.closed);
     assert_int_equal (r.body_len, len);
     assert_memory_equal (r.body, data, len);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 /* Sizes around the chunk and window boundaries; the fake answers every
@@ -3699,7 +3596,7 @@ s_window_roundtrip (int window)
         size_t chunks = s_chunks (size);
         int expect = (size_t)window < chunks ? window : (int)chunks;
         s_fake_reset_held ();
-        s_resp_t r;
+        gw_test_resp_t r;
         uint8_t *data;
         s_upload_seeded (size, (unsigned)(window + k), &r, &data);
         if (r.status != 201) {
@@ -3707,7 +3604,7 @@ s_window_roundtrip (int window)
                      r.body);
         }
         assert_int_equal (r.status, 201);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
         s_expect_stored (data, size);
         s_fake_t fake = s_fake_snapshot ();
         if (fake.max_out != expect) {
@@ -3734,7 +3631,7 @@ static int s_main_port;
 static pid_t
 s_switch_to (int threads, const char *window)
 {
-    int port = s_free_port ();
+    int port = gw_test_free_port ();
     pid_t pid = s_spawn_ex (port, threads, window, NULL);
     if (pid > 0) {
         s_main_port = s_port;
@@ -3764,7 +3661,7 @@ test_window_sizes (void **state)
         s_switch_back (pid);
     }
     /* Out of range: refused at start, before any socket. */
-    int port = s_free_port ();
+    int port = gw_test_free_port ();
     assert_int_equal (s_spawn_ex (port, 1, "SAFESHARE_CRYPTO_WINDOW=65", NULL), -1);
     assert_int_equal (s_spawn_ex (port, 1, "SAFESHARE_CRYPTO_WINDOW=0", NULL), -1);
     s_assert_alive ();
@@ -3782,11 +3679,11 @@ test_window_chunk_error (void **state)
     s_fake.hold = true;
     s_fake.fail_index = 5;
     pthread_mutex_unlock (&s_fake.lock);
-    s_resp_t r;
+    gw_test_resp_t r;
     uint8_t *data;
     s_upload_seeded (size, 7, &r, &data);
     s_assert_error (&r, 500, "encrypt_failed");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     free (data);
     s_fake_t fake = s_fake_snapshot ();
     assert_int_equal (fake.aborts, 1);
@@ -3816,7 +3713,7 @@ test_window_chunk_error (void **state)
     pthread_mutex_unlock (&s_fake.lock);
     assert_int_equal (s_get ("/api/files/" FILE_ID "/content", s_client_token, &r), 0);
     s_assert_error (&r, 502, "integrity_error");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 
     pthread_mutex_lock (&s_fake.lock);
     s_fake.bad_chunk = -1;
@@ -3841,13 +3738,13 @@ test_window_timeout (void **state)
     s_fake.late_index = 2;
     s_fake.late_ms = 1200; /* the gateway waits 1000 */
     pthread_mutex_unlock (&s_fake.lock);
-    s_resp_t r;
+    gw_test_resp_t r;
     uint8_t *data;
     uint64_t start = cm_mono_ms ();
     s_upload_seeded (size, 11, &r, &data);
     s_assert_error (&r, 503, "service_unavailable");
     assert_true (cm_mono_ms () - start >= 1000);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     free (data);
     s_fake_t fake = s_fake_snapshot ();
     assert_int_equal (fake.aborts, 1);
@@ -3879,7 +3776,7 @@ test_window_timeout (void **state)
 
 /* GET path with extra header lines; token NULL: anonymous.            */
 static int
-s_get_as (const char *path, const char *token, const char *extra, s_resp_t *r)
+s_get_as (const char *path, const char *token, const char *extra, gw_test_resp_t *r)
 {
     char req[8192];
     int n = snprintf (req, sizeof req,
@@ -3891,7 +3788,7 @@ s_get_as (const char *path, const char *token, const char *extra, s_resp_t *r)
 }
 
 static json_t *
-s_body_json (const s_resp_t *r)
+s_body_json (const gw_test_resp_t *r)
 {
     json_error_t err;
     json_t *j = r->body ? json_loads (r->body, 0, &err) : NULL;
@@ -3903,10 +3800,10 @@ s_body_json (const s_resp_t *r)
 static void
 s_fake_committed (const char *visibility)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     s_upload (100, &r, NULL);
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     pthread_mutex_lock (&s_fake.lock);
     snprintf (s_fake.visibility, sizeof s_fake.visibility, "%s", visibility);
     pthread_mutex_unlock (&s_fake.lock);
@@ -3915,7 +3812,7 @@ s_fake_committed (const char *visibility)
 static void
 test_files_list_filter (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     s_fake_committed ("clients");
     /* A client's list is clients_only; staff lists are not.           */
     const char *tokens[] = {s_client_token, s_ops_token, s_admin_token};
@@ -3929,7 +3826,7 @@ test_files_list_filter (void **state)
                              "clients");
         assert_null (json_object_get (file, "kek_id"));
         json_decref (j);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
         s_fake_t fake = s_fake_snapshot ();
         assert_string_equal (fake.list_name, "Rep%o_rt X");
         assert_int_equal (fake.list_clients_only, i == 0);
@@ -3937,7 +3834,7 @@ test_files_list_filter (void **state)
     /* No name: "" to storage.                                          */
     assert_int_equal (s_get ("/api/files", s_client_token, &r), 0);
     assert_int_equal (r.status, 200);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_fake_t fake = s_fake_snapshot ();
     assert_string_equal (fake.list_name, "");
     assert_true (fake.list_clients_only);
@@ -3948,7 +3845,7 @@ test_files_list_filter (void **state)
     int lists = fake.lists;
     assert_int_equal (s_get (path, s_ops_token, &r), 0);
     s_assert_error (&r, 400, "invalid_request");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     fake = s_fake_snapshot ();
     assert_int_equal (fake.lists, lists);
 }
@@ -3958,21 +3855,21 @@ test_files_list_filter (void **state)
 static void
 test_files_visibility (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     s_fake_committed ("staff");
     const char *paths[] = {"/api/files/" FILE_ID, "/api/files/" FILE_ID "/content",
                            "/api/files/" FILE_ID "/links"};
     for (int i = 0; i < 3; i++) {
         assert_int_equal (s_get (paths[i], s_client_token, &r), 0);
         s_assert_error (&r, 404, "file_not_found");
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     const char *body = "{\"expires_in\": 60}";
     assert_int_equal (s_post ("/api/files/" FILE_ID "/links", s_client_token,
                               "application/json", body, strlen (body), &r),
                       0);
     s_assert_error (&r, 404, "file_not_found");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_fake_t fake = s_fake_snapshot ();
     assert_int_equal (fake.link_creates, 0);
     assert_int_equal (fake.link_lists, 0);
@@ -3981,28 +3878,28 @@ test_files_visibility (void **state)
     assert_int_equal (s_get ("/api/files/" FILE_ID, s_ops_token, &r), 0);
     assert_int_equal (r.status, 200);
     assert_non_null (strstr (r.body, "\"visibility\":\"staff\""));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_get ("/api/files/" FILE_ID, s_admin_token, &r), 0);
     assert_int_equal (r.status, 200);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_post ("/api/files/" FILE_ID "/links", s_ops_token,
                               "application/json", body, strlen (body), &r),
                       0);
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* Shared with clients again: the client sees it.                   */
     pthread_mutex_lock (&s_fake.lock);
     snprintf (s_fake.visibility, sizeof s_fake.visibility, "clients");
     pthread_mutex_unlock (&s_fake.lock);
     assert_int_equal (s_get ("/api/files/" FILE_ID, s_client_token, &r), 0);
     assert_int_equal (r.status, 200);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 static void
 test_files_update (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     char demoted[CM_JWT_MAX_LEN];
     s_sign (s_signer, DEMOTED_ID, "ops", 0, demoted); /* ops, not the owner */
     s_fake_committed ("clients");
@@ -4010,10 +3907,10 @@ test_files_update (void **state)
     assert_int_equal (s_json ("PATCH", "/api/files/" FILE_ID, s_client_token, vis, &r),
                       0);
     s_assert_error (&r, 403, "forbidden");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_json ("PATCH", "/api/files/" FILE_ID, demoted, vis, &r), 0);
     s_assert_error (&r, 403, "forbidden");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_fake_t fake = s_fake_snapshot ();
     assert_int_equal (fake.updates, 0);
     /* Bad bodies: 400, nothing sent to storage.                        */
@@ -4031,20 +3928,20 @@ test_files_update (void **state)
         assert_int_equal (
             s_json ("PATCH", "/api/files/" FILE_ID, s_ops_token, bad[i][0], &r), 0);
         s_assert_error (&r, 400, bad[i][1]);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     fake = s_fake_snapshot ();
     assert_int_equal (fake.updates, 0);
     assert_int_equal (s_json ("PATCH", "/api/files/nope", s_ops_token, vis, &r), 0);
     s_assert_error (&r, 404, "file_not_found");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* The owner (ops) and an admin may.                                */
     assert_int_equal (s_json ("PATCH", "/api/files/" FILE_ID, s_ops_token, vis, &r), 0);
     assert_int_equal (r.status, 200);
     json_t *j = s_body_json (&r);
     assert_string_equal (json_string_value (json_object_get (j, "visibility")), "staff");
     json_decref (j);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     fake = s_fake_snapshot ();
     assert_int_equal (fake.updates, 1);
     assert_string_equal (fake.update_visibility, "staff");
@@ -4058,7 +3955,7 @@ test_files_update (void **state)
                          "Q3 \xc3\xbc"
                          "bersicht.pptx");
     json_decref (j);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     fake = s_fake_snapshot ();
     assert_int_equal (fake.updates, 2);
     assert_string_equal (fake.update_visibility, "");
@@ -4066,13 +3963,13 @@ test_files_update (void **state)
     assert_int_equal (s_json ("PATCH", "/api/files/" FILE_ID, s_client_token, vis, &r),
                       0);
     s_assert_error (&r, 403, "forbidden");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 static void
 test_links_rights (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     char demoted[CM_JWT_MAX_LEN], other[CM_JWT_MAX_LEN];
     s_sign (s_signer, DEMOTED_ID, "ops", 0, demoted);
     s_auth_user (OTHER_CLIENT_ID, SAFESHARE__ROLE__ROLE_CLIENT, 0, false);
@@ -4089,7 +3986,7 @@ test_links_rights (void **state)
     assert_true (json_is_true (json_object_get (j, "signed_in_only")));
     assert_string_equal (json_string_value (json_object_get (j, "token")), "tok-en_1");
     json_decref (j);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_fake_t fake = s_fake_snapshot ();
     assert_true (fake.link_signed_in_only);
     body = "{\"signed_in_only\": \"yes\"}";
@@ -4097,13 +3994,13 @@ test_links_rights (void **state)
                               "application/json", body, strlen (body), &r),
                       0);
     s_assert_error (&r, 400, "invalid_request");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     body = "{}";
     assert_int_equal (s_post ("/api/files/" FILE_ID "/links", s_ops_token,
                               "application/json", body, strlen (body), &r),
                       0);
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     fake = s_fake_snapshot ();
     assert_int_equal (fake.link_creates, 2);
     assert_false (fake.link_signed_in_only);
@@ -4130,7 +4027,7 @@ test_links_rights (void **state)
         assert_null (json_object_get (link, "token"));
         assert_null (strstr (r.body, "tok-en_1"));
         json_decref (j);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
         fake = s_fake_snapshot ();
         assert_string_equal (fake.link_list_creator, lists[i].creator);
     }
@@ -4145,7 +4042,7 @@ test_links_rights (void **state)
         assert_string_equal (json_string_value (json_object_get (j, "state")), "revoked");
         assert_true (json_is_string (json_object_get (j, "revoked_at")));
         json_decref (j);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     fake = s_fake_snapshot ();
     assert_int_equal (fake.revokes, 3);
@@ -4154,14 +4051,14 @@ test_links_rights (void **state)
         assert_int_equal (s_json ("DELETE", "/api/links/" LINK_ID, may_not[i], NULL, &r),
                           0);
         s_assert_error (&r, 403, "forbidden");
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     assert_int_equal (s_json ("DELETE", "/api/links/xyz", s_admin_token, NULL, &r), 0);
     s_assert_error (&r, 404, "link_not_found");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_json ("DELETE", "/api/links/" LINK_ID, NULL, NULL, &r), 0);
     s_assert_error (&r, 401, "missing_token");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* The file became "staff": its creator (a client) cannot see it, so
        the link is not found for them; ops still may.                  */
     pthread_mutex_lock (&s_fake.lock);
@@ -4170,12 +4067,12 @@ test_links_rights (void **state)
     assert_int_equal (s_json ("DELETE", "/api/links/" LINK_ID, s_client_token, NULL, &r),
                       0);
     s_assert_error (&r, 404, "link_not_found");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     fake = s_fake_snapshot ();
     assert_int_equal (fake.revokes, 3);
     assert_int_equal (s_json ("DELETE", "/api/links/" LINK_ID, s_ops_token, NULL, &r), 0);
     assert_int_equal (r.status, 200);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
 }
 
 /* /api/download/{token}: an optional bearer token (signed_in), 304 and
@@ -4183,12 +4080,12 @@ test_links_rights (void **state)
 static void
 test_link_download (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     uint8_t *data;
     size_t size = 2 * CHUNK + 10;
     s_upload (size, &r, &data);
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     const char *path = "/api/download/tok-en_1";
 
     /* Anonymous: signed_in false, one download spent, no peek.         */
@@ -4197,7 +4094,7 @@ test_link_download (void **state)
     assert_int_equal (r.status, 200);
     assert_int_equal (r.body_len, size);
     assert_memory_equal (r.body, data, size);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_fake_t fake = s_fake_snapshot ();
     assert_int_equal (fake.redeems, 1);
     assert_int_equal (fake.peeks, 0);
@@ -4205,14 +4102,14 @@ test_link_download (void **state)
     /* Signed in: said so to storage.                                   */
     assert_int_equal (s_get_as (path, s_client_token, "", &r), 0);
     assert_int_equal (r.status, 200);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     fake = s_fake_snapshot ();
     assert_true (fake.redeem_signed_in);
     /* A token that is there but bad: 401, nothing spent.               */
     s_fake_recount ();
     assert_int_equal (s_get_as (path, "not.a.jwt", "", &r), 0);
     s_assert_error (&r, 401, "invalid_token");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     fake = s_fake_snapshot ();
     assert_int_equal (fake.redeems + fake.peeks, 0);
     /* A signed-in-only link without sign-in: 401 link_requires_login. */
@@ -4222,18 +4119,18 @@ test_link_download (void **state)
     assert_int_equal (s_get_as (path, NULL, "", &r), 0);
     s_assert_error (&r, 401, "link_requires_login");
     assert_non_null (strcasestr (r.head, "WWW-Authenticate: Bearer"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     pthread_mutex_lock (&s_fake.lock);
     snprintf (s_fake.redeem_fail, sizeof s_fake.redeem_fail, "link_exhausted");
     pthread_mutex_unlock (&s_fake.lock);
     assert_int_equal (s_get_as (path, NULL, "", &r), 0);
     s_assert_error (&r, 410, "link_exhausted");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* ... from the peek too, for a conditional request.                */
     s_fake_recount ();
     assert_int_equal (s_get_as (path, NULL, "Range: bytes=0-1\r\n", &r), 0);
     s_assert_error (&r, 410, "link_exhausted");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     fake = s_fake_snapshot ();
     assert_int_equal (fake.peeks, 1);
     assert_int_equal (fake.redeems, 0);
@@ -4252,7 +4149,7 @@ test_link_download (void **state)
         s_fake_recount ();
         assert_int_equal (s_get_as (path, NULL, free_ones[i], &r), 0);
         assert_int_equal (r.status, want[i]);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
         fake = s_fake_snapshot ();
         assert_int_equal (fake.peeks, 1);
         assert_int_equal (fake.redeems, 0);
@@ -4264,7 +4161,7 @@ test_link_download (void **state)
     assert_int_equal (r.status, 206);
     assert_int_equal (r.body_len, 12);
     assert_memory_equal (r.body, data + 4090, 12);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     fake = s_fake_snapshot ();
     assert_int_equal (fake.peeks, 1);
     assert_int_equal (fake.redeems, 1);
@@ -4272,7 +4169,7 @@ test_link_download (void **state)
     assert_int_equal (s_get_as (path, NULL, "If-None-Match: \"00\"\r\n", &r), 0);
     assert_int_equal (r.status, 200);
     assert_int_equal (r.body_len, size);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     fake = s_fake_snapshot ();
     assert_int_equal (fake.peeks, 1);
     assert_int_equal (fake.redeems, 1);
@@ -4309,7 +4206,7 @@ s_docx (size_t *len)
    header lines, to path (a query string may follow /api/files).       */
 static int
 s_raw_post (const char *path, const char *ctype, const char *extra, const void *body,
-            size_t len, s_resp_t *r)
+            size_t len, gw_test_resp_t *r)
 {
     s_fake_reset ();
     return s_post_ex (path, s_ops_token, ctype ? ctype : "application/octet-stream",
@@ -4329,8 +4226,8 @@ s_assert_nothing_stored (void)
 
 /* The upload was committed as name/type/visibility with exactly data. */
 static void
-s_assert_stored (s_resp_t *r, const char *name, const char *type, const char *visibility,
-                 const void *data, size_t len)
+s_assert_stored (gw_test_resp_t *r, const char *name, const char *type,
+                 const char *visibility, const void *data, size_t len)
 {
     if (r->status != 201) {
         fprintf (stderr, "upload of %s: %d %s\n", name, r->status, r->body);
@@ -4359,7 +4256,7 @@ s_assert_stored (s_resp_t *r, const char *name, const char *type, const char *vi
 static void
 test_upload_raw (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     /* A PDF, its UTF-8 name percent-encoded in X-File-Name. */
     size_t len = 3 * CHUNK + 77;
     uint8_t *pdf = malloc (len);
@@ -4374,7 +4271,7 @@ test_upload_raw (void **state)
     s_assert_stored (&r, "r\xc3\xa9sum\xc3\xa9 v1.pdf", "application/pdf", "clients", pdf,
                      len);
     assert_non_null (strstr (r.body, "\"id\":\"" FILE_ID "\""));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* The file's own type, a name in the query, staff only.            */
     const char text[] = "name,amount\nz\xc3\xbcrich,12\n";
     assert_int_equal (s_raw_post ("/api/files?name=q3%20totals.csv&visibility=staff",
@@ -4382,14 +4279,14 @@ test_upload_raw (void **state)
                                   &r),
                       0);
     s_assert_stored (&r, "q3 totals.csv", "text/csv", "staff", text, sizeof text - 1);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* The name is cleaned like any: no path survives.                  */
     assert_int_equal (s_raw_post ("/api/files", NULL,
                                   "X-File-Name: ..%2F..%2Fetc%2Fnotes.txt\r\n", "hi", 2,
                                   &r),
                       0);
     s_assert_stored (&r, "notes.txt", "text/plain", "clients", "hi", 2);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* Chunked, and empty.                                              */
     char head[1024];
     int n =
@@ -4403,36 +4300,36 @@ test_upload_raw (void **state)
     send (fd, head, (size_t)n, MSG_NOSIGNAL);
     send (fd, pdf, len, MSG_NOSIGNAL);
     send (fd, "\r\n0\r\n\r\n", 7, MSG_NOSIGNAL);
-    assert_int_equal (s_read_response (fd, &r, 10000), 0);
+    assert_int_equal (gw_test_read_response (fd, &r, 10000, 65536), 0);
     close (fd);
     s_assert_stored (&r, "c.pdf", "application/pdf", "clients", pdf, len);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (
         s_raw_post ("/api/files", NULL, "X-File-Name: empty.txt\r\n", "", 0, &r), 0);
     s_assert_stored (&r, "empty.txt", "text/plain", "clients", "", 0);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     free (pdf);
 
     /* No name, a bad one, twice; a type that is not the file's.        */
     assert_int_equal (s_raw_post ("/api/files", NULL, "", "%PDF-", 5, &r), 0);
     s_assert_error (&r, 400, "missing_file_name");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (s_raw_post ("/api/files?name=", NULL, "", "%PDF-", 5, &r), 0);
     s_assert_error (&r, 400, "missing_file_name");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     const char *bad[] = {"X-File-Name: bad%zz.pdf\r\n", "X-File-Name: nul%00.pdf\r\n",
                          "X-File-Name: a.pdf\r\nX-File-Name: b.pdf\r\n"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal (s_raw_post ("/api/files", NULL, bad[i], "%PDF-", 5, &r), 0);
         s_assert_error (&r, 400, "invalid_file_name");
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     assert_int_equal (s_raw_post ("/api/files", "application/pdf",
                                   "X-File-Name: a.txt\r\n", "hello", 5, &r),
                       0);
     s_assert_error (&r, 415, "unsupported_media_type");
     assert_non_null (strstr (r.body, "text/plain"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_nothing_stored ();
     s_assert_alive ();
 }
@@ -4440,19 +4337,19 @@ test_upload_raw (void **state)
 static void
 test_upload_policy (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     /* Not on the list: refused by name, before a byte is stored.       */
     assert_int_equal (
         s_raw_post ("/api/files", NULL, "X-File-Name: setup.exe\r\n", "MZ", 2, &r), 0);
     s_assert_error (&r, 415, "unsupported_file_type");
     assert_non_null (strstr (r.body, ".exe"));
     assert_non_null (strstr (r.body, "docx"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_nothing_stored ();
     assert_int_equal (
         s_raw_post ("/api/files", NULL, "X-File-Name: README\r\n", "hi", 2, &r), 0);
     s_assert_error (&r, 415, "unsupported_file_type");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_nothing_stored ();
 
     /* The bytes are not what the name says: PNG bytes as .pdf, text as
@@ -4464,7 +4361,7 @@ test_upload_policy (void **state)
         0);
     s_assert_error (&r, 415, "content_mismatch");
     assert_non_null (strstr (r.body, "PDF"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_nothing_stored ();
     size_t len;
     char *body = s_multipart ("deck.pptx", (const uint8_t *)"just text", 9, &len);
@@ -4474,7 +4371,7 @@ test_upload_policy (void **state)
                       0);
     free (body);
     s_assert_error (&r, 415, "content_mismatch");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_nothing_stored ();
     size_t big = 3 * CHUNK;
     uint8_t *text = malloc (big);
@@ -4487,14 +4384,14 @@ test_upload_policy (void **state)
                       0);
     free (body);
     s_assert_error (&r, 415, "content_mismatch");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_nothing_stored ();
     text[100] = 'a';
     text[big - 1] = '\0'; /* past the prefix: not examined, stored */
     assert_int_equal (
         s_raw_post ("/api/files", NULL, "X-File-Name: log.txt\r\n", text, big, &r), 0);
     s_assert_stored (&r, "log.txt", "text/plain", "clients", text, big);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     free (text);
 
     /* An office document, multipart, visible to staff only.            */
@@ -4510,13 +4407,13 @@ test_upload_policy (void **state)
         &r, "minutes.docx",
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         "staff", docx, len);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     /* The same bytes called .odt are not OpenDocument.                 */
     assert_int_equal (
         s_raw_post ("/api/files", NULL, "X-File-Name: minutes.odt\r\n", docx, len, &r),
         0);
     s_assert_error (&r, 415, "content_mismatch");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     free (docx);
 
     /* The file field first, another after it: the file is judged (and
@@ -4542,7 +4439,7 @@ test_upload_policy (void **state)
             s_assert_error (&r, 415, "content_mismatch");
             s_assert_nothing_stored ();
         }
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
 
     /* A multipart file part without a filename; bad visibility both ways. */
@@ -4555,18 +4452,18 @@ test_upload_policy (void **state)
                               strlen (noname), &r),
                       0);
     s_assert_error (&r, 400, "missing_file_name");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_fake_reset ();
     assert_int_equal (s_post ("/api/files?visibility=public", s_ops_token,
                               "multipart/form-data; boundary=XbOuNdArY", noname,
                               strlen (noname), &r),
                       0);
     s_assert_error (&r, 400, "invalid_visibility");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     assert_int_equal (
         s_raw_post ("/api/files?name=a.txt&visibility=Staff", NULL, "", "hi", 2, &r), 0);
     s_assert_error (&r, 400, "invalid_visibility");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_assert_nothing_stored ();
     s_assert_alive ();
 }
@@ -4577,7 +4474,7 @@ test_upload_policy (void **state)
 static void
 test_upload_raw_limits (void **state)
 {
-    s_resp_t r;
+    gw_test_resp_t r;
     char head[1024];
     int n =
         snprintf (head, sizeof head,
@@ -4586,18 +4483,7 @@ test_upload_raw_limits (void **state)
                   "Content-Length: %d\r\n\r\n",
                   s_ops_token, MAX_UPLOAD + 1);
     s_fake_reset ();
-    uint64_t start = cm_mono_ms ();
-    int fd = s_connect ();
-    send (fd, head, (size_t)n, MSG_NOSIGNAL);
-    assert_int_equal (s_read_response (fd, &r, 5000), 0);
-    s_assert_error (&r, 413, "too_large");
-    assert_true (cm_mono_ms () - start < 2000);
-    s_resp_free (&r);
-    char byte;
-    struct pollfd p = {fd, POLLIN, 0};
-    assert_int_equal (poll (&p, 1, 2000), 1);
-    assert_int_equal (recv (fd, &byte, 1, 0), 0);
-    close (fd);
+    s_assert_refused_unread (head, (size_t)n, 413, "too_large");
     s_assert_nothing_stored ();
 
     uint8_t *data = calloc (1, MAX_UPLOAD + CHUNK);
@@ -4607,14 +4493,14 @@ test_upload_raw_limits (void **state)
                   "Transfer-Encoding: chunked\r\n\r\n%x\r\n",
                   s_ops_token, MAX_UPLOAD + CHUNK);
     s_fake_reset ();
-    fd = s_connect ();
+    int fd = s_connect ();
     send (fd, head, (size_t)n, MSG_NOSIGNAL);
     send (fd, data, MAX_UPLOAD + CHUNK, MSG_NOSIGNAL);
     send (fd, "\r\n0\r\n\r\n", 7, MSG_NOSIGNAL);
-    assert_int_equal (s_read_response (fd, &r, 10000), 0);
+    assert_int_equal (gw_test_read_response (fd, &r, 10000, 65536), 0);
     close (fd);
     s_assert_error (&r, 413, "too_large");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_fake_t fake = s_fake_snapshot ();
     assert_int_equal (fake.begins, 1);
     assert_int_equal (fake.aborts, 1);
@@ -4626,7 +4512,7 @@ test_upload_raw_limits (void **state)
         0);
     s_assert_stored (&r, "max.bin", "application/octet-stream", "clients", data,
                      MAX_UPLOAD);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     free (data);
     s_assert_alive ();
 }
@@ -4639,7 +4525,7 @@ test_upload_allowed_types (void **state)
 {
     pid_t pid = s_switch_to (2, "SAFESHARE_UPLOAD_ALLOWED_TYPES=*");
     assert_true (pid > 0);
-    s_resp_t r;
+    gw_test_resp_t r;
     const char *names[] = {"page.html", "x.svg", "app.js", "noext"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char extra[128];
@@ -4647,12 +4533,12 @@ test_upload_allowed_types (void **state)
         assert_int_equal (s_raw_post ("/api/files", NULL, extra, "<b>x</b>", 8, &r), 0);
         s_assert_stored (&r, names[i], "application/octet-stream", "clients", "<b>x</b>",
                          8);
-        s_resp_free (&r);
+        gw_test_resp_free (&r);
     }
     assert_int_equal (
         s_raw_post ("/api/files", NULL, "X-File-Name: a.pdf\r\n", "<b>", 3, &r), 0);
     s_assert_error (&r, 415, "content_mismatch");
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     s_switch_back (pid);
 
     pid = s_switch_to (2, "SAFESHARE_UPLOAD_ALLOWED_TYPES=pptx, DOCX,.xlsx");
@@ -4661,17 +4547,17 @@ test_upload_allowed_types (void **state)
         s_raw_post ("/api/files", NULL, "X-File-Name: a.txt\r\n", "hi", 2, &r), 0);
     s_assert_error (&r, 415, "unsupported_file_type");
     assert_non_null (strstr (r.body, "allowed: pptx, docx, xlsx"));
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     size_t len;
     uint8_t *docx = s_docx (&len);
     assert_int_equal (
         s_raw_post ("/api/files", NULL, "X-File-Name: a.docx\r\n", docx, len, &r), 0);
     assert_int_equal (r.status, 201);
-    s_resp_free (&r);
+    gw_test_resp_free (&r);
     free (docx);
     s_switch_back (pid);
 
-    int port = s_free_port ();
+    int port = gw_test_free_port ();
     assert_int_equal (s_spawn_ex (port, 1, "SAFESHARE_UPLOAD_ALLOWED_TYPES=tar.gz", NULL),
                       -1);
     assert_int_equal (s_spawn_ex (port, 1, "SAFESHARE_UPLOAD_ALLOWED_TYPES=,", NULL), -1);

@@ -232,6 +232,20 @@ s_meta_fail (zsock_t *router, cm_call_t *call, cm_status_t st)
     }
 }
 
+/* Answers a stord_meta call that failed: NOT_FOUND with (code,
+   missing), the rest as s_meta_fail. true, answering nothing, on OK.  */
+static bool
+s_meta_ok (zsock_t *router, cm_call_t *call, cm_status_t st, const char *code,
+           const char *missing)
+{
+    if (st == CM_NOT_FOUND) {
+        s_fail (router, call, CM_NOT_FOUND, code, missing);
+    } else if (st != CM_OK) {
+        s_meta_fail (router, call, st);
+    }
+    return st == CM_OK;
+}
+
 /* Answers INVALID unless id is a file id; true when it is.             */
 static bool
 s_file_id_ok (zsock_t *router, cm_call_t *call, const char *id)
@@ -250,12 +264,7 @@ s_file_load (stord_service_t *self, zsock_t *router, cm_call_t *call, const char
              bool committed, stord_file_t *file, const char *missing)
 {
     cm_status_t st = stord_meta_file_get (self->meta, call->req_id, id, committed, file);
-    if (st == CM_NOT_FOUND) {
-        s_fail (router, call, CM_NOT_FOUND, "file_not_found", missing);
-    } else if (st != CM_OK) {
-        s_meta_fail (router, call, st);
-    }
-    return st == CM_OK;
+    return s_meta_ok (router, call, st, "file_not_found", missing);
 }
 
 /* Borrows from file (valid while file lives).                           */
@@ -307,6 +316,22 @@ s_link_id_ok (zsock_t *router, cm_call_t *call, const char *id)
     return true;
 }
 
+/* Answers INVALID unless name is a file name (or, if optional, NULL or
+   ""); true when it is.                                                */
+static bool
+s_name_ok (zsock_t *router, cm_call_t *call, const char *name, bool optional)
+{
+    if (optional && (!name || !*name)) {
+        return true;
+    }
+    if (!s_valid_name (name)) {
+        s_fail (router, call, CM_INVALID, "invalid_name",
+                "name must be 1..255 bytes of UTF-8 without control characters");
+        return false;
+    }
+    return true;
+}
+
 /* "" (the default) or a valid visibility; answers INVALID otherwise.   */
 static bool
 s_visibility_ok (zsock_t *router, cm_call_t *call, const char *v)
@@ -338,9 +363,7 @@ static void
 s_file_begin (stord_service_t *self, zsock_t *router, cm_call_t *call,
               const Safeshare__FileBeginRequest *rq)
 {
-    if (!s_valid_name (rq->name)) {
-        s_fail (router, call, CM_INVALID, "invalid_name",
-                "name must be 1..255 bytes of UTF-8 without control characters");
+    if (!s_name_ok (router, call, rq->name, false)) {
         return;
     }
     if (!s_valid_content_type (rq->content_type)) {
@@ -669,9 +692,7 @@ s_file_list (stord_service_t *self, zsock_t *router, cm_call_t *call,
         return;
     }
     const char *name = rq->name ? rq->name : "";
-    if (*name && !s_valid_name (name)) {
-        s_fail (router, call, CM_INVALID, "invalid_name",
-                "name must be 1..255 bytes of UTF-8 without control characters");
+    if (!s_name_ok (router, call, name, true)) {
         return;
     }
     stord_filter_t filter = {.name = name, .clients_only = rq->clients_only};
@@ -725,12 +746,7 @@ s_file_delete (stord_service_t *self, zsock_t *router, cm_call_t *call,
        blob is unreadable from here on (crypto-shredding).              */
     cm_status_t st = stord_meta_file_delete (self->meta, call->req_id, rq->file_id,
                                              STORD_STATE_COMMITTED);
-    if (st == CM_NOT_FOUND) {
-        s_fail (router, call, CM_NOT_FOUND, "file_not_found", "no such file");
-        return;
-    }
-    if (st != CM_OK) {
-        s_meta_fail (router, call, st);
+    if (!s_meta_ok (router, call, st, "file_not_found", "no such file")) {
         return;
     }
     stord_rc_t rc = stord_backend_remove (self->backend, call->req_id, rq->file_id);
@@ -755,9 +771,7 @@ s_file_update (stord_service_t *self, zsock_t *router, cm_call_t *call,
     if (!s_file_id_ok (router, call, rq->file_id)) {
         return;
     }
-    if (rq->name && *rq->name && !s_valid_name (rq->name)) {
-        s_fail (router, call, CM_INVALID, "invalid_name",
-                "name must be 1..255 bytes of UTF-8 without control characters");
+    if (!s_name_ok (router, call, rq->name, true)) {
         return;
     }
     if (!s_visibility_ok (router, call, rq->visibility)) {
@@ -766,12 +780,7 @@ s_file_update (stord_service_t *self, zsock_t *router, cm_call_t *call,
     stord_file_t file;
     cm_status_t st = stord_meta_file_update (self->meta, call->req_id, rq->file_id,
                                              rq->name, rq->visibility, &file);
-    if (st == CM_NOT_FOUND) {
-        s_fail (router, call, CM_NOT_FOUND, "file_not_found", "no such file");
-        return;
-    }
-    if (st != CM_OK) {
-        s_meta_fail (router, call, st);
+    if (!s_meta_ok (router, call, st, "file_not_found", "no such file")) {
         return;
     }
     cm_info (call->req_id, "file %s updated (visibility=%s)", file.id, file.visibility);
@@ -856,12 +865,7 @@ s_link_create (stord_service_t *self, zsock_t *router, cm_call_t *call,
         stord_meta_link_create (self->meta, call->req_id, rq->file_id, rq->creator_id,
                                 cm_now_s (), rq->expires_in, rq->max_downloads,
                                 rq->signed_in_only, link_id, token, &expires_at);
-    if (st == CM_NOT_FOUND) {
-        s_fail (router, call, CM_NOT_FOUND, "file_not_found", "no such file");
-        return;
-    }
-    if (st != CM_OK) {
-        s_meta_fail (router, call, st);
+    if (!s_meta_ok (router, call, st, "file_not_found", "no such file")) {
         return;
     }
     cm_info (call->req_id, "link %s created for file %s (max %u downloads%s)", link_id,
@@ -954,12 +958,7 @@ s_link_list (stord_service_t *self, zsock_t *router, cm_call_t *call,
     size_t count = 0;
     cm_status_t st = stord_meta_link_list (self->meta, call->req_id, rq->file_id, creator,
                                            &links, &count);
-    if (st == CM_NOT_FOUND) {
-        s_fail (router, call, CM_NOT_FOUND, "file_not_found", "no such file");
-        return;
-    }
-    if (st != CM_OK) {
-        s_meta_fail (router, call, st);
+    if (!s_meta_ok (router, call, st, "file_not_found", "no such file")) {
         return;
     }
     Safeshare__LinkInfo *infos = count ? calloc (count, sizeof *infos) : NULL;
@@ -995,12 +994,7 @@ s_link_load (stord_service_t *self, zsock_t *router, cm_call_t *call, const char
              stord_link_t *link)
 {
     cm_status_t st = stord_meta_link_get (self->meta, call->req_id, id, link);
-    if (st == CM_NOT_FOUND) {
-        s_fail (router, call, CM_NOT_FOUND, "link_not_found", "no such link");
-    } else if (st != CM_OK) {
-        s_meta_fail (router, call, st);
-    }
-    return st == CM_OK;
+    return s_meta_ok (router, call, st, "link_not_found", "no such link");
 }
 
 static void
@@ -1019,12 +1013,7 @@ s_link_get (stord_service_t *self, zsock_t *router, cm_call_t *call,
        answered as no link at all.                                      */
     cm_status_t st =
         stord_meta_file_get (self->meta, call->req_id, link.file_id, true, &file);
-    if (st == CM_NOT_FOUND) {
-        s_fail (router, call, CM_NOT_FOUND, "link_not_found", "no such link");
-        return;
-    }
-    if (st != CM_OK) {
-        s_meta_fail (router, call, st);
+    if (!s_meta_ok (router, call, st, "link_not_found", "no such link")) {
         return;
     }
     Safeshare__LinkInfo link_info;
@@ -1051,12 +1040,7 @@ s_link_revoke (stord_service_t *self, zsock_t *router, cm_call_t *call,
     uint64_t now = cm_now_s ();
     cm_status_t st =
         stord_meta_link_revoke (self->meta, call->req_id, rq->link_id, now, &link);
-    if (st == CM_NOT_FOUND) {
-        s_fail (router, call, CM_NOT_FOUND, "link_not_found", "no such link");
-        return;
-    }
-    if (st != CM_OK) {
-        s_meta_fail (router, call, st);
+    if (!s_meta_ok (router, call, st, "link_not_found", "no such link")) {
         return;
     }
     cm_info (call->req_id, "link %s revoked", link.id);

@@ -59,7 +59,7 @@ s_collect_row (const char *id, void *arg)
 static bool
 s_dead (const stord_file_t *row, const char *restarted, uint64_t mtime_s, uint64_t cutoff)
 {
-    if (restarted && *restarted && strcmp (row->instance, restarted) == 0) {
+    if (restarted && strcmp (row->instance, restarted) == 0) {
         return true;
     }
     return mtime_s < cutoff;
@@ -69,11 +69,14 @@ int
 stord_sweep (stord_meta_t *meta, stord_backend_t *backend, uint64_t now_s,
              uint64_t max_age_s, const char *restarted, stord_sweep_stats_t *stats)
 {
+    if (restarted && !*restarted) {
+        restarted = NULL; /* "" is no restart */
+    }
     stord_sweep_stats_t local = {0};
     uint64_t cutoff = now_s > max_age_s ? now_s - max_age_s : 0;
     /* At a restart every pending blob is looked at (its row decides);
        else only the old ones.                                          */
-    s_idlist_t list = {.cutoff = restarted && *restarted ? now_s + 1 : cutoff};
+    s_idlist_t list = {.cutoff = restarted ? now_s + 1 : cutoff};
     int rc = -1;
 
     /* 1. Pending blobs: a row of another live process keeps its blob
@@ -106,7 +109,7 @@ stord_sweep (stord_meta_t *meta, stord_backend_t *backend, uint64_t now_s,
     /* 2. Old pending rows (and, at a restart, this process's own)
        without a live blob.                                              */
     list.count = 0;
-    if (cutoff > 0 || (restarted && *restarted)) {
+    if (cutoff > 0 || restarted) {
         if (stord_meta_pending_before (meta, S_REQ, cutoff, restarted, s_collect_row,
                                        &list) != CM_OK) {
             goto cleanup;

@@ -27,6 +27,7 @@
 #include "storage.pb-c.h"
 #include "stord_disk.h"
 #include "stord_s3.h"
+#include "stord_test_client.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -73,47 +74,7 @@ s_not_checked (const char *what, const char *why)
 static reply_t *
 s_call (Safeshare__StorageRequest *rq, zmsg_t **blobs, zmsg_t **blobs_out)
 {
-    char reqbuf[65];
-    Safeshare__Meta meta;
-    cm_meta_init (&meta, reqbuf, NULL, TIMEOUT);
-    rq->meta = &meta;
-    ProtobufCMessage *reply = NULL;
-    cm_status_t st =
-        cm_rpc_call (g.sock, &rq->base, blobs, &safeshare__storage_reply__descriptor,
-                     TIMEOUT, &reply, blobs_out);
-    rq->meta = NULL;
-    return st == CM_OK ? (reply_t *)reply : NULL;
-}
-
-static void
-s_free (reply_t **r)
-{
-    if (*r) {
-        protobuf_c_message_free_unpacked (&(*r)->base, NULL);
-        *r = NULL;
-    }
-}
-
-static void
-s_expect (reply_t *r, cm_status_t status, const char *code)
-{
-    assert_non_null (r);
-    if (r->status != status) {
-        fprintf (stderr, "expected %s, got %s %s\n", cm_status_name (status),
-                 cm_status_name (r->status), r->error ? r->error->code : "");
-    }
-    assert_int_equal (r->status, status);
-    if (code) {
-        assert_non_null (r->error);
-        assert_string_equal (r->error->code, code);
-    }
-}
-
-static void
-s_sleep_ms (long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep (&ts, NULL);
+    return stord_test_call (g.sock, rq, blobs, blobs_out, TIMEOUT);
 }
 
 static void s_setenv (int i, const char *fmt, ...)
@@ -154,18 +115,7 @@ s_env (const char *bucket, const char *secret)
 static reply_t *
 s_health (void)
 {
-    Safeshare__HealthRequest h = SAFESHARE__HEALTH_REQUEST__INIT;
-    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
-    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_HEALTH;
-    rq.health = &h;
-    char reqbuf[65];
-    Safeshare__Meta meta;
-    cm_meta_init (&meta, reqbuf, NULL, 250);
-    rq.meta = &meta;
-    ProtobufCMessage *reply = NULL;
-    cm_status_t st = cm_rpc_call (
-        g.sock, &rq.base, NULL, &safeshare__storage_reply__descriptor, 250, &reply, NULL);
-    return st == CM_OK ? (reply_t *)reply : NULL;
+    return stord_test_health (g.sock, 250);
 }
 
 static void
@@ -175,18 +125,7 @@ s_start (void)
     char *argv[] = {(char *)g.bin, NULL};
     g.pid = cm_test_spawn (g.bin, argv, g.envp);
     assert_true (g.pid > 0);
-    uint64_t deadline = cm_mono_ms () + 20000;
-    while (true) {
-        assert_false (cm_test_exited (g.pid));
-        reply_t *r = s_health ();
-        if (r) {
-            s_expect (r, CM_OK, NULL);
-            s_free (&r);
-            return;
-        }
-        assert_true (cm_mono_ms () < deadline);
-        s_sleep_ms (20);
-    }
+    stord_test_wait_ready (g.sock, g.pid, 20000);
 }
 
 static char *
@@ -201,9 +140,9 @@ s_begin (const char *name)
     rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_BEGIN;
     rq.file_begin = &b;
     reply_t *r = s_call (&rq, NULL, NULL);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     char *id = strdup (r->file_begin->file_id);
-    s_free (&r);
+    stord_test_free (&r);
     return id;
 }
 
@@ -366,9 +305,9 @@ s_append_ok (const char *id, const uint8_t *data, uint64_t from, uint64_t to,
     for (uint64_t off = from; off < to; off += piece) {
         size_t n = to - off < piece ? (size_t)(to - off) : piece;
         reply_t *r = s_append (id, off, data + off, n);
-        s_expect (r, CM_OK, NULL);
+        stord_test_expect (r, CM_OK, NULL);
         assert_int_equal (r->blob_append->blob_size, off + n);
-        s_free (&r);
+        stord_test_free (&r);
     }
 }
 
@@ -385,23 +324,23 @@ test_roundtrip (void **state)
     char *id = s_begin ("big.pdf");
     s_append_ok (id, data, 0, blob, CHUNK + 16 + 48 - 1);
     reply_t *r = s_commit (id, size);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     r = s_get (id);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->file_get->file->blob_size, blob);
-    s_free (&r);
+    stord_test_free (&r);
     uint64_t at[] = {0, PART - 7, 2 * PART - 1, 3 * PART - 100, blob - 33};
     for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
         uint64_t len = blob - at[i] < CHUNK ? blob - at[i] : CHUNK;
         zmsg_t *frames = NULL;
         r = s_read (id, at[i], len, &frames);
-        s_expect (r, CM_OK, NULL);
+        stord_test_expect (r, CM_OK, NULL);
         assert_non_null (frames);
         assert_int_equal (zframe_size (zmsg_first (frames)), len);
         assert_memory_equal (zframe_data (zmsg_first (frames)), data + at[i], len);
         zmsg_destroy (&frames);
-        s_free (&r);
+        stord_test_free (&r);
     }
     /* Another handle on the store reads the same bytes.                */
     stord_backend_t *be = s_store ();
@@ -417,8 +356,8 @@ test_roundtrip (void **state)
     assert_int_equal (committed, committed0 + 1);
 
     r = s_delete (id);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     assert_int_equal (stord_backend_stat (be, "t", id, false, NULL, NULL),
                       STORD_NOT_FOUND);
     stord_backend_destroy (&be);
@@ -454,15 +393,15 @@ test_kill9_mid_upload (void **state)
     s_start ();
 
     reply_t *r = s_get (id);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     /* No pending row: the upload cannot be resumed or aborted.         */
     r = s_abort (id);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     r = s_append (id, PART + MIB, data, 10);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     s_census (&pending, &committed);
     assert_int_equal (pending, 0);
     assert_int_equal (committed, committed0);
@@ -484,7 +423,7 @@ s_refused_start (const char *bucket, const char *secret, const char *expect)
     uint64_t deadline = cm_mono_ms () + 15000;
     while (!cm_test_exited (pid)) {
         assert_true (cm_mono_ms () < deadline);
-        s_sleep_ms (20);
+        stord_test_sleep_ms (20);
     }
     size_t len = 0;
     char *err = cm_file_read (errfile, 4096, &len);
@@ -534,39 +473,39 @@ test_s3_down (void **state)
     assert_int_equal (kill (s3pid, SIGSTOP), 0);
     uint64_t at = PART + MIB, t0 = cm_mono_ms ();
     reply_t *r = s_append (id, at, data + at, 4 * MIB);
-    s_expect (r, CM_UNAVAILABLE, "storage_unavailable");
-    s_free (&r);
+    stord_test_expect (r, CM_UNAVAILABLE, "storage_unavailable");
+    stord_test_free (&r);
     assert_true (cm_mono_ms () - t0 < TIMEOUT);
     assert_int_equal (kill (s3pid, SIGCONT), 0);
     r = s_append (id, at, data + at, 4 * MIB);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->blob_append->blob_size, at + 4 * MIB);
-    s_free (&r);
+    stord_test_free (&r);
     at += 4 * MIB;
 
     /* Killed.                                                          */
     assert_int_equal (kill (s3pid, SIGKILL), 0);
     for (int i = 0; i < 100 && kill (s3pid, 0) == 0; i++) {
-        s_sleep_ms (20);
+        stord_test_sleep_ms (20);
     }
 
     t0 = cm_mono_ms ();
     r = s_append (id, at, data + at, blob - at);
-    s_expect (r, CM_UNAVAILABLE, "storage_unavailable");
-    s_free (&r);
+    stord_test_expect (r, CM_UNAVAILABLE, "storage_unavailable");
+    stord_test_free (&r);
     r = s_commit (id, size);
     /* The last part cannot go: nothing committed, the file invisible. */
     assert_non_null (r);
     assert_int_not_equal (r->status, CM_OK);
-    s_free (&r);
+    stord_test_free (&r);
     assert_true (cm_mono_ms () - t0 < 8000);
     r = s_get (id);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     /* Storage itself stays up and answers.                             */
     r = s_health ();
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     assert_false (cm_test_exited (g.pid));
     free (id);
     free (data);

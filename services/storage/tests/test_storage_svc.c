@@ -17,6 +17,7 @@
 #include "cm_testing.h"
 #include "cm_util.h"
 #include "storage.pb-c.h"
+#include "stord_test_client.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -43,62 +44,16 @@ static struct {
 
 typedef Safeshare__StorageReply reply_t;
 
-/* Sends rq (with fresh meta) plus *blobs; returns the reply (free with
-   s_free) and, if blobs_out, its blob frames.                          */
 static reply_t *
 s_call (Safeshare__StorageRequest *rq, zmsg_t **blobs, zmsg_t **blobs_out, int timeout_ms)
 {
-    char reqbuf[65];
-    Safeshare__Meta meta;
-    cm_meta_init (&meta, reqbuf, NULL, timeout_ms);
-    rq->meta = &meta;
-    ProtobufCMessage *reply = NULL;
-    cm_status_t st =
-        cm_rpc_call (g.sock, &rq->base, blobs, &safeshare__storage_reply__descriptor,
-                     timeout_ms, &reply, blobs_out);
-    rq->meta = NULL;
-    return st == CM_OK ? (reply_t *)reply : NULL;
-}
-
-static void
-s_free (reply_t **r)
-{
-    if (*r) {
-        protobuf_c_message_free_unpacked (&(*r)->base, NULL);
-        *r = NULL;
-    }
-}
-
-static void
-s_expect (reply_t *r, cm_status_t status, const char *code)
-{
-    assert_non_null (r);
-    if (r->status != status) {
-        fprintf (stderr, "expected %s, got %s %s\n", cm_status_name (status),
-                 cm_status_name (r->status), r->error ? r->error->code : "");
-    }
-    assert_int_equal (r->status, status);
-    if (code) {
-        assert_non_null (r->error);
-        assert_string_equal (r->error->code, code);
-    }
-}
-
-static void
-s_sleep_ms (long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep (&ts, NULL);
+    return stord_test_call (g.sock, rq, blobs, blobs_out, timeout_ms);
 }
 
 static reply_t *
 s_health (int timeout_ms)
 {
-    Safeshare__HealthRequest h = SAFESHARE__HEALTH_REQUEST__INIT;
-    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
-    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_HEALTH;
-    rq.health = &h;
-    return s_call (&rq, NULL, NULL, timeout_ms);
+    return stord_test_health (g.sock, timeout_ms);
 }
 
 static void
@@ -108,19 +63,7 @@ s_start (void)
     char *env[] = {g.env_data, g.env_ep, "SAFESHARE_LOG_LEVEL=error", NULL};
     g.pid = cm_test_spawn (g.bin, argv, env);
     assert_true (g.pid > 0);
-    /* Ready = answers HEALTH; fail at once if it died.                  */
-    uint64_t deadline = cm_mono_ms () + 15000;
-    while (true) {
-        assert_false (cm_test_exited (g.pid));
-        reply_t *r = s_health (250);
-        if (r) {
-            s_expect (r, CM_OK, NULL);
-            s_free (&r);
-            return;
-        }
-        assert_true (cm_mono_ms () < deadline);
-        s_sleep_ms (20);
-    }
+    stord_test_wait_ready (g.sock, g.pid, 15000);
 }
 
 static char *
@@ -135,11 +78,11 @@ s_begin (const char *name, uint32_t chunk_size)
     rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_BEGIN;
     rq.file_begin = &b;
     reply_t *r = s_call (&rq, NULL, NULL, TIMEOUT);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->body_case, SAFESHARE__STORAGE_REPLY__BODY_FILE_BEGIN);
     assert_true (cm_is_hex_id (r->file_begin->file_id, 32));
     char *id = strdup (r->file_begin->file_id);
-    s_free (&r);
+    stord_test_free (&r);
     return id;
 }
 
@@ -191,9 +134,9 @@ s_append_empty_blob (const char *id, uint8_t blob[EMPTY_BLOB])
 {
     assert_int_equal (cm_random (blob, EMPTY_BLOB), 0);
     reply_t *r = s_append (id, 0, blob, EMPTY_BLOB);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->blob_append->blob_size, EMPTY_BLOB);
-    s_free (&r);
+    stord_test_free (&r);
 }
 
 static reply_t *
@@ -308,12 +251,12 @@ static bool
 s_listed (const char *id)
 {
     reply_t *r = s_list (200, "");
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     bool found = false;
     for (size_t i = 0; i < r->file_list->n_files; i++) {
         found |= strcmp (r->file_list->files[i]->id, id) == 0;
     }
-    s_free (&r);
+    stord_test_free (&r);
     return found;
 }
 
@@ -323,11 +266,11 @@ static void
 test_health (void **state)
 {
     reply_t *r = s_health (TIMEOUT);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->body_case, SAFESHARE__STORAGE_REPLY__BODY_HEALTH);
     assert_string_equal (r->health->service, "storage");
     assert_string_equal (r->health->version, SAFESHARE_VERSION);
-    s_free (&r);
+    stord_test_free (&r);
 }
 
 static void
@@ -345,74 +288,74 @@ test_upload_roundtrip (void **state)
 
     /* Pending: invisible everywhere.                                    */
     reply_t *r = s_get (id);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     assert_false (s_listed (id));
     r = s_link (id, 60, 1);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     r = s_read (id, 0, 1, NULL);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
 
     r = s_append (id, 0, blob, HDR);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->blob_append->blob_size, HDR);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_append (id, HDR, blob + HDR, C0);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->blob_append->blob_size, HDR + C0);
-    s_free (&r);
+    stord_test_free (&r);
     /* The retry of a lost reply is answered OK; a gap or overlap not.  */
     r = s_append (id, HDR, blob + HDR, C0);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->blob_append->blob_size, HDR + C0);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_append (id, HDR + C0 + 1, blob + HDR + C0, C1);
-    s_expect (r, CM_CONFLICT, "offset_mismatch");
+    stord_test_expect (r, CM_CONFLICT, "offset_mismatch");
     assert_int_equal (r->body_case, SAFESHARE__STORAGE_REPLY__BODY_BLOB_APPEND);
     assert_int_equal (r->blob_append->blob_size, HDR + C0); /* where to resume */
-    s_free (&r);
+    stord_test_free (&r);
     r = s_append (id, 10, blob + 10, 5);
-    s_expect (r, CM_CONFLICT, "offset_mismatch");
-    s_free (&r);
+    stord_test_expect (r, CM_CONFLICT, "offset_mismatch");
+    stord_test_free (&r);
     /* Commit must name the stored size: the layout fits, the bytes are
        not all there yet.                                                */
     r = s_commit (id, 4096 + 100, 2, TOTAL);
-    s_expect (r, CM_CONFLICT, "blob_size_mismatch");
-    s_free (&r);
+    stord_test_expect (r, CM_CONFLICT, "blob_size_mismatch");
+    stord_test_free (&r);
     r = s_append (id, HDR + C0, blob + HDR + C0, C1);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->blob_append->blob_size, TOTAL);
-    s_free (&r);
+    stord_test_free (&r);
 
     /* The layout arithmetic is checked before the bytes.               */
     r = s_commit (id, 4096 + 100, 2, TOTAL - 1);
-    s_expect (r, CM_INVALID, "invalid_blob_size");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_blob_size");
+    stord_test_free (&r);
     r = s_commit (id, 4096 + 100, 7, TOTAL);
-    s_expect (r, CM_INVALID, "invalid_chunk_count");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_chunk_count");
+    stord_test_free (&r);
     assert_false (s_listed (id));
     r = s_commit (id, 4096 + 100, 2, TOTAL);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     Safeshare__FileInfo *fi = r->file_commit->file;
     assert_string_equal (fi->id, id);
     assert_int_equal (fi->blob_size, TOTAL);
-    s_free (&r);
+    stord_test_free (&r);
     /* A repeated commit (lost reply) is answered the same.              */
     r = s_commit (id, 4096 + 100, 2, TOTAL);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     assert_false (s_exists (part));
     assert_true (s_exists (final));
     r = s_append (id, TOTAL, "x", 1);
-    s_expect (r, CM_CONFLICT, "file_committed");
-    s_free (&r);
+    stord_test_expect (r, CM_CONFLICT, "file_committed");
+    stord_test_free (&r);
 
     /* Get and list show exactly what was committed.                     */
     r = s_get (id);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     fi = r->file_get->file;
     assert_string_equal (fi->name, "Quarterly report \xc3\xbc.pdf");
     assert_string_equal (fi->content_type, "application/pdf");
@@ -426,7 +369,7 @@ test_upload_roundtrip (void **state)
     assert_string_equal (
         fi->sha256, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
     assert_true (fi->created_at > 0);
-    s_free (&r);
+    stord_test_free (&r);
     assert_true (s_listed (id));
 
     /* Read back in the gateway's pieces: bytes equal.                   */
@@ -435,7 +378,7 @@ test_upload_roundtrip (void **state)
     for (int i = 0; i < 3; i++) {
         zmsg_t *frames = NULL;
         r = s_read (id, pieces[i][0], pieces[i][1], &frames);
-        s_expect (r, CM_OK, NULL);
+        stord_test_expect (r, CM_OK, NULL);
         assert_int_equal (r->blob_read->offset, pieces[i][0]);
         assert_non_null (frames);
         assert_int_equal (zmsg_size (frames), 1);
@@ -443,7 +386,7 @@ test_upload_roundtrip (void **state)
         assert_int_equal (zframe_size (fr), pieces[i][1]);
         memcpy (back + pieces[i][0], zframe_data (fr), zframe_size (fr));
         zmsg_destroy (&frames);
-        s_free (&r);
+        stord_test_free (&r);
     }
     assert_memory_equal (back, blob, TOTAL);
     /* The file on disk holds exactly these bytes.                       */
@@ -454,72 +397,72 @@ test_upload_roundtrip (void **state)
     assert_memory_equal (disk, blob, TOTAL);
     free (disk);
     r = s_read (id, TOTAL - 10, 11, NULL);
-    s_expect (r, CM_INVALID, "invalid_range");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_range");
+    stord_test_free (&r);
     r = s_read (id, 0, 0, NULL);
-    s_expect (r, CM_INVALID, "invalid_range");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_range");
+    stord_test_free (&r);
     r = s_read (id, 0, 16 * 1024 * 1024 + 17, NULL);
-    s_expect (r, CM_INVALID, "invalid_range");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_range");
+    stord_test_free (&r);
 
     /* Links: one-time, then used up; a multi-use one outlives nothing
        once the file is deleted.                                         */
     r = s_link (id, 3600, 1);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     char *token = strdup (r->link_create->token);
     assert_int_equal (strlen (token), 43);
     assert_true (cm_is_hex_id (r->link_create->link_id, 32));
     uint64_t now = cm_now_s ();
     assert_true (r->link_create->expires_at >= now + 3599 &&
                  r->link_create->expires_at <= now + 3601);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_redeem (token);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_string_equal (r->link_redeem->file->id, id);
     assert_int_equal (r->link_redeem->file->blob_size, TOTAL);
     assert_int_equal (r->link_redeem->downloads_left, 0);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_redeem (token);
-    s_expect (r, CM_GONE, "link_exhausted");
-    s_free (&r);
+    stord_test_expect (r, CM_GONE, "link_exhausted");
+    stord_test_free (&r);
     r = s_link (id, 3600, 5);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     char *token5 = strdup (r->link_create->token);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_redeem ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
-    s_expect (r, CM_NOT_FOUND, "link_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "link_not_found");
+    stord_test_free (&r);
     r = s_link (id, 0, 1);
-    s_expect (r, CM_INVALID, "invalid_expiry");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_expiry");
+    stord_test_free (&r);
     r = s_link (id, 604801, 1);
-    s_expect (r, CM_INVALID, "invalid_expiry");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_expiry");
+    stord_test_free (&r);
     r = s_link (id, 60, 0);
-    s_expect (r, CM_INVALID, "invalid_max_downloads");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_max_downloads");
+    stord_test_free (&r);
     r = s_link (id, 60, 10001);
-    s_expect (r, CM_INVALID, "invalid_max_downloads");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_max_downloads");
+    stord_test_free (&r);
 
     /* Delete: row, key and links gone, then the blob.                   */
     r = s_delete (id);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     assert_false (s_exists (final));
     r = s_get (id);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     r = s_read (id, 0, 1, NULL);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     r = s_redeem (token5);
-    s_expect (r, CM_NOT_FOUND, "link_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "link_not_found");
+    stord_test_free (&r);
     r = s_delete (id);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     assert_false (s_listed (id));
     free (token);
     free (token5);
@@ -533,21 +476,21 @@ test_abort (void **state)
     char part[1024];
     s_blob_path (id, true, part, sizeof part);
     reply_t *r = s_append (id, 0, "partial", 7);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     r = s_abort (id);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     assert_false (s_exists (part));
     r = s_append (id, 7, "more", 4);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     r = s_commit (id, 7, 1, 48 + 7 + 16);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     r = s_abort (id);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     free (id);
 
     /* A committed file cannot be aborted (that is FILE_DELETE).        */
@@ -555,14 +498,14 @@ test_abort (void **state)
     uint8_t empty[EMPTY_BLOB];
     s_append_empty_blob (id, empty);
     r = s_commit (id, 0, 1, EMPTY_BLOB);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     r = s_abort (id);
-    s_expect (r, CM_CONFLICT, "file_committed");
-    s_free (&r);
+    stord_test_expect (r, CM_CONFLICT, "file_committed");
+    stord_test_free (&r);
     r = s_delete (id);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     free (id);
 }
 
@@ -578,31 +521,31 @@ test_commit_layout (void **state)
     assert_int_equal (cm_random (blob, sizeof blob), 0);
     char *id = s_begin ("exact.bin", CS);
     reply_t *r = s_append (id, 0, blob, ONE);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     /* k + 1 chunks for size k * chunk_size, even with a matching blob. */
     r = s_commit (id, CS, 2, ONE + 16);
-    s_expect (r, CM_INVALID, "invalid_chunk_count");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_chunk_count");
+    stord_test_free (&r);
     r = s_commit (id, CS, 0, ONE);
-    s_expect (r, CM_INVALID, "invalid_chunk_count");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_chunk_count");
+    stord_test_free (&r);
     /* The right count with a blob_size off the layout.                 */
     r = s_commit (id, CS, 1, ONE + 16);
-    s_expect (r, CM_INVALID, "invalid_blob_size");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_blob_size");
+    stord_test_free (&r);
     r = s_commit (id, CS, 1, ONE - 1);
-    s_expect (r, CM_INVALID, "invalid_blob_size");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_blob_size");
+    stord_test_free (&r);
     assert_false (s_listed (id));
     r = s_commit (id, CS, 1, ONE);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->file_commit->file->chunk_count, 1);
     assert_int_equal (r->file_commit->file->blob_size, ONE);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_delete (id);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     free (id);
 
     /* An empty file: one chunk (not zero), blob = header + tag.        */
@@ -610,17 +553,17 @@ test_commit_layout (void **state)
     uint8_t empty[EMPTY_BLOB];
     s_append_empty_blob (id, empty);
     r = s_commit (id, 0, 0, 48);
-    s_expect (r, CM_INVALID, "invalid_chunk_count");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_chunk_count");
+    stord_test_free (&r);
     r = s_commit (id, 0, 1, 48);
-    s_expect (r, CM_INVALID, "invalid_blob_size");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_blob_size");
+    stord_test_free (&r);
     r = s_commit (id, 0, 1, EMPTY_BLOB);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     r = s_delete (id);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     free (id);
 }
 
@@ -644,8 +587,8 @@ test_commit_db_busy (void **state)
     assert_int_equal (cm_db_begin (db), 0); /* BEGIN IMMEDIATE: the write lock */
     /* The service waits out its busy timeout (5 s) before answering.   */
     reply_t *r = s_commit_ms (id, 0, 1, EMPTY_BLOB, 20000);
-    s_expect (r, CM_UNAVAILABLE, "storage_busy");
-    s_free (&r);
+    stord_test_expect (r, CM_UNAVAILABLE, "storage_busy");
+    stord_test_free (&r);
     /* The failure hit after the rename: no .part left, blob in place.  */
     assert_false (s_exists (part));
     assert_true (s_exists (final));
@@ -653,28 +596,28 @@ test_commit_db_busy (void **state)
     cm_db_destroy (&db);
 
     r = s_get (id);
-    s_expect (r, CM_NOT_FOUND, "file_not_found"); /* still invisible */
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found"); /* still invisible */
+    stord_test_free (&r);
     r = s_commit (id, 0, 1, EMPTY_BLOB);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->file_commit->file->blob_size, EMPTY_BLOB);
-    s_free (&r);
+    stord_test_free (&r);
     /* A retry naming another size is still refused.                    */
     r = s_commit (id, 1, 1, EMPTY_BLOB + 1);
-    s_expect (r, CM_CONFLICT, "file_committed");
-    s_free (&r);
+    stord_test_expect (r, CM_CONFLICT, "file_committed");
+    stord_test_free (&r);
     zmsg_t *frames = NULL;
     r = s_read (id, 0, EMPTY_BLOB, &frames);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_non_null (frames);
     assert_int_equal (zframe_size (zmsg_first (frames)), EMPTY_BLOB);
     assert_memory_equal (zframe_data (zmsg_first (frames)), blob, EMPTY_BLOB);
     zmsg_destroy (&frames);
-    s_free (&r);
+    stord_test_free (&r);
     assert_true (s_listed (id));
     r = s_delete (id);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     free (id);
 }
 
@@ -691,8 +634,8 @@ s_begin_expect (const char *name, const char *ct, const char *owner, uint32_t ch
     rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_BEGIN;
     rq.file_begin = &b;
     reply_t *r = s_call (&rq, NULL, NULL, TIMEOUT);
-    s_expect (r, CM_INVALID, code);
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, code);
+    stord_test_free (&r);
 }
 
 static void
@@ -726,25 +669,25 @@ test_validation (void **state)
     memcpy (long_name + 253, "\xc3\xbc", 3);
     char *id = s_begin (long_name, 16 * 1024 * 1024);
     reply_t *r = s_abort (id);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     free (id);
 
     r = s_get ("../../etc/passwd");
-    s_expect (r, CM_INVALID, "invalid_file_id");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_file_id");
+    stord_test_free (&r);
     r = s_list (201, "");
-    s_expect (r, CM_INVALID, "invalid_limit");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_limit");
+    stord_test_free (&r);
     r = s_list (0, "not-a-cursor");
-    s_expect (r, CM_INVALID, "invalid_cursor");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_cursor");
+    stord_test_free (&r);
     r = s_redeem ("has space");
-    s_expect (r, CM_INVALID, "invalid_token");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_token");
+    stord_test_free (&r);
     r = s_redeem ("");
-    s_expect (r, CM_INVALID, "invalid_token");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_token");
+    stord_test_free (&r);
 }
 
 static void
@@ -756,31 +699,31 @@ test_list_paging (void **state)
         uint8_t empty[EMPTY_BLOB];
         s_append_empty_blob (ids[i], empty);
         reply_t *r = s_commit (ids[i], 0, 1, EMPTY_BLOB);
-        s_expect (r, CM_OK, NULL);
-        s_free (&r);
+        stord_test_expect (r, CM_OK, NULL);
+        stord_test_free (&r);
     }
     char cursor[128] = "";
     int seen = 0, pages = 0;
     do {
         reply_t *r = s_list (2, cursor);
-        s_expect (r, CM_OK, NULL);
+        stord_test_expect (r, CM_OK, NULL);
         assert_true (r->file_list->n_files <= 2);
         seen += (int)r->file_list->n_files;
         snprintf (cursor, sizeof cursor, "%s", r->file_list->next_cursor);
         pages++;
-        s_free (&r);
+        stord_test_free (&r);
     } while (cursor[0] && pages < 10);
     assert_int_equal (seen, 5);
     assert_int_equal (pages, 3);
     reply_t *r = s_list (0, ""); /* 0 -> default 50 */
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->file_list->n_files, 5);
     assert_string_equal (r->file_list->next_cursor, "");
-    s_free (&r);
+    stord_test_free (&r);
     for (int i = 0; i < 5; i++) {
         r = s_delete (ids[i]);
-        s_expect (r, CM_OK, NULL);
-        s_free (&r);
+        stord_test_expect (r, CM_OK, NULL);
+        stord_test_free (&r);
         free (ids[i]);
     }
 }
@@ -848,15 +791,15 @@ test_garbage_in (void **state)
         r = s_raw (raw, &m, false);
         if (r) { /* random bytes may happen to parse; never OK though */
             assert_int_not_equal (r->status, CM_OK);
-            s_free (&r);
+            stord_test_free (&r);
         }
     }
     /* No header frame at all; no delimiter (dropped, no reply).         */
     zmsg_t *m = zmsg_new ();
     zmsg_addmem (m, NULL, 0);
     r = s_raw (raw, &m, true);
-    s_expect (r, CM_INVALID, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, NULL);
+    stord_test_free (&r);
     m = zmsg_new ();
     zmsg_addmem (m, "no-delimiter", 12);
     r = s_raw (raw, &m, false);
@@ -868,8 +811,8 @@ test_garbage_in (void **state)
     zmsg_addmem (m, big, CM_MAX_HEADER + 1);
     free (big);
     r = s_raw (raw, &m, true);
-    s_expect (r, CM_INVALID, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, NULL);
+    stord_test_free (&r);
 
     Safeshare__HealthRequest h = SAFESHARE__HEALTH_REQUEST__INIT;
     Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
@@ -878,19 +821,19 @@ test_garbage_in (void **state)
     /* Wrong protocol version. */
     m = s_packed (&rq, 99, 0);
     r = s_raw (raw, &m, true);
-    s_expect (r, CM_UNSUPPORTED, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_UNSUPPORTED, NULL);
+    stord_test_free (&r);
     /* Blob where none belongs. */
     m = s_packed (&rq, CM_PROTO_VERSION, 1);
     r = s_raw (raw, &m, true);
-    s_expect (r, CM_INVALID, "invalid_blob_count");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_blob_count");
+    stord_test_free (&r);
     /* Missing body. */
     Safeshare__StorageRequest empty = SAFESHARE__STORAGE_REQUEST__INIT;
     m = s_packed (&empty, CM_PROTO_VERSION, 0);
     r = s_raw (raw, &m, true);
-    s_expect (r, CM_INVALID, "missing_body");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "missing_body");
+    stord_test_free (&r);
     /* Append with zero or two blobs. */
     char *id = s_begin ("g.bin", 4096);
     Safeshare__BlobAppendRequest a = SAFESHARE__BLOB_APPEND_REQUEST__INIT;
@@ -901,8 +844,8 @@ test_garbage_in (void **state)
     for (int n = 0; n <= 2; n += 2) {
         m = s_packed (&arq, CM_PROTO_VERSION, n);
         r = s_raw (raw, &m, true);
-        s_expect (r, CM_INVALID, "invalid_blob_count");
-        s_free (&r);
+        stord_test_expect (r, CM_INVALID, "invalid_blob_count");
+        stord_test_free (&r);
     }
     /* Oversized fields. */
     char huge[5000];
@@ -911,26 +854,26 @@ test_garbage_in (void **state)
     a.file_id = huge;
     m = s_packed (&arq, CM_PROTO_VERSION, 1);
     r = s_raw (raw, &m, true);
-    s_expect (r, CM_INVALID, "invalid_file_id");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_file_id");
+    stord_test_free (&r);
     r = s_redeem (huge);
-    s_expect (r, CM_INVALID, "invalid_token");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_token");
+    stord_test_free (&r);
     s_begin_expect (huge, "a/b", OWNER, 4096, "invalid_name");
     s_begin_expect ("a", huge, OWNER, 4096, "invalid_content_type");
     r = s_list (10, huge);
-    s_expect (r, CM_INVALID, "invalid_cursor");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_cursor");
+    stord_test_free (&r);
     r = s_abort (id);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     free (id);
     zsock_destroy (&raw);
 
     /* Still healthy. */
     r = s_health (TIMEOUT);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     assert_false (cm_test_exited (g.pid));
 }
 
@@ -943,8 +886,8 @@ test_restart_sweeps (void **state)
     uint8_t kept_blob[EMPTY_BLOB];
     s_append_empty_blob (kept, kept_blob);
     reply_t *r = s_commit (kept, 0, 1, EMPTY_BLOB);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     /* A pending upload left unfinished for two hours.                   */
     char *stale = s_begin ("stale.bin", 4096);
     assert_int_equal (cm_test_stop (g.pid, 10000), 0);
@@ -964,14 +907,14 @@ test_restart_sweeps (void **state)
     assert_false (s_exists (orphan));
     assert_false (s_exists (stale_part));
     r = s_append (stale, 0, "late", 4);
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     zmsg_t *frames = NULL;
     r = s_read (kept, 0, EMPTY_BLOB, &frames);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_memory_equal (zframe_data (zmsg_first (frames)), kept_blob, EMPTY_BLOB);
     zmsg_destroy (&frames);
-    s_free (&r);
+    stord_test_free (&r);
     free (kept);
     free (stale);
 }
@@ -991,14 +934,14 @@ s_file_named (const char *name, const char *visibility)
     rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_BEGIN;
     rq.file_begin = &b;
     reply_t *r = s_call (&rq, NULL, NULL, TIMEOUT);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     char *id = strdup (r->file_begin->file_id);
-    s_free (&r);
+    stord_test_free (&r);
     uint8_t blob[EMPTY_BLOB];
     s_append_empty_blob (id, blob);
     r = s_commit (id, 0, 1, EMPTY_BLOB);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     return id;
 }
 
@@ -1088,61 +1031,61 @@ test_files_and_links (void **state)
     char *staff = s_file_named ("Plan 50%_final.pptx", "staff");
     char *open = s_file_named ("plan_b.txt", "");
     reply_t *r = s_get (staff);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_string_equal (r->file_get->file->visibility, "staff");
-    s_free (&r);
+    stord_test_free (&r);
     r = s_get (open);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_string_equal (r->file_get->file->visibility, "clients");
-    s_free (&r);
+    stord_test_free (&r);
 
     /* Filter: case-insensitive, % and _ literal; clients_only.         */
     r = s_find ("PLAN", false);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->file_list->n_files, 2);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_find ("50%_", false);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->file_list->n_files, 1);
     assert_string_equal (r->file_list->files[0]->id, staff);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_find ("n_", false); /* "_" literal: "plan_b", not "Plan 5" */
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->file_list->n_files, 1);
     assert_string_equal (r->file_list->files[0]->id, open);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_find ("plan", true);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->file_list->n_files, 1);
     assert_string_equal (r->file_list->files[0]->id, open);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_find ("a\x01", false);
-    s_expect (r, CM_INVALID, "invalid_name");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_name");
+    stord_test_free (&r);
 
     /* FILE_UPDATE.                                                     */
     r = s_update (staff, "", "clients");
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_string_equal (r->file_update->file->visibility, "clients");
     assert_string_equal (r->file_update->file->name, "Plan 50%_final.pptx");
-    s_free (&r);
+    stord_test_free (&r);
     r = s_update (staff, "Plan final.pptx", "staff");
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_string_equal (r->file_update->file->visibility, "staff");
     assert_string_equal (r->file_update->file->name, "Plan final.pptx");
-    s_free (&r);
+    stord_test_free (&r);
     r = s_update (staff, "", "public");
-    s_expect (r, CM_INVALID, "invalid_visibility");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_visibility");
+    stord_test_free (&r);
     r = s_update (staff, "bad\nname", "");
-    s_expect (r, CM_INVALID, "invalid_name");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_name");
+    stord_test_free (&r);
     r = s_update ("ffffffffffffffffffffffffffffffff", "x", "");
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
     r = s_update ("nope", "x", "");
-    s_expect (r, CM_INVALID, "invalid_file_id");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_file_id");
+    stord_test_free (&r);
     Safeshare__FileBeginRequest b = SAFESHARE__FILE_BEGIN_REQUEST__INIT;
     b.name = "x";
     b.content_type = "text/plain";
@@ -1153,22 +1096,22 @@ test_files_and_links (void **state)
     rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_BEGIN;
     rq.file_begin = &b;
     r = s_call (&rq, NULL, NULL, TIMEOUT);
-    s_expect (r, CM_INVALID, "invalid_visibility");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_visibility");
+    stord_test_free (&r);
 
     /* Links: two by OWNER, one signed-in only by OTHER.                */
     r = s_link_ex (open, OWNER, 3, false);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     char *a = strdup (r->link_create->link_id);
     char *token_a = strdup (r->link_create->token);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_link_ex (open, OTHER, 2, true);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     char *c = strdup (r->link_create->link_id);
     char *token_c = strdup (r->link_create->token);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_link_list (open, "");
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->link_list->n_links, 2);
     for (size_t i = 0; i < 2; i++) {
         Safeshare__LinkInfo *l = r->link_list->links[i];
@@ -1177,85 +1120,85 @@ test_files_and_links (void **state)
         assert_int_equal (l->revoked_at, 0);
         assert_int_equal (l->expires_at, l->created_at + 600);
     }
-    s_free (&r);
+    stord_test_free (&r);
     r = s_link_list (open, OTHER);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->link_list->n_links, 1);
     assert_string_equal (r->link_list->links[0]->id, c);
     assert_true (r->link_list->links[0]->signed_in_only);
     assert_int_equal (r->link_list->links[0]->max_downloads, 2);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_link_list (open, "bad");
-    s_expect (r, CM_INVALID, "invalid_creator_id");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_creator_id");
+    stord_test_free (&r);
     r = s_link_list ("ffffffffffffffffffffffffffffffff", "");
-    s_expect (r, CM_NOT_FOUND, "file_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "file_not_found");
+    stord_test_free (&r);
 
     /* Peek spends nothing; the signed-in-only link wants sign-in.      */
     r = s_redeem_as (token_a, false, true);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_string_equal (r->link_redeem->file->id, open);
     assert_int_equal (r->link_redeem->downloads_left, 3);
     assert_string_equal (r->link_redeem->link->id, a);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_redeem_as (token_c, false, false);
-    s_expect (r, CM_UNAUTHENTICATED, "link_requires_login");
-    s_free (&r);
+    stord_test_expect (r, CM_UNAUTHENTICATED, "link_requires_login");
+    stord_test_free (&r);
     r = s_redeem_as (token_c, false, true);
-    s_expect (r, CM_UNAUTHENTICATED, "link_requires_login");
-    s_free (&r);
+    stord_test_expect (r, CM_UNAUTHENTICATED, "link_requires_login");
+    stord_test_free (&r);
     r = s_redeem_as (token_c, true, false);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->link_redeem->downloads_left, 1);
     assert_int_equal (r->link_redeem->link->downloads, 1);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_link_get (c);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->link_get->link->downloads, 1);
     assert_string_equal (r->link_get->link->creator_id, OTHER);
     assert_string_equal (r->link_get->file->id, open);
     assert_string_equal (r->link_get->file->owner_id, OWNER);
-    s_free (&r);
+    stord_test_free (&r);
 
     /* Revoke: idempotent, then the link answers link_revoked.          */
     r = s_link_revoke (a);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_string_equal (r->link_revoke->link->state, "revoked");
     uint64_t at = r->link_revoke->link->revoked_at;
     assert_true (at > 0);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_link_revoke (a);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_string_equal (r->link_revoke->link->state, "revoked");
     assert_int_equal (r->link_revoke->link->revoked_at, at);
-    s_free (&r);
+    stord_test_free (&r);
     r = s_redeem_as (token_a, false, true);
-    s_expect (r, CM_GONE, "link_revoked");
-    s_free (&r);
+    stord_test_expect (r, CM_GONE, "link_revoked");
+    stord_test_free (&r);
     r = s_redeem (token_a);
-    s_expect (r, CM_GONE, "link_revoked");
-    s_free (&r);
+    stord_test_expect (r, CM_GONE, "link_revoked");
+    stord_test_free (&r);
     r = s_link_revoke ("ffffffffffffffffffffffffffffffff");
-    s_expect (r, CM_NOT_FOUND, "link_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "link_not_found");
+    stord_test_free (&r);
     r = s_link_revoke ("xyz");
-    s_expect (r, CM_INVALID, "invalid_link_id");
-    s_free (&r);
+    stord_test_expect (r, CM_INVALID, "invalid_link_id");
+    stord_test_free (&r);
     r = s_link_get ("ffffffffffffffffffffffffffffffff");
-    s_expect (r, CM_NOT_FOUND, "link_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "link_not_found");
+    stord_test_free (&r);
 
     /* Deleting the file takes its links.                               */
     r = s_delete (open);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     r = s_link_get (c);
-    s_expect (r, CM_NOT_FOUND, "link_not_found");
-    s_free (&r);
+    stord_test_expect (r, CM_NOT_FOUND, "link_not_found");
+    stord_test_free (&r);
     r = s_delete (staff);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     free (a), free (c), free (token_a), free (token_c), free (staff), free (open);
 }
 
@@ -1339,17 +1282,17 @@ test_redeem_race (void **state)
         } else {
             zsock_destroy (&probe); /* Lazy Pirate: a fresh socket */
             probe = cm_sock_client (ep[1]);
-            s_sleep_ms (20);
+            stord_test_sleep_ms (20);
         }
     }
     zsock_destroy (&probe);
 
     char *id = s_file_named ("race.bin", "");
     reply_t *r = s_link_ex (id, OWNER, 1, false);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     char *link_id = strdup (r->link_create->link_id);
     char *token = strdup (r->link_create->token);
-    s_free (&r);
+    stord_test_free (&r);
 
     pthread_barrier_t gate;
     assert_int_equal (pthread_barrier_init (&gate, NULL, S_RACERS), 0);
@@ -1381,13 +1324,13 @@ test_redeem_race (void **state)
     assert_int_equal (won, 1);
     assert_int_equal (exhausted, S_RACERS - 1);
     r = s_link_get (link_id);
-    s_expect (r, CM_OK, NULL);
+    stord_test_expect (r, CM_OK, NULL);
     assert_int_equal (r->link_get->link->downloads, 1);
     assert_string_equal (r->link_get->link->state, "exhausted");
-    s_free (&r);
+    stord_test_free (&r);
     r = s_delete (id);
-    s_expect (r, CM_OK, NULL);
-    s_free (&r);
+    stord_test_expect (r, CM_OK, NULL);
+    stord_test_free (&r);
     free (id), free (link_id), free (token);
 }
 
