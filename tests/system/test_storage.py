@@ -26,6 +26,27 @@ range is regenerated to compare, no file is held whole in the test.
    the schema (pg), in no object awscli gets from the bucket (S3).
 7. Delete: the content answers 404, the row and the blob (S3: the
    object, per awscli) are gone.
+8. Upload policy: raw bodies (X-File-Name percent-encoded UTF-8, ?name=)
+   download back exactly with the RFC 6266 Content-Disposition; a .docx
+   built with zipfile is stored with the OOXML type; a .pdf that is text
+   and a ZIP .docx without OOXML parts -> 415 content_mismatch, .exe ->
+   415 unsupported_file_type, a client -> 403: no row, no blob / object,
+   no upload begun in storage's log, GET /api/files unchanged.
+9. GET /api/files: ?name= case-insensitive with `%` and `_` literal;
+   limit/cursor over three pages, newest first; a "staff" file is absent
+   for a client (list, and 404 by id, content, links) and visible to
+   ops; PATCH visibility lets the client see and download it.
+10. Links: expires_in over SAFESHARE_LINK_MAX_TTL (set to 7200) -> 400;
+   expired, revoked, used up -> 410 with their codes; unknown -> 404;
+   signed_in_only: 401 anonymous, 200 with a client's token;
+   If-None-Match through a one-time link -> 304, then its one 200; the
+   listing's states and counts, no token in it nor in storage's DB.
+11. Delete of a file with links: its links answer 404 link_not_found
+   (docs/api.md), their rows, the file's row and blob are gone.
+12. A second stack with SAFESHARE_MAX_UPLOAD_BYTES=1 MiB (same DB kind
+   and backend; its own schema / S3 prefix): Content-Length over it ->
+   413 too_large before a body byte (raw and multipart), a chunked body
+   cut once past it, exactly the limit -> 201; no row or blob left.
 4. kill -9 of storage mid-upload (after 5 and 7: it may restart the
    stack): the upload answers a 5xx JSON error; storage comes back --
    restarted by `safeshare up`, or, where `up` instead stops every
@@ -42,8 +63,10 @@ range is regenerated to compare, no file is held whole in the test.
 Figures (sizes, memory, timings) are printed as plain lines.
 """
 import argparse
+import base64
 import hashlib
 import http.client
+import io
 import json
 import os
 import select
@@ -56,11 +79,14 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.parse
 import uuid
+import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import FAILURES, PASSED, check, expect_error  # noqa: E402
-from stack import Stack, db_env, free_port, pg_drop_schema  # noqa: E402
+from stack import (Response, Stack, db_env, free_port, pg_drop_schema,  # noqa: E402
+                   pg_schema)
 
 MIB = 1 << 20
 BIG = 200 * MIB
@@ -510,6 +536,9 @@ class Ctx:
         self.stack = stack
         self.schema_url = schema_url
         self.ops = None
+        self.client = None
+        self.client_id = None
+        self.linked = None
         self.files = {}    # id -> Pattern of what was uploaded
         self.chunk = DEFAULT_CHUNK
         self.s3 = None
@@ -529,6 +558,21 @@ class Ctx:
         db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
         try:
             return [tuple(row) for row in db.execute("SELECT id, state FROM files")]
+        finally:
+            db.close()
+
+    def db_rows(self, sql):
+        """Rows of a query on storage's DB, every value as a string."""
+        if self.schema_url:
+            r = subprocess.run(["psql", self.schema_url, "-tA", "-F", "\x1f", "-v",
+                                "ON_ERROR_STOP=1", "-c", sql], capture_output=True, timeout=30)
+            if r.returncode != 0:
+                raise AssertionError("psql: %s" % r.stderr.decode(errors="replace"))
+            return [tuple(ln.split("\x1f")) for ln in r.stdout.decode().splitlines() if ln]
+        path = os.path.join(self.stack.data_dir, "storage.db")
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
+        try:
+            return [tuple("" if v is None else str(v) for v in row) for row in db.execute(sql)]
         finally:
             db.close()
 
@@ -1006,20 +1050,667 @@ def storage_frozen(ctx):
 OPS_PW = "correct horse battery staple"
 
 
+# ---- 8..12: upload policy, files, links, delete with links, size limit ---
+# What the gateway's and storage's own tests check against fake services,
+# here through the real stack on this run's database and backend.
+
+CLIENT_PW = "client horse battery staple"
+LINK_MAX_TTL = 7200            # SAFESHARE_LINK_MAX_TTL of the stack (default 7 days)
+LIMIT_BYTES = MIB              # SAFESHARE_MAX_UPLOAD_BYTES of the size-limit stack
+OOXML_DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def disposition(name):
+    """Content-Disposition as RFC 6266 wants it for `name`: an ASCII
+    fallback (printable ASCII but `"` and `\\`, the rest `_`) and
+    filename*=UTF-8'' with every byte that is not an RFC 5987 attr-char
+    percent-encoded."""
+    raw = name.encode("utf-8")
+    fallback = "".join(chr(c) if 0x20 <= c < 0x7f and c not in (0x22, 0x5c) else "_"
+                       for c in raw)
+    attr = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+               b"!#$&+-.^_`|~")
+    enc = "".join(chr(c) if c in attr else "%%%02X" % c for c in raw)
+    return "attachment; filename=\"%s\"; filename*=UTF-8''%s" % (fallback, enc)
+
+
+def post_raw(stack, path, data, token=None, headers=None, chunked=False, piece=64 * 1024,
+             timeout=60):
+    """POST `data` as a raw body (Content-Length, or chunked), stopping the
+    sending at an early answer (a refusal closes the connection with the
+    body unread). Returns (Response, bytes of the body sent)."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=timeout)
+    sent = 0
+    try:
+        conn.putrequest("POST", path)
+        if token:
+            conn.putheader("Authorization", "Bearer " + token)
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        if chunked:
+            conn.putheader("Transfer-Encoding", "chunked")
+        else:
+            conn.putheader("Content-Length", str(len(data)))
+        conn.endheaders()
+        view = memoryview(data)
+        try:
+            while sent < len(data):
+                n = min(piece, len(data) - sent)
+                part = view[sent:sent + n]
+                frame = (b"%x\r\n" % n + bytes(part) + b"\r\n") if chunked else part
+                if not send_or_answer(conn.sock, frame, timeout):
+                    break
+                sent += n
+            else:
+                if chunked:
+                    send_or_answer(conn.sock, b"0\r\n\r\n", timeout)
+        except OSError:
+            pass                       # answered and closed: read what it said
+        r = conn.getresponse()
+        return Response(r.status, r.getheaders(), r.read()), sent
+    finally:
+        conn.close()
+
+
+def multipart_body(name, data, field="file"):
+    boundary = "----policy" + uuid.uuid4().hex
+    head = ("--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n" % (boundary, field, name))
+    return (head.encode() + data + ("\r\n--%s--\r\n" % boundary).encode(),
+            "multipart/form-data; boundary=" + boundary)
+
+
+def docx_bytes(telling=True):
+    """A small OOXML package built with zipfile: [Content_Types].xml first
+    (as Word writes it), or, telling=False, a ZIP of one text file."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        if telling:
+            z.writestr("[Content_Types].xml",
+                       '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+                       '<Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+                       'content-types"><Default Extension="xml" ContentType="application/'
+                       'xml"/><Override PartName="/word/document.xml" ContentType="'
+                       + OOXML_DOCX.replace("document", "document.main+xml") + '"/></Types>')
+            z.writestr("_rels/.rels", "<Relationships/>")
+            z.writestr("word/document.xml", "<w:document>%s</w:document>"
+                       % ("Quarterly figures " * 200))
+        else:
+            z.writestr("notes.txt", "just a zip " * 100)
+    return buf.getvalue()
+
+
+def store_state(ctx):
+    """What storage holds: (row ids, blob names or object keys, multipart
+    uploads or None)."""
+    rows = {i for i, _ in ctx.db_files()}
+    if ctx.s3:
+        return rows, set(ctx.s3.objects()), ctx.s3.multiparts()
+    return rows, {os.path.relpath(p, os.path.join(ctx.stack.data_dir, "blobs"))
+                  for p in ctx.blob_paths()}, None
+
+
+def listed_as(ctx, token, name=None):
+    """Every file GET /api/files shows `token` (all pages, ?name= if
+    given), or None."""
+    out, cursor = [], ""
+    q = "&name=" + urllib.parse.quote(name, safe="") if name else ""
+    for _ in range(100):
+        r = ctx.stack.request("GET", "/api/files?limit=200" + q +
+                              ("&cursor=" + cursor if cursor else ""), token=token)
+        if r.status != 200:
+            return None
+        body = as_json(r)
+        out += body.get("files", [])
+        cursor = body.get("next_cursor") or ""
+        if not cursor:
+            return out
+    return None
+
+
+def check_download(ctx, path, data, name, ctype, what, token=None, headers=None):
+    """GET `path`: 200, the exact bytes, Content-Type, Content-Disposition."""
+    r = ctx.stack.request("GET", path, token=token, headers=headers)
+    cd, ct = r.header("Content-Disposition"), r.header("Content-Type")
+    return check(r.status == 200 and r.body == data and ct == ctype and
+                 cd == disposition(name) and r.header("Content-Length") == str(len(data)),
+                 "%s: 200, the %d bytes, Content-Type %s, Content-Disposition %s"
+                 % (what, len(data), ctype, disposition(name)),
+                 "status=%r equal=%s ct=%r cd=%r" % (r.status, r.body == data, ct, cd))
+
+
+def upload_policy(ctx):
+    stack = ctx.stack
+    # Raw bodies: the name in X-File-Name (percent-encoded UTF-8), or ?name=.
+    name = "r\u00e9sum\u00e9 \"Q3\" \u2014 \u00fcber;x.pdf"
+    data = b"%PDF-1.7\n" + os.urandom(3 * 4096) + b"\n%%EOF\n"
+    r, _ = post_raw(stack, "/api/files", data, token=ctx.ops, headers={
+        "Content-Type": "application/octet-stream",
+        "X-File-Name": urllib.parse.quote(name, safe="")})
+    meta = as_json(r)
+    if check(r.status == 201 and meta.get("name") == name and meta.get("size") == len(data)
+             and meta.get("content_type") == "application/pdf" and
+             meta.get("sha256") == hashlib.sha256(data).hexdigest(),
+             "raw upload, X-File-Name percent-encoded UTF-8 -> 201, the name decoded, "
+             "application/pdf, size and SHA-256", repr(r)):
+        check_download(ctx, "/api/files/%s/content" % meta["id"], data, name,
+                       "application/pdf", "... its download", token=ctx.ops)
+    name = "Plan 50% \u00e9t\u00e9 & co.csv"
+    data = "a;b\n\u00e9t\u00e9;50%\n".encode() * 300
+    r, _ = post_raw(stack, "/api/files?name=" + urllib.parse.quote(name, safe=""), data,
+                    token=ctx.ops, headers={"Content-Type": "application/octet-stream"})
+    meta = as_json(r)
+    if check(r.status == 201 and meta.get("name") == name and meta.get("content_type") ==
+             "text/csv" and meta.get("sha256") == hashlib.sha256(data).hexdigest(),
+             "raw upload, name in ?name= -> 201, text/csv, the name decoded", repr(r)):
+        check_download(ctx, "/api/files/%s/content" % meta["id"], data, name, "text/csv",
+                       "... its download", token=ctx.ops)
+    # The file's own type as Content-Type is a raw body too.
+    data = b"%PDF-1.4\n" + b"1 0 obj\n" * 10
+    r, _ = post_raw(stack, "/api/files?name=own-type.pdf", data, token=ctx.ops,
+                    headers={"Content-Type": "application/pdf"})
+    check(r.status == 201 and as_json(r).get("content_type") == "application/pdf",
+          "raw upload with Content-Type application/pdf (its own type) -> 201", repr(r))
+    r, _ = post_raw(stack, "/api/files", b"hello\n", token=ctx.ops,
+                    headers={"Content-Type": "application/octet-stream"})
+    expect_error(r, 400, "missing_file_name", "raw upload without X-File-Name or ?name=")
+
+    # A .docx that is a ZIP with [Content_Types].xml (python's zipfile).
+    docx = docx_bytes()
+    body, ctype = multipart_body("Proposal 2027.docx", docx)
+    r, _ = post_raw(stack, "/api/files", body, token=ctx.ops,
+                    headers={"Content-Type": ctype})
+    meta = as_json(r)
+    if check(r.status == 201 and meta.get("content_type") == OOXML_DOCX and
+             meta.get("size") == len(docx), "a .docx made with zipfile ([Content_Types].xml "
+             "first, %d bytes) -> 201 with the OOXML content type" % len(docx), repr(r)):
+        check_download(ctx, "/api/files/%s/content" % meta["id"], docx, "Proposal 2027.docx",
+                       OOXML_DOCX, "... its download", token=ctx.ops)
+
+    # Refusals: nothing reaches storage. The bad .pdf is larger than the
+    # 8 KiB sample and several chunks, so a check after streaming began
+    # would leave a pending row or a partial blob behind.
+    before = store_state(ctx)
+    listed_before = {f.get("id") for f in listed_as(ctx, ctx.ops) or []}
+    begun_before = stack.logs_all().count(" begun (chunk_size=")
+    fake = ("not a PDF at all, just text\n" * 100000).encode()[:2 * MIB + 333]
+    r, sent = post_raw(stack, "/api/files?name=invoice.pdf", fake, token=ctx.ops,
+                       headers={"Content-Type": "application/octet-stream"})
+    expect_error(r, 415, "content_mismatch", "raw .pdf whose bytes are text (%d bytes)"
+                 % len(fake))
+    print("the mismatching .pdf was answered after %d of %d body bytes" % (sent, len(fake)))
+    body, ctype = multipart_body("invoice.pdf", fake[:20000])
+    r, _ = post_raw(stack, "/api/files", body, token=ctx.ops, headers={"Content-Type": ctype})
+    expect_error(r, 415, "content_mismatch", "multipart .pdf whose bytes are text")
+    body, ctype = multipart_body("notes.docx", docx_bytes(telling=False))
+    r, _ = post_raw(stack, "/api/files", body, token=ctx.ops, headers={"Content-Type": ctype})
+    expect_error(r, 415, "content_mismatch", "a .docx that is a ZIP without an OOXML part")
+    exe = b"MZ\x90\x00" + os.urandom(50000)
+    body, ctype = multipart_body("setup.exe", exe)
+    r, _ = post_raw(stack, "/api/files", body, token=ctx.ops, headers={"Content-Type": ctype})
+    err = error_shape(r.body) or {}
+    expect_error(r, 415, "unsupported_file_type", "multipart setup.exe")
+    check("pdf" in err.get("message", ""), "... the message lists what is allowed",
+          repr(err.get("message")))
+    r, _ = post_raw(stack, "/api/files?name=setup.exe", exe, token=ctx.ops,
+                    headers={"Content-Type": "application/octet-stream"})
+    expect_error(r, 415, "unsupported_file_type", "raw setup.exe")
+    # A client may not upload at all, whatever the file.
+    r, _ = post_raw(stack, "/api/files?name=client.txt", b"hello from a client\n",
+                    token=ctx.client, headers={"Content-Type": "application/octet-stream"})
+    expect_error(r, 403, "forbidden", "a client's raw upload")
+    body, ctype = multipart_body("client.txt", b"hello from a client\n")
+    r, _ = post_raw(stack, "/api/files", body, token=ctx.client,
+                    headers={"Content-Type": ctype})
+    expect_error(r, 403, "forbidden", "a client's multipart upload")
+    after = store_state(ctx)
+    check(after[0] == before[0], "the refused uploads left no row in storage's DB (%d rows)"
+          % len(after[0]), repr(after[0] ^ before[0]))
+    check(after[1] == before[1], "... no %s (%d)" % (
+        "object in the bucket (awscli)" if ctx.s3 else "blob and no partial under the blob dir",
+        len(after[1])), repr(after[1] ^ before[1]))
+    if ctx.s3 and after[2] is not None:
+        check(not after[2], "... no multipart upload in the bucket", repr(after[2]))
+    listed_after = {f.get("id") for f in listed_as(ctx, ctx.ops) or []}
+    check(listed_after == listed_before, "... and GET /api/files lists the same %d files"
+          % len(listed_after), repr(listed_after ^ listed_before))
+    begun = stack.logs_all().count(" begun (chunk_size=") - begun_before
+    check(begun == 0, "... and storage's log shows no upload begun for them (not even one "
+          "aborted later)", "%d begun" % begun)
+
+
+def small_upload(ctx, name, data, token=None, query=""):
+    """A raw upload; returns the file object or {}."""
+    r, _ = post_raw(ctx.stack, "/api/files?name=%s%s" % (urllib.parse.quote(name, safe=""),
+                                                          query),
+                    data, token=token or ctx.ops,
+                    headers={"Content-Type": "application/octet-stream"})
+    return as_json(r) if r.status == 201 else {}
+
+
+def files_visibility(ctx):
+    stack = ctx.stack
+    tag = uuid.uuid4().hex[:8]
+    # ?name=: case-insensitive substring, `%` and `_` literal.
+    made = {}
+    for n in ("Plan 50%%_final %s.txt" % tag, "Plan 50ab_final %s.txt" % tag,
+              "v_w %s.txt" % tag, "vxw %s.txt" % tag, "V_W upper %s.txt" % tag):
+        meta = small_upload(ctx, n, ("contents of %s\n" % n).encode())
+        check(meta.get("id"), "upload of %r for the name filter" % n)
+        made[n] = meta.get("id")
+    for flt, want in (("50%%_FINAL %s" % tag.upper(), ["Plan 50%%_final %s.txt" % tag]),
+                      ("v_w", ["v_w %s.txt" % tag, "V_W upper %s.txt" % tag]),
+                      ("50ab_final " + tag, ["Plan 50ab_final %s.txt" % tag])):
+        for who, token in (("ops", ctx.ops), ("a client", ctx.client)):
+            got = listed_as(ctx, token, flt)
+            names = sorted(f.get("name") for f in got or [] if tag in f.get("name", ""))
+            others = [f.get("name") for f in got or [] if tag not in f.get("name", "")]
+            check(got is not None and names == sorted(want) and not others,
+                  "?name=%s as %s: exactly %r" % (urllib.parse.quote(flt, safe=""), who,
+                                                   sorted(want)),
+                  repr([f.get("name") for f in got or []]))
+    r = stack.request("GET", "/api/files?name=" + "x" * 256, token=ctx.ops)
+    expect_error(r, 400, "invalid_request", "a name filter of 256 bytes")
+
+    # Paging: 5 files in three batches a second apart (created_at is in
+    # seconds), listed 2 at a time: 2 + 2 + 1, newest first.
+    metas = []
+    for batch in (1, 2, 2):
+        if metas:
+            time.sleep(1.05)
+        for _ in range(batch):
+            i = len(metas)
+            metas.append(small_upload(ctx, "page-%s-%d.txt" % (tag, i), b"page %d\n" % i))
+    check(all(m.get("id") for m in metas), "5 uploads for paging")
+    want = [m.get("id") for m in sorted(metas, key=lambda m: (m.get("created_at", ""),
+                                                             m.get("id", "")), reverse=True)]
+    pages, cursor, bad = [], None, None
+    for _ in range(4):
+        q = "/api/files?limit=2&name=page-" + tag + ("&cursor=" + cursor if cursor else "")
+        r = stack.request("GET", q, token=ctx.ops)
+        body = as_json(r)
+        if r.status != 200 or not isinstance(body.get("files"), list):
+            bad = r
+            break
+        pages.append([f.get("id") for f in body["files"]])
+        cursor = body.get("next_cursor")
+        if not cursor:
+            break
+    check(bad is None and [len(p) for p in pages] == [2, 2, 1] and cursor is None,
+          "?limit=2 over 5 files: pages of 2, 2 and 1, next_cursor null on the last",
+          repr(bad or [len(p) for p in pages]))
+    got = [i for p in pages for i in p]
+    check(got == want, "... every file once, newest first (created_at, then id, descending)",
+          "got %r want %r" % (got, want))
+    ids = [m.get("id") for m in metas]
+    check(set(got[:2]) == set(ids[3:]) and set(got[2:4]) == set(ids[1:3]) and
+          got[4:] == ids[:1], "... the last batch on page 1, the first upload last",
+          repr([(m.get("id"), m.get("created_at")) for m in metas]))
+    r = stack.request("GET", "/api/files?limit=2&cursor=not-a-cursor", token=ctx.ops)
+    expect_error(r, 400, "invalid_cursor", "a cursor that is not one of ours")
+
+    # Visibility: "staff" files are invisible to clients, 404 as if absent.
+    data = b"staff only: salaries\n" * 50
+    r, _ = post_raw(stack, "/api/files?visibility=secret&name=x.txt", data, token=ctx.ops,
+                    headers={"Content-Type": "application/octet-stream"})
+    expect_error(r, 400, "invalid_visibility", "upload with ?visibility=secret")
+    sname = "staff-%s.txt" % tag
+    meta = small_upload(ctx, sname, data, query="&visibility=staff")
+    fid = meta.get("id")
+    if not check(fid and meta.get("visibility") == "staff",
+                 "upload with ?visibility=staff -> 201, visibility staff", repr(meta)):
+        return
+    check(fid in {f.get("id") for f in listed_as(ctx, ctx.ops) or []},
+          "ops sees the staff file in GET /api/files")
+    got = listed_as(ctx, ctx.client)
+    check(got is not None and fid not in {f.get("id") for f in got} and
+          all(f.get("visibility") == "clients" for f in got),
+          "a client's GET /api/files (%d files) has no staff file" % len(got or []))
+    got = listed_as(ctx, ctx.client, sname)
+    check(got == [], "... nor under ?name= its exact name", repr(got))
+    for method, path in (("GET", "/api/files/" + fid), ("GET", "/api/files/%s/content" % fid),
+                         ("POST", "/api/files/%s/links" % fid),
+                         ("GET", "/api/files/%s/links" % fid)):
+        r = stack.request(method, path, {} if method == "POST" else None, token=ctx.client)
+        expect_error(r, 404, "file_not_found", "a client: %s %s of the staff file"
+                     % (method, path.replace(fid, "{id}")))
+    r = stack.request("GET", "/api/files/" + fid, token=ctx.ops)
+    check(r.status == 200 and as_json(r).get("visibility") == "staff",
+          "ops: GET /api/files/{id} of the staff file -> 200", repr(r))
+    check_download(ctx, "/api/files/%s/content" % fid, data, sname, "text/plain",
+                   "ops downloads the staff file", token=ctx.ops)
+    r = stack.request("PATCH", "/api/files/" + fid, {"visibility": "clients"}, token=ctx.client)
+    expect_error(r, 403, "forbidden", "a client's PATCH of visibility")
+    r = stack.request("PATCH", "/api/files/" + fid, {"visibility": "everyone"}, token=ctx.ops)
+    expect_error(r, 400, "invalid_visibility", "PATCH visibility \"everyone\"")
+    r = stack.request("PATCH", "/api/files/" + fid, {"visibility": "clients"}, token=ctx.ops)
+    m2 = as_json(r)
+    check(r.status == 200 and m2.get("visibility") == "clients" and m2.get("id") == fid and
+          m2.get("name") == sname, "ops: PATCH {\"visibility\": \"clients\"} -> 200, the file "
+          "now clients", repr(r))
+    got = listed_as(ctx, ctx.client, sname)
+    check(got is not None and [f.get("id") for f in got] == [fid],
+          "the client now sees it in GET /api/files?name=", repr(got))
+    r = stack.request("GET", "/api/files/" + fid, token=ctx.client)
+    check(r.status == 200 and as_json(r).get("visibility") == "clients",
+          "... and by id -> 200", repr(r))
+    check_download(ctx, "/api/files/%s/content" % fid, data, sname, "text/plain",
+                   "... and downloads it", token=ctx.client)
+    r = stack.request("PATCH", "/api/files/" + fid, {"visibility": "staff"}, token=ctx.ops)
+    check(r.status == 200 and as_json(r).get("visibility") == "staff", "PATCH back to staff")
+    expect_error(stack.request("GET", "/api/files/%s/content" % fid, token=ctx.client), 404,
+                 "file_not_found", "... and the client's download is 404 again")
+
+
+def new_link(ctx, fid, body, token=None, what="a link"):
+    r = ctx.stack.request("POST", "/api/files/%s/links" % fid, body, token=token or ctx.ops)
+    link = as_json(r)
+    ok = check(r.status == 201 and link.get("token") and link.get("id"),
+               "%s %s -> 201" % (what, json.dumps(body)), repr(r))
+    return link if ok else {}
+
+
+def link_rules(ctx):
+    stack = ctx.stack
+    name = "linked \u00e9-%s.txt" % uuid.uuid4().hex[:6]
+    data = ("shared through links \u2713\n" * 400).encode()
+    meta = small_upload(ctx, name, data)
+    fid = meta.get("id")
+    if not check(fid, "upload of the linked file"):
+        return
+    # Made first, checked last: it expires while the others are tested.
+    expiring = new_link(ctx, fid, {"expires_in": 1, "max_downloads": 5}, what="expiring")
+    t_expiring = time.monotonic()
+
+    r = stack.request("POST", "/api/files/%s/links" % fid,
+                      {"expires_in": LINK_MAX_TTL + 1}, token=ctx.ops)
+    expect_error(r, 400, "invalid_request",
+                 "expires_in %d, over SAFESHARE_LINK_MAX_TTL=%d" % (LINK_MAX_TTL + 1,
+                                                                    LINK_MAX_TTL))
+    for bad in ({"expires_in": 0}, {"max_downloads": 0}, {"max_downloads": 10001},
+                {"signed_in_only": "yes"}):
+        expect_error(stack.request("POST", "/api/files/%s/links" % fid, bad, token=ctx.ops),
+                     400, "invalid_request", "link %s" % json.dumps(bad))
+    longest = new_link(ctx, fid, {"expires_in": LINK_MAX_TTL}, what="expires_in at the maximum")
+
+    def get(link, token=None, headers=None):
+        return stack.request("GET", "/api/download/" + link.get("token", "none"),
+                             token=token, headers=headers)
+
+    # max_downloads 2: two downloads, then exhausted.
+    two = new_link(ctx, fid, {"expires_in": 600, "max_downloads": 2}, what="two downloads")
+    for i in (1, 2):
+        check_download(ctx, "/api/download/" + two.get("token", ""), data, name, "text/plain",
+                       "download %d of 2 through the link" % i)
+    expect_error(get(two), 410, "link_exhausted", "the third download of a 2-download link")
+
+    # Revoked.
+    rev = new_link(ctx, fid, {"expires_in": 600, "max_downloads": 5}, what="to revoke")
+    check(get(rev).status == 200, "the link to revoke works before")
+    r = stack.request("DELETE", "/api/links/" + rev.get("id", ""), token=ctx.client)
+    expect_error(r, 403, "forbidden", "a client revoking ops' link (the client sees the file)")
+    r = stack.request("DELETE", "/api/links/" + rev.get("id", ""), token=ctx.ops)
+    li = as_json(r)
+    check(r.status == 200 and li.get("state") == "revoked" and li.get("revoked_at"),
+          "DELETE /api/links/{id} -> 200, state revoked, revoked_at set", repr(r))
+    expect_error(get(rev), 410, "link_revoked", "a download through the revoked link")
+    r = stack.request("DELETE", "/api/links/" + rev.get("id", ""), token=ctx.ops)
+    check(r.status == 200 and as_json(r).get("revoked_at") == li.get("revoked_at"),
+          "revoking again -> 200, revoked_at unchanged", repr(r))
+    expect_error(stack.request("DELETE", "/api/links/" + uuid.uuid4().hex, token=ctx.ops),
+                 404, "link_not_found", "revoking an unknown link id")
+
+    # Unknown tokens.
+    fake = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    expect_error(stack.request("GET", "/api/download/" + fake), 404, "link_not_found",
+                 "a well-formed unknown token")
+    expect_error(stack.request("GET", "/api/download/not-a-token"), 404, "link_not_found",
+                 "a malformed token")
+
+    # signed_in_only.
+    sio = new_link(ctx, fid, {"expires_in": 600, "max_downloads": 3, "signed_in_only": True},
+                   what="signed-in only")
+    r = get(sio)
+    expect_error(r, 401, "link_requires_login", "anonymous download of a signed_in_only link")
+    check((r.header("WWW-Authenticate") or "").startswith("Bearer"),
+          "... with WWW-Authenticate: Bearer", repr(r.header("WWW-Authenticate")))
+    expect_error(get(sio, token="not.a.jwt"), 401, "invalid_token",
+                 "... with a bad bearer token (never taken as anonymous)")
+    check_download(ctx, "/api/download/" + sio.get("token", ""), data, name, "text/plain",
+                   "... with a client's token", token=ctx.client)
+
+    # If-None-Match through a one-time link: 304 spends nothing.
+    once = new_link(ctx, fid, {"expires_in": 600, "max_downloads": 1}, what="one-time")
+    etag = '"%s"' % hashlib.sha256(data).hexdigest()
+    r = get(once, headers={"If-None-Match": etag})
+    check(r.status == 304 and r.body == b"" and r.header("ETag") == etag,
+          "If-None-Match through the one-time link -> 304, no body, the ETag", repr(r))
+    r = get(once, headers={"If-None-Match": etag})
+    check(r.status == 304, "... twice (a peek spends nothing)", repr(r))
+    check_download(ctx, "/api/download/" + once.get("token", ""), data, name, "text/plain",
+                   "... then the one download it has")
+    expect_error(get(once), 410, "link_exhausted", "... then it is used up")
+    expect_error(get(once, headers={"If-None-Match": etag}), 410, "link_exhausted",
+                 "... and a conditional request on it is 410 too")
+
+    # A client's own link; what each one's listing shows.
+    mine = new_link(ctx, fid, {"expires_in": 600, "max_downloads": 4}, token=ctx.client,
+                    what="a client's link")
+
+    wait = 2.2 - (time.monotonic() - t_expiring)
+    if wait > 0:
+        time.sleep(wait)
+    expect_error(get(expiring), 410, "link_expired", "the expires_in=1 link, 2 s later")
+
+    tokens = [l_.get("token") for l_ in (expiring, longest, two, rev, sio, once, mine)
+              if l_.get("token")]
+    r = stack.request("GET", "/api/files/%s/links" % fid, token=ctx.ops)
+    links = as_json(r).get("links")
+    if check(r.status == 200 and isinstance(links, list),
+             "ops: GET /api/files/{id}/links -> 200", repr(r)):
+        by_id = {l_.get("id"): l_ for l_ in links}
+        want = [(expiring, "expired", 0, 5), (longest, "active", 0, 1),
+                (two, "exhausted", 2, 0), (rev, "revoked", 1, 4), (sio, "active", 1, 2),
+                (once, "exhausted", 1, 0), (mine, "active", 0, 4)]
+        for link, state, n, left in want:
+            got = by_id.get(link.get("id"), {})
+            check(got.get("state") == state and got.get("downloads") == n and
+                  got.get("downloads_left") == left and got.get("file_id") == fid,
+                  "... link %s: state %s, %d download(s), %d left"
+                  % (link.get("id", "?")[:8], state, n, left), repr(got))
+        check(len(links) == len(want), "... %d links in all" % len(want), repr(len(links)))
+        check(by_id.get(sio.get("id"), {}).get("signed_in_only") is True and
+              by_id.get(mine.get("id"), {}).get("creator_id") == ctx.client_id,
+              "... signed_in_only and creator_id as made")
+        check(len(tokens) == 7 and not any(t in r.body.decode(errors="replace")
+                                           for t in tokens) and
+              not any("token" in l_ for l_ in links),
+              "... and no token (nor a \"token\" field) anywhere in the answer")
+    r = stack.request("GET", "/api/files/%s/links" % fid, token=ctx.client)
+    cl = as_json(r).get("links")
+    check(r.status == 200 and isinstance(cl, list) and
+          [l_.get("id") for l_ in cl] == [mine.get("id")],
+          "a client's GET /api/files/{id}/links shows only the link they made", repr(r))
+    rows = ctx.db_rows("SELECT * FROM links WHERE file_id = '%s'" % fid)
+    dump = repr(rows)
+    check(len(rows) == 7 and not any(t in dump for t in tokens),
+          "storage's DB has the 7 links and no token in any column (only its hash)",
+          "%d rows" % len(rows))
+    ctx.linked = (fid, data, name, [sio, mine, longest])
+
+
+def delete_with_links(ctx):
+    """DELETE of a file that has links: row, blob and links go; its links
+    answer 404 link_not_found (docs/api.md: "unknown (or its file
+    deleted)")."""
+    stack = ctx.stack
+    if not getattr(ctx, "linked", None):
+        check(False, "the linked file of section 10 exists")
+        return
+    fid, _, _, live = ctx.linked
+    for link in live:
+        check(stack.request("GET", "/api/download/" + link.get("token", ""),
+                            token=ctx.client).status == 200,
+              "control: link %s works before the delete" % link.get("id", "?")[:8])
+    state = store_state(ctx)
+    check(any(k.endswith(fid) for k in state[1]), "control: its blob / object is there")
+    check(ctx.db_rows("SELECT id FROM links WHERE file_id = '%s'" % fid),
+          "control: its links are in storage's DB")
+    expect_error(stack.request("DELETE", "/api/files/" + fid, token=ctx.client), 403,
+                 "forbidden", "a client's DELETE of the file")
+    r = stack.request("DELETE", "/api/files/" + fid, token=ctx.ops)
+    b = as_json(r)
+    check(r.status == 200 and b.get("id") == fid and b.get("deleted") is True and
+          b.get("key_destroyed") is True,
+          "DELETE by its owner -> 200 {id, deleted: true, key_destroyed: true}", repr(r))
+    for link in live:
+        expect_error(stack.request("GET", "/api/download/" + link.get("token", "")), 404,
+                     "link_not_found", "link %s after the file's delete"
+                     % link.get("id", "?")[:8])
+    expect_error(stack.request("GET", "/api/files/%s/links" % fid, token=ctx.ops), 404,
+                 "file_not_found", "GET /api/files/{id}/links after the delete")
+    expect_error(stack.request("DELETE", "/api/links/" + live[0].get("id", ""),
+                               token=ctx.ops), 404, "link_not_found",
+                 "revoking one of its links after the delete")
+    expect_error(stack.request("DELETE", "/api/files/" + fid, token=ctx.ops), 404,
+                 "file_not_found", "deleting it again")
+    check(not ctx.db_rows("SELECT id FROM links WHERE file_id = '%s'" % fid),
+          "its links are gone from storage's DB")
+    check(not ctx.db_rows("SELECT id FROM files WHERE id = '%s'" % fid),
+          "its row (with the wrapped DEK) is gone")
+    state = store_state(ctx)
+    check(not any(k.endswith(fid) for k in state[1]), "its %s is gone" % (
+        "object" if ctx.s3 else "blob"))
+
+
+def size_limit(ctx):
+    """A second stack, SAFESHARE_MAX_UPLOAD_BYTES=1 MiB, same DB kind and
+    backend (its own schema / S3 prefix): 413 too_large before the body
+    when Content-Length says so, at the crossing byte when chunked."""
+    extra, schema = {}, None
+    if ctx.schema_url:
+        schema, url = pg_schema(os.environ["SAFESHARE_TEST_PG_URL"])
+        extra.update({"SAFESHARE_AUTH_DB": url, "SAFESHARE_STORAGE_DB": url})
+    if ctx.s3:
+        extra.update(ctx.s3.stack_env())
+        # Its own key prefix: its start-up sweep must not see the main
+        # stack's objects (they have no row in its DB).
+        extra.update({"SAFESHARE_S3_PREFIX": "limited/",
+                      "SAFESHARE_STORAGE_INSTANCE": "limited"})
+    extra["SAFESHARE_MAX_UPLOAD_BYTES"] = str(LIMIT_BYTES)
+    extra["ASAN_OPTIONS"] = ctx.stack.env.get("ASAN_OPTIONS", "")
+    st = Stack(ctx.args.bin_dir, extra)
+    sub = Ctx(ctx.args, st, extra.get("SAFESHARE_STORAGE_DB"))
+    sub.s3 = ctx.s3
+    try:
+        st.cli("keys", "generate")
+        st.add_user("ops@example.com", OPS_PW, "ops")
+        st.start()
+        sub.ops = as_json(st.login("ops@example.com", OPS_PW)).get("access")
+        if not check(sub.ops, "the size-limit stack (%d bytes) is up, ops logs in"
+                     % LIMIT_BYTES):
+            return
+        objects_before = set(ctx.s3.objects()) if ctx.s3 else None
+        data = Pattern(LIMIT_BYTES + 1).slice(0, LIMIT_BYTES + 1)
+        data = b"%PDF-1.7\n" + data[9:]
+        # Content-Length over the limit: answered with no body byte sent
+        # (the client waits for the answer after the headers, 10 s at most).
+        def announced(path, ctype, length):
+            conn = http.client.HTTPConnection("127.0.0.1", st.port, timeout=10)
+            t0 = time.monotonic()
+            try:
+                conn.putrequest("POST", path)
+                conn.putheader("Authorization", "Bearer " + sub.ops)
+                conn.putheader("Content-Type", ctype)
+                conn.putheader("Content-Length", str(length))
+                conn.endheaders()
+                resp = conn.getresponse()
+                r = Response(resp.status, resp.getheaders(), resp.read())
+            except (OSError, http.client.HTTPException) as e:
+                r = Response(0, [], repr(e).encode())
+            finally:
+                conn.close()
+            print("  answered %d %.3f s after the headers" % (r.status, time.monotonic() - t0))
+            return r
+
+        r = announced("/api/files?name=big.pdf", "application/octet-stream", LIMIT_BYTES + 1)
+        expect_error(r, 413, "too_large", "raw Content-Length %d (limit + 1), not a body "
+                     "byte sent" % (LIMIT_BYTES + 1))
+        r = announced("/api/files", "multipart/form-data; boundary=xyz",
+                      LIMIT_BYTES + 80 * 1024 + 1)
+        expect_error(r, 413, "too_large", "multipart Content-Length over the limit + 80 KiB, "
+                     "not a body byte sent")
+        body, ctype = multipart_body("big.pdf", data + os.urandom(100 * 1024))
+        r, sent = post_raw(st, "/api/files", body, token=sub.ops,
+                           headers={"Content-Type": ctype})
+        expect_error(r, 413, "too_large", "a whole multipart body of limit + 100 KiB")
+        big = Pattern(16 * MIB)
+        raw = b"%PDF-1.7\n" + big.slice(9, 16 * MIB - 9)
+        r, sent = post_raw(st, "/api/files?name=chunked.pdf", raw, token=sub.ops,
+                           headers={"Content-Type": "application/octet-stream"}, chunked=True)
+        expect_error(r, 413, "too_large", "chunked body crossing the limit")
+        check(LIMIT_BYTES <= sent < len(raw),
+              "... cut once past the limit: %d of %d bytes sent" % (sent, len(raw)))
+        r, _ = post_raw(st, "/api/files?name=exact.pdf", data[:LIMIT_BYTES], token=sub.ops,
+                        headers={"Content-Type": "application/octet-stream"})
+        meta = as_json(r)
+        check(r.status == 201 and meta.get("size") == LIMIT_BYTES and
+              meta.get("sha256") == hashlib.sha256(data[:LIMIT_BYTES]).hexdigest(),
+              "exactly the limit (%d bytes) -> 201" % LIMIT_BYTES, repr(r))
+        rows = sub.db_files()
+        files = listed_as(sub, sub.ops)
+        check([i for i, _ in rows] == [meta.get("id")] and
+              [f.get("id") for f in files or []] == [meta.get("id")],
+              "the refused uploads left no row; only the exact-limit file is listed",
+              repr(rows))
+        if ctx.s3:
+            new = set(ctx.s3.objects()) - objects_before
+            mp = ctx.s3.multiparts()
+            check(new == {"limited/" + str(meta.get("id"))} and not mp,
+                  "... one object in the bucket for it, no multipart upload", repr((new, mp)))
+        else:
+            blobs = [os.path.basename(p) for p in sub.blob_paths()]
+            check(blobs == [meta.get("id")], "... one blob, no partial", repr(blobs))
+        # Deleted again: the main stack's orphan checks see the whole bucket.
+        r = st.request("DELETE", "/api/files/%s" % meta.get("id"), token=sub.ops)
+        left = (set(ctx.s3.objects()) - objects_before) if ctx.s3 else sub.blob_paths()
+        check(r.status == 200 and not left, "... deleted, its blob / object is gone",
+              repr((r, left)))
+    finally:
+        rc = st.stop()
+        check(rc == 0, "the size-limit stack exits 0 on SIGTERM", "rc=%r" % rc)
+        if FAILURES:
+            print("---- size-limit stack log (tail) ----\n" + st.logs()[-4000:])
+        st.cleanup()
+        if schema:
+            pg_drop_schema(os.environ["SAFESHARE_TEST_PG_URL"], schema)
+
+
+
 def run(ctx):
     stack = ctx.stack
     stack.cli("keys", "generate")
     stack.add_user("ops@example.com", OPS_PW, "ops")
+    ctx.client_id = stack.add_user("client@example.com", CLIENT_PW, "client")
     stack.start()
     r = stack.login("ops@example.com", OPS_PW)
     if not check(r.status == 200, "ops logs in", repr(r)):
         return
     ctx.ops = as_json(r)["access"]
+    r = stack.login("client@example.com", CLIENT_PW)
+    if not check(r.status == 200, "a client logs in", repr(r)):
+        return
+    ctx.client = as_json(r)["access"]
     sections = [("1. 200 MiB upload and download", big_file),
                 ("2. ranges", ranges),
                 ("3. one-time link, 50 concurrent redeems", one_time_race),
                 ("5. no plaintext at rest", no_plaintext),
                 ("7. delete", delete),
+                ("8. upload policy", upload_policy),
+                ("9. list filter, paging, visibility", files_visibility),
+                ("10. share-link rules", link_rules),
+                ("11. delete of a file with links", delete_with_links),
+                ("12. size limit (a second stack)", size_limit),
                 ("4. kill -9 of storage mid-upload", storage_killed),
                 ("4b. storage frozen mid-upload", storage_frozen)]
     if ctx.s3:
@@ -1045,6 +1736,7 @@ def main():
     if env is None:
         return 1
     extra, schema, schema_url = env
+    extra["SAFESHARE_LINK_MAX_TTL"] = str(LINK_MAX_TTL)
     # Only read by sanitized builds: see ASAN_QUARANTINE_MIB.
     extra["ASAN_OPTIONS"] = ":".join(
         o for o in (os.environ.get("ASAN_OPTIONS", ""),
