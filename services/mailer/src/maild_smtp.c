@@ -462,8 +462,13 @@ s_auth_init (void)
     auth_client_init ();
 }
 
-/* Verifying TLS context: system CAs (or ca_file), TLS 1.2+, and the
-   certificate must name the host (IP or DNS) -- checked by OpenSSL. */
+/* Verifying TLS context: system CAs (or ca_file), TLS 1.2, and the
+   certificate must name the host (IP or DNS) -- checked by OpenSSL.
+   Not TLS 1.3: its session tickets come after the handshake, and when
+   they are in before libesmtp 1.1 polls, its engine reads them first
+   and waits for the reply to an EHLO it has not flushed yet, until the
+   timeout (seen on loopback, under load). TLS 1.2 sends its tickets
+   inside the handshake.                                              */
 static SSL_CTX *
 s_tls_new (const char *host, const char *ca_file, char *err, size_t errlen)
 {
@@ -473,6 +478,7 @@ s_tls_new (const char *host, const char *ca_file, char *err, size_t errlen)
         return NULL;
     }
     SSL_CTX_set_min_proto_version (ctx, TLS1_2_VERSION);
+    SSL_CTX_set_max_proto_version (ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify (ctx, SSL_VERIFY_PEER, NULL);
     int ok = ca_file && *ca_file ? SSL_CTX_load_verify_locations (ctx, ca_file, NULL)
                                  : SSL_CTX_set_default_verify_paths (ctx);
