@@ -109,6 +109,14 @@ static const s_key_t s_keys[] = {
     {"SAFESHARE_HTTP_THREADS", S_INT, "16", 1, 256, NULL},
     /* The gateway's drain on SIGTERM: in-flight requests get this long. */
     {"SAFESHARE_SHUTDOWN_GRACE_MS", S_INT, "30000", 0, 3600000, NULL},
+    /* GET /metrics (gw_access): who may scrape. CIDR list ("none": no
+       address); the token, when set, is required as well.             */
+    {"SAFESHARE_METRICS_ALLOW", S_STR, "127.0.0.0/8,::1/128", 0, 0, NULL},
+    {"SAFESHARE_METRICS_TOKEN", S_SECRET, NULL, 0, 0, NULL},
+    /* Peers whose X-Request-Id and X-Forwarded-For are believed ("none"). */
+    {"SAFESHARE_TRUSTED_PROXIES", S_STR, "127.0.0.0/8,::1/128", 0, 0, NULL},
+    /* Exact origins allowed by CORS, comma-separated; unset = CORS off. */
+    {"SAFESHARE_CORS_ORIGINS", S_STR, NULL, 0, 0, NULL},
     {"SAFESHARE_MAIL_FROM", S_STR, "safeshare <no-reply@localhost>", 0, 0, NULL},
     /* The mailer (docs/mail.md). Reply-To: unset = none. */
     {"SAFESHARE_MAIL_REPLY_TO", S_STR, NULL, 0, 0, NULL},

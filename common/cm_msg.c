@@ -278,6 +278,22 @@ cm_rpc_call (zsock_t *sock, const ProtobufCMessage *request, zmsg_t **blobs,
     }
 }
 
+/* The name of the oneof field set in msg ("none" if none): every
+   request envelope has one oneof, its body.                          */
+static const char *
+s_body_name (const ProtobufCMessage *msg)
+{
+    const ProtobufCMessageDescriptor *desc = msg->descriptor;
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &desc->fields[i];
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)((const char *)msg + f->quantifier_offset) == f->id) {
+            return f->name;
+        }
+    }
+    return "none";
+}
+
 int
 cm_call_recv (zsock_t *router, const ProtobufCMessageDescriptor *request_desc,
               const ProtobufCMessageDescriptor *reply_desc, cm_call_t *call)
@@ -355,6 +371,8 @@ cm_call_recv (zsock_t *router, const ProtobufCMessageDescriptor *request_desc,
     }
     snprintf (call->req_id, sizeof call->req_id, "%s", meta->request_id);
     call->deadline_ms = meta->deadline_ms;
+    call->start_ms = cm_mono_ms ();
+    call->body = s_body_name (call->request);
     return 0;
 }
 
@@ -402,6 +420,17 @@ cm_call_reply (zsock_t *router, cm_call_t *call, ProtobufCMessage *reply, zmsg_t
     zframe_t *head = cm_frame_pack (reply);
     if (slot) {
         *slot = saved;
+    }
+    if (call->start_ms) {
+        /* One line per request, in every service: its id is how a
+           request is followed from the gateway through the services. */
+        const ProtobufCFieldDescriptor *fs =
+            s_field (reply->descriptor, 2, PROTOBUF_C_TYPE_ENUM);
+        cm_status_t status =
+            fs ? (cm_status_t) * (const int *)((const char *)reply + fs->offset) : CM_OK;
+        cm_log (strcmp (call->body, "health") == 0 ? CM_LOG_DEBUG : CM_LOG_INFO,
+                call->req_id, "%s status=%s ms=%llu", call->body, cm_status_name (status),
+                (unsigned long long)(cm_mono_ms () - call->start_ms));
     }
     zmsg_t *msg = call->envelope;
     call->envelope = NULL;

@@ -67,6 +67,8 @@ typedef struct {
     ProtobufCMessage *request; /* unpacked header (request_desc)         */
     zmsg_t *blobs;             /* remaining frames, owned                */
     char req_id[65];           /* copied from meta, for logs             */
+    uint64_t start_ms;         /* cm_mono_ms at receipt; 0: invalid      */
+    const char *body;          /* the request body's name, static        */
     uint64_t deadline_ms;
 } cm_call_t;
 
@@ -84,7 +86,9 @@ void cm_call_release (cm_call_t *call);
 bool cm_call_expired (const cm_call_t *call);
 
 /* Sends `reply` (its meta is filled from the call: version, request id)
-   plus *blobs (consumed, may be NULL) to the call's peer. The envelope
+   plus *blobs (consumed, may be NULL) to the call's peer, and logs one
+   line with the request id: "<body> status=<S> ms=<N>" (info; debug for
+   health, which probes send all the time). The envelope
    stays in the call (released by cm_call_release). 0 / -1.            */
 int cm_call_reply (zsock_t *router, cm_call_t *call, ProtobufCMessage *reply,
                    zmsg_t **blobs);

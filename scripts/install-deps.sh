@@ -19,8 +19,10 @@ build_pkgs=(
 # (tests/system/format_decrypt.py, run with /usr/bin/python3).
 # awscli: an independent S3 client for the S3 system tests (/usr/bin/aws).
 # python3-aiosmtpd: the SMTP server of the mail tests (scripts/smtp-test-server.sh).
+# python3-jsonschema: validates real answers against docs/openapi.json
+# (tests/system/test_openapi.py, run with /usr/bin/python3).
 test_pkgs=(curl python3 python3-cryptography procps iproute2 openssl clang-format
-           postgresql awscli python3-aiosmtpd)
+           postgresql awscli python3-aiosmtpd python3-jsonschema)
 
 pkgs=("${build_pkgs[@]}")
 [ $want_test = 1 ] && pkgs+=("${test_pkgs[@]}")
@@ -54,4 +56,27 @@ if [ $want_test = 1 ] && ! python3 -c 'import moto.server, boto3' >/dev/null 2>&
             --no-install-recommends --no-upgrade npm >/dev/null
     fi
     $SUDO npm install -g --no-audit --no-fund s3rver@3.7.1 >/dev/null
+fi
+
+# newman, the runner of the Postman collection (tests/postman, ctest
+# system_postman): pinned in tests/postman/package.json + package-lock.json
+# and installed there with `npm ci` (node_modules is git-ignored). Debian's
+# nodejs + npm when npm is missing. Reinstalled only when the lock changed.
+if [ $want_test = 1 ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        SUDO=""
+        [ "$(id -u)" -ne 0 ] && SUDO=sudo
+        echo "install-deps: installing nodejs npm (for newman)"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+            --no-install-recommends --no-upgrade nodejs npm >/dev/null
+    fi
+    pm_dir="$(cd "$(dirname "$0")/../tests/postman" && pwd)"
+    pm_lock=$(sha256sum "$pm_dir/package-lock.json" | cut -d' ' -f1)
+    if [ "$(cat "$pm_dir/node_modules/.safeshare-lock" 2>/dev/null || true)" != "$pm_lock" ] \
+        || ! "$pm_dir/node_modules/.bin/newman" --version >/dev/null 2>&1; then
+        echo "install-deps: npm ci in tests/postman (newman)"
+        (cd "$pm_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        echo "$pm_lock" >"$pm_dir/node_modules/.safeshare-lock"
+    fi
 fi

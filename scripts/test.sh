@@ -65,6 +65,11 @@ run_suite() {  # build dir, extra cmake args...
     # What the S3 peer could not show (s3rver): listed, never hidden.
     grep -h '^NOT CHECKED on' "$dir/Testing/Temporary/LastTest.log" 2>/dev/null |
         sort -u || true
+    # The Postman run's summary from newman's report, shown passed or not.
+    awk '/^[0-9]+\/[0-9]+ Testing: system_postman$/ {on = 1}
+         on && /^newman: / {print "system_postman " $0}
+         on && /^[0-9]+ passed, [0-9]+ failed$/ {print "system_postman, newman assertions: " $0; on = 0}' \
+        "$dir/Testing/Temporary/LastTest.log" 2>/dev/null || true
     return $rc
 }
 

@@ -8,6 +8,7 @@
 #include "mailer.pb-c.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,7 @@ struct authd_outbox_t {
     uint64_t ack_deadline_ms;
     uint64_t next_try_ms;
     int backoff_ms;
+    uint64_t sends; /* for wire ids: <queuing request id>.m<sends> */
 };
 
 authd_outbox_t *
@@ -148,7 +150,7 @@ s_send_next (authd_outbox_t *self, uint64_t now_ms)
 {
     cm_db_res_t *res =
         cm_db_query (self->db,
-                     "SELECT id, template, recipient, vars FROM mail_outbox"
+                     "SELECT id, template, recipient, vars, request_id FROM mail_outbox"
                      " WHERE sent_at IS NULL AND last_error IS NULL"
                      " ORDER BY created_ms, id LIMIT 1",
                      0, NULL);
@@ -188,8 +190,18 @@ s_send_next (authd_outbox_t *self, uint64_t now_ms)
     send.to = (char *)cm_db_res_get (res, 0, 2);
     send.n_vars = n_vars;
     send.vars = vars;
+    /* The request that queued the job names it in the mailer's log too;
+       each send its own id, so a late ack never passes for another's. */
+    const char *origin = cm_db_res_get (res, 0, 4);
+    char wire[65];
+    char suffix[24];
+    int slen =
+        snprintf (suffix, sizeof suffix, ".m%llu", (unsigned long long)++self->sends);
+    int keep = origin && cm_is_request_id (origin) ? (int)strlen (origin) : 0;
+    keep = keep > 64 - slen ? 64 - slen : keep;
+    snprintf (wire, sizeof wire, "%.*s%s", keep, keep ? origin : "", suffix);
     Safeshare__Meta meta;
-    cm_meta_init (&meta, self->req_id, NULL, self->ack_timeout_ms);
+    cm_meta_init (&meta, self->req_id, keep ? wire : NULL, self->ack_timeout_ms);
     Safeshare__MailRequest request = SAFESHARE__MAIL_REQUEST__INIT;
     request.meta = &meta;
     request.body_case = SAFESHARE__MAIL_REQUEST__BODY_SEND;

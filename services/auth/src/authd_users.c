@@ -106,6 +106,9 @@ static const char *const s_migrations[] = {
     " request_id TEXT NOT NULL,"
     " detail TEXT NOT NULL);"
     "CREATE INDEX audit_log_at ON audit_log (at_ms);",
+    /* 5: the request id that queued a mail job, so that the mailer logs
+       the job under it (the outbox sends it as <id>.m<N>). */
+    "ALTER TABLE mail_outbox ADD COLUMN request_id TEXT;",
 };
 
 #define S_USER_COLS AUTHD_USER_COLS
@@ -411,15 +414,15 @@ s_verify_job_insert (cm_db_t *db, const char *req, const char *user_id, const ch
                      const s_verify_job_t *job, const char **err_code)
 {
     const char *pt[] = {job->token_hash, user_id, job->expires};
-    const char *pj[] = {job->job_id, email, job->vars, job->created_ms};
+    const char *pj[] = {job->job_id, email, job->vars, job->created_ms, req ? req : ""};
     if (cm_db_exec (db,
                     "INSERT INTO verify_tokens (token_hash, user_id, expires_at)"
                     " VALUES ($1, $2, $3)",
                     3, pt) != CM_DB_OK ||
         cm_db_exec (db,
-                    "INSERT INTO mail_outbox (id, template, recipient, vars, created_ms)"
-                    " VALUES ($1, 'verify_email', $2, $3, $4)",
-                    4, pj) != CM_DB_OK) {
+                    "INSERT INTO mail_outbox (id, template, recipient, vars, created_ms,"
+                    " request_id) VALUES ($1, 'verify_email', $2, $3, $4, $5)",
+                    5, pj) != CM_DB_OK) {
         cm_error (req, "INSERT of verification token / mail job failed");
         *err_code = "internal_error";
         return CM_INTERNAL;

@@ -41,7 +41,7 @@ test_migrate_twice (void **state)
     assert_int_equal (authd_store_migrate (f->db), 0);
     assert_int_equal (
         s_count (f->db, "SELECT COUNT(*) FROM schema_migrations WHERE service = 'auth'"),
-        4);
+        5);
 }
 
 static void

@@ -3,6 +3,7 @@
 #include "gw_download.h"
 #include "gw_intake.h"
 #include "gw_json.h"
+#include "gw_openapi.h"
 #include "gw_text.h"
 
 #include <stdio.h>
@@ -307,12 +308,11 @@ s_field_int (gw_req_t *req, json_t *body, const char *name, json_int_t def,
     return 0;
 }
 
-/* The paging parameters of a list: 'limit' 1..S_LIST_LIMIT_MAX (0 when
-   absent) and 'cursor' ("" when absent). 0, or -1 after answering 400
-   limit_code (bad limit) or invalid_cursor.                           */
+/* The paging parameters of every list (docs/api.md "Lists"): 'limit'
+   1..S_LIST_LIMIT_MAX (0 when absent) and 'cursor' ("" when absent).
+   0, or -1 after answering 400 invalid_limit or invalid_cursor.      */
 static int
-s_query_page (gw_req_t *req, const char *limit_code, uint32_t *limit,
-              char cursor[S_CURSOR_MAX + 1])
+s_query_page (gw_req_t *req, uint32_t *limit, char cursor[S_CURSOR_MAX + 1])
 {
     char limit_s[16];
     long v = 0;
@@ -324,8 +324,8 @@ s_query_page (gw_req_t *req, const char *limit_code, uint32_t *limit,
             end != limit_s && *end == '\0' && v >= 1 && v <= S_LIST_LIMIT_MAX ? 1 : -1;
     }
     if (found < 0) {
-        gw_reply_error (req, 400, limit_code, "query parameter 'limit' must be 1..%d",
-                        S_LIST_LIMIT_MAX);
+        gw_reply_error (req, 400, "invalid_limit",
+                        "query parameter 'limit' must be 1..%d", S_LIST_LIMIT_MAX);
         return -1;
     }
     *limit = (uint32_t)v;
@@ -772,7 +772,7 @@ s_users_list (gw_req_t *req)
     char cursor[S_CURSOR_MAX + 1];
     char email[S_EMAIL_FIELD_MAX + 1];
     char role_s[16];
-    if (s_query_page (req, "invalid_limit", &limit, cursor) != 0) {
+    if (s_query_page (req, &limit, cursor) != 0) {
         return req->status;
     }
     int has_email = gw_query (req, "email", email, sizeof email);
@@ -973,7 +973,7 @@ s_files_list (gw_req_t *req)
 {
     uint32_t limit;
     char cursor[S_CURSOR_MAX + 1];
-    if (s_query_page (req, "invalid_request", &limit, cursor) != 0) {
+    if (s_query_page (req, &limit, cursor) != 0) {
         return req->status;
     }
     char name[GW_NAME_MAX + 1];
@@ -1507,6 +1507,8 @@ gw_api_handle (gw_req_t *req)
             return s_links_list (req);
         case GW_ROUTE_LINK_REVOKE:
             return s_link_revoke (req);
+        case GW_ROUTE_OPENAPI:
+            return gw_openapi_reply (req);
         default:
             return gw_reply_error (req, 404, "not_found", "no such endpoint");
     }

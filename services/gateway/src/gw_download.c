@@ -233,6 +233,7 @@ s_write_next (s_down_t *d, bool wait, cm_status_t *rc, ProtobufCMessage **reply)
     uint64_t len = hi > lo ? hi - lo : 0;
     zframe_t *f = zmsg_first (plain);
     int n = len ? mg_write (req->conn, zframe_data (f) + lo, (size_t)len) : 0;
+    req->bytes_out += n > 0 ? (uint64_t)n : 0;
     zmsg_destroy (&plain);
     if (n < 0 || (uint64_t)n != len) {
         cm_info (req->req_id, "download file=%s: client went away", d->file->id);

@@ -115,12 +115,32 @@ gw_headers_common (gw_req_t *req)
     if (req->must_close) {
         mg_response_header_add (conn, "Connection", "close", -1);
     }
+    if (req->cors_vary) {
+        mg_response_header_add (conn, "Vary", "Origin", -1);
+    }
+    if (req->cors_origin) {
+        mg_response_header_add (conn, "Access-Control-Allow-Origin", req->cors_origin,
+                                -1);
+        mg_response_header_add (conn, "Access-Control-Expose-Headers",
+                                "X-Request-Id, Content-Range, Content-Disposition, ETag, "
+                                "Retry-After, WWW-Authenticate",
+                                -1);
+    }
+    if (req->cors_origin && req->cors_allow_methods) {
+        mg_response_header_add (conn, "Access-Control-Allow-Methods",
+                                req->cors_allow_methods, -1);
+        mg_response_header_add (conn, "Access-Control-Allow-Headers",
+                                "Authorization, Content-Type, X-Request-Id, Range, "
+                                "If-None-Match, If-Range",
+                                -1);
+        mg_response_header_add (conn, "Access-Control-Max-Age", "600", -1);
+    }
 }
 
 /* Sends the answer; body NULL: none, and no Content-Type or
    Content-Length either (204).                                        */
 static int
-s_send (gw_req_t *req, int status, const char *body, size_t len)
+s_send_as (gw_req_t *req, int status, const char *type, const char *body, size_t len)
 {
     struct mg_connection *conn = req->conn;
     if (req->responded) {
@@ -131,7 +151,7 @@ s_send (gw_req_t *req, int status, const char *body, size_t len)
     if (body) {
         char length[32];
         snprintf (length, sizeof length, "%zu", len);
-        mg_response_header_add (conn, "Content-Type", "application/json", -1);
+        mg_response_header_add (conn, "Content-Type", type, -1);
         mg_response_header_add (conn, "Content-Length", length, -1);
     }
     gw_headers_common (req);
@@ -152,8 +172,8 @@ s_send (gw_req_t *req, int status, const char *body, size_t len)
     mg_response_header_send (conn);
     req->responded = true;
     req->status = status;
-    if (len > 0) {
-        mg_write (conn, body, len);
+    if (len > 0 && mg_write (conn, body, len) > 0) {
+        req->bytes_out += len;
     }
     if (req->must_close) {
         /* civetweb ignores our Connection: close and would sit reading
@@ -161,6 +181,19 @@ s_send (gw_req_t *req, int status, const char *body, size_t len)
         gw_conn_close (req);
     }
     return status;
+}
+
+static int
+s_send (gw_req_t *req, int status, const char *body, size_t len)
+{
+    return s_send_as (req, status, "application/json", body, len);
+}
+
+int
+gw_reply_text (gw_req_t *req, int status, const char *content_type, const char *body,
+               size_t len)
+{
+    return s_send_as (req, status, content_type, body, len);
 }
 
 int
@@ -325,6 +358,7 @@ gw_body_json (gw_req_t *req, json_t **out)
     do {
         n = mg_read (req->conn, buf + used, GW_JSON_BODY_MAX + 1 - used);
         used += n > 0 ? (size_t)n : 0;
+        req->bytes_in += n > 0 ? (uint64_t)n : 0;
     } while (n > 0 && used <= GW_JSON_BODY_MAX);
     if (gw_body_unwatch (req)) {
         s_free_wiped (buf, used);

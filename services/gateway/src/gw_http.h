@@ -36,6 +36,16 @@ typedef struct {
     uint32_t retry_after_s;    /* Retry-After on 429/503 when > 0 */
     const char *content_range; /* Content-Range on 416 (its unsatisfied-range form) */
     int watch_slot;            /* gw_watchdog slot while a body read is armed, else -1 */
+    /* For gw_metrics: body bytes read and written, file bytes committed. */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t upload_bytes;
+    /* CORS (gw_server): the allowed Origin to echo (NULL: none), whether
+       the answer varies by Origin (CORS configured), and on a preflight
+       the methods to allow.                                           */
+    const char *cors_origin;
+    bool cors_vary;
+    const char *cors_allow_methods;
 } gw_req_t;
 
 /* Sends status + body (borrowed) as compact JSON with the common headers.
@@ -46,6 +56,11 @@ int gw_reply_json (gw_req_t *req, int status, json_t *body);
    NULL (its strings were not valid UTF-8, or no memory): 502
    bad_gateway. Returns the status sent.                                */
 int gw_reply_owned (gw_req_t *req, int status, json_t *body);
+
+/* Sends status + body (borrowed, len bytes) as content_type with the
+   common headers (GET /metrics). Returns status.                     */
+int gw_reply_text (gw_req_t *req, int status, const char *content_type, const char *body,
+                   size_t len);
 
 /* A status without a body (204): no Content-Type, no Content-Length
    (RFC 9110 forbids it on 204), the common headers. Returns status.  */

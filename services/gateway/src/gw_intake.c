@@ -62,6 +62,7 @@ static void
 s_progress (s_intake_t *in, size_t len)
 {
     in->body_bytes += len;
+    in->req->bytes_in += len;
     in->deadline_ms =
         in->start_ms + GW_BODY_GRACE_MS + in->body_bytes * 1000 / GW_BODY_MIN_RATE;
     gw_body_watch (in->req, in->deadline_ms);
@@ -271,6 +272,7 @@ static int
 s_reply_committed (s_intake_t *in)
 {
     const Safeshare__FileInfo *file = gw_upload_file (in->upload);
+    in->req->upload_bytes = file->size;
     cm_info (in->req->req_id, "upload committed file=%s bytes=%llu type=%s", file->id,
              (unsigned long long)file->size, in->rule.content_type);
     return gw_reply_owned (in->req, 201, gw_json_file (file));

@@ -6,14 +6,7 @@
 #include "cm_util.h"
 
 /* A path pattern: literal segments, "{id}" (file or user id) or "{token}". */
-typedef struct {
-    const char *method;
-    const char *pattern;
-    gw_route_id_t id;
-    const char *name;
-    bool auth;
-    bool json_body;
-} s_entry_t;
+typedef gw_route_def_t s_entry_t;
 
 static const s_entry_t s_table[] = {
     {"GET", "/healthz", GW_ROUTE_HEALTHZ, "healthz", false, false},
@@ -41,8 +34,29 @@ static const s_entry_t s_table[] = {
     {"GET", "/api/users", GW_ROUTE_USERS_LIST, "users_list", true, false},
     {"POST", "/api/users", GW_ROUTE_USER_CREATE, "user_create", true, true},
     {"PATCH", "/api/users/{id}", GW_ROUTE_USER_UPDATE, "user_update", true, true},
+    /* Its own access rule (SAFESHARE_METRICS_ALLOW / _TOKEN), not a JWT. */
+    {"GET", "/metrics", GW_ROUTE_METRICS, "metrics", false, false},
+    {"GET", "/api/openapi.json", GW_ROUTE_OPENAPI, "openapi", false, false},
 };
 #define S_TABLE_LEN (sizeof s_table / sizeof s_table[0])
+
+const gw_route_def_t *
+gw_route_table (size_t *count)
+{
+    *count = S_TABLE_LEN;
+    return s_table;
+}
+
+const char *
+gw_route_name (gw_route_id_t id)
+{
+    for (size_t i = 0; id != GW_ROUTE_NONE && i < S_TABLE_LEN; i++) {
+        if (s_table[i].id == id) {
+            return s_table[i].name;
+        }
+    }
+    return NULL;
+}
 
 bool
 gw_token_plausible (const char *s)

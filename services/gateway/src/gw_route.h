@@ -32,6 +32,8 @@ typedef enum {
     GW_ROUTE_FILE_UPDATE,  /* PATCH /api/files/{id} (ops: own, admin) */
     GW_ROUTE_LINKS_LIST,   /* GET /api/files/{id}/links */
     GW_ROUTE_LINK_REVOKE,  /* DELETE /api/links/{id} */
+    GW_ROUTE_METRICS,      /* GET /metrics (gw_metrics; SAFESHARE_METRICS_*) */
+    GW_ROUTE_OPENAPI,      /* GET /api/openapi.json (gw_openapi) */
 } gw_route_id_t;
 
 typedef enum {
@@ -53,8 +55,26 @@ typedef struct {
     char allow[32];               /* on GW_MATCH_BAD_METHOD: the Allow header value */
 } gw_route_t;
 
+/* One row of the routing table. */
+typedef struct {
+    const char *method;
+    const char *pattern; /* literal segments, "{id}" (32 hex) or "{token}" */
+    gw_route_id_t id;
+    const char *name; /* also the operationId in docs/openapi.json */
+    bool auth;
+    bool json_body;
+} gw_route_def_t;
+
+/* The whole table (*count rows): what the OpenAPI check compares with
+   docs/openapi.json, so neither can name a route the other lacks.    */
+const gw_route_def_t *gw_route_table (size_t *count);
+
 /* Matches method + path (the path without query string). */
 gw_match_t gw_route_match (const char *method, const char *path, gw_route_t *route);
+
+/* The route's name (as in gw_route_t.name) for a table id, NULL for
+   GW_ROUTE_NONE or an id the table does not hold (gw_metrics labels). */
+const char *gw_route_name (gw_route_id_t id);
 
 /* True if s is a plausible share-link token: 1..128 of [A-Za-z0-9_-]. */
 bool gw_token_plausible (const char *s);

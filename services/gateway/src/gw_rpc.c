@@ -1,7 +1,9 @@
 /*  gw_rpc -- a worker thread's service connections (see gw_rpc.h).      */
 #include "gw_rpc.h"
+#include "gw_metrics.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include "auth.pb-c.h"
 #include "crypto.pb-c.h"
@@ -10,11 +12,18 @@
 #include "cm_log.h"
 #include "cm_util.h"
 
+#define S_SENT_SLOTS (2 * GW_CRYPTO_WINDOW_MAX)
+
 struct gw_rpc_t {
     const gw_settings_t *settings;
     zsock_t *socks[GW_SVC_COUNT];  /* NULL until first use */
     uint64_t seq;                  /* calls made, for wire ids */
     uint64_t epochs[GW_SVC_COUNT]; /* socket drops, see gw_rpc_epoch */
+    gw_metrics_t *metrics;         /* borrowed; NULL: not measured */
+    /* gw_rpc_send times by wire seq, for the round trip at gw_rpc_recv:
+       a window holds at most GW_CRYPTO_WINDOW_MAX calls out at once.   */
+    uint64_t sent_seq[S_SENT_SLOTS];
+    uint64_t sent_us[S_SENT_SLOTS];
 };
 
 void
@@ -38,6 +47,20 @@ gw_rpc_new (const gw_settings_t *settings)
         self->settings = settings;
     }
     return self;
+}
+
+void
+gw_rpc_set_metrics (gw_rpc_t *self, gw_metrics_t *metrics)
+{
+    self->metrics = metrics;
+}
+
+/* The seq a wire id ends with (".N"), 0 if none. */
+static uint64_t
+s_wire_seq (const char *wire)
+{
+    const char *dot = wire ? strrchr (wire, '.') : NULL;
+    return dot ? strtoull (dot + 1, NULL, 10) : 0;
 }
 
 void
@@ -69,6 +92,8 @@ s_reset (gw_rpc_t *self, gw_svc_t svc)
 {
     zsock_destroy (&self->socks[svc]);
     self->epochs[svc]++;
+    /* Every failed call (timeout, transport, a window given up) ends here. */
+    gw_metrics_rpc (self->metrics, svc, 0, false);
 }
 
 void
@@ -129,8 +154,12 @@ gw_rpc_call (gw_rpc_t *self, gw_svc_t svc, const char *req_id, ProtobufCMessage 
     }
     char reqbuf[65];
     s_meta_start (self, meta, reqbuf, req_id, timeout_ms);
+    uint64_t start = gw_metrics_now_us ();
     cm_status_t rc =
         cm_rpc_call (sock, request, blobs, reply_desc, timeout_ms, reply, blobs_out);
+    if (rc == CM_OK) {
+        gw_metrics_rpc (self->metrics, svc, gw_metrics_now_us () - start, true);
+    }
     meta->request_id = NULL; /* reqbuf goes out of scope */
     if (rc != CM_OK) {
         cm_warn (req_id, "call to %s failed: %s wire=%s", gw_svc_name (svc),
@@ -157,6 +186,8 @@ gw_rpc_send (gw_rpc_t *self, gw_svc_t svc, const char *req_id, ProtobufCMessage 
         return meta ? CM_UNAVAILABLE : CM_INTERNAL;
     }
     s_meta_start (self, meta, wire, req_id, timeout_ms);
+    self->sent_seq[self->seq % S_SENT_SLOTS] = self->seq;
+    self->sent_us[self->seq % S_SENT_SLOTS] = gw_metrics_now_us ();
     zframe_t *header = cm_frame_pack (request);
     meta->request_id = NULL; /* wire is the caller's */
     zmsg_t *msg = zmsg_new ();
@@ -233,6 +264,13 @@ gw_rpc_recv (gw_rpc_t *self, gw_svc_t svc, const char *req_id,
             zmsg_destroy (&in);
             *rc = CM_INTERNAL;
             break;
+        }
+        uint64_t seq = s_wire_seq (cm_msg_meta (r)->request_id);
+        if (seq && self->sent_seq[seq % S_SENT_SLOTS] == seq) {
+            gw_metrics_rpc (self->metrics, svc,
+                            gw_metrics_now_us () - self->sent_us[seq % S_SENT_SLOTS],
+                            true);
+            self->sent_seq[seq % S_SENT_SLOTS] = 0; /* a duplicate is not timed twice */
         }
         *reply = r;
         *blobs = in;

@@ -14,10 +14,15 @@
 #include "gw_settings.h"
 
 typedef struct gw_rpc_t gw_rpc_t;
+typedef struct gw_metrics_t gw_metrics_t;
 
 /* Borrows settings (must outlive the object). NULL on failure. */
 gw_rpc_t *gw_rpc_new (const gw_settings_t *settings);
 void gw_rpc_destroy (gw_rpc_t **self_p);
+
+/* Round trips of gw_rpc_call and of gw_rpc_send..recv pairs go to
+   metrics (borrowed, shared by every thread; NULL: none).             */
+void gw_rpc_set_metrics (gw_rpc_t *self, gw_metrics_t *metrics);
 
 /* Calls svc: fills request's Meta (field 1 must point at a Meta struct)
    with a wire id (see gw_rpc_wire_id) and a deadline timeout_ms from now

@@ -2,6 +2,7 @@
 #include "gw_server.h"
 #include "gw_api.h"
 #include "gw_http.h"
+#include "gw_metrics.h"
 
 #include <civetweb.h>
 #include <errno.h>
@@ -21,12 +22,15 @@
    GW_BODY_GRACE_MS + GW_BODY_MIN_RATE) and unread bodies by
    gw_conn_close.                                                      */
 #define S_REQUEST_TIMEOUT_MS "30000"
+/* GET /metrics asks crypto and the mailer: each gets this long.       */
+#define S_SCRAPE_TIMEOUT_MS 500
 
 struct gw_server_t {
     gw_settings_t settings;
     gw_keys_t *keys;   /* filled from auth's KEYS on first need */
     gw_users_t *users; /* user state, SAFESHARE_USER_CACHE_TTL */
     gw_watchdog_t *watchdog;
+    gw_metrics_t *metrics;
     struct mg_context *ctx;
     /* The drain: requests inside s_handle, and whether new ones are
        turned away. Under lock; idle signalled when in_flight drops to
@@ -74,6 +78,8 @@ s_init_thread (const struct mg_context *ctx, int thread_type)
     gw_rpc_t *rpc = gw_rpc_new (&self->settings);
     if (rpc == NULL) {
         cm_error (NULL, "gw_rpc_new() failed for a worker thread");
+    } else {
+        gw_rpc_set_metrics (rpc, self->metrics);
     }
     return rpc;
 }
@@ -92,12 +98,61 @@ s_log_message (const struct mg_connection *conn, const char *message)
     return 1;
 }
 
+/* GET /metrics: SAFESHARE_METRICS_ALLOW for the client's address (the
+   peer, or what a trusted proxy says it saw), then the token if one is
+   set. Returns the status sent.                                        */
+static int
+s_metrics (gw_server_t *self, gw_req_t *req)
+{
+    const struct mg_request_info *ri = mg_get_request_info (req->conn);
+    char addr[64];
+    const char *forwarded = NULL;
+    /* Two headers: which one the proxy wrote is anyone's guess. */
+    bool twice = gw_header_count (req, "X-Forwarded-For", &forwarded) > 1;
+    gw_client_addr (&self->settings.trusted_proxies, ri->remote_addr,
+                    twice ? "" : forwarded, addr, sizeof addr);
+    req->must_close = gw_has_body (req);
+    if (!gw_cidr_list_has (&self->settings.metrics_allow, addr)) {
+        cm_info (req->req_id, "metrics refused to address %s", addr);
+        return gw_reply_error (req, 403, "forbidden",
+                               "metrics are not served to this address");
+    }
+    const char *authorization = mg_get_header (req->conn, "Authorization");
+    if (!gw_token_hash_check (&self->settings.metrics_token, authorization)) {
+        req->www_authenticate = true;
+        return gw_reply_error (req, 401,
+                               authorization ? "invalid_token" : "missing_token",
+                               "metrics need the configured bearer token");
+    }
+    return gw_metrics_reply (self->metrics, req, S_SCRAPE_TIMEOUT_MS);
+}
+
+/* A CORS preflight (OPTIONS with Origin and Access-Control-Request-
+   Method, CORS configured): 204 with the path's methods for an allowed
+   origin (the browser then judges the method), 403 for another, 404
+   for an unknown path. Returns the status sent.                        */
+static int
+s_preflight (gw_req_t *req, const char *path)
+{
+    req->must_close = gw_has_body (req);
+    if (req->cors_origin == NULL) {
+        return gw_reply_error (req, 403, "origin_not_allowed",
+                               "this origin is not allowed (SAFESHARE_CORS_ORIGINS)");
+    }
+    if (gw_route_match ("OPTIONS", path, &req->route) != GW_MATCH_BAD_METHOD) {
+        return gw_reply_error (req, 404, "not_found", "no such endpoint");
+    }
+    req->cors_allow_methods = req->route.allow;
+    return gw_reply_empty (req, 204);
+}
+
 static int
 s_handle (struct mg_connection *conn, void *cbdata)
 {
     gw_server_t *self = cbdata;
     const struct mg_request_info *ri = mg_get_request_info (conn);
     uint64_t start = cm_mono_ms ();
+    uint64_t start_us = gw_metrics_now_us ();
     gw_req_t req;
     memset (&req, 0, sizeof req);
     req.conn = conn;
@@ -107,13 +162,21 @@ s_handle (struct mg_connection *conn, void *cbdata)
     req.rpc = mg_get_thread_pointer (conn);
     req.watchdog = self->watchdog;
     req.watch_slot = -1;
+    /* A client's own id is believed only from a trusted proxy: anyone
+       else could plant ids that collide with another's in the logs.  */
     const char *client_id = mg_get_header (conn, "X-Request-Id");
-    if (client_id && cm_is_request_id (client_id)) {
+    if (client_id && cm_is_request_id (client_id) &&
+        gw_cidr_list_has (&self->settings.trusted_proxies, ri->remote_addr)) {
         snprintf (req.req_id, sizeof req.req_id, "%s", client_id);
     } else if (cm_random_hex (req.req_id, 8) != 0) {
         snprintf (req.req_id, sizeof req.req_id, "norandom");
     }
     bool draining = s_enter (self);
+    const char *origin = mg_get_header (conn, "Origin");
+    if (self->settings.cors_origins.count > 0) {
+        req.cors_vary = true;
+        req.cors_origin = gw_origins_find (&self->settings.cors_origins, origin);
+    }
 
     const char *method = ri->request_method ? ri->request_method : "";
     const char *path = ri->local_uri_raw ? ri->local_uri_raw : ri->local_uri;
@@ -147,6 +210,9 @@ s_handle (struct mg_connection *conn, void *cbdata)
     } else if (req.rpc == NULL) {
         req.must_close = true;
         status = gw_reply_error (&req, 503, "service_unavailable", "worker not ready");
+    } else if (req.cors_vary && origin && strcmp (method, "OPTIONS") == 0 &&
+               mg_get_header (conn, "Access-Control-Request-Method")) {
+        status = s_preflight (&req, path);
     } else {
         match = gw_route_match (method, path, &req.route);
         if (match == GW_MATCH_NOT_FOUND) {
@@ -157,6 +223,8 @@ s_handle (struct mg_connection *conn, void *cbdata)
             req.allow = req.route.allow;
             status = gw_reply_error (&req, 405, "method_not_allowed",
                                      "method not allowed here; see the Allow header");
+        } else if (req.route.id == GW_ROUTE_METRICS) {
+            status = s_metrics (self, &req);
         } else {
             status = gw_api_handle (&req);
         }
@@ -168,6 +236,17 @@ s_handle (struct mg_connection *conn, void *cbdata)
     cm_info (req.req_id, "%s %s status=%d ms=%llu", method,
              match == GW_MATCH_OK ? req.route.name : "-", status,
              (unsigned long long)(cm_mono_ms () - start));
+    status = status > 0 ? status : 500;
+    gw_route_id_t route = match == GW_MATCH_OK ? req.route.id : GW_ROUTE_NONE;
+    gw_metrics_http (self->metrics, route, method, status,
+                     gw_metrics_now_us () - start_us, req.bytes_in, req.bytes_out);
+    if (route == GW_ROUTE_FILES_UPLOAD && status == 201) {
+        gw_metrics_upload (self->metrics, req.upload_bytes);
+    }
+    if ((route == GW_ROUTE_FILE_CONTENT || route == GW_ROUTE_DOWNLOAD) &&
+        (status == 200 || status == 206)) {
+        gw_metrics_download (self->metrics, route == GW_ROUTE_DOWNLOAD, req.bytes_out);
+    }
     if (s_leave (self)) {
         /* Draining: the connection ends after this answer instead of
            waiting for a next request (it would only get a 503).      */
@@ -216,7 +295,8 @@ gw_server_new (const gw_settings_t *settings, char *err, size_t errlen)
     }
     /* One slot per worker: each runs one request at a time.            */
     self->watchdog = gw_watchdog_new (settings->http_threads);
-    if (self->watchdog == NULL) {
+    self->metrics = gw_metrics_new ();
+    if (self->watchdog == NULL || self->metrics == NULL) {
         snprintf (err, errlen, "cannot start the request watchdog");
         gw_server_destroy (&self);
         return NULL;
@@ -260,6 +340,7 @@ gw_server_destroy (gw_server_t **self_p)
             mg_stop (self->ctx);
         }
         gw_watchdog_destroy (&self->watchdog);
+        gw_metrics_destroy (&self->metrics);
         gw_users_destroy (&self->users);
         gw_keys_destroy (&self->keys);
         if (self->sync_ready) {

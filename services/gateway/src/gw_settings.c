@@ -114,6 +114,20 @@ gw_settings_load (gw_settings_t *settings, cm_config_t *config, char *err, size_
                          errlen) != 0) {
         return -1;
     }
+    if (gw_cidr_list_parse (&settings->metrics_allow,
+                            cm_config_get (config, "SAFESHARE_METRICS_ALLOW"),
+                            "SAFESHARE_METRICS_ALLOW", err, errlen) != 0 ||
+        gw_cidr_list_parse (&settings->trusted_proxies,
+                            cm_config_get (config, "SAFESHARE_TRUSTED_PROXIES"),
+                            "SAFESHARE_TRUSTED_PROXIES", err, errlen) != 0 ||
+        gw_origins_parse (&settings->cors_origins,
+                          cm_config_get (config, "SAFESHARE_CORS_ORIGINS"), err,
+                          errlen) != 0 ||
+        gw_token_hash_set (&settings->metrics_token,
+                           cm_config_get (config, "SAFESHARE_METRICS_TOKEN"), err,
+                           errlen) != 0) {
+        return -1;
+    }
     settings->http_threads = (int)threads;
     settings->rpc_timeout_ms = (int)timeout;
     settings->chunk_size = (uint32_t)chunk;

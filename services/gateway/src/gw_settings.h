@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include "cm_config.h"
 #include "cm_jwt.h"
+#include "gw_access.h"
 #include "gw_policy.h"
 
 typedef enum {
@@ -35,8 +36,12 @@ typedef struct {
     uint64_t link_max_ttl;
     char jwt_issuer[256];
     char jwt_audience[256];
-    unsigned user_cache_ttl_s;  /* SAFESHARE_USER_CACHE_TTL: see gw_users */
-    unsigned shutdown_grace_ms; /* SAFESHARE_SHUTDOWN_GRACE_MS: the drain's bound */
+    unsigned user_cache_ttl_s;      /* SAFESHARE_USER_CACHE_TTL: see gw_users */
+    unsigned shutdown_grace_ms;     /* SAFESHARE_SHUTDOWN_GRACE_MS: the drain's bound */
+    gw_cidr_list_t metrics_allow;   /* SAFESHARE_METRICS_ALLOW */
+    gw_token_hash_t metrics_token;  /* SAFESHARE_METRICS_TOKEN (its SHA-256) */
+    gw_cidr_list_t trusted_proxies; /* SAFESHARE_TRUSTED_PROXIES */
+    gw_origins_t cors_origins;      /* SAFESHARE_CORS_ORIGINS (none: CORS off) */
 } gw_settings_t;
 
 /* Fills settings from config. 0, or -1 with a one-line reason in err. */
