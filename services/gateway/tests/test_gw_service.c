@@ -116,15 +116,28 @@ typedef struct {
     int revokes; /* LINK_REVOKE calls */
     int ids;     /* Meta.request_id of every storage/crypto call */
     char id[128][65];
-    /* Crypto's pace (the window tests). hold: chunk replies wait until no
-       chunk request came for S_HOLD_IDLE_MS, then go out backwards,
-       S_HOLD_STEP_MS apart -- so the fake sees every chunk the gateway
-       would have out at once, and answers out of order and late.      */
-    bool hold;
+    /* Crypto's pace (the window tests, whole-file transfers). hold: the
+       gateway's window; chunk replies wait until it is full -- `hold`
+       requests out, or the one flagged last is in -- then, after
+       S_HOLD_IDLE_MS without another chunk request (time for a gateway
+       that would overfill its window to show it), go out backwards,
+       S_HOLD_STEP_MS apart. So the fake sees every chunk the gateway has
+       out at once, however slowly they come, and answers out of order
+       and late. A gateway that under-fills gets no reply and times out.
+       0: chunk replies go out at once.                                 */
+    int hold;
     int fail_index; /* ENCRYPT of this index answered INTERNAL; -1 none */
     int late_index; /* chunk request of this index answered late_ms late; -1 none */
     int late_ms;
-    int out;      /* chunk requests received and not answered */
+    /* The transfer counted: the HTTP request id of the last storage call
+       (chunk requests are counted only if their wire id is it + ".N").
+       Chunks of an earlier transfer may still come in after it failed
+       (sent just before its socket was dropped): they are answered, not
+       counted (stale).                                                */
+    char transfer[65];
+    bool last_in; /* the transfer's chunk request flagged last came */
+    int stale;
+    int out;      /* the transfer's chunk requests received and not answered */
     int max_out;  /* the most out at once */
     unsigned gen; /* bumped by each reset: a reply held across it is not counted */
 } s_fake_t;
@@ -176,10 +189,13 @@ s_fake_reset (void)
     s_fake.begin_type[0] = '\0';
     s_fake.begin_visibility[0] = '\0';
     s_fake.begins = 0;
-    s_fake.hold = false;
+    s_fake.hold = 0;
     s_fake.fail_index = -1;
     s_fake.late_index = -1;
     s_fake.late_ms = 0;
+    s_fake.transfer[0] = '\0';
+    s_fake.last_in = false;
+    s_fake.stale = 0;
     s_fake.out = 0;
     s_fake.max_out = 0;
     s_fake.gen++;
@@ -197,10 +213,23 @@ s_fake_recount (void)
     s_fake.redeems = 0;
     s_fake.peeks = 0;
     s_fake.ids = 0;
+    s_fake.transfer[0] = '\0';
+    s_fake.last_in = false;
+    s_fake.stale = 0;
     s_fake.out = 0;
     s_fake.max_out = 0;
     s_fake.gen++;
     pthread_mutex_unlock (&s_fake.lock);
+}
+
+/* Whether wire id `wire` is a call of transfer `transfer` (its HTTP
+   request id: the wire id up to its last '.').                        */
+static bool
+s_of_transfer (const char *wire, const char *transfer)
+{
+    const char *dot = strrchr (wire, '.');
+    size_t len = dot ? (size_t)(dot - wire) : strlen (wire);
+    return transfer[0] && strlen (transfer) == len && memcmp (wire, transfer, len) == 0;
 }
 
 /* A copy of the fake's record, so assertions never run under its lock
@@ -269,6 +298,14 @@ s_fake_storage (zsock_t *sock)
     pthread_mutex_lock (&s_fake.lock);
     if (s_fake.ids < 128) {
         snprintf (s_fake.id[s_fake.ids++], 65, "%s", call.req_id);
+    }
+    if (!s_of_transfer (call.req_id, s_fake.transfer)) {
+        /* A new transfer: what the last one has out no longer counts. */
+        const char *dot = strrchr (call.req_id, '.');
+        int len = dot ? (int)(dot - call.req_id) : (int)strlen (call.req_id);
+        snprintf (s_fake.transfer, sizeof s_fake.transfer, "%.*s", len, call.req_id);
+        s_fake.last_in = false;
+        s_fake.out = 0;
     }
     switch (r->body_case) {
         case SAFESHARE__STORAGE_REQUEST__BODY_FILE_BEGIN:
@@ -492,14 +529,14 @@ s_fake_storage (zsock_t *sock)
    the fake's actor thread only.                                       */
 typedef struct {
     cm_call_t call;
-    uint64_t at; /* when to answer (cm_mono_ms); 0: when crypto goes idle */
+    uint64_t at; /* when to answer (cm_mono_ms); 0: when the window is full */
     unsigned gen;
 } s_held_t;
 
 #define S_HELD_MAX 256
 static s_held_t s_held[S_HELD_MAX];
 static int s_nheld;
-static uint64_t s_last_chunk_ms; /* arrival of the last chunk request */
+static uint64_t s_last_chunk_ms; /* arrival of the last chunk request held */
 
 /* Answers one crypto call (and releases it). */
 static void
@@ -518,7 +555,8 @@ s_fake_crypto_answer (zsock_t *sock, cm_call_t *call, unsigned gen)
     if (r->body_case == SAFESHARE__CRYPTO_REQUEST__BODY_ENCRYPT ||
         r->body_case == SAFESHARE__CRYPTO_REQUEST__BODY_DECRYPT) {
         pthread_mutex_lock (&s_fake.lock);
-        if (gen == s_fake.gen && s_fake.out > 0) {
+        if (gen == s_fake.gen && s_of_transfer (call->req_id, s_fake.transfer) &&
+            s_fake.out > 0) {
             s_fake.out--;
         }
         pthread_mutex_unlock (&s_fake.lock);
@@ -598,6 +636,14 @@ s_fake_crypto (zsock_t *sock)
         : r->body_case == SAFESHARE__CRYPTO_REQUEST__BODY_DECRYPT ? r->decrypt
                                                                   : NULL;
     pthread_mutex_lock (&s_fake.lock);
+    if (c && !s_of_transfer (call.req_id, s_fake.transfer)) {
+        /* Of an earlier transfer: answered, never counted. */
+        s_fake.stale++;
+        unsigned stale_gen = s_fake.gen;
+        pthread_mutex_unlock (&s_fake.lock);
+        s_fake_crypto_answer (sock, &call, stale_gen);
+        return;
+    }
     if (s_fake.ids < 128) {
         snprintf (s_fake.id[s_fake.ids++], 65, "%s", call.req_id);
     }
@@ -624,11 +670,14 @@ s_fake_crypto (zsock_t *sock)
         if (s_fake.out > s_fake.max_out) {
             s_fake.max_out = s_fake.out;
         }
+        if (c->last) {
+            s_fake.last_in = true;
+        }
         if ((int64_t)c->index == s_fake.late_index) {
             held = true;
             at = cm_mono_ms () + (uint64_t)s_fake.late_ms;
         } else {
-            held = s_fake.hold;
+            held = s_fake.hold > 0;
         }
     }
     pthread_mutex_unlock (&s_fake.lock);
@@ -651,12 +700,23 @@ static int
 s_fake_release (zsock_t *crypto)
 {
     uint64_t now = cm_mono_ms ();
+    pthread_mutex_lock (&s_fake.lock);
+    bool full = s_fake.out >= s_fake.hold || s_fake.last_in;
     int unscheduled = 0;
     for (int i = 0; i < s_nheld; i++) {
-        unscheduled += s_held[i].at == 0;
+        if (s_held[i].at != 0) {
+            continue;
+        }
+        if (s_held[i].gen != s_fake.gen ||
+            !s_of_transfer (s_held[i].call.req_id, s_fake.transfer)) {
+            s_held[i].at = now; /* its transfer is over: answered at once */
+        } else {
+            unscheduled++;
+        }
     }
-    if (unscheduled && now >= s_last_chunk_ms + S_HOLD_IDLE_MS) {
-        /* Crypto went idle: the newest first, the oldest last. */
+    pthread_mutex_unlock (&s_fake.lock);
+    if (unscheduled && full && now >= s_last_chunk_ms + S_HOLD_IDLE_MS) {
+        /* The window is full: the newest first, the oldest last. */
         int step = 0;
         for (int i = s_nheld - 1; i >= 0; i--) {
             if (s_held[i].at == 0) {
@@ -679,7 +739,7 @@ s_fake_release (zsock_t *crypto)
         s_held[kept++] = s_held[i];
     }
     s_nheld = kept;
-    if (unscheduled) {
+    if (unscheduled && full) {
         int64_t wait = (int64_t)(s_last_chunk_ms + S_HOLD_IDLE_MS - now);
         next = next < 0 || wait < next ? wait : next;
     }
@@ -3535,22 +3595,31 @@ s_expect_download (const uint8_t *data, size_t size)
     gw_test_resp_free (&r);
 }
 
-/* A fresh fake that holds each group of chunks back (see s_fake).     */
+/* Chunk replies held until the gateway's window (of `window` calls; 0:
+   none held) is full (see s_fake).                                    */
 static void
-s_fake_reset_held (void)
+s_fake_hold (int window)
 {
-    s_fake_reset ();
     pthread_mutex_lock (&s_fake.lock);
-    s_fake.hold = true;
+    s_fake.hold = window;
     pthread_mutex_unlock (&s_fake.lock);
 }
 
-/* An upload of `size` seeded bytes to a fresh held fake: 201 and the
-   bytes stored as sent. Returns them (the caller frees).              */
-static uint8_t *
-s_upload_held (size_t size, unsigned seed)
+/* A fresh fake that holds each group of chunks back (see s_fake).     */
+static void
+s_fake_reset_held (int window)
 {
-    s_fake_reset_held ();
+    s_fake_reset ();
+    s_fake_hold (window);
+}
+
+/* An upload of `size` seeded bytes to a fresh fake holding the chunks
+   of a gateway with this window: 201 and the bytes stored as sent.
+   Returns them (the caller frees).                                    */
+static uint8_t *
+s_upload_held (size_t size, unsigned seed, int window)
+{
+    s_fake_reset_held (window);
     gw_test_resp_t r;
     uint8_t *data;
     s_upload_seeded (size, seed, &r, &data);
@@ -3595,7 +3664,7 @@ s_window_roundtrip (int window)
         size_t size = sizes[k];
         size_t chunks = s_chunks (size);
         int expect = (size_t)window < chunks ? window : (int)chunks;
-        s_fake_reset_held ();
+        s_fake_reset_held (window);
         gw_test_resp_t r;
         uint8_t *data;
         s_upload_seeded (size, (unsigned)(window + k), &r, &data);
@@ -3660,6 +3729,7 @@ test_window_sizes (void **state)
         s_window_roundtrip (sizes[i]);
         s_switch_back (pid);
     }
+    s_fake_hold (0);
     /* Out of range: refused at start, before any socket. */
     int port = gw_test_free_port ();
     assert_int_equal (s_spawn_ex (port, 1, "SAFESHARE_CRYPTO_WINDOW=65", NULL), -1);
@@ -3674,9 +3744,8 @@ static void
 test_window_chunk_error (void **state)
 {
     const size_t size = 10 * CHUNK + 5;
-    s_fake_reset ();
+    s_fake_reset_held (4); /* the main gateway: the default window */
     pthread_mutex_lock (&s_fake.lock);
-    s_fake.hold = true;
     s_fake.fail_index = 5;
     pthread_mutex_unlock (&s_fake.lock);
     gw_test_resp_t r;
@@ -3698,7 +3767,7 @@ test_window_chunk_error (void **state)
     s_assert_alive ();
 
     /* The same gateway takes the next upload whole. */
-    data = s_upload_held (size, 8);
+    data = s_upload_held (size, 8, 4);
 
     /* Chunk 5 does not authenticate: chunks 0-4 arrive, then the cut. */
     s_fake_recount ();
@@ -3720,6 +3789,7 @@ test_window_chunk_error (void **state)
     pthread_mutex_unlock (&s_fake.lock);
     s_expect_download (data, size);
     free (data);
+    s_fake_hold (0);
 }
 
 /* Crypto sits on one chunk past the timeout with others out: the
@@ -3732,9 +3802,8 @@ test_window_timeout (void **state)
     pid_t pid = s_switch_to (1, "SAFESHARE_CRYPTO_WINDOW=4");
     assert_true (pid > 0);
     const size_t size = 8 * CHUNK;
-    s_fake_reset ();
+    s_fake_reset_held (4);
     pthread_mutex_lock (&s_fake.lock);
-    s_fake.hold = true;
     s_fake.late_index = 2;
     s_fake.late_ms = 1200; /* the gateway waits 1000 */
     pthread_mutex_unlock (&s_fake.lock);
@@ -3752,7 +3821,7 @@ test_window_timeout (void **state)
     assert_int_equal (fake.max_out, 4);
 
     /* At once, while the late reply is still to come. */
-    data = s_upload_held (MAX_UPLOAD, 12);
+    data = s_upload_held (MAX_UPLOAD, 12, 4);
 
     /* The download: chunk 2 comes too late -> cut after chunks 0 and 1. */
     s_fake_recount ();
@@ -3766,6 +3835,7 @@ test_window_timeout (void **state)
     pthread_mutex_unlock (&s_fake.lock);
     s_expect_download (data, MAX_UPLOAD);
     free (data);
+    s_fake_hold (0);
     s_switch_back (pid);
 }
 
