@@ -1,5 +1,5 @@
-/*  maild_sender -- the thread that drains the outbox (a czmq actor, so
-    the ROUTER never waits for SMTP): claim a due job (a lease), hand it
+/*  maild_sender -- the thread that drains the outbox (its own, so the
+    ROUTER never waits for SMTP): claim a due job (a lease), hand it
     to the transport, record the result; transient failures are retried
     with exponential backoff and jitter until the job's give-up time,
     permanent ones are recorded as failed and never retried by itself.
@@ -39,8 +39,10 @@ typedef struct maild_sender_t maild_sender_t;
 maild_sender_t *maild_sender_new (const maild_sender_config_t *config,
                                   maild_outbox_t **outbox_p,
                                   maild_transport_t **transport_p);
-/* Stops the thread: a delivery in progress finishes first (bounded by
-   the transport's timeouts).                                          */
+/* Stops the thread and joins it (everything it held is freed when this
+   returns): a delivery in progress is cut short (maild_transport_cancel:
+   the job is retried later, as after any transient failure) and its
+   result recorded first. Call from the thread that made the sender.  */
 void maild_sender_destroy (maild_sender_t **self_p);
 
 /* A job was just stored: look at once. */

@@ -12,12 +12,14 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,12 @@ typedef struct {
     char *sender;
     long timeout_ms;
     SSL_CTX *tls; /* NULL with tls=none */
+    /* The stop (s_cancel, another thread) against a session in progress:
+       `live` is our own dup of libesmtp's socket, so shutting it down
+       wakes libesmtp's poll at once and can never hit a reused number. */
+    pthread_mutex_t lock;
+    atomic_bool cancelled;
+    int live; /* -1 outside a session; guarded by lock */
 } s_smtp_t;
 
 /* ---- URL --------------------------------------------------------------- */
@@ -169,10 +177,17 @@ fail:
 
 /* ---- delivery ---------------------------------------------------------- */
 
+/* Slices of a wait, to notice a stop (s_cancel) soon. */
+#define S_SLICE_MS 100
+
+static const char s_stopping[] = "interrupted: the mailer is stopping";
+
 /* libesmtp's connect() is blocking without a timeout: make sure the
-   server answers a TCP connect within timeout_ms first. 0 / -1.       */
+   server answers a TCP connect within timeout_ms first. 0 / -1; *ai_p
+   gets the server's addresses (to find libesmtp's socket by its peer),
+   freed by the caller.                                                */
 static int
-s_probe (s_smtp_t *self, char *err, size_t errlen)
+s_probe (s_smtp_t *self, struct addrinfo **ai_p, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *ai = NULL;
@@ -181,6 +196,7 @@ s_probe (s_smtp_t *self, char *err, size_t errlen)
         snprintf (err, errlen, "resolving %s: %s", self->url.host, gai_strerror (gai));
         return -1;
     }
+    *ai_p = ai;
     int rc = -1;
     int saved = 0;
     for (struct addrinfo *a = ai; a && rc != 0; a = a->ai_next) {
@@ -194,7 +210,13 @@ s_probe (s_smtp_t *self, char *err, size_t errlen)
             rc = 0;
         } else if (errno == EINPROGRESS) {
             struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-            int n = poll (&pfd, 1, (int)self->timeout_ms);
+            int n = 0;
+            for (long left = self->timeout_ms; n == 0 && left > 0; left -= S_SLICE_MS) {
+                if (atomic_load (&self->cancelled)) {
+                    break;
+                }
+                n = poll (&pfd, 1, left < S_SLICE_MS ? (int)left : S_SLICE_MS);
+            }
             int soerr = 0;
             socklen_t sl = sizeof soerr;
             if (n == 1 && getsockopt (fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
@@ -208,16 +230,74 @@ s_probe (s_smtp_t *self, char *err, size_t errlen)
         }
         close (fd);
     }
-    freeaddrinfo (ai);
-    if (rc != 0) {
+    if (rc != 0 && atomic_load (&self->cancelled)) {
+        snprintf (err, errlen, "%s", s_stopping);
+    } else if (rc != 0) {
         snprintf (err, errlen, "connect %s: %s", self->hostport, strerror (saved));
     }
     return rc;
 }
 
+static bool
+s_same_peer (const struct sockaddr_storage *peer, const struct addrinfo *a)
+{
+    if (peer->ss_family == AF_INET && a->ai_family == AF_INET) {
+        const struct sockaddr_in *p = (const struct sockaddr_in *)peer;
+        const struct sockaddr_in *q = (const struct sockaddr_in *)a->ai_addr;
+        return p->sin_port == q->sin_port && p->sin_addr.s_addr == q->sin_addr.s_addr;
+    }
+    if (peer->ss_family == AF_INET6 && a->ai_family == AF_INET6) {
+        const struct sockaddr_in6 *p = (const struct sockaddr_in6 *)peer;
+        const struct sockaddr_in6 *q = (const struct sockaddr_in6 *)a->ai_addr;
+        return p->sin6_port == q->sin6_port &&
+               memcmp (&p->sin6_addr, &q->sin6_addr, sizeof p->sin6_addr) == 0;
+    }
+    return false;
+}
+
+/* libesmtp does not tell its socket: the one descriptor connected to the
+   server (the probe's is closed) is found among ours. -1 if none or not
+   only one (then a stop waits for the session's timeouts).           */
+static int
+s_find_session_fd (const struct addrinfo *ai)
+{
+    DIR *d = opendir ("/proc/self/fd");
+    if (!d) {
+        return -1;
+    }
+    int found = -1, count = 0;
+    struct dirent *e;
+    while ((e = readdir (d))) {
+        char *end = NULL;
+        long fd = strtol (e->d_name, &end, 10);
+        if (!*e->d_name || *end || fd < 0 || fd == dirfd (d)) {
+            continue;
+        }
+        struct sockaddr_storage peer;
+        socklen_t pl = sizeof peer;
+        int type = 0;
+        socklen_t tl = sizeof type;
+        if (getsockopt ((int)fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 ||
+            type != SOCK_STREAM ||
+            getpeername ((int)fd, (struct sockaddr *)&peer, &pl) != 0) {
+            continue;
+        }
+        for (const struct addrinfo *a = ai; a; a = a->ai_next) {
+            if (s_same_peer (&peer, a)) {
+                found = (int)fd;
+                count++;
+                break;
+            }
+        }
+    }
+    closedir (d);
+    return count == 1 ? found : -1;
+}
+
 /* State of one session, seen by the callbacks. */
 typedef struct {
     s_smtp_t *smtp;
+    const struct addrinfo *peer; /* the server's addresses */
     const char *data;
     size_t len;
     bool sent_data;
@@ -250,6 +330,18 @@ s_event_cb (smtp_session_t session, int event, void *arg, ...)
     s_session_t *s = arg;
     (void)session;
     switch (event) {
+        case SMTP_EV_CONNECT: {
+            /* Our own reference to the socket, for s_cancel. */
+            int fd = s_find_session_fd (s->peer);
+            int dup = fd >= 0 ? fcntl (fd, F_DUPFD_CLOEXEC, 0) : -1;
+            pthread_mutex_lock (&s->smtp->lock);
+            s->smtp->live = dup;
+            if (dup >= 0 && atomic_load (&s->smtp->cancelled)) {
+                shutdown (dup, SHUT_RDWR);
+            }
+            pthread_mutex_unlock (&s->smtp->lock);
+            break;
+        }
         case SMTP_EV_STARTTLS_OK:
             s->tls_ok = true;
             break;
@@ -339,18 +431,24 @@ s_deliver (void *impl, const char *req, const char *job_id, const char *to,
     maild_result_t result = MAILD_RETRY;
     smtp_session_t session = NULL;
     auth_context_t auth = NULL;
+    struct addrinfo *peer = NULL;
     s_session_t state = {.smtp = self, .data = data, .len = len};
     if (len > (size_t)1 << 30) {
         snprintf (err, errlen, "message too large");
         return MAILD_FAILED;
     }
-    if (s_probe (self, err, errlen) != 0) {
+    if (atomic_load (&self->cancelled)) {
+        snprintf (err, errlen, "%s", s_stopping);
         return MAILD_RETRY;
     }
+    if (s_probe (self, &peer, err, errlen) != 0) {
+        goto cleanup;
+    }
+    state.peer = peer;
     session = smtp_create_session ();
     if (!session) {
         snprintf (err, errlen, "smtp_create_session() failed");
-        return MAILD_RETRY;
+        goto cleanup;
     }
     int which[] = {Timeout_GREETING, Timeout_ENVELOPE, Timeout_DATA, Timeout_TRANSFER,
                    Timeout_DATA2};
@@ -388,9 +486,23 @@ s_deliver (void *impl, const char *req, const char *job_id, const char *to,
     }
 
     int started = smtp_start_session (session);
+    /* libesmtp has closed its socket: ours goes too. */
+    pthread_mutex_lock (&self->lock);
+    if (self->live >= 0) {
+        close (self->live);
+        self->live = -1;
+    }
+    pthread_mutex_unlock (&self->lock);
     const smtp_status_t *mst = smtp_message_transfer_status (message);
     const smtp_status_t *rst = smtp_recipient_status (rcpt);
     const smtp_status_t *fst = smtp_reverse_path_status (message);
+    bool done = mst && mst->code >= 200 && mst->code < 300 && rst && rst->code >= 200 &&
+                rst->code < 300;
+    if (!done && atomic_load (&self->cancelled)) {
+        snprintf (err, errlen, "%s", s_stopping);
+        result = MAILD_RETRY;
+        goto cleanup;
+    }
     if (self->tls && !state.tls_ok) {
         /* Whatever start_session said, nothing may have gone in clear:
            libesmtp stops before MAIL FROM when TLS fails; say why.       */
@@ -402,8 +514,7 @@ s_deliver (void *impl, const char *req, const char *job_id, const char *to,
         result = MAILD_RETRY;
         goto cleanup;
     }
-    if (mst && mst->code >= 200 && mst->code < 300 && rst && rst->code >= 200 &&
-        rst->code < 300) {
+    if (done) {
         result = MAILD_DELIVERED;
         cm_info (req, "mail sent by smtp job=%s server=%s reply=%d", job_id,
                  self->hostport, mst->code);
@@ -433,7 +544,23 @@ cleanup:
     if (auth) {
         auth_destroy_context (auth);
     }
+    if (peer) {
+        freeaddrinfo (peer);
+    }
     return result;
+}
+
+/* From the thread that stops the sender. */
+static void
+s_cancel (void *impl)
+{
+    s_smtp_t *self = impl;
+    pthread_mutex_lock (&self->lock);
+    atomic_store (&self->cancelled, true);
+    if (self->live >= 0) {
+        shutdown (self->live, SHUT_RDWR);
+    }
+    pthread_mutex_unlock (&self->lock);
 }
 
 static void
@@ -444,6 +571,7 @@ s_destroy (void **impl_p)
         maild_smtp_url_clear (&self->url);
         free (self->sender);
         SSL_CTX_free (self->tls);
+        pthread_mutex_destroy (&self->lock);
         free (self);
         *impl_p = NULL;
     }
@@ -453,6 +581,7 @@ static const maild_transport_ops_t s_ops = {
     .name = "smtp",
     .deliver = s_deliver,
     .destroy = s_destroy,
+    .cancel = s_cancel,
 };
 
 static pthread_once_t s_auth_once = PTHREAD_ONCE_INIT;
@@ -510,6 +639,8 @@ maild_smtp_new (const char *url, const char *sender, long timeout_ms, const char
         snprintf (err, errlen, "out of memory");
         return NULL;
     }
+    pthread_mutex_init (&self->lock, NULL);
+    self->live = -1;
     void *impl = self;
     if (maild_smtp_url_parse (url, &self->url, err, errlen) != 0) {
         goto fail;

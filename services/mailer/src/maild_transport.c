@@ -51,3 +51,11 @@ maild_transport_deliver (maild_transport_t *self, const char *req, const char *j
     }
     return self->ops->deliver (self->impl, req, job_id, to, data, len, err, errlen);
 }
+
+void
+maild_transport_cancel (maild_transport_t *self)
+{
+    if (self && self->ops->cancel) {
+        self->ops->cancel (self->impl);
+    }
+}

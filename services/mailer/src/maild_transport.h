@@ -36,6 +36,11 @@ typedef struct {
                                const char *to, const char *data, size_t len, char *err,
                                size_t errlen);
     void (*destroy) (void **impl_p);
+    /* Optional, called from another thread than deliver's: a stop is
+       coming. A delivery in progress ends soon (MAILD_RETRY) instead of
+       waiting out its timeouts, and later ones return MAILD_RETRY at
+       once. Must not block.                                          */
+    void (*cancel) (void *impl);
 } maild_transport_ops_t;
 
 /* Takes ownership of *impl_p (nulled). NULL if ops or *impl_p is NULL. */
@@ -47,5 +52,8 @@ maild_result_t maild_transport_deliver (maild_transport_t *self, const char *req
                                         const char *job_id, const char *to,
                                         const char *data, size_t len, char *err,
                                         size_t errlen);
+/* The stop is coming (ops->cancel; nothing without one): safe from any
+   thread while deliver runs on the sender's, and before destroy.     */
+void maild_transport_cancel (maild_transport_t *self);
 
 #endif

@@ -58,7 +58,7 @@ s_destroy (void **impl_p)
     *impl_p = NULL;
 }
 
-static const maild_transport_ops_t s_ops = {"fake", s_deliver, s_destroy};
+static const maild_transport_ops_t s_ops = {"fake", s_deliver, s_destroy, NULL};
 
 typedef struct {
     char status[16];

@@ -230,7 +230,11 @@ s_start (void)
     char data_env[600], ep_env[700];
     snprintf (data_env, sizeof data_env, "SAFESHARE_DATA_DIR=%s", s_dir);
     snprintf (ep_env, sizeof ep_env, "SAFESHARE_MAILER_ENDPOINT=%s", s_endpoint);
-    char *env[] = {data_env, ep_env, "SAFESHARE_LOG_LEVEL=debug", NULL};
+    /* A short lease: the kill -9 may land between the claim and the
+       recorded result, and the restarted mailer must take the job back
+       within the test's wait (the drop is idempotent).               */
+    char *env[] = {data_env, ep_env, "SAFESHARE_LOG_LEVEL=debug",
+                   "SAFESHARE_MAIL_LEASE_S=2", NULL};
     char *argv[] = {(char *)s_binary, NULL};
     s_pid = cm_test_spawn (s_binary, argv, env);
     if (s_pid < 0) {

@@ -6,7 +6,10 @@
     another name: nothing sent (retried, never in clear); a wrong
     password is retried, not failed; the server down during 5 jobs ->
     all 5 arrive once when it is back, every attempt counted; tls=none
-    (explicit) works. Each case waits for the state it checks (a row's
+    (explicit) works; a mailer stopped while its session is stalled
+    (before the greeting, or in the TLS handshake after STARTTLS) exits
+    0 at once -- under ASan, no leak -- and the job waits for the next
+    run. Each case waits for the state it checks (a row's
     status, the counters), never for a number of attempts to fit in a
     time window; its mailer and server are stopped by the fixture's
     teardown even when an assertion fails.
@@ -22,10 +25,15 @@
 #include "cm_testing.h"
 #include "cm_util.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -384,7 +392,7 @@ static int
 s_count_message_id (const char *dir, const char *job)
 {
     char want[100];
-    snprintf (want, sizeof want, "\nMessage-ID: <%s@safeshare.test>\n", job);
+    snprintf (want, sizeof want, "\nMessage-ID: <%.32s@safeshare.test>\n", job);
     DIR *d = opendir (dir);
     if (!d) {
         return -1;
@@ -467,6 +475,164 @@ test_tls_none_explicit (void **state)
     s_case_end (c);
 }
 
+/* ---- a server that stalls ------------------------------------------- */
+
+typedef enum { S_STALL_GREETING, S_STALL_HANDSHAKE } s_stall_t;
+
+/* Reads up to and including the next LF (or until EOF). 0 / -1. */
+static int
+s_read_line (int fd)
+{
+    char ch;
+    for (;;) {
+        ssize_t n = read (fd, &ch, 1);
+        if (n <= 0) {
+            return -1;
+        }
+        if (ch == '\n') {
+            return 0;
+        }
+    }
+}
+
+static void
+s_write_all (int fd, const char *text)
+{
+    size_t len = strlen (text), off = 0;
+    while (off < len) {
+        ssize_t n = write (fd, text + off, len - off);
+        if (n <= 0) {
+            return;
+        }
+        off += (size_t)n;
+    }
+}
+
+/* The child: each connection is taken to the stall point, which is told
+   on `notify`, then held (its bytes read and dropped) until the client
+   closes it. Killed by the case's end.                              */
+static void
+s_stall_serve (int lfd, int notify, s_stall_t mode)
+{
+    signal (SIGPIPE, SIG_IGN);
+    for (;;) {
+        int fd = accept (lfd, NULL, NULL);
+        if (fd < 0) {
+            continue;
+        }
+        bool reached = mode == S_STALL_GREETING;
+        if (mode == S_STALL_HANDSHAKE) {
+            s_write_all (fd, "220 stall.test ESMTP\r\n");
+            if (s_read_line (fd) == 0) { /* EHLO */
+                s_write_all (fd, "250-stall.test\r\n250 STARTTLS\r\n");
+                if (s_read_line (fd) == 0) { /* STARTTLS */
+                    s_write_all (fd, "220 2.0.0 go ahead\r\n");
+                    reached = true; /* the ClientHello is never answered */
+                }
+            }
+        }
+        if (reached && write (notify, "x", 1) != 1) {
+            _exit (1);
+        }
+        char buf[4096];
+        while (read (fd, buf, sizeof buf) > 0) {
+        }
+        close (fd);
+    }
+}
+
+/* Starts the stalling server on c->port (c->smtp); *notify_p is read
+   once per connection at the stall point.                           */
+static void
+s_case_stall (s_case_t *c, s_stall_t mode, int *notify_p)
+{
+    int lfd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true (lfd >= 0);
+    int one = 1;
+    setsockopt (lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons ((uint16_t)c->port)};
+    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    int p[2];
+    if (bind (lfd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen (lfd, 8) != 0 ||
+        pipe (p) != 0) {
+        close (lfd);
+        fail_msg ("cannot listen on 127.0.0.1:%d", c->port);
+    }
+    pid_t pid = fork ();
+    if (pid == 0) {
+        close (p[0]);
+        s_stall_serve (lfd, p[1], mode);
+        _exit (0);
+    }
+    close (lfd);
+    close (p[1]);
+    assert_true (pid > 0);
+    c->smtp = pid;
+    *notify_p = p[0];
+}
+
+/* The mailer is inside a session the server will not move on; its stop
+   must end it (not wait 20 s for the SMTP timeout), free everything
+   (LeakSanitizer makes the exit status non-zero otherwise) and leave
+   the job to be retried.                                             */
+static void
+s_stop_mid_session (s_case_t *c, const char *name, s_stall_t mode)
+{
+    assert_int_equal (s_case_init (c, name), 0);
+    int notify = -1;
+    s_case_stall (c, mode, &notify);
+    char url_env[450], ca_env[700];
+    snprintf (url_env, sizeof url_env, "SAFESHARE_SMTP_URL=smtp://127.0.0.1:%d%s",
+              c->port, mode == S_STALL_GREETING ? "?tls=none" : "");
+    snprintf (ca_env, sizeof ca_env, "SAFESHARE_SMTP_CA_FILE=%s", s_cert);
+    char *env[] = {url_env,
+                   ca_env,
+                   "SAFESHARE_SMTP_TIMEOUT_MS=20000",
+                   "SAFESHARE_MAIL_LEASE_S=400",
+                   "SAFESHARE_MAIL_FROM=safeshare <no-reply@safeshare.test>",
+                   NULL};
+    int started = maild_test_start (&c->mailer, s_mailer, c->dir, env);
+    if (started != 0) {
+        close (notify);
+        fail_msg ("the mailer did not start");
+    }
+    const char *job = "c9c9c9c9c9c9c9c9c9c9c9c9c9c9c9c9";
+    s_send_ok (c, job, "ann@example.com");
+    struct pollfd pfd = {.fd = notify, .events = POLLIN};
+    int reached = poll (&pfd, 1, 30000);
+    close (notify);
+    assert_int_equal (reached, 1);
+    usleep (200 * 1000); /* well inside libesmtp's wait by now */
+    uint64_t t0 = cm_mono_ms ();
+    int rc = maild_test_stop (&c->mailer);
+    uint64_t took = cm_mono_ms () - t0;
+    assert_int_equal (rc, 0);
+    if (took > 8000) {
+        fail_msg ("the stop took %llu ms", (unsigned long long)took);
+    }
+    /* Retried by the next run, the stop said as the reason. */
+    assert_true (s_field (c, job, "status"));
+    assert_string_equal (c->field, "pending");
+    assert_true (s_field (c, job, "last_error"));
+    assert_non_null (strstr (c->field, "the mailer is stopping"));
+    assert_int_equal (s_attempts (c, job), 1);
+    cm_test_stop (c->smtp, 5000);
+    c->smtp = -1;
+}
+
+static void
+test_stop_while_greeting_stalls (void **state)
+{
+    s_stop_mid_session (*state, "stall_greeting", S_STALL_GREETING);
+}
+
+static void
+test_stop_while_tls_handshake_stalls (void **state)
+{
+    s_stop_mid_session (*state, "stall_tls", S_STALL_HANDSHAKE);
+}
+
 static int
 s_group_setup (void **state)
 {
@@ -510,6 +676,8 @@ main (int argc, char **argv)
         S_TEST (test_wrong_password_retried),
         S_TEST (test_server_down_then_back),
         S_TEST (test_tls_none_explicit),
+        S_TEST (test_stop_while_greeting_stalls),
+        S_TEST (test_stop_while_tls_handshake_stalls),
     };
     return cmocka_run_group_tests (tests, s_group_setup, s_group_teardown);
 }
