@@ -218,6 +218,33 @@ s_le (char *buf, size_t len, uint64_t us)
     snprintf (buf, len, "%g", (double)us / 1e6);
 }
 
+/* One labelled histogram series: cumulative buckets, +Inf, _sum, _count.
+   count is read once by the caller: +Inf and _count agree even
+   mid-update. */
+static void
+s_hist_put (s_buf_t *b, const char *metric, const char *label, const char *value,
+            const uint64_t *le_us, const uint64_t *buckets, size_t n, uint64_t count,
+            const uint64_t *sum_us)
+{
+    uint64_t cum = 0;
+    for (size_t i = 0; i < n; i++) {
+        char le[32];
+        s_le (le, sizeof le, le_us[i]);
+        cum += s_get (&buckets[i]);
+        s_put (b, "%s_bucket{%s=\"%s\",le=\"%s\"} %llu\n", metric, label, value, le,
+               (unsigned long long)cum);
+    }
+    if (count < cum) {
+        count = cum;
+    }
+    s_put (b, "%s_bucket{%s=\"%s\",le=\"+Inf\"} %llu\n", metric, label, value,
+           (unsigned long long)count);
+    s_put (b, "%s_sum{%s=\"%s\"} %.6f\n", metric, label, value,
+           (double)s_get (sum_us) / 1e6);
+    s_put (b, "%s_count{%s=\"%s\"} %llu\n", metric, label, value,
+           (unsigned long long)count);
+}
+
 static void
 s_http_series (gw_metrics_t *self, s_buf_t *b)
 {
@@ -248,30 +275,9 @@ s_http_series (gw_metrics_t *self, s_buf_t *b)
         if (count == 0) {
             continue;
         }
-        const char *route = s_route_label (r);
-        uint64_t cum = 0;
-        for (size_t i = 0; i < S_HTTP_BUCKETS; i++) {
-            char le[32];
-            s_le (le, sizeof le, s_http_le_us[i]);
-            cum += s_get (&h->buckets[i]);
-            s_put (
-                b,
-                "safeshare_http_request_duration_seconds_bucket{route=\"%s\",le=\"%s\"} "
-                "%llu\n",
-                route, le, (unsigned long long)cum);
-        }
-        /* count is read once: +Inf and _count agree even mid-update. */
-        if (count < cum) {
-            count = cum;
-        }
-        s_put (b,
-               "safeshare_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} "
-               "%llu\n",
-               route, (unsigned long long)count);
-        s_put (b, "safeshare_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
-               route, (double)s_get (&h->sum_us) / 1e6);
-        s_put (b, "safeshare_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-               route, (unsigned long long)count);
+        s_hist_put (b, "safeshare_http_request_duration_seconds", "route",
+                    s_route_label (r), s_http_le_us, h->buckets, S_HTTP_BUCKETS, count,
+                    &h->sum_us);
     }
     s_head (b, "safeshare_http_request_body_bytes_total", "counter",
             "Request body bytes read, by route.");
@@ -326,26 +332,8 @@ s_rpc_series (gw_metrics_t *self, s_buf_t *b)
         const s_rpc_hist_t *h = &self->rpc[svc];
         const char *name = gw_svc_name ((gw_svc_t)svc);
         uint64_t count = s_get (&h->count);
-        uint64_t cum = 0;
-        for (size_t i = 0; i < S_RPC_BUCKETS; i++) {
-            char le[32];
-            s_le (le, sizeof le, s_rpc_le_us[i]);
-            cum += s_get (&h->buckets[i]);
-            s_put (
-                b,
-                "safeshare_rpc_duration_seconds_bucket{service=\"%s\",le=\"%s\"} %llu\n",
-                name, le, (unsigned long long)cum);
-        }
-        if (count < cum) {
-            count = cum;
-        }
-        s_put (b,
-               "safeshare_rpc_duration_seconds_bucket{service=\"%s\",le=\"+Inf\"} %llu\n",
-               name, (unsigned long long)count);
-        s_put (b, "safeshare_rpc_duration_seconds_sum{service=\"%s\"} %.6f\n", name,
-               (double)s_get (&h->sum_us) / 1e6);
-        s_put (b, "safeshare_rpc_duration_seconds_count{service=\"%s\"} %llu\n", name,
-               (unsigned long long)count);
+        s_hist_put (b, "safeshare_rpc_duration_seconds", "service", name, s_rpc_le_us,
+                    h->buckets, S_RPC_BUCKETS, count, &h->sum_us);
     }
     s_head (b, "safeshare_rpc_failures_total", "counter",
             "Calls to each service that timed out or failed in transport (its "
