@@ -17,9 +17,9 @@
 #include "cm_msg.h"
 #include "cm_testing.h"
 #include "cm_util.h"
+#include "maild_test_proc.h"
 #include "mailer.pb-c.h"
 
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,22 +123,11 @@ s_assert_error (Safeshare__MailReply *r, cm_status_t status, const char *code)
     safeshare__mail_reply__free_unpacked (r, NULL);
 }
 
+/* .eml files and anything else in the mail drop (a stray tmp file counts too). */
 static int
 s_count_eml (void)
 {
-    DIR *d = opendir (s_mail_dir);
-    if (!d) {
-        return -1;
-    }
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir (d))) {
-        if (e->d_name[0] != '.') {
-            n++; /* .eml files and anything else (a stray tmp file counts too) */
-        }
-    }
-    closedir (d);
-    return n;
+    return maild_test_count_files (s_mail_dir);
 }
 
 /* The job's .eml once the sender has delivered it (polled, 10 s). */
