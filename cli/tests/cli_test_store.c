@@ -160,3 +160,18 @@ cli_test_store_file (cli_test_store_t *st, const uint8_t *plain, size_t len, cha
     cli_test_store_with (st, ring, plain, len, id);
     cryptod_keyring_destroy (&ring);
 }
+
+bool
+cli_test_has_line (const char *out, const char *fmt, ...)
+{
+    char line[1200];
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (line, sizeof line, fmt, ap);
+    va_end (ap);
+    bool ok = strstr (out, line) != NULL;
+    if (!ok) {
+        fprintf (stderr, "missing line: %s\nin:\n%s\n", line, out);
+    }
+    return ok;
+}

@@ -13,6 +13,7 @@
 #include "cryptod_keyring.h"
 #include "stord_meta.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,5 +49,10 @@ void cli_test_store_with (cli_test_store_t *st, const cryptod_keyring_t *ring,
 /* cli_test_store_with with the ring at st->ring.                       */
 void cli_test_store_file (cli_test_store_t *st, const uint8_t *plain, size_t len,
                           char id[33]);
+
+/* `out` holds the line made from fmt (printed to stderr when it does
+   not).                                                                */
+bool cli_test_has_line (const char *out, const char *fmt, ...)
+    __attribute__ ((format (printf, 2, 3)));
 
 #endif

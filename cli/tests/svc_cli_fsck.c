@@ -110,25 +110,6 @@ s_blob_path (s_fixture_t *f, const char *id, char *path, size_t len)
     snprintf (path, len, "%s/%.2s/%s", f->blobs, id, id);
 }
 
-static bool s_has_line (const char *out, const char *fmt, ...)
-    __attribute__ ((format (printf, 2, 3)));
-
-/* The output holds the line made from fmt (printed when it does not). */
-static bool
-s_has_line (const char *out, const char *fmt, ...)
-{
-    char line[1200];
-    va_list ap;
-    va_start (ap, fmt);
-    vsnprintf (line, sizeof line, fmt, ap);
-    va_end (ap);
-    bool ok = strstr (out, line) != NULL;
-    if (!ok) {
-        fprintf (stderr, "missing line: %s\nin:\n%s\n", line, out);
-    }
-    return ok;
-}
-
 static void
 test_clean (void **state)
 {
@@ -149,7 +130,7 @@ test_clean (void **state)
     cli_test_free2 (&out, &err);
     /* --grace 0: now it is stale.                                      */
     assert_int_equal (s_run (&out, &err, "fsck", "--grace", "0", NULL), 1);
-    assert_true (s_has_line (out, "stale pending upload %s\n", id));
+    assert_true (cli_test_has_line (out, "stale pending upload %s\n", id));
     cli_test_free2 (&out, &err);
     /* Configuration errors: exit 2.                                    */
     if (strncmp (f->url, "sqlite:", 7) == 0) {
@@ -222,29 +203,29 @@ test_damage_repair (void **state)
 
     char *out, *err;
     assert_int_equal (s_run (&out, &err, "fsck", NULL), 1);
-    assert_true (
-        s_has_line (out, "file %s: chunk 3 does not authenticate\n", ids[FLIPPED]));
-    assert_true (
-        s_has_line (out, "file %s: blob size differs from the layout", ids[SHORT]));
-    assert_true (s_has_line (out, "file %s: missing blob\n", ids[MISSING]));
-    assert_true (s_has_line (out, "file %s: sha256 mismatch\n", ids[BADSUM]));
+    assert_true (cli_test_has_line (out, "file %s: chunk 3 does not authenticate\n",
+                                    ids[FLIPPED]));
+    assert_true (cli_test_has_line (out, "file %s: blob size differs from the layout",
+                                    ids[SHORT]));
+    assert_true (cli_test_has_line (out, "file %s: missing blob\n", ids[MISSING]));
+    assert_true (cli_test_has_line (out, "file %s: sha256 mismatch\n", ids[BADSUM]));
     assert_null (strstr (out, ids[GOOD]));
     assert_null (strstr (out, young));
-    assert_true (s_has_line (out, "orphan blob %s\n", orphan_path));
+    assert_true (cli_test_has_line (out, "orphan blob %s\n", orphan_path));
     snprintf (path, sizeof path, "%s/tmp/%s.part", f->blobs, lone);
-    assert_true (s_has_line (out, "orphan blob %s\n", path));
-    assert_true (s_has_line (out, "stale pending upload %s\n", stale));
-    assert_true (s_has_line (
+    assert_true (cli_test_has_line (out, "orphan blob %s\n", path));
+    assert_true (cli_test_has_line (out, "stale pending upload %s\n", stale));
+    assert_true (cli_test_has_line (
         out, "%s", "fsck: 5 committed files checked, 7 problems found, 0 removed\n"));
     assert_null (strstr (out, "removed orphan"));
     cli_test_free2 (&out, &err);
     assert_int_equal (access (orphan_path, F_OK), 0); /* nothing removed */
 
     assert_int_equal (s_run (&out, &err, "fsck", "--repair", NULL), 1);
-    assert_true (s_has_line (out, "removed orphan blob %s\n", orphan_path));
-    assert_true (s_has_line (out, "removed orphan blob %s\n", path));
-    assert_true (s_has_line (out, "removed stale pending upload %s\n", stale));
-    assert_true (s_has_line (
+    assert_true (cli_test_has_line (out, "removed orphan blob %s\n", orphan_path));
+    assert_true (cli_test_has_line (out, "removed orphan blob %s\n", path));
+    assert_true (cli_test_has_line (out, "removed stale pending upload %s\n", stale));
+    assert_true (cli_test_has_line (
         out, "%s", "fsck: 5 committed files checked, 7 problems found, 3 removed\n"));
     cli_test_free2 (&out, &err);
     assert_int_equal (access (orphan_path, F_OK), -1);
@@ -267,12 +248,12 @@ test_damage_repair (void **state)
 
     /* Again: only the committed damage is left, still reported.        */
     assert_int_equal (s_run (&out, &err, "fsck", "--repair", NULL), 1);
-    assert_true (
-        s_has_line (out, "file %s: chunk 3 does not authenticate\n", ids[FLIPPED]));
-    assert_true (s_has_line (out, "file %s: missing blob\n", ids[MISSING]));
+    assert_true (cli_test_has_line (out, "file %s: chunk 3 does not authenticate\n",
+                                    ids[FLIPPED]));
+    assert_true (cli_test_has_line (out, "file %s: missing blob\n", ids[MISSING]));
     assert_null (strstr (out, "orphan"));
     assert_null (strstr (out, "stale"));
-    assert_true (s_has_line (
+    assert_true (cli_test_has_line (
         out, "%s", "fsck: 5 committed files checked, 4 problems found, 0 removed\n"));
     cli_test_free2 (&out, &err);
     free (plain);

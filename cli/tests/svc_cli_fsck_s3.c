@@ -129,24 +129,6 @@ s_put (stord_backend_t *be, const char *id, const uint8_t *data, size_t len)
     assert_int_equal (stord_backend_commit (be, "t", id, len), STORD_OK);
 }
 
-static bool s_has_line (const char *out, const char *fmt, ...)
-    __attribute__ ((format (printf, 2, 3)));
-
-static bool
-s_has_line (const char *out, const char *fmt, ...)
-{
-    char line[1200];
-    va_list ap;
-    va_start (ap, fmt);
-    vsnprintf (line, sizeof line, fmt, ap);
-    va_end (ap);
-    bool ok = strstr (out, line) != NULL;
-    if (!ok) {
-        fprintf (stderr, "missing: %s\nin:\n%s\n", line, out);
-    }
-    return ok;
-}
-
 static void
 test_fsck_decrypt_s3 (void **state)
 {
@@ -212,29 +194,30 @@ test_fsck_decrypt_s3 (void **state)
                 "NotImplemented)\n");
     }
     assert_int_equal (s_run (&out, &err, "fsck", "--grace", "0", NULL), 1);
-    assert_true (
-        s_has_line (out, "file %s: chunk 3 does not authenticate\n", ids[FLIPPED]));
-    assert_true (s_has_line (out, "file %s: missing blob\n", ids[MISSING]));
+    assert_true (cli_test_has_line (out, "file %s: chunk 3 does not authenticate\n",
+                                    ids[FLIPPED]));
+    assert_true (cli_test_has_line (out, "file %s: missing blob\n", ids[MISSING]));
     assert_null (strstr (out, ids[GOOD]));
-    assert_true (s_has_line (out, "%s", orphan));
+    assert_true (cli_test_has_line (out, "%s", orphan));
     if (s_s3rver) {
         assert_null (strstr (out, lone));
-        assert_true (s_has_line (err, "%s", "refused ListMultipartUploads"));
-        assert_true (s_has_line (
+        assert_true (cli_test_has_line (err, "%s", "refused ListMultipartUploads"));
+        assert_true (cli_test_has_line (
             out, "%s", "fsck: 3 committed files checked, 3 problems found, 0 removed\n"));
     } else {
-        assert_true (s_has_line (out, "%s", lone));
-        assert_true (s_has_line (
+        assert_true (cli_test_has_line (out, "%s", lone));
+        assert_true (cli_test_has_line (
             out, "%s", "fsck: 3 committed files checked, 4 problems found, 0 removed\n"));
     }
     cli_test_free2 (&out, &err);
 
     assert_int_equal (s_run (&out, &err, "fsck", "--grace", "0", "--repair", NULL), 1);
-    assert_true (s_has_line (out, "%s",
-                             s_s3rver ? "fsck: 3 committed files checked, 3 problems "
-                                        "found, 1 removed\n"
-                                      : "fsck: 3 committed files checked, 4 problems "
-                                        "found, 2 removed\n"));
+    assert_true (cli_test_has_line (out, "%s",
+                                    s_s3rver
+                                        ? "fsck: 3 committed files checked, 3 problems "
+                                          "found, 1 removed\n"
+                                        : "fsck: 3 committed files checked, 4 problems "
+                                          "found, 2 removed\n"));
     cli_test_free2 (&out, &err);
     be = s_s3 ();
     assert_int_equal (stord_backend_stat (be, "t", orphan, false, NULL, NULL),
@@ -245,7 +228,7 @@ test_fsck_decrypt_s3 (void **state)
     stord_backend_destroy (&be);
     /* Again: only the committed damage is left.                        */
     assert_int_equal (s_run (&out, &err, "fsck", "--grace", "0", NULL), 1);
-    assert_true (s_has_line (
+    assert_true (cli_test_has_line (
         out, "%s", "fsck: 3 committed files checked, 2 problems found, 0 removed\n"));
     cli_test_free2 (&out, &err);
     free (blob);
