@@ -28,6 +28,54 @@ stord_test_call (zsock_t *sock, Safeshare__StorageRequest *rq, zmsg_t **blobs,
     return st == CM_OK ? (Safeshare__StorageReply *)reply : NULL;
 }
 
+Safeshare__StorageReply *
+stord_test_append (zsock_t *sock, const char *id, uint64_t offset, const void *data,
+                   size_t len, int timeout_ms)
+{
+    Safeshare__BlobAppendRequest a = SAFESHARE__BLOB_APPEND_REQUEST__INIT;
+    a.file_id = (char *)id;
+    a.offset = offset;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_BLOB_APPEND;
+    rq.blob_append = &a;
+    zmsg_t *blobs = zmsg_new ();
+    zmsg_addmem (blobs, data, len);
+    return stord_test_call (sock, &rq, &blobs, NULL, timeout_ms);
+}
+
+Safeshare__StorageReply *
+stord_test_get (zsock_t *sock, const char *id, int timeout_ms)
+{
+    Safeshare__FileGetRequest q = SAFESHARE__FILE_GET_REQUEST__INIT;
+    q.file_id = (char *)id;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_GET;
+    rq.file_get = &q;
+    return stord_test_call (sock, &rq, NULL, NULL, timeout_ms);
+}
+
+Safeshare__StorageReply *
+stord_test_abort (zsock_t *sock, const char *id, int timeout_ms)
+{
+    Safeshare__FileAbortRequest q = SAFESHARE__FILE_ABORT_REQUEST__INIT;
+    q.file_id = (char *)id;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_ABORT;
+    rq.file_abort = &q;
+    return stord_test_call (sock, &rq, NULL, NULL, timeout_ms);
+}
+
+Safeshare__StorageReply *
+stord_test_delete (zsock_t *sock, const char *id, int timeout_ms)
+{
+    Safeshare__FileDeleteRequest q = SAFESHARE__FILE_DELETE_REQUEST__INIT;
+    q.file_id = (char *)id;
+    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
+    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_DELETE;
+    rq.file_delete = &q;
+    return stord_test_call (sock, &rq, NULL, NULL, timeout_ms);
+}
+
 void
 stord_test_free (Safeshare__StorageReply **r)
 {

@@ -20,6 +20,15 @@ void stord_test_free (Safeshare__StorageReply **r);
 /* Asserts r came back with status and, when code, that error code.     */
 void stord_test_expect (const Safeshare__StorageReply *r, cm_status_t status,
                         const char *code);
+/* One BLOB_APPEND of len bytes at offset; the reply as stord_test_call. */
+Safeshare__StorageReply *stord_test_append (zsock_t *sock, const char *id,
+                                            uint64_t offset, const void *data, size_t len,
+                                            int timeout_ms);
+/* FILE_GET / FILE_ABORT / FILE_DELETE of id.                           */
+Safeshare__StorageReply *stord_test_get (zsock_t *sock, const char *id, int timeout_ms);
+Safeshare__StorageReply *stord_test_abort (zsock_t *sock, const char *id, int timeout_ms);
+Safeshare__StorageReply *stord_test_delete (zsock_t *sock, const char *id,
+                                            int timeout_ms);
 void stord_test_sleep_ms (long ms);
 Safeshare__StorageReply *stord_test_health (zsock_t *sock, int timeout_ms);
 /* Polls HEALTH until the storage at pid answers OK; asserts that it

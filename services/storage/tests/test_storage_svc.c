@@ -89,15 +89,7 @@ s_begin (const char *name, uint32_t chunk_size)
 static reply_t *
 s_append (const char *id, uint64_t offset, const void *data, size_t len)
 {
-    Safeshare__BlobAppendRequest a = SAFESHARE__BLOB_APPEND_REQUEST__INIT;
-    a.file_id = (char *)id;
-    a.offset = offset;
-    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
-    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_BLOB_APPEND;
-    rq.blob_append = &a;
-    zmsg_t *blobs = zmsg_new ();
-    zmsg_addmem (blobs, data, len);
-    return s_call (&rq, &blobs, NULL, TIMEOUT);
+    return stord_test_append (g.sock, id, offset, data, len, TIMEOUT);
 }
 
 static reply_t *
@@ -142,12 +134,7 @@ s_append_empty_blob (const char *id, uint8_t blob[EMPTY_BLOB])
 static reply_t *
 s_get (const char *id)
 {
-    Safeshare__FileGetRequest q = SAFESHARE__FILE_GET_REQUEST__INIT;
-    q.file_id = (char *)id;
-    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
-    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_GET;
-    rq.file_get = &q;
-    return s_call (&rq, NULL, NULL, TIMEOUT);
+    return stord_test_get (g.sock, id, TIMEOUT);
 }
 
 static reply_t *
@@ -178,23 +165,13 @@ s_read (const char *id, uint64_t offset, uint32_t length, zmsg_t **blobs_out)
 static reply_t *
 s_delete (const char *id)
 {
-    Safeshare__FileDeleteRequest q = SAFESHARE__FILE_DELETE_REQUEST__INIT;
-    q.file_id = (char *)id;
-    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
-    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_DELETE;
-    rq.file_delete = &q;
-    return s_call (&rq, NULL, NULL, TIMEOUT);
+    return stord_test_delete (g.sock, id, TIMEOUT);
 }
 
 static reply_t *
 s_abort (const char *id)
 {
-    Safeshare__FileAbortRequest q = SAFESHARE__FILE_ABORT_REQUEST__INIT;
-    q.file_id = (char *)id;
-    Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
-    rq.body_case = SAFESHARE__STORAGE_REQUEST__BODY_FILE_ABORT;
-    rq.file_abort = &q;
-    return s_call (&rq, NULL, NULL, TIMEOUT);
+    return stord_test_abort (g.sock, id, TIMEOUT);
 }
 
 static reply_t *
