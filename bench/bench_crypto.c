@@ -306,7 +306,7 @@ main (int argc, char **argv)
     zsys_set_linger (0);
     int rc = 1;
     s_bench_t b = {.o = &o};
-    b.sock = cm_sock_client (o.endpoint);
+    b.sock = cm_sock_client (o.endpoint, "crypto");
     b.plain = malloc (o.chunk_size);
     if (!b.sock || !b.plain || RAND_bytes (b.plain, (int)o.chunk_size) != 1) {
         fprintf (stderr, "bench_crypto: cannot set up (endpoint %s)\n", o.endpoint);

@@ -87,6 +87,13 @@ static const s_key_t s_keys[] = {
     /* Where the broker takes remote workers (`safeshare-crypto worker
        --connect`); unset = local threads only. */
     {"SAFESHARE_CRYPTO_WORKER_ENDPOINT", S_ENDPOINT, NULL, 0, 0, NULL},
+    /* CurveZMQ between services (cm_curve, docs/security.md): this
+       process's secret cert (set = CURVE on; cm_curve checks the file,
+       its mode and its content), the public certs of the services it
+       calls (<name>.key) and those of the clients it accepts.          */
+    {"SAFESHARE_CURVE_SECRET_KEY", S_PATH, NULL, 0, 0, NULL},
+    {"SAFESHARE_CURVE_PUBLIC_DIR", S_PATH, NULL, 0, 0, NULL},
+    {"SAFESHARE_CURVE_ALLOW_DIR", S_PATH, NULL, 0, 0, NULL},
     /* Chunks of one upload or download the gateway has at crypto at once. */
     {"SAFESHARE_CRYPTO_WINDOW", S_INT, "4", 1, 64, NULL},
     {"SAFESHARE_CHUNK_SIZE", S_INT, "1048576", 4096, 16777216, NULL},

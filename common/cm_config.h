@@ -44,6 +44,9 @@ long cm_config_int (cm_config_t *self, const char *key);
      SAFESHARE_KEK_RING            unset      KEKs inline (a secret, never echoed); replaces kek.ring
      SAFESHARE_CRYPTO_WORKERS      2          local worker threads (0..64)
      SAFESHARE_CRYPTO_WORKER_ENDPOINT unset   where remote crypto workers connect
+     SAFESHARE_CURVE_SECRET_KEY    unset      this process's CURVE cert; set = CURVE on
+     SAFESHARE_CURVE_PUBLIC_DIR    unset      <service>.key of the services it calls
+     SAFESHARE_CURVE_ALLOW_DIR     unset      *.key of the clients its servers accept
      SAFESHARE_CRYPTO_WINDOW       4          gateway: chunks in flight per transfer (1..64)
      SAFESHARE_CHUNK_SIZE          1048576    (4096..16777216)
      SAFESHARE_MAX_UPLOAD_BYTES    10737418240

@@ -3,6 +3,7 @@
 #include "cm_log.h"
 #include "cm_util.h"
 #include "cm_config.h"
+#include "cm_curve.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -38,16 +39,30 @@ cm_sock_server (const char *endpoint)
         return NULL;
     }
     s_sock_options (sock, 1000);
+    if (cm_curve_server_apply (sock) != 0) {
+        zsock_destroy (&sock);
+        return NULL;
+    }
     if (zsock_bind (sock, "%s", endpoint) < 0) {
         cm_error (NULL, "zsock_bind(%s) failed: %s", endpoint,
                   zmq_strerror (zmq_errno ()));
         zsock_destroy (&sock);
+        return NULL;
+    }
+    if (cm_curve_on ()) {
+        /* Bound as what (a port chosen by the system, a wildcard).     */
+        char *bound = zsock_last_endpoint (sock);
+        int rc = cm_curve_self_check (sock, bound ? bound : endpoint, CM_CURVE_CHECK_MS);
+        zstr_free (&bound);
+        if (rc != 0) {
+            zsock_destroy (&sock);
+        }
     }
     return sock;
 }
 
 zsock_t *
-cm_sock_client (const char *endpoint)
+cm_sock_client (const char *endpoint, const char *peer)
 {
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     if (!sock) {
@@ -55,6 +70,10 @@ cm_sock_client (const char *endpoint)
         return NULL;
     }
     s_sock_options (sock, 0);
+    if (cm_curve_client_apply (sock, peer) != 0) {
+        zsock_destroy (&sock);
+        return NULL;
+    }
     if (zsock_connect (sock, "%s", endpoint) < 0) {
         cm_error (NULL, "zsock_connect(%s) failed: %s", endpoint,
                   zmq_strerror (zmq_errno ()));

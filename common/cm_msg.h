@@ -27,10 +27,15 @@
 
 /* ---- sockets -------------------------------------------------------- */
 /* ROUTER bound to endpoint (creates the ipc:// directory if needed),
-   ZMQ_MAXMSGSIZE set, linger 1 s. NULL on failure (logged).            */
+   ZMQ_MAXMSGSIZE set, linger 1 s. With CURVE on (cm_curve) a CURVE
+   server whose refusal of an unknown key is checked after the bind
+   (cm_curve_self_check). NULL on failure (logged).                     */
 zsock_t *cm_sock_server (const char *endpoint);
-/* DEALER connected to endpoint, same options. NULL on failure.         */
-zsock_t *cm_sock_client (const char *endpoint);
+/* DEALER connected to endpoint, same options. With CURVE on, a CURVE
+   client of the service `peer` ("auth", "crypto", "storage", "mailer":
+   its key is SAFESHARE_CURVE_PUBLIC_DIR/<peer>.key); ignored when off.
+   NULL on failure (logged).                                            */
+zsock_t *cm_sock_client (const char *endpoint, const char *peer);
 
 /* Receives one message frame by frame, keeping at most CM_MAX_FRAMES
    frames and CM_MAX_MESSAGE bytes; the rest of a larger message is read

@@ -1,10 +1,12 @@
 /*  cm_service -- the shared part of every binary's main.                */
 #include "cm_service.h"
+#include "cm_curve.h"
 #include "cm_log.h"
 
 #include <czmq.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -101,6 +103,19 @@ cm_service_init (const cm_service_info_t *info, int *argc, char **argv, int *exi
         *exit_code = 2;
         return NULL;
     }
+    /* CURVE: a bad key file is a configuration error like any other.
+       zauth is stopped at exit (after main returns, before czmq's own
+       atexit handler, registered earlier by zsys_init, runs).          */
+    if (cm_curve_load (config, err, sizeof err) != 0 ||
+        cm_curve_require (info->serves, info->calls, err, sizeof err) != 0 ||
+        (info->serves && cm_curve_serve (err, sizeof err) != 0)) {
+        fprintf (stderr, "%s: bad configuration: %s\n", info->binary, err);
+        cm_curve_shutdown ();
+        cm_config_destroy (&config);
+        *exit_code = 2;
+        return NULL;
+    }
+    atexit (cm_curve_shutdown);
     struct sigaction sa;
     memset (&sa, 0, sizeof sa);
     sa.sa_handler = s_on_signal;

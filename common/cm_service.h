@@ -15,11 +15,18 @@ typedef struct {
     const char *binary;  /* "safeshare-auth" */
     const char *summary; /* one line for --help */
     const char *usage;   /* extra --help text (options/commands), may be NULL */
+    /* CURVE (cm_curve), when SAFESHARE_CURVE_SECRET_KEY is set: a process
+       that serves gets zauth started before any bind; `calls` names the
+       services it calls ("auth mailer"), whose keys must be present. */
+    bool serves;
+    const char *calls;
 } cm_service_info_t;
 
 /* Parses --help / --version / --config FILE from argv (removing them;
    other arguments stay in argv/argc for the caller), loads and validates
-   the config, initialises logging with SAFESHARE_LOG_LEVEL.
+   the config, initialises logging with SAFESHARE_LOG_LEVEL, loads the
+   CURVE settings (cm_curve_load, cm_curve_require; zauth started when
+   info->serves; stopped at exit).
    Returns the config, or NULL with *exit_code set (0 after --help or
    --version, 2 on bad usage/config).                                  */
 cm_config_t *cm_service_init (const cm_service_info_t *info, int *argc, char **argv,

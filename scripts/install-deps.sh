@@ -21,8 +21,15 @@ build_pkgs=(
 # python3-aiosmtpd: the SMTP server of the mail tests (scripts/smtp-test-server.sh).
 # python3-jsonschema: validates real answers against docs/openapi.json
 # (tests/system/test_openapi.py, run with /usr/bin/python3).
+# docker-compose: validates compose/docker-compose.yml (`config -q`) in the
+# compose test; no Docker engine is needed for that. python3-yaml: that test
+# reads the resolved config.
+# nginx-light: the compose stack's TLS front (compose/nginx/safeshare.conf)
+# is tested against a real nginx.
+# sqlite3: the documented SQLite backup (tests/system/test_backup.py).
 test_pkgs=(curl python3 python3-cryptography procps iproute2 openssl clang-format
-           postgresql awscli python3-aiosmtpd python3-jsonschema)
+           postgresql awscli python3-aiosmtpd python3-jsonschema
+           docker-compose python3-yaml nginx-light sqlite3)
 
 pkgs=("${build_pkgs[@]}")
 [ $want_test = 1 ] && pkgs+=("${test_pkgs[@]}")

@@ -1,5 +1,7 @@
 /*  cli_args -- the `safeshare` command line.                            */
 #include "cli_args.h"
+#include "cli_health.h"
+#include "cm_curve.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +25,11 @@ const char *const cli_args_usage =
     "  keys rotate-jwt                  replace the JWT signing key pair; tokens\n"
     "                                   signed with the old key stay valid until\n"
     "                                   they expire\n"
+    "  keys service-gen NAME [--dir DIR] [--force]\n"
+    "                                   make a service's CurveZMQ key pair:\n"
+    "                                   DIR/NAME.key (public) and NAME.key_secret\n"
+    "                                   (0600); DIR defaults to $SAFESHARE_KEY_DIR/\n"
+    "                                   curve; prints the public key\n"
     "  user add EMAIL --role ROLE       create a verified user; ROLE is ops, admin\n"
     "                                   or client; the password is read from stdin\n"
     "  user list [--role ROLE] [--email PART]\n"
@@ -43,6 +50,10 @@ const char *const cli_args_usage =
     "                                   the mailer's jobs, newest first; STATUS is\n"
     "                                   pending, sending, sent or failed\n"
     "  mail retry ID                    send a failed mail job again\n"
+    "  health SERVICE [--timeout-ms N]  exit 0 if SERVICE (gateway, auth, crypto,\n"
+    "                                   storage, mailer or crypto-worker) answers\n"
+    "                                   its health check within N ms (3000), else\n"
+    "                                   1 and one line why (container healthchecks)\n"
     "  version                          print the version\n"
     "  help                             this text\n"
     "\n"
@@ -276,6 +287,44 @@ s_parse_retire (int argc, char *const *argv, cli_args_t *out, char *err, size_t 
 }
 
 static int
+s_parse_service_gen (int argc, char *const *argv, cli_args_t *out, char *err,
+                     size_t errlen)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp (argv[i], "--force") == 0) {
+            out->force = 1;
+            continue;
+        }
+        int o =
+            s_option (argc, argv, &i, "--dir", &out->key_dir, "a directory", err, errlen);
+        if (o < 0) {
+            return -1;
+        }
+        if (o > 0) {
+            continue;
+        }
+        if (argv[i][0] == '-' || out->key_name) {
+            return s_fail (err, errlen, "keys service-gen: %s %.64s",
+                           argv[i][0] == '-' ? "unknown option" : "unexpected argument",
+                           argv[i]);
+        }
+        out->key_name = argv[i];
+    }
+    if (!out->key_name) {
+        return s_fail (err, errlen, "keys service-gen needs a NAME (e.g. gateway)");
+    }
+    if (!cm_curve_name_valid (out->key_name)) {
+        return s_fail (err, errlen,
+                       "keys service-gen: NAME must be 1..%d of [a-z0-9-], not %.64s",
+                       CM_CURVE_NAME_MAX, out->key_name);
+    }
+    if (out->key_dir && !out->key_dir[0]) {
+        return s_fail (err, errlen, "keys service-gen: --dir needs a directory");
+    }
+    return 0;
+}
+
+static int
 s_parse_decrypt (int argc, char *const *argv, cli_args_t *out, char *err, size_t errlen)
 {
     for (int i = 0; i < argc; i++) {
@@ -339,6 +388,46 @@ s_parse_fsck (int argc, char *const *argv, cli_args_t *out, char *err, size_t er
     return 0;
 }
 
+static int
+s_parse_health (int argc, char *const *argv, cli_args_t *out, char *err, size_t errlen)
+{
+    out->timeout_ms = CLI_HEALTH_TIMEOUT_DEFAULT;
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        int o =
+            s_option (argc, argv, &i, "--timeout-ms", &v, "milliseconds", err, errlen);
+        if (o < 0) {
+            return -1;
+        }
+        if (o > 0) {
+            if (s_uint (v, 1, CLI_HEALTH_TIMEOUT_MAX, &out->timeout_ms) != 0) {
+                return s_fail (err, errlen, "health: --timeout-ms must be 1..%d",
+                               CLI_HEALTH_TIMEOUT_MAX);
+            }
+            continue;
+        }
+        if (argv[i][0] == '-') {
+            return s_fail (err, errlen, "health: unknown option %.64s", argv[i]);
+        }
+        if (out->service) {
+            return s_fail (err, errlen, "health: unexpected argument %.64s", argv[i]);
+        }
+        out->service = argv[i];
+    }
+    if (!out->service) {
+        return s_fail (err, errlen,
+                       "health needs a SERVICE (gateway, auth, crypto, storage, mailer, "
+                       "crypto-worker)");
+    }
+    if (!cli_health_service_valid (out->service)) {
+        return s_fail (err, errlen,
+                       "health: unknown service %.64s (gateway, auth, crypto, storage, "
+                       "mailer, crypto-worker)",
+                       out->service);
+    }
+    return 0;
+}
+
 int
 cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err, size_t errlen)
 {
@@ -363,7 +452,7 @@ cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err, size_t 
         if (!sub) {
             return s_fail (err, errlen,
                            "keys needs a subcommand (generate, list, rotate, retire, "
-                           "rotate-jwt)");
+                           "rotate-jwt, service-gen)");
         }
         if (strcmp (sub, "generate") == 0 || strcmp (sub, "rotate-jwt") == 0 ||
             strcmp (sub, "list") == 0) {
@@ -384,6 +473,10 @@ cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err, size_t 
         if (strcmp (sub, "retire") == 0) {
             out->cmd = CLI_CMD_KEYS_RETIRE;
             return s_parse_retire (argc - 3, argv + 3, out, err, errlen);
+        }
+        if (strcmp (sub, "service-gen") == 0) {
+            out->cmd = CLI_CMD_KEYS_SERVICE_GEN;
+            return s_parse_service_gen (argc - 3, argv + 3, out, err, errlen);
         }
         return s_fail (err, errlen, "keys: unknown subcommand %.64s", sub);
     }
@@ -419,6 +512,10 @@ cli_args_parse (int argc, char *const *argv, cli_args_t *out, char *err, size_t 
         out->mail_argc = argc - 2;
         out->mail_argv = argv + 2;
         return 0;
+    }
+    if (strcmp (cmd, "health") == 0) {
+        out->cmd = CLI_CMD_HEALTH;
+        return s_parse_health (argc - 2, argv + 2, out, err, errlen);
     }
     if (s_listed (s_later, cmd)) {
         return s_fail (err, errlen, "%.64s is not available in this version", cmd);

@@ -22,7 +22,9 @@ typedef enum {
     CLI_CMD_USER_DISABLE,
     CLI_CMD_USER_ENABLE,
     CLI_CMD_FSCK,
-    CLI_CMD_MAIL
+    CLI_CMD_MAIL,
+    CLI_CMD_HEALTH,
+    CLI_CMD_KEYS_SERVICE_GEN
 } cli_cmd_t;
 
 /* Longest `user list --email` part (an e-mail address is at most 254). */
@@ -60,6 +62,14 @@ typedef struct {
     /* MAIL: the arguments after `mail` (parsed by cli_mail). */
     int mail_argc;
     char *const *mail_argv;
+    /* KEYS_SERVICE_GEN: NAME (cm_curve_name_valid), --dir DIR (NULL:
+       $SAFESHARE_KEY_DIR/curve), --force.                              */
+    const char *key_name;
+    const char *key_dir;
+    int force;
+    /* HEALTH: the service (cli_health_service_valid) and --timeout-ms. */
+    const char *service;
+    unsigned timeout_ms;
 } cli_args_t;
 
 /* The command list for --help and `safeshare help`. */

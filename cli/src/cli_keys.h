@@ -58,4 +58,14 @@ int cli_keys_rotate (cm_config_t *config, bool resume, unsigned batch, unsigned 
    new SAFESHARE_KEK_RING value). Exit status 0 / 1.                    */
 int cli_keys_retire (cm_config_t *config, const char *kek_id, FILE *out);
 
+/* `keys service-gen NAME [--dir DIR] [--force]`: a new CurveZMQ key pair
+   for service NAME (cm_curve_name_valid) in czmq's zcert text format:
+   DIR/NAME.key (public, 0644) and DIR/NAME.key_secret (both keys, 0600),
+   each written atomically; DIR (default $SAFESHARE_KEY_DIR/curve) is
+   made 0700 if missing. Refuses when either file exists unless force.
+   Prints the public key (Z85, 40 characters) on `out`. Exit status
+   0 / 1 (one line on stderr).                                          */
+int cli_keys_service_gen (cm_config_t *config, const char *name, const char *dir,
+                          bool force, FILE *out);
+
 #endif

@@ -3,6 +3,7 @@
 #include "cli_args.h"
 #include "cli_decrypt.h"
 #include "cli_fsck.h"
+#include "cli_health.h"
 #include "cli_keys.h"
 #include "cli_mail.h"
 #include "cli_up.h"
@@ -84,6 +85,10 @@ main (int argc, char **argv)
         case CLI_CMD_KEYS_RETIRE:
             rc = cli_keys_retire (config, args.kek_id, stdout);
             break;
+        case CLI_CMD_KEYS_SERVICE_GEN:
+            rc = cli_keys_service_gen (config, args.key_name, args.key_dir,
+                                       args.force != 0, stdout);
+            break;
         case CLI_CMD_DECRYPT:
             rc = cli_decrypt (config, args.file_id, args.out_path, stdout);
             break;
@@ -103,6 +108,9 @@ main (int argc, char **argv)
             break;
         case CLI_CMD_MAIL:
             rc = cli_mail (config, args.mail_argc, args.mail_argv, stdout, stderr);
+            break;
+        case CLI_CMD_HEALTH:
+            rc = cli_health (config, args.service, (int)args.timeout_ms, stderr);
             break;
         case CLI_CMD_UP:
             rc = cli_up (config, config_file);

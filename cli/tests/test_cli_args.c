@@ -39,8 +39,8 @@ test_keys_errors (void **state)
     cli_args_t a;
     char err[256];
     assert_int_equal (PARSE (&a, err, "keys"), -1);
-    assert_string_equal (
-        err, "keys needs a subcommand (generate, list, rotate, retire, rotate-jwt)");
+    assert_string_equal (err, "keys needs a subcommand (generate, list, rotate, retire, "
+                              "rotate-jwt, service-gen)");
     assert_int_equal (PARSE (&a, err, "keys", "rotate-jwt", "now"), -1);
     assert_string_equal (err, "keys rotate-jwt: unexpected argument now");
     assert_int_equal (PARSE (&a, err, "keys", "rotate-jwt", "--force"), -1);
@@ -48,6 +48,40 @@ test_keys_errors (void **state)
     assert_int_equal (PARSE (&a, err, "keys", "rotate-JWT"), -1);
     assert_string_equal (err, "keys: unknown subcommand rotate-JWT");
     assert_int_equal (PARSE (&a, err, "keys", "rotate-jw"), -1);
+}
+
+static void
+test_keys_service_gen (void **state)
+{
+    cli_args_t a;
+    char err[256];
+    assert_int_equal (PARSE (&a, err, "keys", "service-gen", "crypto-worker"), 0);
+    assert_int_equal (a.cmd, CLI_CMD_KEYS_SERVICE_GEN);
+    assert_string_equal (a.key_name, "crypto-worker");
+    assert_null (a.key_dir);
+    assert_int_equal (a.force, 0);
+    assert_int_equal (
+        PARSE (&a, err, "keys", "service-gen", "--force", "--dir", "/k", "auth"), 0);
+    assert_string_equal (a.key_name, "auth");
+    assert_string_equal (a.key_dir, "/k");
+    assert_int_equal (a.force, 1);
+    assert_int_equal (PARSE (&a, err, "keys", "service-gen"), -1);
+    assert_string_equal (err, "keys service-gen needs a NAME (e.g. gateway)");
+    assert_int_equal (PARSE (&a, err, "keys", "service-gen", "auth", "mailer"), -1);
+    assert_string_equal (err, "keys service-gen: unexpected argument mailer");
+    assert_int_equal (PARSE (&a, err, "keys", "service-gen", "auth", "--dri", "x"), -1);
+    assert_string_equal (err, "keys service-gen: unknown option --dri");
+    assert_int_equal (PARSE (&a, err, "keys", "service-gen", "Auth"), -1);
+    assert_string_equal (err,
+                         "keys service-gen: NAME must be 1..64 of [a-z0-9-], not Auth");
+    assert_int_equal (PARSE (&a, err, "keys", "service-gen", "../x"), -1);
+    char name[66];
+    memset (name, 'a', 65);
+    name[65] = '\0';
+    assert_int_equal (PARSE (&a, err, "keys", "service-gen", name), -1);
+    name[64] = '\0';
+    assert_int_equal (PARSE (&a, err, "keys", "service-gen", name), 0);
+    assert_int_equal (PARSE (&a, err, "keys", "service-gen", "auth", "--dir", ""), -1);
 }
 
 static void
@@ -322,6 +356,7 @@ main (void)
         cmocka_unit_test (test_missing_and_unknown),
         cmocka_unit_test (test_later_commands),
         cmocka_unit_test (test_keys_errors),
+        cmocka_unit_test (test_keys_service_gen),
         cmocka_unit_test (test_keys_kek_commands),
         cmocka_unit_test (test_decrypt),
         cmocka_unit_test (test_user_list),

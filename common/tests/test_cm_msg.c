@@ -107,7 +107,7 @@ test_round_trip (void **state)
 {
     (void)state;
     zactor_t *server = zactor_new (s_server, NULL);
-    zsock_t *dealer = cm_sock_client (S_ENDPOINT);
+    zsock_t *dealer = cm_sock_client (S_ENDPOINT, "mailer");
     assert_non_null (dealer);
 
     Safeshare__MailRequest req = SAFESHARE__MAIL_REQUEST__INIT;

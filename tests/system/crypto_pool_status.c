@@ -61,7 +61,7 @@ main (int argc, char **argv)
     zsys_set_linger (0);
     int rc = 1;
     ProtobufCMessage *reply = NULL;
-    zsock_t *sock = cm_sock_client (argv[1]);
+    zsock_t *sock = cm_sock_client (argv[1], "crypto");
     if (!sock) {
         fprintf (stderr, "crypto_pool_status: cannot connect to %s\n", argv[1]);
         goto cleanup;

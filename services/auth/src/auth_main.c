@@ -191,7 +191,12 @@ int
 main (int argc, char **argv)
 {
     static const cm_service_info_t info = {
-        "auth", "safeshare-auth", "users, e-mail verification and access tokens", NULL};
+        .name = "auth",
+        .binary = "safeshare-auth",
+        .summary = "users, e-mail verification and access tokens",
+        .serves = true,
+        .calls = "mailer",
+    };
     int exit_code = 0;
     cm_config_t *config = cm_service_init (&info, &argc, argv, &exit_code);
     if (!config) {

@@ -44,7 +44,7 @@ authd_outbox_new (cm_db_t *db, const char *mailer_endpoint, int ack_timeout_ms)
     self->endpoint = strdup (mailer_endpoint);
     self->ack_timeout_ms = ack_timeout_ms > 0 ? ack_timeout_ms : 5000;
     self->backoff_ms = S_BACKOFF_MIN_MS;
-    self->sock = cm_sock_client (mailer_endpoint);
+    self->sock = cm_sock_client (mailer_endpoint, "mailer");
     if (!self->endpoint || !self->sock) {
         authd_outbox_destroy (&self);
     }

@@ -409,7 +409,7 @@ test_flow (void **state)
     zsock_t *mailer = cm_sock_server (s_mailer_ep);
     assert_non_null (mailer);
     pid_t pid = s_spawn (s_env);
-    zsock_t *client = cm_sock_client (s_auth_ep);
+    zsock_t *client = cm_sock_client (s_auth_ep, "auth");
     assert_non_null (client);
     s_wait_ready (pid, client);
 
@@ -528,7 +528,7 @@ test_resend (void **state)
     zsock_t *mailer = cm_sock_server (s_mailer_ep);
     assert_non_null (mailer);
     pid_t pid = s_spawn (s_env);
-    zsock_t *client = cm_sock_client (s_auth_ep);
+    zsock_t *client = cm_sock_client (s_auth_ep, "auth");
     assert_non_null (client);
     s_wait_ready (pid, client);
 
@@ -595,7 +595,7 @@ static void
 test_login_throttled (void **state)
 {
     pid_t pid = s_spawn (s_env);
-    zsock_t *client = cm_sock_client (s_auth_ep);
+    zsock_t *client = cm_sock_client (s_auth_ep, "auth");
     assert_non_null (client);
     s_wait_ready (pid, client);
     for (int i = 0; i < 5; i++) {
@@ -645,7 +645,7 @@ test_denylist_config (void **state)
     assert_int_equal (fclose (f), 0);
     snprintf (env_list, sizeof env_list, "SAFESHARE_PASSWORD_DENYLIST=%s", path);
     pid = s_spawn (env);
-    zsock_t *client = cm_sock_client (s_auth_ep);
+    zsock_t *client = cm_sock_client (s_auth_ep, "auth");
     assert_non_null (client);
     s_wait_ready (pid, client);
     s_expect_error (s_signup (client, "deny@example.org", "ourcompanyname2026"),
@@ -699,9 +699,9 @@ test_garbage_in (void **state)
 {
     zsock_t *mailer = cm_sock_server (s_mailer_ep);
     pid_t pid = s_spawn (s_env);
-    zsock_t *client = cm_sock_client (s_auth_ep);
+    zsock_t *client = cm_sock_client (s_auth_ep, "auth");
     s_wait_ready (pid, client);
-    zsock_t *raw = cm_sock_client (s_auth_ep);
+    zsock_t *raw = cm_sock_client (s_auth_ep, "auth");
     assert_non_null (raw);
 
     /* Random bytes as the header. */
@@ -831,7 +831,7 @@ static void
 test_sessions (void **state)
 {
     pid_t pid = s_spawn (s_env);
-    zsock_t *client = cm_sock_client (s_auth_ep);
+    zsock_t *client = cm_sock_client (s_auth_ep, "auth");
     assert_non_null (client);
     s_wait_ready (pid, client);
     char user_id[33];
@@ -963,7 +963,7 @@ static void
 test_key_rotation (void **state)
 {
     pid_t pid = s_spawn (s_env);
-    zsock_t *client = cm_sock_client (s_auth_ep);
+    zsock_t *client = cm_sock_client (s_auth_ep, "auth");
     assert_non_null (client);
     s_wait_ready (pid, client);
     char priv[700], kid1[17], kid2[17];

@@ -26,14 +26,19 @@
     "      SAFESHARE_KEK_RING) and answers callers on SAFESHARE_CRYPTO_ENDPOINT.\n"      \
     "      Chunks are done by SAFESHARE_CRYPTO_WORKERS local threads (0..64) and by\n"   \
     "      remote workers that connect to SAFESHARE_CRYPTO_WORKER_ENDPOINT (unset:\n"    \
-    "      none). Workers get a chunk's data key, never a KEK. The worker channel\n"     \
-    "      is not authenticated or encrypted yet: a tcp:// endpoint must stay on a\n"    \
-    "      private network.\n"                                                           \
+    "      none). Workers get a chunk's data key, never a KEK. With\n"                   \
+    "      SAFESHARE_CURVE_SECRET_KEY set (CurveZMQ, docs/security.md) both endpoints\n" \
+    "      accept only keys in SAFESHARE_CURVE_ALLOW_DIR, checked at start; without\n"   \
+    "      it the worker channel is not authenticated or encrypted: a tcp://\n"          \
+    "      endpoint must then stay on a private network.\n"                              \
     "  safeshare-crypto worker --connect ENDPOINT [--threads N]\n"                       \
     "      A remote worker: N threads (default: the online CPUs, 1..64), each one\n"     \
     "      a worker of the broker at ENDPOINT (its SAFESHARE_CRYPTO_WORKER_ENDPOINT).\n" \
-    "      Needs no key and no data directory; reconnects by itself (backoff 1 s\n"      \
-    "      doubling to 32 s). SIGTERM: finishes the chunk in hand, then exits 0."
+    "      Needs no KEK and no data directory; reconnects by itself (backoff 1 s\n"      \
+    "      doubling to 32 s). With CURVE: SAFESHARE_CURVE_SECRET_KEY (its own key,\n"    \
+    "      from the environment or --config) and SAFESHARE_CURVE_PUBLIC_DIR with\n"      \
+    "      crypto.key (the broker's); a key the broker refuses is logged and\n"          \
+    "      retried. SIGTERM: finishes the chunk in hand, then exits 0."
 
 /* --connect: tcp://HOST:PORT or ipc://PATH, printable, bounded.       */
 static bool
@@ -213,6 +218,10 @@ main (int argc, char **argv)
             "encrypts and decrypts file chunks; the broker holds the key-encryption "
             "keys",
         .usage = USAGE,
+        /* The broker serves (front and worker endpoint); a worker calls
+           the broker's worker endpoint with the key of "crypto".       */
+        .serves = !worker,
+        .calls = worker ? "crypto" : NULL,
     };
     int exit_code = 0;
     cm_config_t *config = cm_service_init (&info, &argc, argv, &exit_code);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cm_config.h"
+#include "cm_curve.h"
 #include "cm_log.h"
 #include "cm_msg.h"
 #include "cm_service.h"
@@ -931,11 +932,16 @@ s_bind_workers (cryptod_broker_t *self, const char *endpoint)
     if (!self->worker_endpoint) {
         return -1;
     }
-    if (strncmp (endpoint, "tcp://", 6) == 0) {
+    /* The worker endpoint is a server socket like the front: an unknown
+       key must be refused there too (it would get DEKs and plaintext). */
+    if (cm_curve_self_check (self->back, self->worker_endpoint, CM_CURVE_CHECK_MS) != 0) {
+        return -1;
+    }
+    if (strncmp (endpoint, "tcp://", 6) == 0 && !cm_curve_on ()) {
         cm_warn (NULL,
                  "remote crypto workers on %s: the channel carries DEKs and plaintext "
-                 "without authentication or encryption (CURVE comes later): keep it on a "
-                 "private network",
+                 "without authentication or encryption (SAFESHARE_CURVE_SECRET_KEY is "
+                 "not set): keep it on a private network",
                  self->worker_endpoint);
     }
     return 0;
@@ -994,6 +1000,11 @@ cryptod_broker_new (const cryptod_broker_opts_t *opts)
     zsock_set_router_handover (self->back, 1);
     zsock_set_maxmsgsize (self->back, CM_MAX_MESSAGE);
     zsock_set_linger (self->back, 500);
+    /* CURVE applies to the worker endpoint; the local threads' inproc
+       connection has no security handshake.                            */
+    if (cm_curve_server_apply (self->back) != 0) {
+        goto fail;
+    }
     if (zsock_bind (self->back, "%s", self->back_endpoint) != 0) {
         cm_error (NULL, "zsock_bind(%s) failed: %s", self->back_endpoint,
                   zmq_strerror (zmq_errno ()));

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cm_curve.h"
 #include "cm_log.h"
 #include "cm_msg.h"
 #include "cm_util.h"
@@ -95,6 +96,11 @@ typedef struct {
     const cryptod_worker_args_t *args;
     bool local;
     zsock_t *dealer; /* NULL while waiting to reconnect */
+    /* A remote worker with CURVE on: the dealer's handshake events, so
+       a refused key is said once per socket instead of looking like a
+       silent broker.                                                   */
+    zsock_t *watch;
+    bool warned; /* a failed handshake was said for this socket */
     /* Liveness counts heartbeat intervals we lived through without a
        word from the broker (Paranoid Pirate), not wall-clock time: a
        worker that was stopped reads what came meanwhile before it
@@ -136,6 +142,14 @@ s_msg_drop (s_actor_t *self, zmsg_t **msg)
     zmsg_destroy (msg);
 }
 
+/* The socket and its watch go together (the watch first).            */
+static void
+s_drop_socket (s_actor_t *self)
+{
+    cm_curve_watch_destroy (self->dealer, &self->watch);
+    zsock_destroy (&self->dealer);
+}
+
 static void
 s_connect (s_actor_t *self)
 {
@@ -161,6 +175,17 @@ s_connect (s_actor_t *self)
     }
     zsock_set_maxmsgsize (self->dealer, CM_MAX_MESSAGE);
     zsock_set_linger (self->dealer, 0);
+    /* Local threads use inproc, where CURVE has no part.               */
+    if (!self->local && cm_curve_on ()) {
+        if (cm_curve_client_apply (self->dealer, "crypto") != 0) {
+            goto retry;
+        }
+        self->warned = false;
+        self->watch = cm_curve_watch_new (self->dealer);
+        if (!self->watch) {
+            goto retry;
+        }
+    }
     if (zsock_connect (self->dealer, "%s", a->endpoint) != 0) {
         cm_error (NULL, "zsock_connect(%s) failed for crypto worker %s: %s", a->endpoint,
                   a->name, zmq_strerror (zmq_errno ()));
@@ -182,7 +207,7 @@ s_connect (s_actor_t *self)
     self->tick_at = cm_mono_ms () + CRYPTOD_HEARTBEAT_MS;
     return;
 retry:
-    zsock_destroy (&self->dealer);
+    s_drop_socket (self);
     snprintf (self->why, sizeof self->why, "the last connect failed");
     self->reconnect_at = cm_mono_ms () + (uint64_t)self->backoff_ms;
 }
@@ -193,7 +218,7 @@ retry:
 static void
 s_disconnect (s_actor_t *self, const char *why)
 {
-    zsock_destroy (&self->dealer);
+    s_drop_socket (self);
     snprintf (self->why, sizeof self->why, "%s; waited %d ms", why, self->backoff_ms);
     self->reconnect_at = cm_mono_ms () + (uint64_t)self->backoff_ms;
     self->backoff_ms *= 2;
@@ -278,6 +303,31 @@ cleanup:
     s_msg_drop (self, &msg);
 }
 
+/* A handshake event of a remote worker's socket. A refused key: one
+   line, then a new socket after the backoff (an operator may add our
+   key to the broker's allow dir meanwhile).                          */
+static void
+s_watch_event (s_actor_t *self)
+{
+    char endpoint[256];
+    int event = cm_curve_watch_recv (self->watch, endpoint, sizeof endpoint);
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+        cm_error (NULL,
+                  "crypto worker: the broker refused our CURVE key (ZAP) endpoint=%s "
+                  "worker=%s",
+                  endpoint, self->args->name);
+        s_disconnect (self, "the broker refused our CURVE key");
+    } else if (!self->warned && (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                                 event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)) {
+        /* libzmq retries by itself: said once per socket.             */
+        self->warned = true;
+        cm_warn (NULL,
+                 "crypto worker %s: CURVE handshake with %s failed (is the broker "
+                 "on CURVE with the key in crypto.key?)",
+                 self->args->name, endpoint);
+    }
+}
+
 static void
 s_broker_message (s_actor_t *self)
 {
@@ -329,14 +379,15 @@ cryptod_worker_actor (zsock_t *pipe, void *args)
         if (self.dealer) {
             wake = self.tick_at;
         }
-        zmq_pollitem_t items[2] = {
+        zmq_pollitem_t items[3] = {
             {zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
             {self.dealer ? zsock_resolve (self.dealer) : NULL, 0, ZMQ_POLLIN, 0},
+            {self.watch ? zsock_resolve (self.watch) : NULL, 0, ZMQ_POLLIN, 0},
         };
+        int nitems = self.dealer ? (self.watch ? 3 : 2) : 1;
         /* Signals are the main thread's business ($TERM comes from it):
            an interrupted poll just goes round again.                    */
-        int rc =
-            zmq_poll (items, self.dealer ? 2 : 1, (long)(wake > now ? wake - now : 0));
+        int rc = zmq_poll (items, nitems, (long)(wake > now ? wake - now : 0));
         if (rc < 0 && zmq_errno () != EINTR) {
             cm_error (NULL, "zmq_poll() failed in crypto worker %s: %s", self.args->name,
                       zmq_strerror (zmq_errno ()));
@@ -346,6 +397,9 @@ cryptod_worker_actor (zsock_t *pipe, void *args)
            before a $TERM is read.                                      */
         if (rc > 0 && self.dealer && (items[1].revents & ZMQ_POLLIN)) {
             s_broker_message (&self);
+        }
+        if (rc > 0 && nitems == 3 && self.watch && (items[2].revents & ZMQ_POLLIN)) {
+            s_watch_event (&self);
         }
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
             char *cmd = zstr_recv (pipe);
@@ -381,7 +435,7 @@ cryptod_worker_actor (zsock_t *pipe, void *args)
         if (cryptod_backend_send_cmd (self.dealer, NULL, CRYPTOD_CMD_DISCONNECT) != 0) {
             cm_debug (NULL, "DISCONNECT not sent: %s", zmq_strerror (zmq_errno ()));
         }
-        zsock_destroy (&self.dealer);
+        s_drop_socket (&self);
     }
     cm_info (NULL, "crypto worker %s stopped", self.args->name);
     /* Free this thread's OpenSSL state (DRBGs, error queue) now, before

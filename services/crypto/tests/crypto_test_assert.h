@@ -79,7 +79,7 @@ s_wait_health (const char *endpoint, pid_t pid)
         assert_false (cm_test_exited (pid));
         /* A fresh socket per try (linger 0): an unanswered HEALTH sent
            before the bind is dropped with it, not answered later.      */
-        zsock_t *probe = cm_sock_client (endpoint);
+        zsock_t *probe = cm_sock_client (endpoint, "crypto");
         assert_non_null (probe);
         Safeshare__CryptoReply *reply = NULL;
         char reqbuf[65];

@@ -159,8 +159,8 @@ s_busy_worker (s_fixture_t *f, pid_t a, pid_t b)
 static void
 s_connect_callers (s_fixture_t *f)
 {
-    f->dealer = cm_sock_client (f->endpoint);
-    f->admin = cm_sock_client (f->endpoint);
+    f->dealer = cm_sock_client (f->endpoint, "crypto");
+    f->admin = cm_sock_client (f->endpoint, "crypto");
     assert_non_null (f->dealer);
     assert_non_null (f->admin);
 }

@@ -76,7 +76,7 @@ s_setup (void **state)
     f->pid = s_spawn (f->dir, f->endpoint);
     assert_true (f->pid > 0);
     s_wait_health (f->endpoint, f->pid);
-    f->dealer = cm_sock_client (f->endpoint);
+    f->dealer = cm_sock_client (f->endpoint, "crypto");
     assert_non_null (f->dealer);
     *state = f;
     return 0;
@@ -460,7 +460,7 @@ test_env_ring (void **state)
     f.pid = s_spawn_ring (f.dir, f.endpoint, ring);
     assert_true (f.pid > 0);
     s_wait_health (f.endpoint, f.pid);
-    f.dealer = cm_sock_client (f.endpoint);
+    f.dealer = cm_sock_client (f.endpoint, "crypto");
     s_result_t key = s_key_new_call (f.dealer, FILE_A, CS);
     assert_non_null (key.reply);
     assert_int_equal (key.reply->status, SAFESHARE__STATUS__STATUS_OK);

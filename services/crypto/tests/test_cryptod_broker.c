@@ -95,8 +95,8 @@ s_start (int workers, size_t max_pending, size_t max_pending_bytes)
     assert_string_equal (cryptod_broker_worker_endpoint (f->broker), f->workers_endpoint);
     f->run_rc = -2;
     assert_int_equal (pthread_create (&f->thread, NULL, s_run, f), 0);
-    f->dealer = cm_sock_client (f->endpoint);
-    f->admin = cm_sock_client (f->endpoint);
+    f->dealer = cm_sock_client (f->endpoint, "crypto");
+    f->admin = cm_sock_client (f->endpoint, "crypto");
     assert_non_null (f->dealer);
     assert_non_null (f->admin);
     return f;

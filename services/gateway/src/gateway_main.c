@@ -18,7 +18,8 @@ int
 main (int argc, char **argv)
 {
     static const cm_service_info_t info = {"gateway", "safeshare-gateway",
-                                           "the safeshare REST API (HTTP, JSON)", NULL};
+                                           "the safeshare REST API (HTTP, JSON)", NULL,
+                                           .calls = "auth crypto storage mailer"};
     int exit_code = 0;
     cm_config_t *config = cm_service_init (&info, &argc, argv, &exit_code);
     if (config == NULL) {

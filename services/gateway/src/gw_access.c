@@ -138,23 +138,67 @@ gw_cidr_list_has (const gw_cidr_list_t *list, const char *addr)
     return false;
 }
 
-const char *
-gw_client_addr (const gw_cidr_list_t *trusted, const char *peer,
-                const char *forwarded_for, char *buf, size_t buflen)
+/* ---- the client behind a trusted proxy -------------------------------- */
+
+/* text as canonical address text into buf (IPv4-mapped IPv6 written as
+   IPv4, so one client has one throttling key however it is spelled).
+   0, or -1 (buf untouched) if text is no address.                     */
+static int
+s_addr_canonical (const char *text, char *buf, size_t buflen)
 {
-    snprintf (buf, buflen, "%s", peer ? peer : "");
-    if (forwarded_for == NULL || !gw_cidr_list_has (trusted, peer)) {
-        return buf;
+    uint8_t a[16];
+    bool v4 = false;
+    if (text == NULL || s_addr_parse (text, a, &v4) != 0) {
+        return -1;
     }
-    const char *last = strrchr (forwarded_for, ',');
-    last = last ? last + 1 : forwarded_for;
-    char item[64];
-    /* Not an address (or too long): judged as no address at all. */
-    if (!s_item (last, last + strlen (last), item, sizeof item)) {
-        item[0] = '\0';
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    char out[INET6_ADDRSTRLEN];
+    const char *ok = memcmp (a, mapped, sizeof mapped) == 0
+                         ? inet_ntop (AF_INET, a + 12, out, sizeof out)
+                         : inet_ntop (AF_INET6, a, out, sizeof out);
+    if (ok == NULL || strlen (out) >= buflen) {
+        return -1;
     }
-    snprintf (buf, buflen, "%s", item);
-    return buf;
+    memcpy (buf, out, strlen (out) + 1);
+    return 0;
+}
+
+void
+gw_client_resolve (gw_client_t *client, const gw_cidr_list_t *trusted, const char *peer,
+                   bool peer_tls, const char *xff, int xff_count, const char *xfp,
+                   int xfp_count)
+{
+    memset (client, 0, sizeof *client);
+    if (s_addr_canonical (peer, client->addr, sizeof client->addr) != 0) {
+        snprintf (client->addr, sizeof client->addr, "%s", peer ? peer : "");
+    }
+    client->scheme = peer_tls ? "https" : "http";
+    client->forwarded = GW_FORWARDED_NO;
+    if (!gw_cidr_list_has (trusted, peer)) {
+        return;
+    }
+    if (xff_count > 0) {
+        /* Entries left of the last are whatever the client wrote. */
+        client->forwarded = GW_FORWARDED_BAD;
+        const char *last = xff ? strrchr (xff, ',') : NULL;
+        last = last ? last + 1 : xff;
+        char item[64];
+        if (xff_count == 1 && last &&
+            s_item (last, last + strlen (last), item, sizeof item) &&
+            s_addr_canonical (item, client->addr, sizeof client->addr) == 0) {
+            client->forwarded = GW_FORWARDED_YES;
+        }
+    }
+    if (xfp_count == 1 && xfp) {
+        char item[8];
+        if (s_item (xfp, xfp + strlen (xfp), item, sizeof item)) {
+            if (strcasecmp (item, "https") == 0) {
+                client->scheme = "https";
+            } else if (strcasecmp (item, "http") == 0) {
+                client->scheme = "http";
+            }
+        }
+    }
 }
 
 /* ---- CORS origins ----------------------------------------------------- */

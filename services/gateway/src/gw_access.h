@@ -2,7 +2,9 @@
     (SAFESHARE_METRICS_ALLOW, SAFESHARE_TRUSTED_PROXIES: IPv4/IPv6 CIDR),
     the CORS origin list (SAFESHARE_CORS_ORIGINS: exact origins) and the
     metrics bearer token (SAFESHARE_METRICS_TOKEN, kept as its SHA-256
-    only). Pure: parsed once at start, then read by every worker.        */
+    only), and who a request's client is behind a trusted proxy
+    (X-Forwarded-For/-Proto). Pure: parsed once at start, then read by
+    every worker.                                                        */
 #ifndef GW_ACCESS_H
 #define GW_ACCESS_H
 
@@ -33,12 +35,41 @@ int gw_cidr_list_parse (gw_cidr_list_t *list, const char *text, const char *key,
    IPv4-mapped IPv6) is inside one of the list's ranges.               */
 bool gw_cidr_list_has (const gw_cidr_list_t *list, const char *addr);
 
-/* The address a request is judged by: the rightmost X-Forwarded-For
-   entry (the address the proxy itself saw) when the peer is a trusted
-   proxy and sent one, else the peer. Into buf (46 bytes is enough);
-   returns buf.                                                         */
-const char *gw_client_addr (const gw_cidr_list_t *trusted, const char *peer,
-                            const char *forwarded_for, char *buf, size_t buflen);
+/* ---- the client behind a trusted proxy -------------------------------- */
+
+/* An address's text: INET6_ADDRSTRLEN (46) and civetweb's remote_addr
+   (48) both fit.                                                      */
+#define GW_ADDR_MAX 48
+
+typedef enum {
+    GW_FORWARDED_NO = 0, /* peer not a trusted proxy, or no X-Forwarded-For */
+    GW_FORWARDED_YES,    /* addr is a trusted proxy's rightmost entry */
+    GW_FORWARDED_BAD,    /* a trusted proxy's, twice or malformed: addr is the peer */
+} gw_forwarded_t;
+
+/* Who a request comes from, as the gateway judges it: the address that
+   auth throttles and audits, /metrics allows and the access log names,
+   and the scheme the client used.                                     */
+typedef struct {
+    char addr[GW_ADDR_MAX]; /* canonical text (IPv4-mapped IPv6 as IPv4) */
+    const char *scheme;     /* "http" or "https", static */
+    gw_forwarded_t forwarded;
+} gw_client_t;
+
+/* Fills client for a request from peer (civetweb's remote_addr: the
+   TCP peer), over TLS or not (peer_tls), carrying xff_count
+   X-Forwarded-For headers (xff: the first, NULL if none) and xfp_count
+   X-Forwarded-Proto headers (xfp: the first).
+   From a peer outside trusted both headers are ignored: the peer and
+   its own scheme. From a trusted proxy the address is the rightmost
+   X-Forwarded-For entry -- the one the proxy itself appended, the only
+   one it vouches for -- if that is an IPv4/IPv6 address (no port, no
+   brackets) and the header came once; otherwise the peer, marked
+   GW_FORWARDED_BAD. The scheme is X-Forwarded-Proto if it came once
+   and is "http" or "https" (any case), else the peer's own.           */
+void gw_client_resolve (gw_client_t *client, const gw_cidr_list_t *trusted,
+                        const char *peer, bool peer_tls, const char *xff, int xff_count,
+                        const char *xfp, int xfp_count);
 
 /* ---- CORS origins ----------------------------------------------------- */
 

@@ -54,19 +54,14 @@ s_sees (gw_req_t *req, const Safeshare__FileInfo *file)
            (file->visibility && strcmp (file->visibility, "clients") == 0);
 }
 
-static const char *
-s_client_addr (gw_req_t *req)
-{
-    return mg_get_request_info (req->conn)->remote_addr;
-}
-
-/* A call to auth on behalf of this request: its client address goes in
-   Meta (auth's throttling and audit). As gw_rpc_call.                 */
+/* A call to auth on behalf of this request: its client's address (the
+   forwarded one behind a trusted proxy, see gw_client_resolve) goes in
+   Meta for auth's throttling and audit. As gw_rpc_call.               */
 static cm_status_t
 s_auth_rpc (gw_req_t *req, Safeshare__AuthRequest *r, Safeshare__AuthReply **reply)
 {
     Safeshare__Meta meta = SAFESHARE__META__INIT;
-    meta.client_addr = (char *)s_client_addr (req);
+    meta.client_addr = req->client.addr;
     r->meta = &meta;
     cm_status_t rc = gw_rpc_call (req->rpc, GW_SVC_AUTH, req->req_id, &r->base, NULL,
                                   &safeshare__auth_reply__descriptor, 0,

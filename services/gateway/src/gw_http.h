@@ -26,6 +26,10 @@ typedef struct {
     gw_watchdog_t *watchdog;
     gw_route_t route;
     char req_id[65];
+    /* The client as judged once per request (gw_server, gw_client_resolve):
+       behind a trusted proxy its X-Forwarded-For/-Proto, else the TCP
+       peer. The socket itself is still found by the TCP peer.         */
+    gw_client_t client;
     cm_jwt_claims_t claims; /* valid when authed */
     bool authed;
     bool must_close;           /* body not (fully) read: answer, then close */

@@ -80,7 +80,8 @@ static zsock_t *
 s_sock (gw_rpc_t *self, gw_svc_t svc)
 {
     if (self->socks[svc] == NULL) {
-        self->socks[svc] = cm_sock_client (self->settings->endpoints[svc]);
+        self->socks[svc] =
+            cm_sock_client (self->settings->endpoints[svc], gw_svc_name (svc));
     }
     return self->socks[svc];
 }

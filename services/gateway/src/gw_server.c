@@ -104,16 +104,15 @@ s_log_message (const struct mg_connection *conn, const char *message)
 static int
 s_metrics (gw_server_t *self, gw_req_t *req)
 {
-    const struct mg_request_info *ri = mg_get_request_info (req->conn);
-    char addr[64];
-    const char *forwarded = NULL;
-    /* Two headers: which one the proxy wrote is anyone's guess. */
-    bool twice = gw_header_count (req, "X-Forwarded-For", &forwarded) > 1;
-    gw_client_addr (&self->settings.trusted_proxies, ri->remote_addr,
-                    twice ? "" : forwarded, addr, sizeof addr);
     req->must_close = gw_has_body (req);
-    if (!gw_cidr_list_has (&self->settings.metrics_allow, addr)) {
-        cm_info (req->req_id, "metrics refused to address %s", addr);
+    /* A trusted proxy's unusable X-Forwarded-For (twice, malformed):
+       who the client is is unknown, and /metrics is not for unknowns
+       -- the proxy's own address must not stand in for it here.      */
+    if (req->client.forwarded == GW_FORWARDED_BAD ||
+        !gw_cidr_list_has (&self->settings.metrics_allow, req->client.addr)) {
+        cm_info (req->req_id, "metrics refused to address %s%s", req->client.addr,
+                 req->client.forwarded == GW_FORWARDED_BAD ? " (unusable X-Forwarded-For)"
+                                                           : "");
         return gw_reply_error (req, 403, "forbidden",
                                "metrics are not served to this address");
     }
@@ -170,6 +169,20 @@ s_handle (struct mg_connection *conn, void *cbdata)
         snprintf (req.req_id, sizeof req.req_id, "%s", client_id);
     } else if (cm_random_hex (req.req_id, 8) != 0) {
         snprintf (req.req_id, sizeof req.req_id, "norandom");
+    }
+    /* Who the client is, once: auth (throttling, audit), /metrics and
+       the access line all judge the same address and scheme.         */
+    const char *xff = NULL;
+    const char *xfp = NULL;
+    int xff_count = gw_header_count (&req, "X-Forwarded-For", &xff);
+    int xfp_count = gw_header_count (&req, "X-Forwarded-Proto", &xfp);
+    gw_client_resolve (&req.client, &self->settings.trusted_proxies, ri->remote_addr,
+                       ri->is_ssl != 0, xff, xff_count, xfp, xfp_count);
+    if (req.client.forwarded == GW_FORWARDED_BAD) {
+        cm_warn (req.req_id,
+                 "X-Forwarded-For from trusted proxy %s is given twice or is not an "
+                 "address: the request is judged as the proxy's",
+                 req.client.addr);
     }
     bool draining = s_enter (self);
     const char *origin = mg_get_header (conn, "Origin");
@@ -233,9 +246,10 @@ s_handle (struct mg_connection *conn, void *cbdata)
        (and may reuse) the socket after we return.                     */
     gw_body_unwatch (&req);
     /* Never the path: download tokens travel in it. */
-    cm_info (req.req_id, "%s %s status=%d ms=%llu", method,
+    cm_info (req.req_id, "%s %s status=%d ms=%llu client=%s scheme=%s", method,
              match == GW_MATCH_OK ? req.route.name : "-", status,
-             (unsigned long long)(cm_mono_ms () - start));
+             (unsigned long long)(cm_mono_ms () - start), req.client.addr,
+             req.client.scheme);
     status = status > 0 ? status : 500;
     gw_route_id_t route = match == GW_MATCH_OK ? req.route.id : GW_ROUTE_NONE;
     gw_metrics_http (self->metrics, route, method, status,

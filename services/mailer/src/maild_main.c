@@ -26,6 +26,7 @@ static const cm_service_info_t s_info = {
              "required unless ?tls=none), else to the mail drop, one <job_id>.eml\n"
              "per message in SAFESHARE_MAIL_DIR. Listens on\n"
              "SAFESHARE_MAILER_ENDPOINT. See docs/mail.md.",
+    .serves = true,
 };
 
 static int

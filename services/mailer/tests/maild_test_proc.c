@@ -64,7 +64,7 @@ maild_test_start (maild_test_t *t, const char *binary, const char *dir,
     if (t->pid < 0) {
         return -1;
     }
-    t->client = cm_sock_client (t->endpoint);
+    t->client = cm_sock_client (t->endpoint, "mailer");
     uint64_t deadline = cm_mono_ms () + 15000;
     while (t->client && cm_mono_ms () < deadline) {
         if (cm_test_exited (t->pid)) {

@@ -150,7 +150,7 @@ s_read_eml (const char *job, size_t *len)
 static Safeshare__MailReply *
 s_raw (zmsg_t **frames, bool delimiter, int timeout_ms)
 {
-    zsock_t *sock = cm_sock_client (s_endpoint);
+    zsock_t *sock = cm_sock_client (s_endpoint, "mailer");
     assert_non_null (sock);
     zmsg_t *msg = zmsg_new ();
     if (delimiter) {
@@ -229,7 +229,7 @@ s_start (void)
     if (s_pid < 0) {
         return -1;
     }
-    s_client = cm_sock_client (s_endpoint);
+    s_client = cm_sock_client (s_endpoint, "mailer");
     if (!s_client) {
         return -1;
     }

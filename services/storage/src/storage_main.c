@@ -26,6 +26,7 @@ static const cm_service_info_t s_info = {
     .usage = "Keys: SAFESHARE_STORAGE_ENDPOINT, SAFESHARE_STORAGE_DB,\n"
              "SAFESHARE_STORAGE_BACKEND (disk | s3), SAFESHARE_BLOB_DIR, SAFESHARE_S3_*\n"
              "(docs/storage.md), SAFESHARE_STORAGE_INSTANCE, SAFESHARE_LINK_MAX_TTL.",
+    .serves = true,
 };
 
 int
@@ -82,6 +83,9 @@ main (int argc, char **argv)
         cm_warn (NULL, "start-up sweep incomplete; will retry later");
     }
     const char *endpoint = cm_config_get (config, "SAFESHARE_STORAGE_ENDPOINT");
+    /* A failed bind or CURVE self-check is a start failure (1), like in
+       the other services, not a configuration error.                   */
+    exit_code = 1;
     router = endpoint ? cm_sock_server (endpoint) : NULL;
     if (!router) {
         fprintf (stderr, "safeshare-storage: cannot bind %s\n", endpoint ? endpoint : "");

@@ -552,7 +552,7 @@ group_setup (void **state)
     }
     char ep[800];
     snprintf (ep, sizeof ep, "ipc://%s/run/storage.sock", g.tmp);
-    g.sock = cm_sock_client (ep);
+    g.sock = cm_sock_client (ep, "storage");
     if (!g.sock) {
         return -1;
     }

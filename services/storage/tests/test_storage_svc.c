@@ -1197,7 +1197,7 @@ s_racer (void *arg)
 {
     s_racer_t *me = arg;
     me->status = -1;
-    zsock_t *sock = cm_sock_client (me->endpoint);
+    zsock_t *sock = cm_sock_client (me->endpoint, "storage");
     Safeshare__LinkRedeemRequest q = SAFESHARE__LINK_REDEEM_REQUEST__INIT;
     q.token = (char *)me->token;
     Safeshare__StorageRequest rq = SAFESHARE__STORAGE_REQUEST__INIT;
@@ -1237,7 +1237,7 @@ test_redeem_race (void **state)
     const char *ep[2] = {g.env_ep + strlen ("SAFESHARE_STORAGE_ENDPOINT="),
                          env_ep2 + strlen ("SAFESHARE_STORAGE_ENDPOINT=")};
     /* Ready = the second one answers HEALTH.                            */
-    zsock_t *probe = cm_sock_client (ep[1]);
+    zsock_t *probe = cm_sock_client (ep[1], "storage");
     assert_non_null (probe);
     uint64_t deadline = cm_mono_ms () + 15000;
     for (bool up = false; !up;) {
@@ -1258,7 +1258,7 @@ test_redeem_race (void **state)
             up = true;
         } else {
             zsock_destroy (&probe); /* Lazy Pirate: a fresh socket */
-            probe = cm_sock_client (ep[1]);
+            probe = cm_sock_client (ep[1], "storage");
             stord_test_sleep_ms (20);
         }
     }
@@ -1329,7 +1329,8 @@ group_setup (void **state)
     snprintf (g.env_ep, sizeof g.env_ep,
               "SAFESHARE_STORAGE_ENDPOINT=ipc://%s/run/storage.sock", g.tmp);
     snprintf (g.blobs, sizeof g.blobs, "%s/blobs", g.tmp);
-    g.sock = cm_sock_client (g.env_ep + strlen ("SAFESHARE_STORAGE_ENDPOINT="));
+    g.sock =
+        cm_sock_client (g.env_ep + strlen ("SAFESHARE_STORAGE_ENDPOINT="), "storage");
     if (!g.sock) {
         return -1;
     }
