@@ -6,7 +6,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,15 +21,6 @@ static struct {
     char *allow_dir;
     zactor_t *auth; /* zauth, in processes that serve */
 } s_curve;
-
-static void
-s_err (char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start (ap, fmt);
-    vsnprintf (err, errlen, fmt, ap);
-    va_end (ap);
-}
 
 bool
 cm_curve_name_valid (const char *name)
@@ -119,11 +109,11 @@ s_dir_check (const char *key, const char *dir, char *err, size_t errlen)
 {
     struct stat st;
     if (stat (dir, &st) != 0) {
-        s_err (err, errlen, "%s=%s: %s", key, dir, strerror (errno));
+        snprintf (err, errlen, "%s=%s: %s", key, dir, strerror (errno));
         return -1;
     }
     if (!S_ISDIR (st.st_mode)) {
-        s_err (err, errlen, "%s=%s: not a directory", key, dir);
+        snprintf (err, errlen, "%s=%s: not a directory", key, dir);
         return -1;
     }
     return 0;
@@ -146,8 +136,8 @@ s_public_dir_check (const char *dir, char *err, size_t errlen)
     }
     DIR *d = opendir (dir);
     if (!d) {
-        s_err (err, errlen, "SAFESHARE_CURVE_PUBLIC_DIR=%s: opendir() failed: %s", dir,
-               strerror (errno));
+        snprintf (err, errlen, "SAFESHARE_CURVE_PUBLIC_DIR=%s: opendir() failed: %s", dir,
+                  strerror (errno));
         return -1;
     }
     int rc = 0;
@@ -160,9 +150,9 @@ s_public_dir_check (const char *dir, char *err, size_t errlen)
         snprintf (path, sizeof path, "%s/%s", dir, e->d_name);
         zcert_t *cert = s_cert_load (path);
         if (!cert) {
-            s_err (err, errlen,
-                   "SAFESHARE_CURVE_PUBLIC_DIR=%s: %s is not a CURVE certificate", dir,
-                   e->d_name);
+            snprintf (err, errlen,
+                      "SAFESHARE_CURVE_PUBLIC_DIR=%s: %s is not a CURVE certificate", dir,
+                      e->d_name);
             rc = -1;
         }
         s_cert_wipe_destroy (&cert);
@@ -176,32 +166,35 @@ s_secret_load (const char *path, char *err, size_t errlen)
 {
     struct stat st;
     if (stat (path, &st) != 0) {
-        s_err (err, errlen, "SAFESHARE_CURVE_SECRET_KEY=%s: %s", path, strerror (errno));
+        snprintf (err, errlen, "SAFESHARE_CURVE_SECRET_KEY=%s: %s", path,
+                  strerror (errno));
         return -1;
     }
     if (!S_ISREG (st.st_mode)) {
-        s_err (err, errlen, "SAFESHARE_CURVE_SECRET_KEY=%s: not a regular file", path);
+        snprintf (err, errlen, "SAFESHARE_CURVE_SECRET_KEY=%s: not a regular file", path);
         return -1;
     }
     /* Like ssh: a private key others may read is refused, not used.    */
     if (st.st_mode & 077) {
-        s_err (err, errlen,
-               "SAFESHARE_CURVE_SECRET_KEY=%s: permissions %04o are too open (the secret "
-               "key must not be accessible by group or others: chmod 600 %s)",
-               path, (unsigned)(st.st_mode & 07777), path);
+        snprintf (
+            err, errlen,
+            "SAFESHARE_CURVE_SECRET_KEY=%s: permissions %04o are too open (the secret "
+            "key must not be accessible by group or others: chmod 600 %s)",
+            path, (unsigned)(st.st_mode & 07777), path);
         return -1;
     }
     zcert_t *cert = s_cert_load (path);
     if (!cert) {
-        s_err (err, errlen, "SAFESHARE_CURVE_SECRET_KEY=%s: not a CURVE certificate",
-               path);
+        snprintf (err, errlen, "SAFESHARE_CURVE_SECRET_KEY=%s: not a CURVE certificate",
+                  path);
         return -1;
     }
     if (!s_has_secret (cert)) {
-        s_err (err, errlen,
-               "SAFESHARE_CURVE_SECRET_KEY=%s: holds no secret key (a public NAME.key? "
-               "use NAME.key_secret)",
-               path);
+        snprintf (
+            err, errlen,
+            "SAFESHARE_CURVE_SECRET_KEY=%s: holds no secret key (a public NAME.key? "
+            "use NAME.key_secret)",
+            path);
         zcert_destroy (&cert);
         return -1;
     }
@@ -224,7 +217,7 @@ cm_curve_setup (const char *secret_path, const char *public_dir, const char *all
                 char *err, size_t errlen)
 {
     if (s_curve.auth) {
-        s_err (err, errlen, "CURVE settings cannot change while zauth runs");
+        snprintf (err, errlen, "CURVE settings cannot change while zauth runs");
         return -1;
     }
     s_clear ();
@@ -232,8 +225,9 @@ cm_curve_setup (const char *secret_path, const char *public_dir, const char *all
         return 0;
     }
     if (!zsys_has_curve ()) {
-        s_err (err, errlen,
-               "SAFESHARE_CURVE_SECRET_KEY is set but this libzmq has no CURVE support");
+        snprintf (
+            err, errlen,
+            "SAFESHARE_CURVE_SECRET_KEY is set but this libzmq has no CURVE support");
         return -1;
     }
     if (s_secret_load (secret_path, err, errlen) != 0) {
@@ -248,7 +242,7 @@ cm_curve_setup (const char *secret_path, const char *public_dir, const char *all
     if (allow_dir && *allow_dir) {
         /* zauth reads "*" as "allow any key".                          */
         if (strcmp (allow_dir, CURVE_ALLOW_ANY) == 0) {
-            s_err (err, errlen, "SAFESHARE_CURVE_ALLOW_DIR=*: must be a directory");
+            snprintf (err, errlen, "SAFESHARE_CURVE_ALLOW_DIR=*: must be a directory");
             goto fail;
         }
         if (s_dir_check ("SAFESHARE_CURVE_ALLOW_DIR", allow_dir, err, errlen) != 0) {
@@ -288,27 +282,28 @@ static zcert_t *
 s_peer_cert (const char *peer, char *err, size_t errlen)
 {
     if (!cm_curve_name_valid (peer)) {
-        s_err (err, errlen, "CURVE peer name %.80s is not 1..64 of [a-z0-9-]",
-               peer ? peer : "(none)");
+        snprintf (err, errlen, "CURVE peer name %.80s is not 1..64 of [a-z0-9-]",
+                  peer ? peer : "(none)");
         return NULL;
     }
     if (!s_curve.public_dir) {
-        s_err (err, errlen,
-               "SAFESHARE_CURVE_PUBLIC_DIR is not set (needed for the key of %s)", peer);
+        snprintf (err, errlen,
+                  "SAFESHARE_CURVE_PUBLIC_DIR is not set (needed for the key of %s)",
+                  peer);
         return NULL;
     }
     char path[4096];
     snprintf (path, sizeof path, "%s/%s.key", s_curve.public_dir, peer);
     if (access (path, R_OK) != 0) {
-        s_err (err, errlen, "SAFESHARE_CURVE_PUBLIC_DIR=%s: %s.key: %s",
-               s_curve.public_dir, peer, strerror (errno));
+        snprintf (err, errlen, "SAFESHARE_CURVE_PUBLIC_DIR=%s: %s.key: %s",
+                  s_curve.public_dir, peer, strerror (errno));
         return NULL;
     }
     zcert_t *cert = s_cert_load (path);
     if (!cert) {
-        s_err (err, errlen,
-               "SAFESHARE_CURVE_PUBLIC_DIR=%s: %s.key is not a CURVE certificate",
-               s_curve.public_dir, peer);
+        snprintf (err, errlen,
+                  "SAFESHARE_CURVE_PUBLIC_DIR=%s: %s.key is not a CURVE certificate",
+                  s_curve.public_dir, peer);
     }
     return cert;
 }
@@ -320,9 +315,9 @@ cm_curve_require (bool serves, const char *calls, char *err, size_t errlen)
         return 0;
     }
     if (serves && !s_curve.allow_dir) {
-        s_err (err, errlen,
-               "SAFESHARE_CURVE_ALLOW_DIR is not set (CURVE is on and this process "
-               "serves)");
+        snprintf (err, errlen,
+                  "SAFESHARE_CURVE_ALLOW_DIR is not set (CURVE is on and this process "
+                  "serves)");
         return -1;
     }
     char list[512];
@@ -346,18 +341,18 @@ cm_curve_serve (char *err, size_t errlen)
         return 0;
     }
     if (!s_curve.allow_dir) {
-        s_err (err, errlen, "SAFESHARE_CURVE_ALLOW_DIR is not set (CURVE is on)");
+        snprintf (err, errlen, "SAFESHARE_CURVE_ALLOW_DIR is not set (CURVE is on)");
         return -1;
     }
     s_curve.auth = zactor_new (zauth, NULL);
     if (!s_curve.auth) {
-        s_err (err, errlen, "zactor_new(zauth) failed");
+        snprintf (err, errlen, "zactor_new(zauth) failed");
         return -1;
     }
     /* zauth answers each command with a signal once it is in force.    */
     if (zstr_sendx (s_curve.auth, "CURVE", s_curve.allow_dir, NULL) != 0 ||
         zsock_wait (s_curve.auth) != 0) {
-        s_err (err, errlen, "zauth CURVE %s failed", s_curve.allow_dir);
+        snprintf (err, errlen, "zauth CURVE %s failed", s_curve.allow_dir);
         zactor_destroy (&s_curve.auth);
         return -1;
     }
@@ -410,14 +405,12 @@ cm_curve_client_apply (zsock_t *sock, const char *peer)
 /* ---- handshake watch ------------------------------------------------ */
 
 zsock_t *
-cm_curve_watch_new (zsock_t *sock)
+cm_curve_watch_new (zsock_t *sock, int events)
 {
     static atomic_uint s_watches;
     char ep[64];
     snprintf (ep, sizeof ep, "inproc://cm-curve-watch-%d-%u", (int)getpid (),
               atomic_fetch_add (&s_watches, 1));
-    int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                 ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
     if (zmq_socket_monitor (zsock_resolve (sock), ep, events) != 0) {
         cm_error (NULL, "zmq_socket_monitor() failed: %s", zmq_strerror (zmq_errno ()));
         return NULL;
@@ -536,7 +529,7 @@ cm_curve_self_check (zsock_t *server, const char *endpoint, int timeout_ms)
     zsock_set_ipv6 (client, ipv6 ? 1 : 0);
     zcert_apply (stranger, client);
     zsock_set_curve_serverkey (client, zcert_public_txt (s_curve.cert));
-    watch = cm_curve_watch_new (client);
+    watch = cm_curve_watch_new (client, CM_CURVE_WATCH_HANDSHAKE);
     if (!watch) {
         goto cleanup;
     }

@@ -78,9 +78,14 @@ int cm_curve_client_apply (zsock_t *sock, const char *peer);
 int cm_curve_self_check (zsock_t *server, const char *endpoint, int timeout_ms);
 
 /* ---- handshake watch (libzmq socket monitor) ----------------------- */
-/* A PAIR socket carrying sock's handshake events (ZMQ_EVENT_HANDSHAKE_*),
-   to poll beside it. Same thread as sock. NULL on failure (logged).    */
-zsock_t *cm_curve_watch_new (zsock_t *sock);
+/* Every handshake result: succeeded, failed (no detail, protocol, auth). */
+#define CM_CURVE_WATCH_HANDSHAKE                                                         \
+    (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |              \
+     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+/* A PAIR socket carrying sock's `events` (ZMQ_EVENT_* bits, usually
+   CM_CURVE_WATCH_HANDSHAKE), to poll beside it. Same thread as sock.
+   NULL on failure (logged).                                            */
+zsock_t *cm_curve_watch_new (zsock_t *sock, int events);
 /* Reads one event from watch: returns its ZMQ_EVENT_* number and copies
    the endpoint it concerns into endpoint; -1 on error.                 */
 int cm_curve_watch_recv (zsock_t *watch, char *endpoint, size_t len);

@@ -1,6 +1,7 @@
 /*  cli_health -- `safeshare health SERVICE`.                           */
 #include "cli_health.h"
 #include "cli_probe.h"
+#include "cm_curve.h"
 #include "cm_log.h"
 #include "cm_msg.h"
 #include "cm_util.h"
@@ -102,40 +103,21 @@ s_gateway (const char *addr, int timeout_ms, FILE *err)
 
 /* ---- ZeroMQ services ------------------------------------------------ */
 
-/* A PAIR socket that receives sock's connection events, or NULL.      */
-static zsock_t *
-s_monitor (zsock_t *sock)
-{
-    char ep[64];
-    snprintf (ep, sizeof ep, "inproc://cli-health-monitor-%d", (int)getpid ());
-    if (zmq_socket_monitor (zsock_resolve (sock), ep, S_MONITOR_EVENTS) != 0) {
-        return NULL;
-    }
-    zsock_t *pair = zsock_new (ZMQ_PAIR);
-    if (pair && zsock_connect (pair, "%s", ep) != 0) {
-        zsock_destroy (&pair);
-    }
-    return pair;
-}
-
-/* Reads every queued event (libzmq 4.3: frame 1 = u16 event + u32
-   value, frame 2 = the endpoint) into S_SAW_* bits.                   */
+/* Reads every queued event of the watch (cm_curve_watch_new) into
+   S_SAW_* bits.                                                       */
 static int
-s_monitor_seen (zsock_t *pair)
+s_monitor_seen (zsock_t *watch)
 {
     int seen = 0;
-    while (pair && (zsock_events (pair) & ZMQ_POLLIN)) {
-        zmsg_t *ev = zmsg_recv (pair);
-        zframe_t *head = ev ? zmsg_first (ev) : NULL;
-        if (head && zframe_size (head) >= 2) {
-            uint16_t event;
-            memcpy (&event, zframe_data (head), sizeof event);
-            seen |= event == ZMQ_EVENT_CONNECTED               ? S_SAW_CONNECTED
-                    : event == ZMQ_EVENT_CONNECT_RETRIED       ? S_SAW_RETRIED
-                    : event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? S_SAW_AUTH_FAILED
-                                                               : S_SAW_HANDSHAKE_FAIL;
+    while (watch && (zsock_events (watch) & ZMQ_POLLIN)) {
+        int event = cm_curve_watch_recv (watch, NULL, 0);
+        if (event < 0) {
+            continue;
         }
-        zmsg_destroy (&ev);
+        seen |= event == ZMQ_EVENT_CONNECTED               ? S_SAW_CONNECTED
+                : event == ZMQ_EVENT_CONNECT_RETRIED       ? S_SAW_RETRIED
+                : event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? S_SAW_AUTH_FAILED
+                                                           : S_SAW_HANDSHAKE_FAIL;
     }
     return seen;
 }
@@ -289,7 +271,7 @@ s_service (s_svc_t svc, const char *endpoint, int timeout_ms, FILE *err)
         rc = s_unhealthy (err, svc, endpoint, "cannot open a client socket");
         goto cleanup;
     }
-    pair = s_monitor (sock);
+    pair = cm_curve_watch_new (sock, S_MONITOR_EVENTS);
     s_request_t req;
     const ProtobufCMessage *msg = s_request (&req, svc);
     char reqbuf[65];
@@ -346,10 +328,7 @@ cleanup:
     if (reply) {
         protobuf_c_message_free_unpacked (reply, NULL);
     }
-    if (pair) {
-        zmq_socket_monitor (zsock_resolve (sock), NULL, 0);
-        zsock_destroy (&pair);
-    }
+    cm_curve_watch_destroy (sock, &pair);
     zsock_destroy (&sock);
     return rc;
 }

@@ -51,18 +51,38 @@ cli_test_spawn (const char *binary, char *const argv[], const char *stdin_data,
     return pid;
 }
 
-static long
-s_ms (void)
+long
+cli_test_ms (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+void
+cli_test_clear_safeshare_env (void)
+{
+    extern char **environ;
+    for (;;) {
+        char name[256] = "";
+        for (char **e = environ; *e; e++) {
+            if (strncmp (*e, "SAFESHARE_", 10) == 0) {
+                size_t n = strcspn (*e, "=");
+                snprintf (name, sizeof name, "%.*s", (int)n, *e);
+                break;
+            }
+        }
+        if (!*name) {
+            return;
+        }
+        unsetenv (name);
+    }
+}
+
 int
 cli_test_wait (pid_t pid, int timeout_ms)
 {
-    long deadline = s_ms () + timeout_ms;
+    long deadline = cli_test_ms () + timeout_ms;
     for (;;) {
         int status;
         pid_t r = waitpid (pid, &status, WNOHANG);
@@ -72,7 +92,7 @@ cli_test_wait (pid_t pid, int timeout_ms)
         if (r < 0 && errno != EINTR) {
             return -1;
         }
-        if (s_ms () >= deadline) {
+        if (cli_test_ms () >= deadline) {
             kill (pid, SIGKILL);
             waitpid (pid, &status, 0);
             return -1;

@@ -10,6 +10,11 @@
    EOF; stdout/stderr go to the given fds (-1: inherited). pid or -1.  */
 pid_t cli_test_spawn (const char *binary, char *const argv[], const char *stdin_data,
                       int stdout_fd, int stderr_fd);
+/* CLOCK_MONOTONIC in milliseconds. */
+long cli_test_ms (void);
+/* Unsets every SAFESHARE_* variable: only what a test sets reaches the
+   processes it starts, none from the caller's environment.           */
+void cli_test_clear_safeshare_env (void);
 /* Waits up to timeout_ms: exit status, 128+signal, or -1 on timeout (the
    process is then killed and reaped).                                  */
 int cli_test_wait (pid_t pid, int timeout_ms);

@@ -58,35 +58,6 @@ typedef struct {
     int npids;
 } s_env_t;
 
-static long
-s_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* Only our variables reach the processes: none from the caller's.    */
-static void
-s_clear_safeshare_env (void)
-{
-    extern char **environ;
-    for (;;) {
-        char name[256] = "";
-        for (char **e = environ; *e; e++) {
-            if (strncmp (*e, "SAFESHARE_", 10) == 0) {
-                size_t n = strcspn (*e, "=");
-                snprintf (name, sizeof name, "%.*s", (int)n, *e);
-                break;
-            }
-        }
-        if (!*name) {
-            return;
-        }
-        unsetenv (name);
-    }
-}
-
 static int
 s_setup (void **state)
 {
@@ -98,7 +69,7 @@ s_setup (void **state)
     snprintf (e->run, sizeof e->run, "%s/run", e->data);
     snprintf (e->config, sizeof e->config, "%s/safeshare.conf", e->root);
     snprintf (e->addr, sizeof e->addr, "127.0.0.1:%d", cli_test_free_port ());
-    s_clear_safeshare_env ();
+    cli_test_clear_safeshare_env ();
     char url[80], worker_ep[700];
     snprintf (url, sizeof url, "http://%s", e->addr);
     snprintf (worker_ep, sizeof worker_ep, "ipc://%s/worker.sock", e->run);
@@ -192,10 +163,10 @@ s_health (const char *config, const char *svc, int ms, char **err, long *took_ms
     argv[n++] = tmo;
     argv[n] = NULL;
     char *out = NULL;
-    long start = s_ms ();
+    long start = cli_test_ms ();
     int rc = cli_test_run (s_safeshare, argv, NULL, &out, err);
     if (took_ms) {
-        *took_ms = s_ms () - start;
+        *took_ms = cli_test_ms () - start;
     }
     assert_string_equal (out, "");
     free (out);
@@ -233,7 +204,7 @@ s_expect_unhealthy (const char *config, const char *svc, int ms, const char *whe
 static void
 s_wait_healthy (const char *config, const char *svc, pid_t pid)
 {
-    long deadline = s_ms () + S_READY_MS;
+    long deadline = cli_test_ms () + S_READY_MS;
     for (;;) {
         char *err = NULL;
         int rc = s_health (config, svc, 1000, &err, NULL);
@@ -246,7 +217,7 @@ s_wait_healthy (const char *config, const char *svc, pid_t pid)
         if (pid > 0 && cm_test_exited (pid)) {
             fail_msg ("%s's process died; last health: %s", svc, err);
         }
-        if (s_ms () > deadline) {
+        if (cli_test_ms () > deadline) {
             fail_msg ("%s not healthy within %d s: %s", svc, S_READY_MS / 1000, err);
         }
         free (err);
@@ -258,7 +229,7 @@ s_wait_healthy (const char *config, const char *svc, pid_t pid)
 static void
 s_wait_unhealthy (const char *svc, const char *why, long within_ms)
 {
-    long deadline = s_ms () + within_ms;
+    long deadline = cli_test_ms () + within_ms;
     for (;;) {
         char *err = NULL;
         int rc = s_health (NULL, svc, 1000, &err, NULL);
@@ -266,7 +237,7 @@ s_wait_unhealthy (const char *svc, const char *why, long within_ms)
             free (err);
             return;
         }
-        if (s_ms () > deadline) {
+        if (cli_test_ms () > deadline) {
             fail_msg ("health %s still exit %d after %ld ms: %s", svc, rc, within_ms,
                       err);
         }

@@ -45,14 +45,6 @@ typedef struct {
     char bin[512], fake[512], data[512];
 } s_env_t;
 
-static long
-s_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 static int
 s_setup (void **state)
 {
@@ -124,10 +116,10 @@ s_pid_of (s_env_t *e, const char *name)
 static void
 s_wait_started (s_env_t *e, int n, int timeout_ms)
 {
-    long deadline = s_ms () + timeout_ms;
+    long deadline = cli_test_ms () + timeout_ms;
     for (int i = 0; i < n; i++) {
         while (s_pid_of (e, s_names[i]) <= 0) {
-            if (s_ms () > deadline) {
+            if (cli_test_ms () > deadline) {
                 fail_msg ("%s did not start", s_names[i]);
             }
             usleep (5000);
@@ -159,14 +151,14 @@ s_gone (pid_t pid)
 static void
 s_assert_all_gone (s_env_t *e, int timeout_ms)
 {
-    long deadline = s_ms () + timeout_ms;
+    long deadline = cli_test_ms () + timeout_ms;
     for (int i = 0; i < S_NSVC; i++) {
         pid_t pid = s_pid_of (e, s_names[i]);
         if (pid <= 0) {
             continue;
         }
         while (!s_gone (pid)) {
-            if (s_ms () > deadline) {
+            if (cli_test_ms () > deadline) {
                 /* never leave it behind, even when failing */
                 for (int j = 0; j < S_NSVC; j++) {
                     pid_t other = s_pid_of (e, s_names[j]);
@@ -190,10 +182,10 @@ s_assert_all_gone (s_env_t *e, int timeout_ms)
 static int
 s_wait_output (int fd, const char *needle, char *buf, size_t len, int timeout_ms)
 {
-    long deadline = s_ms () + timeout_ms;
+    long deadline = cli_test_ms () + timeout_ms;
     size_t got = strlen (buf);
     while (!strstr (buf, needle)) {
-        long left = deadline - s_ms ();
+        long left = deadline - cli_test_ms ();
         if (left <= 0 || got >= len - 1) {
             return -1;
         }
@@ -245,9 +237,9 @@ test_all_exit_at_once (void **state)
     }
     char *argv[] = {"safeshare", "up", NULL};
     char *out, *err;
-    long t0 = s_ms ();
+    long t0 = cli_test_ms ();
     assert_int_equal (cli_test_run (s_safeshare, argv, NULL, &out, &err), 1);
-    assert_true (s_ms () - t0 < 5000);
+    assert_true (cli_test_ms () - t0 < 5000);
     assert_non_null (strstr (err, "exited with status 3; stopping the others"));
     assert_null (strstr (out, "safeshare is up"));
     free (out);
@@ -284,9 +276,9 @@ test_one_dies_others_stopped (void **state)
     assert_int_equal (chmod (path, 0755), 0);
     char *argv[] = {"safeshare", "up", NULL};
     char *out, *err;
-    long t0 = s_ms ();
+    long t0 = cli_test_ms ();
     assert_int_equal (cli_test_run (s_safeshare, argv, NULL, &out, &err), 1);
-    assert_true (s_ms () - t0 < 10000);
+    assert_true (cli_test_ms () - t0 < 10000);
     assert_non_null (strstr (err, "safeshare-gateway exited with status 3"));
     free (out);
     free (err);
@@ -461,7 +453,7 @@ s_start_up_err (const char *config, int *out_fd, const char *err_path)
 static int
 s_wait_in_file (const char *path, const char *needle, int timeout_ms)
 {
-    long deadline = s_ms () + timeout_ms;
+    long deadline = cli_test_ms () + timeout_ms;
     for (;;) {
         char *text = cli_test_slurp (path, NULL);
         int found = text && strstr (text, needle);
@@ -469,7 +461,7 @@ s_wait_in_file (const char *path, const char *needle, int timeout_ms)
         if (found) {
             return 0;
         }
-        if (s_ms () > deadline) {
+        if (cli_test_ms () > deadline) {
             return -1;
         }
         usleep (10000);
@@ -480,10 +472,10 @@ s_wait_in_file (const char *path, const char *needle, int timeout_ms)
 static pid_t
 s_wait_new_pid (s_env_t *e, const char *name, pid_t old, int timeout_ms)
 {
-    long deadline = s_ms () + timeout_ms;
+    long deadline = cli_test_ms () + timeout_ms;
     pid_t pid;
     while ((pid = s_pid_of (e, name)) == old || pid <= 0) {
-        if (s_ms () > deadline) {
+        if (cli_test_ms () > deadline) {
             fail_msg ("%s was not restarted within %d ms", name, timeout_ms);
         }
         usleep (5000);
@@ -581,10 +573,10 @@ test_restart_after_clean_exit (void **state)
     unlink (args_path);
 
     /* the fake exits 0 on SIGTERM: nobody asked `up` to stop */
-    long t0 = s_ms ();
+    long t0 = cli_test_ms ();
     assert_int_equal (kill (before[1], SIGTERM), 0);
     pid_t now = s_wait_new_pid (e, "safeshare-storage", before[1], 5000);
-    assert_true (s_ms () - t0 >= 190);
+    assert_true (cli_test_ms () - t0 >= 190);
     char want[1400];
     snprintf (want, sizeof want,
               "safeshare: safeshare-storage (pid %d) exited with status 0; restarting "
@@ -624,10 +616,10 @@ test_crash_loop_gives_up (void **state)
     int out_fd;
     char err_path[600];
     pid_t storage = s_up_with_flaky_storage (e, &up, &out_fd, err_path, sizeof err_path);
-    long t0 = s_ms ();
+    long t0 = cli_test_ms ();
     assert_int_equal (kill (storage, SIGKILL), 0);
     int rc = cli_test_wait (up, 30000);
-    long took = s_ms () - t0;
+    long took = cli_test_ms () - t0;
     close (out_fd);
     assert_int_equal (rc, 1);
     /* the backoffs were waited, and nothing more */
@@ -673,10 +665,10 @@ test_sigint_during_backoff (void **state)
     pid_t storage = s_up_with_flaky_storage (e, &up, &out_fd, err_path, sizeof err_path);
     assert_int_equal (kill (storage, SIGKILL), 0);
     assert_int_equal (s_wait_in_file (err_path, "restarting it in 3200 ms\n", 10000), 0);
-    long t0 = s_ms ();
+    long t0 = cli_test_ms ();
     assert_int_equal (kill (up, SIGINT), 0);
     assert_int_equal (cli_test_wait (up, 5000), 0);
-    assert_true (s_ms () - t0 < 1500);
+    assert_true (cli_test_ms () - t0 < 1500);
     close (out_fd);
     char crashes[600];
     snprintf (crashes, sizeof crashes, "%s/storage.crashes", e->fake);
@@ -719,10 +711,10 @@ test_exec_failure_gives_up (void **state)
     fputs ("#!/bin/sh\nexit 0\n", f);
     fclose (f);
     assert_int_equal (chmod (path, 0644), 0);
-    long t0 = s_ms ();
+    long t0 = cli_test_ms ();
     assert_int_equal (kill (s_pid_of (e, "safeshare-storage"), SIGKILL), 0);
     assert_int_equal (cli_test_wait (up, 10000), 1);
-    assert_true (s_ms () - t0 < 3000);
+    assert_true (cli_test_ms () - t0 < 3000);
     close (out_fd);
     char *err = cli_test_slurp (err_path, NULL);
     char want[800];

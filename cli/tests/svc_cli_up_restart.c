@@ -50,35 +50,6 @@ typedef struct {
     pid_t up;
 } s_env_t;
 
-static long
-s_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* Only our variables reach `up`: none from the caller's environment. */
-static void
-s_clear_safeshare_env (void)
-{
-    extern char **environ;
-    for (;;) {
-        char name[256] = "";
-        for (char **e = environ; *e; e++) {
-            if (strncmp (*e, "SAFESHARE_", 10) == 0) {
-                size_t n = strcspn (*e, "=");
-                snprintf (name, sizeof name, "%.*s", (int)n, *e);
-                break;
-            }
-        }
-        if (!*name) {
-            return;
-        }
-        unsetenv (name);
-    }
-}
-
 static int
 s_setup (void **state)
 {
@@ -92,7 +63,7 @@ s_setup (void **state)
     snprintf (e->addr, sizeof e->addr, "127.0.0.1:%d", cli_test_free_port ());
     char url[80];
     snprintf (url, sizeof url, "http://%s", e->addr);
-    s_clear_safeshare_env ();
+    cli_test_clear_safeshare_env ();
     setenv ("SAFESHARE_DATA_DIR", data, 1);
     setenv ("SAFESHARE_HTTP_ADDR", e->addr, 1);
     setenv ("SAFESHARE_PUBLIC_URL", url, 1);
@@ -114,8 +85,8 @@ s_teardown (void **state)
            and come to us, the subreaper, to be reaped below */
         cli_test_wait (e->up, 0);
     }
-    long deadline = s_ms () + 10000;
-    while (waitpid (-1, NULL, WNOHANG) >= 0 && s_ms () < deadline) {
+    long deadline = cli_test_ms () + 10000;
+    while (waitpid (-1, NULL, WNOHANG) >= 0 && cli_test_ms () < deadline) {
         usleep (10000);
     }
     cm_test_rmrf (e->root);
@@ -175,7 +146,7 @@ s_up (s_env_t *e)
     e->up = cli_test_spawn (s_safeshare, argv, NULL, fd, fd);
     close (fd);
     assert_true (e->up > 0);
-    long deadline = s_ms () + S_READY_MS;
+    long deadline = cli_test_ms () + S_READY_MS;
     for (;;) {
         char *log = s_log (e);
         int ready = strstr (log, "Ctrl-C stops\n") != NULL;
@@ -189,7 +160,7 @@ s_up (s_env_t *e)
             fail_msg ("safeshare up exited before it was ready:\n%s", log);
         }
         free (log);
-        if (s_ms () > deadline) {
+        if (cli_test_ms () > deadline) {
             fail_msg ("safeshare up was not ready within %d s", S_READY_MS / 1000);
         }
         usleep (20000);
@@ -208,10 +179,10 @@ s_pids (s_env_t *e, pid_t pids[S_NSVC])
 static void
 s_wait_readyz (s_env_t *e, int timeout_ms)
 {
-    long deadline = s_ms () + timeout_ms;
+    long deadline = cli_test_ms () + timeout_ms;
     int status;
     while ((status = cli_probe_http (e->addr, "/readyz", 2000, -1)) != 200) {
-        if (s_ms () > deadline) {
+        if (cli_test_ms () > deadline) {
             fail_msg ("/readyz answered %d, not 200, for %d s", status,
                       timeout_ms / 1000);
         }
@@ -250,10 +221,10 @@ test_killed_services_come_back (void **state)
         int k = victims[v];
         pid_t old = pids[k];
         assert_int_equal (kill (old, SIGKILL), 0);
-        long deadline = s_ms () + 10000;
+        long deadline = cli_test_ms () + 10000;
         pid_t now;
         while ((now = s_child_pid (e->up, s_names[k])) == 0 || now == old) {
-            if (s_ms () > deadline) {
+            if (cli_test_ms () > deadline) {
                 fail_msg ("%s was not restarted within 10 s", s_names[k]);
             }
             usleep (10000);
@@ -300,10 +271,10 @@ test_crash_loop_ends_up (void **state)
     assert_non_null (f);
     fputs ("SAFESHARE_LOG_LEVEL=loud\n", f);
     fclose (f);
-    long t0 = s_ms ();
+    long t0 = cli_test_ms ();
     assert_int_equal (kill (pids[S_STORAGE], SIGKILL), 0);
     s_assert_up_exits (e, 1, 40000);
-    long took = s_ms () - t0;
+    long took = cli_test_ms () - t0;
     /* 200 + 400 + 800 + 1600 + 3200 ms of backoff, and not much more */
     assert_true (took >= 6000);
     assert_true (took < 20000);

@@ -1,16 +1,22 @@
 /*  cm_testing -- start and stop real binaries from tests.               */
 #include "cm_testing.h"
+#include "cm_config.h"
 #include "cm_db.h"
 #include "cm_util.h"
 
+#include <czmq.h>
+
 #define _XOPEN_SOURCE 700
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ftw.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -139,6 +145,24 @@ cm_test_exited (pid_t pid)
 }
 
 int
+cm_test_free_port (void)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (fd >= 0 && bind (fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname (fd, (struct sockaddr *)&a, &len) == 0) {
+        port = ntohs (a.sin_port);
+    }
+    if (fd >= 0) {
+        close (fd);
+    }
+    return port;
+}
+
+int
 cm_test_pg_schema_url (char schema[40], char *url, size_t url_len)
 {
     const char *mode = getenv ("SAFESHARE_TEST_DB");
@@ -201,4 +225,47 @@ cm_test_jws_input (const char *header, const char *payload)
     free (h);
     free (p);
     return out;
+}
+
+int
+cm_test_curve_keypair (const char *keys_dir, const char *name)
+{
+    char dir[1024], path[1200];
+    snprintf (dir, sizeof dir, "%s/%s", keys_dir, name);
+    if (cm_mkdirs (dir, 0700) != 0) {
+        return -1;
+    }
+    zcert_t *cert = zcert_new ();
+    if (!cert) {
+        return -1;
+    }
+    snprintf (path, sizeof path, "%s/%s.key", dir, name);
+    int rc = zcert_save_public (cert, path);
+    snprintf (path, sizeof path, "%s/%s.key_secret", dir, name);
+    if (rc == 0) {
+        rc = zcert_save_secret (cert, path);
+    }
+    /* zcert_save_secret leaves an existing file's mode as it was. */
+    if (rc == 0) {
+        rc = chmod (path, 0600);
+    }
+    zcert_destroy (&cert);
+    return rc == 0 ? 0 : -1;
+}
+
+int
+cm_test_curve_publish (const char *keys_dir, const char *name, const char *to_dir,
+                       const char *as)
+{
+    char from[1200], to[1200];
+    snprintf (from, sizeof from, "%s/%s/%s.key", keys_dir, name, name);
+    snprintf (to, sizeof to, "%s/%s.key", to_dir, as);
+    size_t len = 0;
+    char *text = cm_file_read (from, 65536, &len);
+    if (!text) {
+        return -1;
+    }
+    int rc = cm_file_write_atomic (to, text, len, 0644);
+    free (text);
+    return rc;
 }

@@ -21,6 +21,18 @@ pid_t cm_test_spawn (const char *binary, char *const argv[], char *const env_ext
 int cm_test_stop (pid_t pid, int timeout_ms);
 /* True if pid has exited (reaps it). */
 int cm_test_exited (pid_t pid);
+/* A loopback TCP port the kernel picked (port 0), free right now (bound,
+   then released); -1 on failure. czmq's "tcp://127.0.0.1:*" scans from
+   49152 and would hand the same port to tests started together.       */
+int cm_test_free_port (void);
+
+/* A CURVE key pair laid out as `safeshare keys service-gen` writes it:
+   keys_dir/NAME/NAME.key and NAME.key_secret (0600), NAME/ 0700. 0 / -1. */
+int cm_test_curve_keypair (const char *keys_dir, const char *name);
+/* Copies keys_dir/NAME/NAME.key to to_dir/AS.key (0644), as an operator
+   fills a public or allow dir. 0 / -1.                                 */
+int cm_test_curve_publish (const char *keys_dir, const char *name, const char *to_dir,
+                           const char *as);
 
 /* SAFESHARE_TEST_DB=pg runs a DB test on PostgreSQL: a fresh schema of
    SAFESHARE_TEST_PG_URL (named into schema), selected by search_path in

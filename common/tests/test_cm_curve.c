@@ -148,6 +148,20 @@ s_handshake (zsock_t *watch)
     return cm_curve_watch_recv (watch, NULL, 0);
 }
 
+/* A client with `cert` (NULL: no CURVE) connected to ep; *event is the
+   first handshake result it saw.                                     */
+static zsock_t *
+s_connect (zcert_t *cert, const char *ep, int *event)
+{
+    zsock_t *c = s_client (cert, ep);
+    zsock_t *watch = cm_curve_watch_new (c, CM_CURVE_WATCH_HANDSHAKE);
+    assert_non_null (watch);
+    assert_int_equal (zsock_connect (c, "%s", ep), 0);
+    *event = s_handshake (watch);
+    cm_curve_watch_destroy (c, &watch);
+    return c;
+}
+
 static void
 test_allowed_keys_answered (void **state)
 {
@@ -159,13 +173,10 @@ test_allowed_keys_answered (void **state)
     zsock_t *own = cm_sock_client (ep, "svc");
     assert_non_null (own);
     assert_true (s_ping (router, own, 3000));
-    zsock_t *gw = s_client (f->gw, ep);
-    zsock_t *watch = cm_curve_watch_new (gw);
-    assert_non_null (watch);
-    assert_int_equal (zsock_connect (gw, "%s", ep), 0);
-    assert_int_equal (s_handshake (watch), ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    int event = -1;
+    zsock_t *gw = s_connect (f->gw, ep, &event);
+    assert_int_equal (event, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
     assert_true (s_ping (router, gw, 3000));
-    cm_curve_watch_destroy (gw, &watch);
     zsock_destroy (&gw);
     zsock_destroy (&own);
     zsock_destroy (&router);
@@ -177,23 +188,17 @@ test_unknown_and_plain_refused (void **state)
     s_fixture_t *f = *state;
     char ep[256];
     zsock_t *router = s_server (f, ep, sizeof ep);
-    zsock_t *stranger = s_client (f->stranger, ep);
-    zsock_t *watch = cm_curve_watch_new (stranger);
-    assert_int_equal (zsock_connect (stranger, "%s", ep), 0);
-    assert_int_equal (s_handshake (watch), ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+    int event = -1;
+    zsock_t *stranger = s_connect (f->stranger, ep, &event);
+    assert_int_equal (event, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
     assert_false (s_ping (router, stranger, 500));
-    cm_curve_watch_destroy (stranger, &watch);
     zsock_destroy (&stranger);
 
     /* No CURVE at all: the NULL mechanism does not meet CURVE.        */
-    zsock_t *plain = s_client (NULL, ep);
-    watch = cm_curve_watch_new (plain);
-    assert_int_equal (zsock_connect (plain, "%s", ep), 0);
-    int event = s_handshake (watch);
+    zsock_t *plain = s_connect (NULL, ep, &event);
     assert_true (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
                  event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
     assert_false (s_ping (router, plain, 500));
-    cm_curve_watch_destroy (plain, &watch);
     zsock_destroy (&plain);
     zsock_destroy (&router);
 }
@@ -204,33 +209,25 @@ test_key_added_without_restart (void **state)
     s_fixture_t *f = *state;
     char ep[256];
     zsock_t *router = s_server (f, ep, sizeof ep);
-    zsock_t *c = s_client (f->stranger, ep);
-    zsock_t *watch = cm_curve_watch_new (c);
-    assert_int_equal (zsock_connect (c, "%s", ep), 0);
-    assert_int_equal (s_handshake (watch), ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
-    cm_curve_watch_destroy (c, &watch);
+    int event = -1;
+    zsock_t *c = s_connect (f->stranger, ep, &event);
+    assert_int_equal (event, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
     zsock_destroy (&c);
 
     /* The operator adds the key; zauth re-reads the dir on its next
        lookup. A new socket (a worker reconnects with one) gets in.   */
     s_cert_write (f->stranger, f->allow, "newcomer", false);
-    c = s_client (f->stranger, ep);
-    watch = cm_curve_watch_new (c);
-    assert_int_equal (zsock_connect (c, "%s", ep), 0);
-    assert_int_equal (s_handshake (watch), ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    c = s_connect (f->stranger, ep, &event);
+    assert_int_equal (event, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
     assert_true (s_ping (router, c, 3000));
-    cm_curve_watch_destroy (c, &watch);
     zsock_destroy (&c);
 
     /* And removing it shuts it out again (count of files changed).    */
     char path[600];
     snprintf (path, sizeof path, "%s/newcomer.key", f->allow);
     assert_int_equal (unlink (path), 0);
-    c = s_client (f->stranger, ep);
-    watch = cm_curve_watch_new (c);
-    assert_int_equal (zsock_connect (c, "%s", ep), 0);
-    assert_int_equal (s_handshake (watch), ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
-    cm_curve_watch_destroy (c, &watch);
+    c = s_connect (f->stranger, ep, &event);
+    assert_int_equal (event, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
     zsock_destroy (&c);
     zsock_destroy (&router);
 }

@@ -5,17 +5,20 @@
     test_compose.py curve-keys --bin-dir BIN   compose/curve-keys.sh, init-keys.sh
     test_compose.py stack      --bin-dir BIN   the compose services, run outside containers
 
-config: `docker-compose config -q` with compose/.env.example (Debian's
-docker-compose 1.29), then the resolved config (YAML): healthchecks,
+config: `docker-compose config -q` refuses compose/.env.example (its secrets
+are empty) and takes the .env that compose/README.md's step 2 makes (its
+sh block, run; Debian's docker-compose 1.29), then the resolved config (YAML): healthchecks,
 one-shot services, the scalable crypto-worker, published ports, the
-gateway's stop grace, each CURVE secret volume mounted only where it
-belongs, every SAFESHARE_* name and value accepted by the binaries, and
-every safeshare command line of the file one that `stack` runs.
+gateway's stop grace, each service address one its service binds, each
+CURVE secret volume mounted only where it belongs, each named volume's
+mount point made by the image for uid 10001, every SAFESHARE_* name
+and value accepted by the binaries, and every safeshare command line of
+the file (all that the safeshare image runs) one that `stack` runs.
 
 image: for every binary the Dockerfile copies, each library `ldd` shows
 comes from a package of compose/runtime-packages.txt (direct ones) or its
 dependencies (the rest), or from the slim base; no -dev package, no
-compiler in that list.
+compiler in that list; the key scripts side by side on PATH.
 
 curve-keys: compose/curve-keys.sh and init-keys.sh run for real into a temp
 dir: the contract's layout, modes, idempotence, repair, a lone half refused.
@@ -31,6 +34,7 @@ would, then the flow through the gateway with CURVE on everywhere.
 Debian's python3 (/usr/bin/python3) has python3-yaml.
 """
 import argparse
+import atexit
 import hashlib
 import json
 import os
@@ -42,6 +46,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -49,6 +54,10 @@ import urllib.request
 import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "system"))
+import stack as st  # noqa: E402
+from checks import FAILURES, PASSED, check  # noqa: E402
+
 COMPOSE_DIR = os.path.join(ROOT, "compose")
 COMPOSE_FILE = os.path.join(COMPOSE_DIR, "docker-compose.yml")
 ENV_EXAMPLE = os.path.join(COMPOSE_DIR, ".env.example")
@@ -64,29 +73,51 @@ SERVICES = {"auth": "safeshare-auth", "crypto": "safeshare-crypto",
             "storage": "safeshare-storage", "mailer": "safeshare-mailer",
             "gateway": "safeshare-gateway"}
 PORTS = (5551, 5552, 5553, 5554, 5570, 8000)
-
-passed = 0
-failed = 0
-
-
-def check(cond, what, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   - " + what)
-    else:
-        failed += 1
-        print("FAIL - " + what + (": " + detail if detail else ""))
-    return cond
+# The named volumes of public keys (0755); every other one is 0700.
+PUBLIC_VOLUMES = ("curve-public", "curve-allow")
 
 
 def finish():
-    print("%d passed, %d failed" % (passed, failed))
-    return 0 if failed == 0 and passed > 0 else 1
+    print("%d passed, %d failed" % (PASSED[0], len(FAILURES)))
+    return 0 if not FAILURES and PASSED[0] > 0 else 1
 
 
-def compose_config(env_file=ENV_EXAMPLE):
-    """The resolved config (docker-compose config), as a dict."""
+_README_ENV = []
+
+
+def readme_env():
+    """compose/.env as compose/README.md's step 2 makes it: its sh block
+    (the one that starts with `cp .env.example .env`) run by bash in a
+    temp dir holding a copy of .env.example. Made once; its path."""
+    if _README_ENV:
+        return _README_ENV[0]
+    with open(os.path.join(COMPOSE_DIR, "README.md")) as f:
+        blocks = re.findall(r"```sh\n(.*?)\n[ ]*```", f.read(), re.S)
+    steps = [textwrap.dedent(b) for b in blocks if "cp .env.example .env" in b]
+    if len(steps) != 1:
+        raise AssertionError("compose/README.md: %d sh blocks with cp .env.example .env"
+                             % len(steps))
+    tmp = tempfile.mkdtemp(prefix="ss-env-", dir="/tmp")
+    atexit.register(shutil.rmtree, tmp, True)
+    shutil.copy(ENV_EXAMPLE, tmp)
+    r = subprocess.run(["bash", "-ec", steps[0]], cwd=tmp, capture_output=True, text=True,
+                       timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("compose/README.md step 2 failed: " + r.stderr)
+    _README_ENV.append(os.path.join(tmp, ".env"))
+    return _README_ENV[0]
+
+
+def env_values(path):
+    with open(path) as f:
+        return dict(l.rstrip("\n").split("=", 1) for l in f
+                    if "=" in l and not l.lstrip().startswith("#"))
+
+
+def compose_config(env_file=None):
+    """The resolved config (docker-compose config) with the README's .env,
+    as a dict."""
+    env_file = env_file or readme_env()
     r = subprocess.run(["docker-compose", "-f", COMPOSE_FILE, "--env-file", env_file,
                         "config"], capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
@@ -185,20 +216,27 @@ def seconds(duration):
 
 
 def cmd_config(args):
+    # The example's secrets are empty: copied as it is, compose refuses
+    # to start before anything runs, naming the first one missing.
     r = subprocess.run(["docker-compose", "-f", COMPOSE_FILE, "--env-file", ENV_EXAMPLE,
                         "config", "-q"], capture_output=True, text=True, timeout=120)
-    check(r.returncode == 0, "docker-compose config -q with compose/.env.example",
-          r.stderr.strip())
-    # A missing secret stops compose before anything starts.
-    with tempfile.NamedTemporaryFile("w", suffix=".env", delete=False) as f:
-        with open(ENV_EXAMPLE) as src:
-            f.write("".join(l for l in src if not l.startswith("POSTGRES_PASSWORD=")))
-        bad_env = f.name
-    r = subprocess.run(["docker-compose", "-f", COMPOSE_FILE, "--env-file", bad_env,
-                        "config", "-q"], capture_output=True, text=True, timeout=120)
-    os.unlink(bad_env)
     check(r.returncode != 0 and "POSTGRES_PASSWORD" in r.stderr,
-          "an env file without POSTGRES_PASSWORD is refused, naming it", r.stderr.strip())
+          "compose/.env.example as it is (secrets empty) is refused, naming "
+          "POSTGRES_PASSWORD", r.stderr.strip())
+    secrets = ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "SAFESHARE_S3_ACCESS_KEY",
+               "SAFESHARE_S3_SECRET_KEY")
+    example = env_values(ENV_EXAMPLE)
+    check(all(example.get(k) == "" for k in secrets),
+          "compose/.env.example leaves every secret empty: %s" % ", ".join(secrets),
+          repr({k: example.get(k) for k in secrets}))
+    made = env_values(readme_env())
+    check(all(re.fullmatch(r"[0-9a-f]{20,48}", made.get(k, "")) for k in secrets) and
+          len({made.get(k) for k in secrets}) == len(secrets),
+          "compose/README.md step 2 (cp + sed) fills every secret, each its own random hex")
+    r = subprocess.run(["docker-compose", "-f", COMPOSE_FILE, "--env-file", readme_env(),
+                        "config", "-q"], capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0, "docker-compose config -q with the .env README step 2 makes",
+          r.stderr.strip())
 
     cfg = compose_config()
     svcs = cfg["services"]
@@ -254,6 +292,30 @@ def cmd_config(args):
     nginx_addr = svcs["nginx"]["networks"]["front"]["ipv4_address"]
     check(gw["environment"]["SAFESHARE_TRUSTED_PROXIES"] == nginx_addr,
           "the gateway trusts exactly nginx's address %s" % nginx_addr)
+    # Every service address a setting or command names (HOST:PORT, one of
+    # our ports) is one that service binds (0.0.0.0:PORT in its settings):
+    # the stack test maps every such host to 127.0.0.1, so a wrong name or
+    # port would pass there.
+    our_ports = "|".join(map(str, PORTS))
+    binds = {}
+    for name, svc in svcs.items():
+        for v in (svc.get("environment") or {}).values():
+            binds.setdefault(name, set()).update(
+                int(p) for p in re.findall(r"\b0\.0\.0\.0:(%s)\b" % our_ports, str(v)))
+    calls = set()
+    for name, svc in sorted(svcs.items()):
+        text = " ".join([str(v) for v in (svc.get("environment") or {}).values()] +
+                        argv_of(svc.get("entrypoint")) + argv_of(svc.get("command")))
+        for host, port in sorted(set(re.findall(r"\b([a-z][a-z0-9-]*):(%s)\b" % our_ports,
+                                                  text))):
+            calls.add((name, host))
+            check(int(port) in binds.get(host, ()),
+                  "%s reaches %s:%s, which the service %s binds" % (name, host, port, host))
+    # The contract's "who calls whom".
+    want = {("gateway", s) for s in ("auth", "crypto", "storage", "mailer")} | {
+        ("auth", "mailer"), ("crypto-worker", "crypto")}
+    check(want <= calls, "the gateway reaches auth, crypto, storage, mailer; auth the "
+          "mailer; crypto-worker crypto", str(sorted(want - calls)))
     check(set(svcs["nginx"]["networks"]) == {"front"} and
           set(gw["networks"]) == {"front", "back"},
           "only nginx and the gateway share the network front")
@@ -280,6 +342,18 @@ def cmd_config(args):
             check(env.get("SAFESHARE_CURVE_ALLOW_DIR") ==
                   "/etc/safeshare/curve/allow/" + name,
                   "%s: accepts the keys of allow/%s" % (name, name))
+    # A new named volume takes the owner and mode of the image's directory
+    # it is mounted on; one the image lacks would be root's, unwritable
+    # for uid 10001 (which the stack test, as root, would never see).
+    _, runtime = dockerfile_stages()
+    made = image_dirs(runtime[0] if runtime else "")
+    image = svcs["gateway"].get("image")
+    for vol, target in sorted({(vol, t) for vol, users in mounts.items()
+                               if vol in cfg.get("volumes", {})
+                               for n, t, _ in users if svcs[n].get("image") == image}):
+        want = 0o755 if vol in PUBLIC_VOLUMES else 0o700
+        check(made.get(target) == want, "the image makes %s (volume %s) for uid 10001, "
+              "mode %o" % (target, vol, want), "mode %s" % made.get(target))
     check(sorted(n for n, _, _ in mounts.get("kek", [])) == ["cli", "crypto", "keys-init"],
           "the KEK ring's volume is mounted only in crypto, cli and keys-init")
     check(sorted(n for n, _, _ in mounts.get("jwt", [])) == ["auth", "cli", "keys-init"],
@@ -320,9 +394,18 @@ def cmd_config(args):
         check(any(k == kind and fits(argv) for k, fits in SHAPES),
               "%s %s: %s is a shape the stack test runs" % (name, kind, " ".join(argv)))
     have = {(n, k) for n, k, _ in cmds}
-    for n in list(SERVICES) + ["crypto-worker"]:
-        check((n, "run") in have and (n, "health") in have,
-              "%s: its command and its healthcheck are safeshare command lines" % n)
+    # Whatever runs in the safeshare image is our code, however the line is
+    # written: each such service's command (and a long-running one's
+    # healthcheck) must be among the lines found above, so none escapes them.
+    ours_image = sorted(n for n, s in svcs.items() if s.get("image") == image)
+    check(set(SERVICES) | {"crypto-worker"} <= set(ours_image),
+          "the services and crypto-worker run the image %s" % image, str(ours_image))
+    for n in ours_image:
+        kinds = ["run"] if n in oneshots else ["run", "health"]
+        check(all((n, k) in have for k in kinds),
+              "%s (image %s): its %s a safeshare command line"
+              % (n, image, "command and healthcheck are each" if len(kinds) > 1
+                 else "command is"))
     return finish()
 
 
@@ -392,11 +475,31 @@ def depends_closure(db, pkgs):
     return seen
 
 
-def cmd_image(args):
+def dockerfile_stages():
+    """compose/Dockerfile's stages (each the text after its FROM) and the
+    runtime stages among them."""
     with open(os.path.join(COMPOSE_DIR, "Dockerfile")) as f:
-        dockerfile = f.read()
-    stages = re.split(r"(?m)^FROM ", dockerfile)
-    runtime = [s for s in stages if re.match(r"\S+ AS runtime\b", s)]
+        stages = re.split(r"(?m)^FROM ", f.read())
+    return stages, [s for s in stages if re.match(r"\S+ AS runtime\b", s)]
+
+
+def image_dirs(runtime):
+    """The directories the runtime stage makes for uid 10001
+    (`install -d -o 10001 -g 10001 -m MODE DIR...`, also in a `for` loop):
+    path -> mode."""
+    text = runtime.replace("\\\n", " ")
+    dirs = {}
+    for m in re.finditer(r"(?:for (\w+) in ([^;]*); do\s+)?"
+                         r"install -d -o 10001 -g 10001 -m ([0-7]+) ([^;&]*)", text):
+        var, values, mode, paths = m.groups()
+        for p in paths.split():
+            for v in (values.split() if var else [None]):
+                dirs[p.replace("$" + var, v) if var else p] = int(mode, 8)
+    return dirs
+
+
+def cmd_image(args):
+    stages, runtime = dockerfile_stages()
     check(len(runtime) == 1, "the Dockerfile has a runtime stage")
     runtime = runtime[0] if runtime else ""
     check(re.match(r"debian:12-slim AS runtime", runtime) is not None,
@@ -405,6 +508,10 @@ def cmd_image(args):
     check("runtime-packages.txt" in runtime and "--no-install-recommends" in runtime,
           "the runtime stage installs compose/runtime-packages.txt, no recommends")
     check(re.search(r"(?m)^USER 10001", runtime) is not None, "the runtime stage runs as uid 10001")
+    # keys-init runs init-keys.sh, which runs curve-keys.sh from its own dir.
+    check(re.search(r"(?m)^COPY compose/curve-keys\.sh compose/init-keys\.sh /usr/local/bin/$",
+                    runtime) is not None,
+          "the image has curve-keys.sh and init-keys.sh side by side on PATH")
     check(re.search(r"install-deps|gcc|cmake|build-essential", runtime) is None,
           "the runtime stage installs no build tools")
     build = [s for s in stages if re.match(r"debian:12 AS build\b", s)]
@@ -591,12 +698,6 @@ def cmd_curve_keys(args):
 
 # ---------------------------------------------------------------- stack
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Outside:
     """Runs compose services as plain processes: the container's paths and
     addresses mapped to this machine, nothing else changed."""
@@ -606,7 +707,7 @@ class Outside:
         self.cfg = cfg
         self.bin_dir = os.path.abspath(bin_dir)
         self.tmp = tmp
-        self.ports = {p: free_port() for p in PORTS}
+        self.ports = {p: st.free_port() for p in PORTS}
         self.db_url, self.s3, self.smtp_port = db_url, s3, smtp_port
         self.procs = []
         self.ran = set()
@@ -617,7 +718,7 @@ class Outside:
         for v in cfg.get("volumes", {}):
             os.makedirs(os.path.join(tmp, "vol", v), exist_ok=True)
             os.chmod(os.path.join(tmp, "vol", v),
-                     0o755 if v in ("curve-public", "curve-allow") else 0o700)
+                     0o755 if v in PUBLIC_VOLUMES else 0o700)
         for svc, conf in cfg["services"].items():
             for v in conf.get("volumes") or []:
                 source, target, _ = volume_of(v)
@@ -759,15 +860,13 @@ def s3_peer(tmp):
     d = os.path.join(tmp, "s3")
     os.makedirs(d)
     r = subprocess.run([os.path.join(ROOT, "scripts", "s3-test-server.sh"), "start", d,
-                        str(free_port())], capture_output=True, text=True, timeout=120)
+                        str(st.free_port())], capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         raise AssertionError("s3-test-server.sh failed: " + r.stderr)
     return dict(l.split("=", 1) for l in r.stdout.splitlines() if "=" in l), d
 
 
 def cmd_stack(args):
-    sys.path.insert(0, os.path.join(ROOT, "tests", "system"))
-    import stack as st
     base = os.environ.get("SAFESHARE_TEST_PG_URL")
     if not base:
         print("FAIL - SAFESHARE_TEST_PG_URL is not set: run scripts/test.sh, which starts "
@@ -783,7 +882,7 @@ def cmd_stack(args):
     tmp = tempfile.mkdtemp(prefix="ss-cmp-", dir="/tmp")
     schema, db_url = st.pg_schema(base)
     s3, s3_dir = s3_peer(tmp)
-    smtp_port = free_port()
+    smtp_port = st.free_port()
     maildir = os.path.join(tmp, "maildir")
     smtp = subprocess.Popen([os.path.join(ROOT, "scripts", "smtp-test-server.sh"),
                              str(smtp_port), maildir], stdout=subprocess.DEVNULL,
@@ -909,7 +1008,7 @@ def cmd_stack(args):
             subprocess.run([os.path.join(ROOT, "scripts", "s3-test-server.sh"), "stop", s3_dir],
                            capture_output=True)
         st.pg_drop_schema(base, schema)
-        if failed:
+        if FAILURES:
             print("logs kept in " + tmp)
         else:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -27,7 +27,10 @@ client on 127.0.0.5 (so the address nginx forwards is not nginx's own):
   name 127.0.0.5 and scheme https; /metrics is refused to it (a planted
   X-Forwarded-For does not help) and served to 127.0.0.1;
 - http -> 301 https; the gateway stopped -> 503 service_unavailable in the
-  gateway's error shape. nginx is stopped by its pid.
+  gateway's error shape;
+- the nginx service's healthcheck line of compose/docker-compose.yml (curl,
+  its URL given this nginx's port) exits 0, and non-zero with the gateway
+  stopped. nginx is stopped by its pid.
 """
 import hashlib
 import http.client
@@ -42,15 +45,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "system"))
 from checks import FAILURES, PASSED, check, expect_error  # noqa: E402
-from stack import Response, Stack, db_env, free_port, pg_drop_schema, stack_args  # noqa: E402
+from stack import (Response, Stack, db_env, free_port, multipart,  # noqa: E402
+                   pg_drop_schema, stack_args)
 
 CONF = os.path.join(ROOT, "compose", "nginx", "safeshare.conf")
+COMPOSE = os.path.join(ROOT, "compose", "docker-compose.yml")
 GEN_CERT = os.path.join(ROOT, "compose", "gen-tls-cert.sh")
 MIB = 1024 * 1024
 CLIENT = "127.0.0.5"          # the client's own address, not nginx's
@@ -236,6 +240,30 @@ def nginx_id(rid):
 
 # ---- the checks ----------------------------------------------------------------
 
+def compose_healthcheck(nginx):
+    """The nginx service's healthcheck of compose/docker-compose.yml (its
+    one `test: ["CMD", "curl", ...]` line), pointed at this nginx's HTTPS
+    port; None unless that line is there once, with the URL to change."""
+    with open(COMPOSE) as f:
+        found = re.findall(r'^\s*test: (\["CMD", "curl", .*\])\s*$', f.read(), re.M)
+    argv = json.loads(found[0])[1:] if len(found) == 1 else []
+    url = "https://127.0.0.1/"
+    if [a.startswith(url) for a in argv].count(True) != 1:
+        return None
+    return [a.replace(url, "https://127.0.0.1:%d/" % nginx.https_port, 1) for a in argv]
+
+
+def run_healthcheck(nginx, healthy, what):
+    """Runs the compose healthcheck as Docker would (in nginx's place)."""
+    argv = compose_healthcheck(nginx)
+    if not check(argv is not None, "docker-compose.yml has nginx's curl healthcheck once"):
+        return
+    r = subprocess.run(argv, capture_output=True, timeout=30)
+    check((r.returncode == 0) == healthy, "%s: `%s` exits %s" % (
+        what, " ".join(argv), "0" if healthy else "non-zero"),
+        "exit %d %s" % (r.returncode, r.stderr.decode(errors="replace")))
+
+
 def cert_script(tmp):
     """Returns the CA file the client trusts, or None."""
     tls = os.path.join(tmp, "tls")
@@ -361,18 +389,11 @@ def metrics_address(cl, stack):
           "/metrics from 127.0.0.1 through nginx -> 200", repr(r))
 
 
-def multipart(name, data):
-    boundary = "----nginx" + uuid.uuid4().hex
-    head = ("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n" % (boundary, name))
-    return (head.encode() + data + ("\r\n--%s--\r\n" % boundary).encode(),
-            "multipart/form-data; boundary=" + boundary)
-
-
 def transfers(cl, stack, token):
     data = os.urandom(BIG)
     digest = hashlib.sha256(data).hexdigest()
-    body, ctype = multipart("big.bin", data)
+    ctype, before, after = multipart("big.bin")
+    body = before + data + after
     t0 = time.monotonic()
     r = cl.request("POST", "/api/files", body=body, token=token,
                    headers={"Content-Type": ctype}, timeout=300)
@@ -518,6 +539,7 @@ def gateway_down(cl, stack):
     r = cl.request("GET", "/healthz")
     rid = rid_of(r)
     expect_error(r, 503, "service_unavailable", "gateway stopped: GET /healthz via nginx")
+    run_healthcheck(cl.nginx, False, "nginx's compose healthcheck, the gateway stopped")
     body = {}
     try:
         body = r.json()
@@ -561,6 +583,7 @@ def main():
             nginx.start()
             cl = Client(nginx, cafile)
             tls_checks(cl, tmp)
+            run_healthcheck(nginx, True, "nginx's compose healthcheck, the gateway up")
             redirect_checks(nginx)
             token = request_ids(cl, stack, nginx)
             metrics_address(cl, stack)

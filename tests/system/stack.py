@@ -6,6 +6,7 @@ a child that dies fails the wait at once. Stopping is SIGTERM, then SIGKILL
 after a deadline, and a check that no service of this data dir survived.
 """
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 
@@ -105,6 +107,8 @@ class Stack:
                 f.write("# system test overrides\n")
                 for k, v in config.items():
                     f.write("%s=%s\n" % (k, v))
+        # Where request() reaches the gateway (a subclass may move it).
+        self.host = "127.0.0.1"
         self.port = free_port()
         self.base = "http://127.0.0.1:%d" % self.port
         self.env = dict(os.environ)
@@ -232,7 +236,7 @@ class Stack:
     def request(self, method, path, body=None, headers=None, token=None, timeout=30,
                 rid=None):
         """rid: sent as X-Request-Id (the gateway adopts a well-formed one)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         h = dict(headers or {})
         if token:
             h["Authorization"] = "Bearer " + token
@@ -249,9 +253,96 @@ class Stack:
             conn.close()
 
     def upload(self, token, name, data, field="file"):
-        boundary = "----safeshare" + uuid.uuid4().hex
-        head = ("--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
-                "Content-Type: application/octet-stream\r\n\r\n" % (boundary, field, name))
-        body = head.encode() + data + ("\r\n--%s--\r\n" % boundary).encode()
-        return self.request("POST", "/api/files", body=body, token=token, headers={
-            "Content-Type": "multipart/form-data; boundary=" + boundary})
+        ctype, head, tail = multipart(name, field)
+        return self.request("POST", "/api/files", body=head + data + tail, token=token,
+                            headers={"Content-Type": ctype})
+
+
+def multipart(name, field="file"):
+    """A one-file multipart/form-data body around the file's bytes:
+    (Content-Type, the bytes before them, the bytes after them)."""
+    boundary = "----safeshare" + uuid.uuid4().hex
+    head = ("--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n" % (boundary, field, name))
+    return ("multipart/form-data; boundary=" + boundary, head.encode(),
+            ("\r\n--%s--\r\n" % boundary).encode())
+
+
+class Paced(threading.Thread):
+    """A transfer through the stack's gateway at `rate` bytes/s, in steps
+    of `step` bytes, in a thread of its own: `done` counts the file bytes
+    moved so far; once it ends, status, error (a transport error), elapsed
+    (s) and req_id (the answer's X-Request-Id)."""
+
+    def __init__(self, stack, token, rate, step):
+        super().__init__(daemon=True)
+        self.stack, self.token, self.rate, self.step = stack, token, rate, step
+        self.done = 0
+        self.status, self.error, self.elapsed, self.req_id = None, None, None, None
+
+    def _pace(self, t0):
+        ahead = self.done / self.rate - (time.monotonic() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
+
+    def run(self):
+        t0 = time.monotonic()
+        conn = http.client.HTTPConnection(self.stack.host, self.stack.port, timeout=120)
+        try:
+            self._transfer(conn, t0)
+        except (OSError, http.client.HTTPException) as e:
+            self.error = repr(e)
+        finally:
+            conn.close()
+            self.elapsed = time.monotonic() - t0
+
+
+class Upload(Paced):
+    """POST /api/files of `data` (one multipart body) sent at the pace;
+    `body` is the answer's."""
+
+    def __init__(self, stack, token, name, data, rate, step):
+        super().__init__(stack, token, rate, step)
+        self.name, self.data = name, data
+        self.body = b""
+
+    def _transfer(self, conn, t0):
+        ctype, head, tail = multipart(self.name)
+        conn.putrequest("POST", "/api/files")
+        conn.putheader("Authorization", "Bearer " + self.token)
+        conn.putheader("Content-Type", ctype)
+        conn.putheader("Content-Length", str(len(head) + len(self.data) + len(tail)))
+        conn.endheaders()
+        conn.send(head)
+        view = memoryview(self.data)
+        while self.done < len(self.data):
+            piece = view[self.done:self.done + self.step]
+            conn.send(piece)
+            self.done += len(piece)
+            self._pace(t0)
+        conn.send(tail)
+        r = conn.getresponse()
+        self.status, self.req_id, self.body = r.status, r.getheader("X-Request-Id"), r.read()
+
+
+class Download(Paced):
+    """GET of a file's content read at the pace, hashed as it comes
+    (`digest`, SHA-256)."""
+
+    def __init__(self, stack, token, fid, rate, step):
+        super().__init__(stack, token, rate, step)
+        self.fid = fid
+        self.digest = hashlib.sha256()
+
+    def _transfer(self, conn, t0):
+        conn.request("GET", "/api/files/%s/content" % self.fid,
+                     headers={"Authorization": "Bearer " + self.token})
+        r = conn.getresponse()
+        self.status, self.req_id = r.status, r.getheader("X-Request-Id")
+        while True:
+            b = r.read(self.step)
+            if not b:
+                break
+            self.digest.update(b)
+            self.done += len(b)
+            self._pace(t0)

@@ -143,7 +143,8 @@ def blob_path(data_dir, fid):
 
 
 class Uploader(threading.Thread):
-    """Uploads small files until stopped; records (start, end, id, data)."""
+    """Uploads small files until stopped; records (start, end, id, data),
+    and in `errors` any that failed (a transport error or no 201)."""
 
     def __init__(self, stack, token):
         super().__init__(daemon=True)
@@ -162,6 +163,9 @@ class Uploader(threading.Thread):
                 fid = upload(self.stack, self.token, "bg-%d.bin" % n, data)
             except OSError as e:
                 self.errors.append(repr(e))
+                continue
+            if not fid:
+                self.errors.append("upload bg-%d.bin was not answered 201" % n)
                 continue
             self.done.append((t0, time.monotonic(), fid, data))
 
@@ -262,7 +266,8 @@ def phase_backup(a, paths, env):
           "rc=%r stderr=%r" % (proc.returncode, stderr[-2000:]))
     after = upload(a, admin, "after.bin", os.urandom(999))
     check(after is not None, "upload after the backup")
-    check(bg.errors == [], "background uploads had no transport error", repr(bg.errors[:3]))
+    check(bg.errors == [], "background uploads all answered 201 while the backup ran",
+          repr(bg.errors[:3]))
 
     backup, keys_backup = vars_.get("BACKUP"), vars_.get("KEYS_BACKUP")
     if not backup or not os.path.isdir(backup):
@@ -297,15 +302,13 @@ def phase_backup(a, paths, env):
     # back; started after the databases were copied -> must not.
     may = {}
     for t0, t1, fid, data in bg.done:
-        if not fid:
-            continue
         if t1 < t_script:
             kept[fid] = data
         elif t0 > t_dbs_done:
             pass            # started after the copy: treated as gone below
         else:
             may[fid] = data
-    gone = {between, after} | {fid for t0, _, fid, _ in bg.done if fid and t0 > t_dbs_done}
+    gone = {between, after} | {fid for t0, _, fid, _ in bg.done if t0 > t_dbs_done}
     print("  %d background uploads: %d before the backup, %d during the database copy, "
           "%d after it" % (len(bg.done), sum(1 for d in bg.done if d[1] < t_script),
                            len(may), len(gone) - 2), flush=True)

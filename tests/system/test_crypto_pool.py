@@ -31,19 +31,16 @@ each worker is named host:pid:thread.
 """
 import argparse
 import hashlib
-import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import FAILURES, PASSED, check  # noqa: E402
-from stack import Stack, free_port  # noqa: E402
+from stack import Download, Stack, Upload, free_port  # noqa: E402
 
 CHUNK = 256 * 1024
 BIG = 96 * 1024 * 1024
@@ -172,83 +169,6 @@ class Pool:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-
-
-class Upload(threading.Thread):
-    """A multipart upload streamed at RATE bytes/s; `sent` counts file bytes."""
-
-    def __init__(self, stack, token, name, data):
-        super().__init__(daemon=True)
-        self.stack, self.token, self.name, self.data = stack, token, name, data
-        self.sent = 0
-        self.status, self.body, self.error = None, b"", None
-        self.elapsed = None
-
-    def run(self):
-        boundary = "----pool" + uuid.uuid4().hex
-        head = ("--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\n"
-                "Content-Type: application/octet-stream\r\n\r\n" % (boundary, self.name)).encode()
-        tail = ("\r\n--%s--\r\n" % boundary).encode()
-        t0 = time.monotonic()
-        conn = http.client.HTTPConnection("127.0.0.1", self.stack.port, timeout=120)
-        try:
-            conn.putrequest("POST", "/api/files")
-            conn.putheader("Authorization", "Bearer " + self.token)
-            conn.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
-            conn.putheader("Content-Length", str(len(head) + len(self.data) + len(tail)))
-            conn.endheaders()
-            conn.send(head)
-            view = memoryview(self.data)
-            step = CHUNK // 2
-            while self.sent < len(self.data):
-                piece = view[self.sent:self.sent + step]
-                conn.send(piece)
-                self.sent += len(piece)
-                ahead = self.sent / RATE - (time.monotonic() - t0)
-                if ahead > 0:
-                    time.sleep(ahead)
-            conn.send(tail)
-            r = conn.getresponse()
-            self.status, self.body = r.status, r.read()
-        except (OSError, http.client.HTTPException) as e:
-            self.error = repr(e)
-        finally:
-            conn.close()
-            self.elapsed = time.monotonic() - t0
-
-
-class Download(threading.Thread):
-    """GET of a file's content read at RATE bytes/s, hashed as it comes."""
-
-    def __init__(self, stack, token, fid):
-        super().__init__(daemon=True)
-        self.stack, self.token, self.fid = stack, token, fid
-        self.got = 0
-        self.digest = hashlib.sha256()
-        self.status, self.error, self.elapsed = None, None, None
-
-    def run(self):
-        t0 = time.monotonic()
-        conn = http.client.HTTPConnection("127.0.0.1", self.stack.port, timeout=120)
-        try:
-            conn.request("GET", "/api/files/%s/content" % self.fid,
-                         headers={"Authorization": "Bearer " + self.token})
-            r = conn.getresponse()
-            self.status = r.status
-            while True:
-                b = r.read(CHUNK // 2)
-                if not b:
-                    break
-                self.digest.update(b)
-                self.got += len(b)
-                ahead = self.got / RATE - (time.monotonic() - t0)
-                if ahead > 0:
-                    time.sleep(ahead)
-        except (OSError, http.client.HTTPException) as e:
-            self.error = repr(e)
-        finally:
-            conn.close()
-            self.elapsed = time.monotonic() - t0
 
 
 def listed_ids(stack, token):
@@ -419,12 +339,12 @@ def run(stack, pool):
     # ---- 2. large upload, one worker kill -9'd, a 4th one joins -------
     big = os.urandom(BIG)
     big_sha = hashlib.sha256(big).hexdigest()
-    up = Upload(stack, ops, "big.bin", big)
+    up = Upload(stack, ops, "big.bin", big, RATE, CHUNK // 2)
     up.start()
-    while up.is_alive() and up.sent < BIG * 0.3:
+    while up.is_alive() and up.done < BIG * 0.3:
         time.sleep(0.02)
-    check(up.is_alive() and up.sent < BIG, "upload under way when the first kill comes",
-          "sent=%d" % up.sent)
+    check(up.is_alive() and up.done < BIG, "upload under way when the first kill comes",
+          "sent=%d" % up.done)
     w1_name = (pool.entry(pool.status(), "w1") or {}).get("name")
     k = pool.kill_holding_job("w1", ("w2", "w3"))
     check(k["held"], "w1 was handed a chunk of the upload (busy in pool_status), then kill -9")
@@ -438,7 +358,7 @@ def run(stack, pool):
           % ("%.1f s" % resent if resent is not None else "never", LIVENESS_S))
     up.join(timeout=180)
     check(not up.is_alive() and up.error is None, "upload finished",
-          "error=%r sent=%d" % (up.error, up.sent))
+          "error=%r sent=%d" % (up.error, up.done))
     meta = {}
     try:
         meta = json.loads(up.body) if up.body else {}
@@ -474,12 +394,12 @@ def run(stack, pool):
           "metadata of the big file has its SHA-256", repr(r))
 
     # ---- 3. download, another worker kill -9'd -----------------------
-    down = Download(stack, ops, fid)
+    down = Download(stack, ops, fid, RATE, CHUNK // 2)
     down.start()
-    while down.is_alive() and down.got < BIG * 0.3:
+    while down.is_alive() and down.done < BIG * 0.3:
         time.sleep(0.02)
-    check(down.is_alive() and down.got < BIG, "download under way when the second kill comes",
-          "got=%d" % down.got)
+    check(down.is_alive() and down.done < BIG, "download under way when the second kill comes",
+          "got=%d" % down.done)
     w2_name = (pool.entry(pool.status(), "w2") or {}).get("name")
     k = pool.kill_holding_job("w2", ("w3", "w4"))
     check(k["held"], "w2 was handed a chunk of the download (busy in pool_status), then kill -9")
@@ -492,19 +412,19 @@ def run(stack, pool):
           % ("%.1f s" % resent if resent is not None else "never", LIVENESS_S))
     down.join(timeout=180)
     check(not down.is_alive() and down.error is None and down.status == 200 and
-          down.got == BIG and down.digest.hexdigest() == big_sha,
+          down.done == BIG and down.digest.hexdigest() == big_sha,
           "96 MiB download with a worker kill -9'd mid-way: 200, bytes exact (%.1f s)"
           % (down.elapsed or 0),
-          "status=%r got=%d error=%r" % (down.status, down.got, down.error))
+          "status=%r got=%d error=%r" % (down.status, down.done, down.error))
     st, ok = pool.wait(lambda s: w2_name not in remote_names(s), LIVENESS_S * 3)
     check(w2_name is not None and ok and len(remote_names(st)) == 2,
           "the second kill -9'd worker left the pool (%s), 2 remain" % w2_name, repr(st))
 
     # ---- 3b. a worker that goes silent with its connection open --------
     # (a frozen or cut-off host: no FIN/RST, only the heartbeats stop)
-    down = Download(stack, ops, fid)
+    down = Download(stack, ops, fid, RATE, CHUNK // 2)
     down.start()
-    while down.is_alive() and down.got < BIG * 0.3:
+    while down.is_alive() and down.done < BIG * 0.3:
         time.sleep(0.02)
     w3_name = (pool.entry(pool.status(), "w3") or {}).get("name")
     w3 = pool.proc("w3")
@@ -520,10 +440,10 @@ def run(stack, pool):
           "its connection still open" % (silent_for, LIVENESS_S), repr(st))
     down.join(timeout=180)
     check(not down.is_alive() and down.error is None and down.status == 200 and
-          down.got == BIG and down.digest.hexdigest() == big_sha,
+          down.done == BIG and down.digest.hexdigest() == big_sha,
           "... and the download completed with the exact bytes on the one worker left "
           "(%.1f s)" % (down.elapsed or 0),
-          "status=%r got=%d error=%r" % (down.status, down.got, down.error))
+          "status=%r got=%d error=%r" % (down.status, down.done, down.error))
     st = pool.status()
     check(st is not None and st.get("requeued_total", 0) > requeued_before,
           "the broker resent the silent worker's chunk (requeued_total %r -> %r)"

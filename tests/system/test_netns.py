@@ -31,7 +31,7 @@ request id the gateway answered, tell which worker did which chunk.
    down) mid-transfer; the transfer completes byte-exact; the broker
    declares W1 dead within the heartbeat bound and requeues its chunk;
    every chunk after that went to W2; W1's healthcheck fails. Link up:
-   W1 rejoins, its healthcheck passes.
+   W1 rejoins and stays, its healthcheck passes.
 3. A worker whose key (`safeshare keys service-gen`) is not in the broker's
    allow dir never joins and logs that the broker refused its CURVE key;
    its healthcheck fails; uploads still work.
@@ -44,7 +44,6 @@ NETNS_KEEP=1 in the environment keeps the data dir (logs, keys, captures).
 """
 import argparse
 import hashlib
-import http.client
 import json
 import os
 import random
@@ -52,14 +51,13 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import FAILURES, PASSED, check  # noqa: E402
-from stack import Response, Stack  # noqa: E402
+from stack import Download, Stack, Upload  # noqa: E402
 from test_crypto_pool import as_json, wait_for  # noqa: E402
 
 SKIP_RC = 77
@@ -231,29 +229,13 @@ class Proc:
 
 
 class NetStack(Stack):
-    """Stack's data dir, environment, CLI and users; its services started
-    here one by one, the gateway reached at host:port."""
+    """Stack's data dir, environment, CLI, users and requests; its
+    services started here one by one, the gateway reached at host:port."""
 
     def __init__(self, bin_dir, host, port):
         super().__init__(bin_dir)
         self.host, self.port = host, port
         self.base = "http://%s:%d" % (host, port)
-
-    def request(self, method, path, body=None, headers=None, token=None, timeout=30,
-                rid=None):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        h = dict(headers or {})
-        if token:
-            h["Authorization"] = "Bearer " + token
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            h.setdefault("Content-Type", "application/json")
-        try:
-            conn.request(method, path, body=body, headers=h)
-            r = conn.getresponse()
-            return Response(r.status, r.getheaders(), r.read())
-        finally:
-            conn.close()
 
     def metrics(self):
         """GET /metrics as {series: value} (plain `name value` lines)."""
@@ -271,69 +253,6 @@ class NetStack(Stack):
         return out
 
 
-class Transfer(threading.Thread):
-    """An upload (data given) or download (fid given) at RATE bytes/s;
-    `done` counts the file bytes moved so far."""
-
-    def __init__(self, stack, token, data=None, fid=None, name="throttled.bin"):
-        super().__init__(daemon=True)
-        self.stack, self.token, self.data, self.fid, self.name = stack, token, data, fid, name
-        self.done = 0
-        self.digest = hashlib.sha256()
-        self.status, self.body, self.error, self.elapsed, self.req_id = (
-            None, b"", None, None, None)
-
-    def _pace(self, t0):
-        ahead = self.done / RATE - (time.monotonic() - t0)
-        if ahead > 0:
-            time.sleep(ahead)
-
-    def run(self):
-        t0 = time.monotonic()
-        conn = http.client.HTTPConnection(self.stack.host, self.stack.port, timeout=120)
-        try:
-            if self.data is not None:
-                boundary = "----netns" + uuid.uuid4().hex
-                head = ("--%s\r\nContent-Disposition: form-data; name=\"file\"; "
-                        "filename=\"%s\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                        % (boundary, self.name)).encode()
-                tail = ("\r\n--%s--\r\n" % boundary).encode()
-                conn.putrequest("POST", "/api/files")
-                conn.putheader("Authorization", "Bearer " + self.token)
-                conn.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
-                conn.putheader("Content-Length", str(len(head) + len(self.data) + len(tail)))
-                conn.endheaders()
-                conn.send(head)
-                view = memoryview(self.data)
-                while self.done < len(self.data):
-                    piece = view[self.done:self.done + CHUNK // 2]
-                    conn.send(piece)
-                    self.done += len(piece)
-                    self._pace(t0)
-                conn.send(tail)
-                r = conn.getresponse()
-                self.status, self.body = r.status, r.read()
-            else:
-                conn.request("GET", "/api/files/%s/content" % self.fid,
-                             headers={"Authorization": "Bearer " + self.token})
-                r = conn.getresponse()
-                self.status = r.status
-                self.req_id = r.getheader("X-Request-Id")
-                while True:
-                    b = r.read(CHUNK // 2)
-                    if not b:
-                        break
-                    self.digest.update(b)
-                    self.done += len(b)
-                    self._pace(t0)
-            self.req_id = self.req_id or r.getheader("X-Request-Id")
-        except (OSError, http.client.HTTPException) as e:
-            self.error = repr(e)
-        finally:
-            conn.close()
-            self.elapsed = time.monotonic() - t0
-
-
 def of_request(logged, rid):
     """A service logs the gateway's request id with ".N", its call number."""
     return logged == rid or logged.startswith(rid + ".")
@@ -349,12 +268,13 @@ class Broker:
         return self.proc.log(offset).splitlines()
 
     def sends(self, req_id, offset=0):
-        """[(worker name, chunk index, attempt, line no)] for a request id."""
+        """[(worker name, chunk index, attempt, line no, the call's request
+        id as logged)] for a request id."""
         out = []
         for i, line in enumerate(self.lines(offset)):
             m = SENT_RE.search(line)
             if m and of_request(m.group(1), req_id):
-                out.append((m.group(3), int(m.group(2)), int(m.group(4)), i))
+                out.append((m.group(3), int(m.group(2)), int(m.group(4)), i, m.group(1)))
         return out
 
     def find(self, regex, offset=0, group1=None):
@@ -374,7 +294,7 @@ class Broker:
 
 def per_host(sends):
     counts = {}
-    for name, _, _, _ in sends:
+    for name, *_ in sends:
         host = name.split(":")[0]
         counts[host] = counts.get(host, 0) + 1
     return counts
@@ -719,7 +639,7 @@ def scenario(r):
     # ---- 2. W1's link cut mid-transfer (upload, then download) ---------
     big = os.urandom(THROTTLED)
     big_sha = hashlib.sha256(big).hexdigest()
-    up = Transfer(stack, ops, data=big, name="cut.bin")
+    up = Upload(stack, ops, "cut.bin", big, RATE, CHUNK // 2)
     got = cut_mid_transfer(r, up, "upload", names, hosts)
     meta = {}
     try:
@@ -734,7 +654,7 @@ def scenario(r):
     big_id = meta.get("id")
     if not big_id:
         return
-    down = Transfer(stack, ops, fid=big_id)
+    down = Download(stack, ops, big_id, RATE, CHUNK // 2)
     got = cut_mid_transfer(r, down, "download", names, hosts)
     check(got and down.status == 200 and down.done == THROTTLED and
           down.digest.hexdigest() == big_sha,
@@ -766,7 +686,7 @@ def on_the_wire(r, token, hosts):
     finally:
         on_w2, on_root = w2.stop(), root.stop()
     sends = broker.sends(resp.header("X-Request-Id") or "-")
-    w2_chunks = sorted({i for name, i, _, _ in sends if name.startswith(hosts["w2"] + ":")})
+    w2_chunks = sorted({i for name, i, *_ in sends if name.startswith(hosts["w2"] + ":")})
     # 48 bytes from inside each chunk W2 sealed (a chunk is CHUNK bytes of
     # plaintext going out, CHUNK + 16 of ciphertext coming back).
     w2_chunks = [i for i in w2_chunks if (i + 1) * CHUNK <= len(data)]  # not the short last
@@ -816,16 +736,21 @@ def cut_mid_transfer(r, t, what, names, hosts):
     sends = broker.sends(t.req_id or "-", at)
     requeued = broker.find(REQUEUE_RE, at, t.req_id or "-")
     drop_line = drops[0][0] if drops else 10 ** 9
-    before = [s for s in sends if s[3] < drop_line]
     after_drop = [s for s in sends if s[3] > drop_line]
-    w1_lost = [s for s in before if s[0] == names["w1"]]
-    check(requeued and w1_lost and requeued[0][0] > drop_line,
-          "... W1 was handed %d chunk(s) after the cut; %d requeued when it was dropped"
-          % (len(w1_lost), len(requeued)))
-    resent = {(s[1]) for s in after_drop if s[2] > 1}
-    check(w1_lost and {s[1] for s in w1_lost} <= resent and
+    # The requeued line names the call of the chunk it puts back: those
+    # W1 held when its link went down (one it answered before is not
+    # lost; one handed to it just before `at` is).
+    requeued_calls = {REQUEUE_RE.search(ln).group(1) for _, ln in requeued}
+    lost = {s[1] for s in broker.sends(t.req_id or "-")
+            if s[0] == names["w1"] and s[4] in requeued_calls}
+    check(requeued and requeued[0][0] > drop_line,
+          "... W1 held chunk(s) %r when its link went down; %d requeued when it was "
+          "dropped" % (sorted(lost), len(requeued)))
+    resent = {s[1] for s in after_drop if s[2] > 1}
+    check(lost and len(lost) == len(requeued) and lost <= resent and
           all(s[0] == names["w2"] for s in after_drop if s[2] > 1),
-          "... W2 did W1's lost chunk(s) again (attempt 2): %r" % sorted(resent))
+          "... W2 did W1's lost chunk(s) %r again (attempt 2): %r"
+          % (sorted(lost), sorted(resent)))
     counts = per_host(after_drop)
     check(after_drop and set(counts) == {hosts["w2"]},
           "... every chunk after W1 was dropped went to W2: %r" % counts)
@@ -842,6 +767,14 @@ def cut_mid_transfer(r, t, what, names, hosts):
     t_up = time.monotonic()
     ok = wait_for(lambda: broker.joined(names["w1"], at), 25)
     check(ok, "W1's link up again: W1 rejoins the pool (%.1f s)" % (time.monotonic() - t_up))
+    # Joined is not enough: it must stay. The worker counts the broker's
+    # silence from the new connection, not from its socket's creation,
+    # or a link back late in that count makes it give up right after
+    # joining (and the broker drops it again).
+    time.sleep(LIVENESS_S + 1.5)
+    flaps = broker.find(DROP_RE, at, names["w1"])
+    check(ok and not flaps, "... and stays in it %.1f s later (no drop)" % (LIVENESS_S + 1.5),
+          repr(flaps[:1]))
     rc, err = r.health("crypto-worker", "w1")
     check(rc == 0, "... and its healthcheck says 0 again", err)
     return finished

@@ -16,8 +16,10 @@ from 127.0.0.1 is an ordinary, untrusted client of the same gateway.
   X-Request-Id) is ignored: the audit row has 127.0.0.1, the forged
   address -- even the throttled client's -- is neither throttled nor
   counted.
-- A trusted proxy's X-Forwarded-For given twice or malformed: the proxy's
-  address, a warning, and /metrics refused.
+- A trusted proxy's X-Forwarded-For given twice, malformed, or possibly
+  dropped (a request of 64 headers or more): the proxy's address, a
+  warning, and /metrics refused; its X-Request-Id twice or possibly
+  dropped: a fresh id.
 - X-Forwarded-Proto: the gateway's access line says scheme=https only when
   the trusted proxy says so.
 """
@@ -43,6 +45,9 @@ CLIENT_V6_SENT = "2001:DB8:0:0::42"
 CLIENT_V6 = "2001:db8::42"   # as the gateway writes it
 FORGED = "203.0.113.66"
 ADDR_FREE = 20               # AUTHD_LOGIN_ADDR_FREE
+# civetweb's header table holds 64 (MG_MAX_HEADERS): behind these, a
+# header is dropped unseen.
+PADDING = [("X-Pad-%d" % i, "x") for i in range(64)]
 RUN = uuid.uuid4().hex[:8]
 
 
@@ -182,7 +187,31 @@ def section_audit_addresses(t):
                      "X-Forwarded-For %s from the proxy: answered" % what)
         t.audit.append((tag, "login", "invalid_credentials", PROXY))
         t.lines.append((tag, "is given twice or is not an address"))
-    t.fail_counts[PROXY] = 4   # its own request above and these three
+    # A proxy that appends its own header after the client's (two headers:
+    # refused above) behind 64 padding headers: civetweb keeps 64 and
+    # drops the rest unseen, so only the client's forged one is left.
+    # Its X-Request-Id likewise: the client's early one is not adopted.
+    r = login(s, PROXY, t.ghost(), "wrong password",
+              [("X-Request-Id", rid("cut")), ("X-Forwarded-For", FORGED)] + PADDING +
+              [("X-Forwarded-For", CLIENT_B), ("X-Request-Id", rid("cut-proxy"))])
+    expect_error(r, 401, "invalid_credentials",
+                 "X-Forwarded-For behind 64 headers from the proxy: answered")
+    got = r.header("X-Request-Id") or ""
+    check(re.fullmatch(r"[0-9a-f]{16}", got),
+          "... and neither X-Request-Id is adopted (fresh id %s)" % got)
+    t.audit.append((got, "login", "invalid_credentials", PROXY))
+    t.lines.append((got, "has 64 headers or more"))
+    # X-Request-Id twice from the proxy: which copy it wrote is unknown.
+    r = login(s, PROXY, t.ghost(), "wrong password",
+              [("X-Forwarded-For", CLIENT_B), ("X-Request-Id", rid("twice-a")),
+               ("X-Request-Id", rid("twice-b"))])
+    expect_error(r, 401, "invalid_credentials", "X-Request-Id twice from the proxy")
+    got = r.header("X-Request-Id") or ""
+    check(re.fullmatch(r"[0-9a-f]{16}", got),
+          "... is not adopted (fresh id %s)" % got)
+    t.audit.append((got, "login", "invalid_credentials", CLIENT_B))
+    t.fail_counts[CLIENT_B] = t.fail_counts.get(CLIENT_B, 0) + 1
+    t.fail_counts[PROXY] = 5   # its own request above and these four
     t.fail_counts[DIRECT] = 2  # the two forged ones
 
 
@@ -198,6 +227,10 @@ def section_metrics(t):
     expect_error(r, 403, "forbidden", "/metrics with X-Forwarded-For twice via the proxy")
     r = send(s, PROXY, "GET", "/metrics", headers=[("X-Forwarded-For", "localhost")])
     expect_error(r, 403, "forbidden", "/metrics with a malformed X-Forwarded-For via the proxy")
+    r = send(s, PROXY, "GET", "/metrics", headers=[("X-Forwarded-For", "127.0.0.1")] +
+             PADDING + [("X-Forwarded-For", CLIENT_A)])
+    expect_error(r, 403, "forbidden", "/metrics via the proxy with the proxy's "
+                 "X-Forwarded-For behind 64 headers (dropped by civetweb)")
     r = send(s, DIRECT, "GET", "/metrics", headers=[("X-Forwarded-For", FORGED)])
     check(r.status == 200, "/metrics from the direct loopback client ignores its "
           "X-Forwarded-For: 200", repr(r))

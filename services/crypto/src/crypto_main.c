@@ -207,10 +207,25 @@ cleanup:
     return rc;
 }
 
+/* `worker` is the first argument that is not --config FILE: the mode
+   decides what CURVE needs before cm_service_init removes --config.   */
+static bool
+s_worker_mode (int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp (argv[i], "--config") == 0) {
+            i++;
+        } else if (strncmp (argv[i], "--config=", 9) != 0) {
+            return strcmp (argv[i], "worker") == 0;
+        }
+    }
+    return false;
+}
+
 int
 main (int argc, char **argv)
 {
-    bool worker = argc > 1 && strcmp (argv[1], "worker") == 0;
+    bool worker = s_worker_mode (argc, argv);
     const cm_service_info_t info = {
         .name = worker ? "crypto-worker" : "crypto",
         .binary = "safeshare-crypto",

@@ -175,13 +175,16 @@ s_connect (s_actor_t *self)
     }
     zsock_set_maxmsgsize (self->dealer, CM_MAX_MESSAGE);
     zsock_set_linger (self->dealer, 0);
-    /* Local threads use inproc, where CURVE has no part.               */
-    if (!self->local && cm_curve_on ()) {
+    /* Local threads use inproc, where CURVE has no part. A remote
+       worker watches its handshakes, CURVE or not: a refused key or a
+       mechanism mismatch is said, and the broker's silence is counted
+       from the moment the connection is made (see s_watch_event).      */
+    if (!self->local) {
         if (cm_curve_client_apply (self->dealer, "crypto") != 0) {
             goto retry;
         }
         self->warned = false;
-        self->watch = cm_curve_watch_new (self->dealer);
+        self->watch = cm_curve_watch_new (self->dealer, CM_CURVE_WATCH_HANDSHAKE);
         if (!self->watch) {
             goto retry;
         }
@@ -311,7 +314,14 @@ s_watch_event (s_actor_t *self)
 {
     char endpoint[256];
     int event = cm_curve_watch_recv (self->watch, endpoint, sizeof endpoint);
-    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        /* Connected (again): READY reaches the broker now, and its first
+           heartbeat may take a whole interval. Counting the silence from
+           the socket's creation would give up on a broker that has just
+           taken us when the link came back late in that count.         */
+        self->liveness = CRYPTOD_HEARTBEAT_LIVENESS;
+        self->tick_at = cm_mono_ms () + CRYPTOD_HEARTBEAT_MS;
+    } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
         cm_error (NULL,
                   "crypto worker: the broker refused our CURVE key (ZAP) endpoint=%s "
                   "worker=%s",
@@ -322,8 +332,8 @@ s_watch_event (s_actor_t *self)
         /* libzmq retries by itself: said once per socket.             */
         self->warned = true;
         cm_warn (NULL,
-                 "crypto worker %s: CURVE handshake with %s failed (is the broker "
-                 "on CURVE with the key in crypto.key?)",
+                 "crypto worker %s: handshake with %s failed (CURVE on one side "
+                 "only, or not the broker's key in crypto.key?)",
                  self->args->name, endpoint);
     }
 }

@@ -2,7 +2,8 @@
     remote workers on a loopback tcp endpoint) and real `safeshare-crypto
     worker` processes with their own keys:
 
-    - a worker whose key is in the broker's allow dir joins;
+    - a worker whose key is in the broker's allow dir joins (its CURVE
+      keys from `safeshare-crypto --config FILE worker ...`);
     - a worker with an unknown key is refused: it logs "crypto worker: the
       broker refused our CURVE key (ZAP) endpoint=..." and never joins;
     - once its key is copied into the allow dir it joins, without a
@@ -14,10 +15,7 @@
 #include <cmocka.h>
 
 #include <czmq.h>
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -49,29 +47,13 @@ static struct {
 static void
 s_keypair (const char *name)
 {
-    char dir[700], path[800];
-    snprintf (dir, sizeof dir, "%s/%s", g.keys, name);
-    assert_int_equal (cm_mkdirs (dir, 0700), 0);
-    zcert_t *cert = zcert_new ();
-    snprintf (path, sizeof path, "%s/%s.key", dir, name);
-    assert_int_equal (zcert_save_public (cert, path), 0);
-    snprintf (path, sizeof path, "%s/%s.key_secret", dir, name);
-    assert_int_equal (zcert_save_secret (cert, path), 0);
-    assert_int_equal (chmod (path, 0600), 0);
-    zcert_destroy (&cert);
+    assert_int_equal (cm_test_curve_keypair (g.keys, name), 0);
 }
 
 static void
 s_copy_public (const char *name, const char *to_dir)
 {
-    char from[800], to[800];
-    snprintf (from, sizeof from, "%s/%s/%s.key", g.keys, name, name);
-    snprintf (to, sizeof to, "%s/%s.key", to_dir, name);
-    size_t len = 0;
-    char *text = cm_file_read (from, 65536, &len);
-    assert_non_null (text);
-    assert_int_equal (cm_file_write_atomic (to, text, len, 0644), 0);
-    free (text);
+    assert_int_equal (cm_test_curve_publish (g.keys, name, to_dir, name), 0);
 }
 
 /* Spawns argv with our environment plus `extra` (NULL-terminated),
@@ -133,36 +115,27 @@ s_wait_count (const char *logfile, const char *needle, int count, pid_t pid, int
     return false;
 }
 
-/* A loopback port the kernel picked (port 0), free right now; czmq's
-   "tcp://127.0.0.1:*" scans from 49152 and would hand the same port to
-   tests started together.                                             */
-static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    assert_true (fd >= 0);
-    struct sockaddr_in a;
-    memset (&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    assert_int_equal (bind (fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal (getsockname (fd, (struct sockaddr *)&a, &len), 0);
-    close (fd);
-    return ntohs (a.sin_port);
-}
-
+/* A worker with the key of `name`: from the environment, or (config)
+   from a --config file given before `worker`, as a deployment may.   */
 static pid_t
-s_worker (const char *name, const char *logfile)
+s_worker (const char *name, const char *logfile, bool config)
 {
-    char secret[800], env_secret[900], env_pub[700];
+    char secret[800], env_secret[900], env_pub[700], conf[700];
     snprintf (secret, sizeof secret, "%s/%s/%s.key_secret", g.keys, name, name);
     snprintf (env_secret, sizeof env_secret, "SAFESHARE_CURVE_SECRET_KEY=%s", secret);
     snprintf (env_pub, sizeof env_pub, "SAFESHARE_CURVE_PUBLIC_DIR=%s", g.pub);
-    char *argv[] = {(char *)s_binary, "worker", "--connect", g.worker_ep,
-                    "--threads",      "1",      NULL};
+    snprintf (conf, sizeof conf, "%s/%s.conf", g.dir, name);
+    char text[2000];
+    int n = snprintf (text, sizeof text, "%s\n%s\n", env_secret, env_pub);
+    assert_int_equal (cm_file_write_atomic (conf, text, (size_t)n, 0600), 0);
+    char *argv_env[] = {(char *)s_binary, "worker", "--connect", g.worker_ep,
+                        "--threads",      "1",      NULL};
+    char *argv_conf[] = {(char *)s_binary, "--config",  conf, "worker", "--connect",
+                         g.worker_ep,      "--threads", "1",  NULL};
     char *extra[] = {env_secret, env_pub, NULL};
-    return s_spawn (argv, extra, logfile);
+    char *none[] = {NULL};
+    return config ? s_spawn (argv_conf, none, logfile)
+                  : s_spawn (argv_env, extra, logfile);
 }
 
 static void
@@ -181,7 +154,8 @@ test_refused_worker_then_allowed (void **state)
     s_copy_public ("crypto", g.pub);
     s_copy_public ("crypto", g.allow);
     s_copy_public ("crypto-worker", g.allow);
-    int port = s_free_port ();
+    int port = cm_test_free_port ();
+    assert_true (port > 0);
     snprintf (g.worker_ep, sizeof g.worker_ep, "tcp://127.0.0.1:%d", port);
 
     /* A KEK ring in the environment: the broker needs one to start.   */
@@ -217,10 +191,10 @@ test_refused_worker_then_allowed (void **state)
     /* Unauthenticated and unencrypted: not what a CURVE broker says.   */
     assert_int_equal (s_count (broker_log, "without authentication or encryption"), 0);
 
-    pid_t good = s_worker ("crypto-worker", good_log);
+    pid_t good = s_worker ("crypto-worker", good_log, true);
     assert_true (s_wait_count (broker_log, "joined (remote)", 1, broker, 10000));
 
-    pid_t bad = s_worker ("stranger", bad_log);
+    pid_t bad = s_worker ("stranger", bad_log, false);
     char line[200];
     snprintf (line, sizeof line,
               "crypto worker: the broker refused our CURVE key (ZAP) endpoint=%s",

@@ -23,14 +23,11 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <dirent.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -67,23 +64,6 @@ typedef struct {
     Safeshare__KeyNewReply *kn;
     uint8_t dek[32];
 } s_fixture_t;
-
-/* A loopback port nobody listens on right now.                        */
-static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    assert_true (fd >= 0);
-    struct sockaddr_in a;
-    memset (&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    assert_int_equal (bind (fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal (getsockname (fd, (struct sockaddr *)&a, &len), 0);
-    close (fd);
-    return ntohs (a.sin_port);
-}
 
 static pid_t
 s_spawn_broker (s_fixture_t *f)
@@ -173,7 +153,9 @@ s_setup (void **state)
     snprintf (f->worker_dir, sizeof f->worker_dir, "%s/worker-empty", f->dir);
     assert_int_equal (mkdir (f->worker_dir, 0700), 0);
     snprintf (f->endpoint, sizeof f->endpoint, "ipc://%s/run/crypto.sock", f->dir);
-    snprintf (f->workers_ep, sizeof f->workers_ep, "tcp://127.0.0.1:%d", s_free_port ());
+    int port = cm_test_free_port ();
+    assert_true (port > 0);
+    snprintf (f->workers_ep, sizeof f->workers_ep, "tcp://127.0.0.1:%d", port);
     f->broker = s_spawn_broker (f);
     s_wait_health (f->endpoint, f->broker);
     s_connect_callers (f);

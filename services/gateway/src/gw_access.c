@@ -177,7 +177,7 @@ gw_client_resolve (gw_client_t *client, const gw_cidr_list_t *trusted, const cha
     if (!gw_cidr_list_has (trusted, peer)) {
         return;
     }
-    if (xff_count > 0) {
+    if (xff_count != 0) {
         /* Entries left of the last are whatever the client wrote. */
         client->forwarded = GW_FORWARDED_BAD;
         const char *last = xff ? strrchr (xff, ',') : NULL;

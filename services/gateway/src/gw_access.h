@@ -44,7 +44,8 @@ bool gw_cidr_list_has (const gw_cidr_list_t *list, const char *addr);
 typedef enum {
     GW_FORWARDED_NO = 0, /* peer not a trusted proxy, or no X-Forwarded-For */
     GW_FORWARDED_YES,    /* addr is a trusted proxy's rightmost entry */
-    GW_FORWARDED_BAD,    /* a trusted proxy's, twice or malformed: addr is the peer */
+    GW_FORWARDED_BAD,    /* a trusted proxy's, twice, malformed or unknown:
+                            addr is the peer */
 } gw_forwarded_t;
 
 /* Who a request comes from, as the gateway judges it: the address that
@@ -59,14 +60,16 @@ typedef struct {
 /* Fills client for a request from peer (civetweb's remote_addr: the
    TCP peer), over TLS or not (peer_tls), carrying xff_count
    X-Forwarded-For headers (xff: the first, NULL if none) and xfp_count
-   X-Forwarded-Proto headers (xfp: the first).
+   X-Forwarded-Proto headers (xfp: the first); a count of -1: unknown
+   (headers may have been dropped unseen), judged as twice.
    From a peer outside trusted both headers are ignored: the peer and
    its own scheme. From a trusted proxy the address is the rightmost
    X-Forwarded-For entry -- the one the proxy itself appended, the only
    one it vouches for -- if that is an IPv4/IPv6 address (no port, no
-   brackets) and the header came once; otherwise the peer, marked
-   GW_FORWARDED_BAD. The scheme is X-Forwarded-Proto if it came once
-   and is "http" or "https" (any case), else the peer's own.           */
+   brackets) and the header came once; otherwise (twice, malformed,
+   unknown) the peer, marked GW_FORWARDED_BAD. The scheme is
+   X-Forwarded-Proto if it came once and is "http" or "https" (any
+   case), else the peer's own.                                         */
 void gw_client_resolve (gw_client_t *client, const gw_cidr_list_t *trusted,
                         const char *peer, bool peer_tls, const char *xff, int xff_count,
                         const char *xfp, int xfp_count);

@@ -161,10 +161,16 @@ s_handle (struct mg_connection *conn, void *cbdata)
     req.rpc = mg_get_thread_pointer (conn);
     req.watchdog = self->watchdog;
     req.watch_slot = -1;
-    /* A client's own id is believed only from a trusted proxy: anyone
-       else could plant ids that collide with another's in the logs.  */
-    const char *client_id = mg_get_header (conn, "X-Request-Id");
-    if (client_id && cm_is_request_id (client_id) &&
+    /* civetweb keeps the first MG_MAX_HEADERS headers and drops the rest
+       unseen: a proxy that appends its own after the client's may have
+       lost them there (or a second copy), so they count as unknown.    */
+    bool cut = ri->num_headers >= MG_MAX_HEADERS;
+    /* A client's own id is believed only from a trusted proxy, and only
+       given once (which copy the proxy wrote is unknown): anyone else
+       could plant ids that collide with another's in the logs.        */
+    const char *client_id = NULL;
+    if (!cut && gw_header_count (&req, "X-Request-Id", &client_id) == 1 &&
+        cm_is_request_id (client_id) &&
         gw_cidr_list_has (&self->settings.trusted_proxies, ri->remote_addr)) {
         snprintf (req.req_id, sizeof req.req_id, "%s", client_id);
     } else if (cm_random_hex (req.req_id, 8) != 0) {
@@ -177,12 +183,21 @@ s_handle (struct mg_connection *conn, void *cbdata)
     int xff_count = gw_header_count (&req, "X-Forwarded-For", &xff);
     int xfp_count = gw_header_count (&req, "X-Forwarded-Proto", &xfp);
     gw_client_resolve (&req.client, &self->settings.trusted_proxies, ri->remote_addr,
-                       ri->is_ssl != 0, xff, xff_count, xfp, xfp_count);
+                       ri->is_ssl != 0, xff, cut ? -1 : xff_count, xfp,
+                       cut ? -1 : xfp_count);
     if (req.client.forwarded == GW_FORWARDED_BAD) {
-        cm_warn (req.req_id,
-                 "X-Forwarded-For from trusted proxy %s is given twice or is not an "
-                 "address: the request is judged as the proxy's",
-                 req.client.addr);
+        if (cut) {
+            cm_warn (req.req_id,
+                     "request from trusted proxy %s has %d headers or more (the rest "
+                     "are dropped): its X-Forwarded-For is unknown, the request is "
+                     "judged as the proxy's",
+                     req.client.addr, MG_MAX_HEADERS);
+        } else {
+            cm_warn (req.req_id,
+                     "X-Forwarded-For from trusted proxy %s is given twice or is not an "
+                     "address: the request is judged as the proxy's",
+                     req.client.addr);
+        }
     }
     bool draining = s_enter (self);
     const char *origin = mg_get_header (conn, "Origin");

@@ -2,9 +2,10 @@
     no document_root, no CORS by default, keep-alive + TCP_NODELAY), a
     ZeroMQ socket set per worker thread (init_thread/exit_thread), and the
     per-request transport checks before a route's handler runs: request
-    id, the client's address and scheme (gw_client_resolve), smuggling guard (Content-Length with Transfer-Encoding, or either
-    twice), routing, 404/405 in the one error shape, one access-log line
-    per request; a gw_watchdog bounds body reads.
+    id, the client's address and scheme (gw_client_resolve), smuggling
+    guard (Content-Length with Transfer-Encoding, or either twice),
+    routing, 404/405 in the one error shape, one access-log line per
+    request; a gw_watchdog bounds body reads.
     Stopping is a drain: gw_server_drain_begin turns new requests away
     (503 shutting_down, Connection: close) while the ones in flight run
     on; gw_server_drain_wait waits for them; gw_server_destroy stops

@@ -177,6 +177,15 @@ test_client_malformed (void **state)
     /* Twice: which copy the proxy wrote is unknown, even if both agree. */
     s_resolve (&trusted, "10.1.2.3", "203.0.113.9", 2, NULL, 0, "10.1.2.3",
                GW_FORWARDED_BAD, "http");
+    /* Unknown (civetweb's header table was full, the rest dropped
+       unseen): as twice; the proxy's scheme header likewise unknown.  */
+    s_resolve (&trusted, "10.1.2.3", "203.0.113.9", -1, "https", -1, "10.1.2.3",
+               GW_FORWARDED_BAD, "http");
+    s_resolve (&trusted, "10.1.2.3", NULL, -1, NULL, -1, "10.1.2.3", GW_FORWARDED_BAD,
+               "http");
+    /* ... but only a trusted proxy's headers are judged at all. */
+    s_resolve (&trusted, "198.51.100.2", "203.0.113.9", -1, NULL, -1, "198.51.100.2",
+               GW_FORWARDED_NO, "http");
     /* Counted but no value (cannot come from civetweb): still refused. */
     s_resolve (&trusted, "10.1.2.3", NULL, 1, NULL, 0, "10.1.2.3", GW_FORWARDED_BAD,
                "http");

@@ -8,10 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,33 +39,16 @@ static struct {
     char env_allow[600];
 } g;
 
-/* <keys>/<name>/<name>.key_secret (0600) and .key, like service-gen. */
 static void
 s_keypair (const char *name)
 {
-    char dir[600], path[700];
-    snprintf (dir, sizeof dir, "%s/%s", g.keys, name);
-    assert_int_equal (cm_mkdirs (dir, 0700), 0);
-    zcert_t *cert = zcert_new ();
-    snprintf (path, sizeof path, "%s/%s.key", dir, name);
-    assert_int_equal (zcert_save_public (cert, path), 0);
-    snprintf (path, sizeof path, "%s/%s.key_secret", dir, name);
-    assert_int_equal (zcert_save_secret (cert, path), 0);
-    assert_int_equal (chmod (path, 0600), 0);
-    zcert_destroy (&cert);
+    assert_int_equal (cm_test_curve_keypair (g.keys, name), 0);
 }
 
 static void
 s_copy_public (const char *name, const char *to_dir, const char *as)
 {
-    char from[700], to[700];
-    snprintf (from, sizeof from, "%s/%s/%s.key", g.keys, name, name);
-    snprintf (to, sizeof to, "%s/%s.key", to_dir, as);
-    size_t len = 0;
-    char *text = cm_file_read (from, 65536, &len);
-    assert_non_null (text);
-    assert_int_equal (cm_file_write_atomic (to, text, len, 0644), 0);
-    free (text);
+    assert_int_equal (cm_test_curve_publish (g.keys, name, to_dir, as), 0);
 }
 
 static void
@@ -91,25 +71,6 @@ s_client_as (const char *name)
     zsock_t *sock = cm_sock_client (g.ep, "storage");
     assert_non_null (sock);
     return sock;
-}
-
-/* A loopback port the kernel picked (port 0), free right now; czmq's
-   "tcp://127.0.0.1:*" scans from 49152 and would hand the same port to
-   tests started together.                                             */
-static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    assert_true (fd >= 0);
-    struct sockaddr_in a;
-    memset (&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    assert_int_equal (bind (fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal (getsockname (fd, (struct sockaddr *)&a, &len), 0);
-    close (fd);
-    return ntohs (a.sin_port);
 }
 
 static pid_t
@@ -140,7 +101,8 @@ s_setup (void **state)
     s_copy_public ("storage", g.pub, "storage");
     s_copy_public ("storage", g.allow, "storage");
     s_copy_public ("gateway", g.allow, "gateway");
-    int port = s_free_port ();
+    int port = cm_test_free_port ();
+    assert_true (port > 0);
     snprintf (g.ep, sizeof g.ep, "tcp://127.0.0.1:%d", port);
     snprintf (g.env_data, sizeof g.env_data, "SAFESHARE_DATA_DIR=%s", g.tmp);
     snprintf (g.env_ep, sizeof g.env_ep, "SAFESHARE_STORAGE_ENDPOINT=%s", g.ep);
