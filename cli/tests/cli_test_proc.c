@@ -1,5 +1,6 @@
 /*  cli_test_proc -- running the `safeshare` binary from tests.          */
 #include "cli_test_proc.h"
+#include "cm_testing.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -207,12 +208,7 @@ cli_test_mode (const char *dir, const char *rel)
 int
 cli_test_free_port (void)
 {
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    assert_int_equal (bind (fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    socklen_t sl = sizeof sa;
-    getsockname (fd, (struct sockaddr *)&sa, &sl);
-    close (fd);
-    return ntohs (sa.sin_port);
+    int port = cm_test_free_port ();
+    assert_true (port > 0);
+    return port;
 }

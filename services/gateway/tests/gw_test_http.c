@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "cm_testing.h"
 #include "cm_util.h"
 
 void
@@ -21,17 +22,7 @@ gw_test_resp_free (gw_test_resp_t *r)
 int
 gw_test_free_port (void)
 {
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind (fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname (fd, (struct sockaddr *)&a, &len) == 0) {
-        port = ntohs (a.sin_port);
-    }
-    close (fd);
-    return port;
+    return cm_test_free_port ();
 }
 
 int

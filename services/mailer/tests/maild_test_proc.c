@@ -196,19 +196,7 @@ maild_test_read_first (const char *dir, size_t *len)
 int
 maild_test_free_port (void)
 {
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind (fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname (fd, (struct sockaddr *)&a, &len) == 0) {
-        port = ntohs (a.sin_port);
-    }
-    if (fd >= 0) {
-        close (fd);
-    }
-    return port;
+    return cm_test_free_port ();
 }
 
 /* True once a connection to port gets "220 " first. */

@@ -493,15 +493,7 @@ test_s3_down (void **state)
 static int
 s_free_port (void)
 {
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl (0x7f000001)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind (fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname (fd, (struct sockaddr *)&a, &len) != 0) {
-        return -1;
-    }
-    close (fd);
-    return ntohs (a.sin_port);
+    return cm_test_free_port ();
 }
 
 static int

@@ -744,13 +744,9 @@ test_busy (void **state)
 static int
 s_free_port (void)
 {
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl (0x7f000001)};
-    socklen_t len = sizeof a;
-    assert_int_equal (bind (fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal (getsockname (fd, (struct sockaddr *)&a, &len), 0);
-    close (fd);
-    return ntohs (a.sin_port);
+    int port = cm_test_free_port ();
+    assert_true (port > 0);
+    return port;
 }
 
 /* A private server from the script; its env lines into p.             */
