@@ -193,6 +193,16 @@ cli_test_vrun (const char *binary, const char *stdin_data, char **out, char **er
     return cli_test_run (binary, argv, stdin_data, out, err);
 }
 
+int
+cli_test_runl (const char *binary, char **out, char **err, ...)
+{
+    va_list ap;
+    va_start (ap, err);
+    int rc = cli_test_vrun (binary, NULL, out, err, ap);
+    va_end (ap);
+    return rc;
+}
+
 unsigned
 cli_test_mode (const char *dir, const char *rel)
 {

@@ -26,6 +26,9 @@ int cli_test_run (const char *binary, char *const argv[], const char *stdin_data
    up to a NULL (at most 14): a test's variadic s_run passes its own.  */
 int cli_test_vrun (const char *binary, const char *stdin_data, char **out, char **err,
                    va_list args);
+/* cli_test_vrun without stdin, the args given here up to a NULL; out /
+   err may be NULL (then dropped).                                     */
+int cli_test_runl (const char *binary, char **out, char **err, ...);
 /* Frees what cli_test_run captured and NULLs both.                   */
 void cli_test_free2 (char **out, char **err);
 /* The whole file as a string (caller frees), NULL if unreadable.       */

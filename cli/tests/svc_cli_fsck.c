@@ -43,15 +43,8 @@ typedef cli_test_store_t s_fixture_t;
 
 /* `safeshare` with the arguments after err, up to a NULL; out / err
    may be NULL (then dropped).                                         */
-static int
-s_run (char **out, char **err, ...)
-{
-    va_list ap;
-    va_start (ap, err);
-    int rc = cli_test_vrun (s_bin, NULL, out, err, ap);
-    va_end (ap);
-    return rc;
-}
+/* `safeshare` with the arguments after err, up to a NULL. */
+#define s_run(out, err, ...) cli_test_runl (s_bin, (out), (err), __VA_ARGS__)
 
 static int
 s_setup (void **state)

@@ -38,15 +38,8 @@ static const char *s_bin;
 /* The peer is s3rver (SAFESHARE_TEST_S3_SERVER), not moto.             */
 static bool s_s3rver;
 
-static int
-s_run (char **out, char **err, ...)
-{
-    va_list ap;
-    va_start (ap, err);
-    int rc = cli_test_vrun (s_bin, NULL, out, err, ap);
-    va_end (ap);
-    return rc;
-}
+/* `safeshare` with the arguments after err, up to a NULL. */
+#define s_run(out, err, ...) cli_test_runl (s_bin, (out), (err), __VA_ARGS__)
 
 /* SAFESHARE_S3_* from the test server's SAFESHARE_TEST_S3_*.          */
 static bool
